@@ -1,0 +1,1 @@
+"""Backends: the only layer that changes the world (local processes, Kubernetes releases)."""

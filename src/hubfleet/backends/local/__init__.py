@@ -1,0 +1,1 @@
+"""Local backend: every hub is a real JupyterHub process with its own node proxy, on this machine."""

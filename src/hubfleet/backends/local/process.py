@@ -1,0 +1,223 @@
+"""Detached processes (hubs, proxies) that hubfleet finds again after it restarts itself.
+
+A hub must outlive the ``hubfleet apply`` that started it, so it runs in its own session (no controlling terminal,
+not killed by the caller's Ctrl-C) with output going to a log file. hubfleet finds it again through a pidfile that
+stores the pid *and* the process create time: pids are recycled, and a bare-pid file would one day make hubfleet
+report (or kill!) an unrelated process as "the hub". A record only counts as alive if a process with that pid
+exists and started at the recorded time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+__all__ = ["ProcessRecord", "StartFailed", "read_alive", "read_record", "start_detached", "stop"]
+
+# psutil create_time() is derived from /proc (clock ticks since boot): equal for the same process across
+# calls, but compare with a tolerance in case of float rounding in the JSON round trip.
+_CREATE_TIME_TOLERANCE = 0.05
+
+# Popen objects of children we started in *this* interpreter, kept so their exit status can be collected
+# (otherwise a stopped hub lingers as a zombie until hubfleet exits, and psutil reports it as still present).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class StartFailed(RuntimeError):
+    """The process exited immediately; the message carries the tail of its log."""
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    pid: int
+    create_time: float
+    argv: list[str] = field(default_factory=list)
+    log_path: str | None = None
+
+    def process(self) -> psutil.Process | None:
+        """The live ``psutil.Process`` this record names, or None if it is gone or the pid was reused."""
+        _reap(self.pid)
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) > _CREATE_TIME_TOLERANCE:
+                return None  # same number, different process
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return None
+
+    def rss_bytes(self, *, children: bool = True) -> int:
+        """Resident memory of the process (and, by default, all its descendants); 0 if gone."""
+        proc = self.process()
+        if proc is None:
+            return 0
+        procs = [proc, *(proc.children(recursive=True) if children else [])]
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+
+def start_detached(
+    argv: Sequence[str],
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str] | None,
+    log_path: str | os.PathLike[str],
+    pidfile: str | os.PathLike[str],
+) -> ProcessRecord:
+    """Start ``argv`` in a new session with stdout+stderr appended to ``log_path``; record it in ``pidfile``.
+
+    If ``pidfile`` already names a live process, that record is returned and nothing new is started, so
+    calling this twice is harmless. Raises ``StartFailed`` if the process dies at once (bad argv, port taken...).
+    """
+    existing = read_alive(pidfile)
+    if existing is not None:
+        return existing
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(  # noqa: S603 - argv is built by hubfleet, never a shell string
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # New session = new process group led by the child: stop() can signal the whole group (JupyterHub
+            # and any helper it forks) and a terminal's SIGINT/SIGHUP to hubfleet does not reach it.
+            start_new_session=True,
+            close_fds=True,
+        )
+    _CHILDREN[popen.pid] = popen
+    try:
+        create_time = psutil.Process(popen.pid).create_time()
+    except psutil.NoSuchProcess:
+        create_time = 0.0
+    record = ProcessRecord(pid=popen.pid, create_time=create_time, argv=list(argv), log_path=str(log_path))
+    if popen.poll() is not None or create_time == 0.0:
+        raise StartFailed(f"{argv[0]} exited with {popen.poll()} at once; log tail:\n{_tail(log_path)}")
+    _write_record(Path(pidfile), record)
+    return record
+
+
+def read_record(pidfile: str | os.PathLike[str]) -> ProcessRecord | None:
+    """The record in ``pidfile`` whether or not the process still runs; None if absent or unreadable."""
+    try:
+        data = json.loads(Path(pidfile).read_text())
+        return ProcessRecord(
+            pid=int(data["pid"]),
+            create_time=float(data["create_time"]),
+            argv=list(data.get("argv", [])),
+            log_path=data.get("log_path"),
+        )
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_alive(pidfile: str | os.PathLike[str]) -> ProcessRecord | None:
+    """The record in ``pidfile`` if that very process (pid *and* create time) is still running, else None."""
+    record = read_record(pidfile)
+    if record is None or record.process() is None:
+        return None
+    return record
+
+
+def stop(pidfile: str | os.PathLike[str], timeout: float = 10.0) -> bool:
+    """Stop the recorded process and its process group: SIGTERM, wait up to ``timeout`` s, then SIGKILL.
+
+    Idempotent: a missing pidfile or an already-dead process is fine. The pidfile is removed at the end.
+    Returns True if a live process was signalled. Only the recorded process's own group is signalled, and only
+    after its create time matched, so a recycled pid is never killed.
+    """
+    pidfile = Path(pidfile)
+    record = read_record(pidfile)
+    proc = record.process() if record else None
+    if proc is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    # Collect the group before signalling: once the leader exits, members can no longer be found through it.
+    members = _group_members(proc)
+    _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    alive = members
+    while alive and time.monotonic() < deadline:
+        _reap(record.pid)
+        gone, alive = psutil.wait_procs(alive, timeout=0.2)
+    if alive:
+        _signal_group(proc, signal.SIGKILL)
+        for p in alive:  # members that left the group (setsid) still belong to this hub
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+    _reap(record.pid)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def _group_members(proc: psutil.Process) -> list[psutil.Process]:
+    """The process plus its descendants that are still in its process group."""
+    members = [proc]
+    try:
+        pgid = os.getpgid(proc.pid)
+        for child in proc.children(recursive=True):
+            try:
+                if os.getpgid(child.pid) == pgid:
+                    members.append(child)
+            except OSError:
+                pass
+    except (OSError, psutil.Error):
+        pass
+    return members
+
+
+def _signal_group(proc: psutil.Process, sig: signal.Signals) -> None:
+    try:
+        pgid = os.getpgid(proc.pid)
+    except OSError:
+        return
+    if pgid == proc.pid:  # it leads its own group (start_detached made it so): signal the group
+        try:
+            os.killpg(pgid, sig)
+        except OSError:
+            pass
+    else:  # never killpg a group we do not lead, it could be hubfleet's own
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def _reap(pid: int) -> None:
+    popen = _CHILDREN.get(pid)
+    if popen is not None and popen.poll() is not None:
+        _CHILDREN.pop(pid, None)
+
+
+def _write_record(pidfile: Path, record: ProcessRecord) -> None:
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pidfile.with_name(f".{pidfile.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=2) + "\n")
+    os.replace(tmp, pidfile)  # atomic: a reader sees the old record or the new one, never half a file
+
+
+def _tail(path: Path, nbytes: int = 2000) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - nbytes))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"

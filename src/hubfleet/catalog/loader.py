@@ -1,0 +1,215 @@
+"""Load a catalog (one YAML file, or a folder of fleet.yaml + courses/*.yaml) into a typed Catalog.
+
+Every problem is collected and raised at once as a CatalogError whose lines read
+``FILE:LINE:COL: path.to.field: what is wrong and how to fix it``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from hubfleet.catalog.errors import CatalogError, Location, Problem
+from hubfleet.catalog.model import Catalog
+from hubfleet.catalog.roster import Member, RosterErrors, parse_roster
+from hubfleet.catalog.semantics import check_semantics
+from hubfleet.catalog.source import DataPath, SourceMap, read_yaml
+
+# Keys whose values are file paths, written relative to the file that names them.
+_PATH_KEYS = {("csv",), ("source",), ("logo",), ("users_file",)}
+# Tags pydantic puts into error locations of tagged unions; they are not keys of the data.
+_UNION_TAGS = {"csv", "users", "ldap", "idp_group", "oidc", "lti13", "embedded"}
+
+
+@dataclass
+class LoadedCatalog:
+    """A validated catalog plus what the loader learnt on the way: positions, rosters, the root folder."""
+
+    catalog: Catalog
+    root: Path
+    sources: SourceMap
+    rosters: dict[str, list[Member]] = field(default_factory=dict)  # root-relative csv path -> members
+
+    def path(self, relative: str) -> Path:
+        """An absolute path for a root-relative path from the catalog."""
+        return (self.root / relative).resolve()
+
+
+def _catalog_files(target: Path) -> tuple[Path, list[Path]]:
+    if target.is_dir():
+        fleet = target / "fleet.yaml"
+        courses = sorted((target / "courses").glob("*.yaml")) + sorted((target / "courses").glob("*.yml"))
+        return fleet, courses
+    return target, []
+
+
+def _rebase_paths(data: Any, file_dir: Path, root: Path) -> None:
+    """Rewrite relative file paths to be relative to the catalog root, so plans are machine-independent."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if (key,) in _PATH_KEYS and isinstance(value, str) and value and not os.path.isabs(value):
+                data[key] = os.path.normpath(os.path.relpath(file_dir / value, root))
+            else:
+                _rebase_paths(value, file_dir, root)
+    elif isinstance(data, list):
+        for item in data:
+            _rebase_paths(item, file_dir, root)
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root.parent)) if root.parent != path.parent.parent else str(path)
+    except ValueError:
+        return str(path)
+
+
+def readable_path(data: Any, loc: DataPath) -> str:
+    """``courses[TM351].presentations[2026J].end`` from a data path, naming list items by their id."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            label = str(part)
+            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict):
+                item = node[part]
+                label = str(item.get("id") or item.get("code") or item.get("name") or part)
+            out += f"[{label}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def _data_loc(data: Any, loc: tuple) -> DataPath:
+    """Drop pydantic's union tags and function names from an error location, keeping real data keys."""
+    path: list[Any] = []
+    node = data
+    for part in loc:
+        after_union = path[-1:] == ["auth"] or path[-2:-1] == ["enrolment"]
+        if after_union and part in _UNION_TAGS:
+            continue
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node and not part[:1].isupper():
+            # A missing or unknown key: keep it so the message can name it.
+            path.append(part)
+            node = None
+    return tuple(path)
+
+
+def _model_for(loc: DataPath) -> type[BaseModel] | None:
+    """The model class at a data path, to list its known keys in an 'unknown key' message."""
+    from hubfleet.catalog import model as m
+
+    model: Any = m.Catalog
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        ann = fields[part].annotation
+        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        inner = [c for c in candidates if issubclass(c, BaseModel)]
+        if not inner:
+            for arg in getattr(ann, "__args__", ()):
+                inner += [a for a in getattr(arg, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return None
+        model = inner[0]
+    return model
+
+
+def _explain(err: dict, data: Any, loc: DataPath) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_for(loc)
+        known = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else (f"; known keys: {', '.join(known)}" if known else "")
+        return f"unknown key '{loc[-1]}'{hint}"
+    if kind == "missing":
+        return f"missing required key '{loc[-1]}'; add it"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind.startswith("date"):
+        return f"{msg}; write a date as YYYY-MM-DD"
+    if kind == "literal_error":
+        return msg.replace("Input should be", "must be")
+    return msg
+
+
+def load_catalog(target: str | Path) -> LoadedCatalog:
+    """Load and validate a catalog; raise CatalogError with every problem found."""
+    target = Path(target)
+    if not target.exists():
+        raise CatalogError([Problem(Location(str(target), 1, 1), "", "no such catalog file or folder")])
+    fleet_file, course_files = _catalog_files(target)
+    root = fleet_file.parent.resolve()
+    smap = SourceMap()
+    problems: list[Problem] = []
+    disp = str(fleet_file)
+    data, errs = read_yaml(fleet_file, disp, (), smap)
+    problems += errs
+    if data is None and not errs:
+        data = {}
+    if not errs and not isinstance(data, dict):
+        problems.append(Problem(Location(disp, 1, 1), "", "the catalog must be a mapping with 'fleet' and 'courses'"))
+    if problems:
+        raise CatalogError(problems)
+    _rebase_paths(data, fleet_file.parent.resolve(), root)
+    courses = data.setdefault("courses", []) or []
+    data["courses"] = courses
+    if not isinstance(courses, list):
+        raise CatalogError([Problem(smap.locate(("courses",)), "courses", "must be a list of courses")])
+    for course_file in course_files:
+        index = len(courses)
+        cdata, errs = read_yaml(course_file, str(course_file), ("courses", index), smap)
+        problems += errs
+        if cdata is None and not errs:
+            problems.append(Problem(Location(str(course_file), 1, 1), "", "the course file is empty"))
+        if cdata is not None:
+            _rebase_paths(cdata, course_file.parent.resolve(), root)
+            courses.append(cdata)
+    if problems:
+        raise CatalogError(problems)
+
+    try:
+        catalog = Catalog.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _data_loc(data, err["loc"])
+            where = smap.locate(loc, key=err["type"] == "extra_forbidden")
+            problems.append(Problem(where, readable_path(data, loc), _explain(err, data, loc)))
+        raise CatalogError(problems) from None
+
+    for loc, message in check_semantics(catalog, root):
+        problems.append(Problem(smap.locate(loc), readable_path(data, loc), message))
+
+    rosters: dict[str, list[Member]] = {}
+    for ci, course in enumerate(catalog.courses):
+        for pi, pres in enumerate(course.presentations):
+            for si, src in enumerate(pres.enrolment):
+                rel = getattr(src, "csv", None)
+                if rel is None or rel in rosters or not (root / rel).is_file():
+                    continue
+                columns = src.columns.model_dump() if src.columns else None
+                try:
+                    rosters[rel] = parse_roster(root / rel, src.preset, columns, src.role)
+                except RosterErrors as bad:
+                    for e in bad.errors:
+                        loc = ("courses", ci, "presentations", pi, "enrolment", si, "csv")
+                        csv_display = os.path.normpath(os.path.join(fleet_file.parent, rel))
+                        problems.append(Problem(Location(csv_display, e.row, e.col), readable_path(data, loc), e.message))
+    if problems:
+        raise CatalogError(problems)
+    return LoadedCatalog(catalog=catalog, root=root, sources=smap, rosters=rosters)

@@ -1,0 +1,332 @@
+"""The catalog schema: one strict pydantic model per YAML mapping.
+
+Every model forbids unknown keys, because a typo in a catalog (``expected_student:``) must be an
+error and not a silently ignored setting. Field descriptions are the reference documentation:
+``docs/catalog.md`` is generated from them (``hubfleet docs``), so they say what an option does and
+what can go wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+from hubfleet.catalog.quantities import Cpu, Memory
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+PLACEHOLDERS = ("username", "course", "presentation", "course_dir")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+Topology = Literal["per-presentation", "per-course", "per-unit", "central"]
+Layout = Literal["personal-subfolder", "per-presentation", "ephemeral"]
+Overwrite = Literal["never", "always", "if-unchanged"]
+Role = Literal["student", "tutor", "instructor"]
+
+
+def check_template(text: str) -> str:
+    """Reject placeholders other than the ones hubfleet fills in."""
+    for name in _PLACEHOLDER.findall(text):
+        if name not in PLACEHOLDERS:
+            known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{name}}}; the known placeholders are {known}")
+    return text
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(Strict):
+    """CPU and memory for each student server: a guarantee, and optionally a limit."""
+
+    cpu: Cpu | None = Field(None, description="CPU guaranteed per server, in cores (`1`, `0.5`) or millicores (`500m`).")
+    memory: Memory | None = Field(None, description="Memory guaranteed per server, e.g. `2G` or `2Gi`.")
+    cpu_limit: Cpu | None = Field(None, description="Hard CPU limit per server; unset means the guarantee.")
+    memory_limit: Memory | None = Field(
+        None, description="Hard memory limit per server; a server that exceeds it is killed. Unset means the guarantee."
+    )
+
+
+class Culling(Strict):
+    """Idle culling, run by jupyterhub-idle-culler inside every hub."""
+
+    enabled: bool = Field(True, description="Stop idle servers. Turning this off costs money on a busy cluster.")
+    idle_timeout: int = Field(3600, ge=60, description="Seconds without activity before a server is stopped.")
+    max_age: int = Field(
+        0, ge=0, description="Seconds after which a server is stopped even if active; 0 means no limit."
+    )
+    every: int = Field(600, ge=30, description="Seconds between culler passes.")
+
+
+class ExtraMount(Strict):
+    """An extra directory inside the student's server, e.g. a postgres data dir in the course folder."""
+
+    name: str = Field(description="Short DNS-1123 name of the mount; it names the volume on Kubernetes.")
+    path: str = Field(
+        description="Where it appears, a template using `{username}`, `{course}`, `{presentation}`, `{course_dir}`."
+    )
+    read_only: bool = Field(False, description="Mount it read-only (e.g. a shared dataset).")
+    size: Memory | None = Field(None, description="Size of its own volume on Kubernetes; unset shares the home store.")
+
+    _tpl = field_validator("path")(check_template)
+
+
+class Storage(Strict):
+    """Where student files live. Changing the layout of a running presentation would orphan files and is refused."""
+
+    layout: Layout | None = Field(
+        None,
+        description=(
+            "`personal-subfolder`: one personal store per student, the course works in "
+            "`/home/{username}/{COURSE}-{PRESENTATION}`; `per-presentation`: one volume per student per "
+            "presentation, archived and removed with it; `ephemeral`: nothing is kept (workshops)."
+        ),
+    )
+    size: Memory | None = Field(None, description="Size of each student's volume, e.g. `5Gi`.")
+    extra_mounts: list[ExtraMount] = Field(default_factory=list, description="Extra directories to mount.")
+
+
+class SeedStep(Strict):
+    """Course material copied into the course folder on first start."""
+
+    source: str = Field(description="A directory of material, relative to the file that names it.")
+    target: str = Field(".", description="Where in the course folder it goes; `.` is the course folder itself.")
+    overwrite: Overwrite = Field(
+        "if-unchanged",
+        description=(
+            "`never`: copy only files that do not exist; `always`: replace every file (destroys student edits); "
+            "`if-unchanged`: update a file only while it still has the hash hubfleet last copied."
+        ),
+    )
+
+    _tpl = field_validator("target")(check_template)
+
+
+class Image(Strict):
+    """A container image a student may choose (a profile)."""
+
+    name: str = Field(description="Short DNS-1123 name, unique within the course.")
+    image: str = Field(description="The container image, ideally pinned to a tag or digest.")
+    display_name: str | None = Field(None, description="What students see in the profile list.")
+    description: str | None = Field(None, description="A line under the display name.")
+    default: bool = Field(False, description="Preselected in the profile list.")
+    resources: Resources | None = Field(None, description="Overrides the course resources for this image.")
+
+
+class Extensions(Strict):
+    """Per-course JupyterLab configuration, applied through the server's config dirs, never the student's home."""
+
+    disabled: list[str] = Field(default_factory=list, description="Extension ids to disable (`page_config.json`).")
+    settings: dict[str, dict] = Field(
+        default_factory=dict, description="Settings overrides per plugin id (`overrides.json`)."
+    )
+
+
+class Team(Strict):
+    """Course staff. Instructors may start, stop and open their students' servers; tutors may open them."""
+
+    instructors: list[str] = Field(default_factory=list, description="Usernames of instructors.")
+    tutors: list[str] = Field(default_factory=list, description="Usernames of tutors.")
+
+
+class CsvColumns(Strict):
+    username: str = Field("username", description="Column holding the login name.")
+    role: str | None = Field(None, description="Column holding the role (student, tutor, instructor).")
+
+
+class CsvSource(Strict):
+    """A roster file exported from a student-records system or a VLE."""
+
+    csv: str = Field(description="Path of the CSV file, relative to the file that names it.")
+    preset: Literal["hubfleet", "student-records", "moodle", "canvas"] = Field(
+        "hubfleet",
+        description=(
+            "Column layout: `hubfleet` (username[,role]), `student-records` (PERSON_ID,USERNAME,...), "
+            "`moodle` (participant export), `canvas` (gradebook/people export)."
+        ),
+    )
+    columns: CsvColumns | None = Field(None, description="Explicit columns; overrides the preset.")
+    role: Role = Field("student", description="Role of rows that carry none.")
+
+
+class UsersSource(Strict):
+    """A static list in the catalog, for small groups and workshops."""
+
+    users: list[str] = Field(description="Usernames.")
+    role: Role = Field("student", description="Their role.")
+
+
+class LdapQuery(Strict):
+    group: str | None = Field(None, description="DN of a group whose `member`/`memberUid` values are the students.")
+    filter: str | None = Field(None, description="An LDAP filter selecting the students.")
+    attribute: str = Field("uid", description="The attribute holding the username.")
+    base: str | None = Field(None, description="Search base for `filter`; defaults to the fleet's LDAP base.")
+
+
+class LdapSource(Strict):
+    """Members of an LDAP group or filter, read at every sync."""
+
+    ldap: LdapQuery
+    role: Role = Field("student", description="Their role.")
+
+
+class IdpGroupSource(Strict):
+    """Anyone whose login token carries this group is enrolled when they log in ("auth affinity")."""
+
+    idp_group: str = Field(description="The group name as the identity provider sends it in the groups claim.")
+    role: Role = Field("student", description="Their role.")
+
+
+_SOURCE_KEYS = {"csv": "csv", "users": "users", "ldap": "ldap", "idp_group": "idp_group"}
+
+
+def _source_kind(value: object) -> str | None:
+    """Pick the source type by its one identifying key, so an error names that source, not four guesses."""
+    if isinstance(value, BaseModel):
+        return next(k for k in _SOURCE_KEYS if hasattr(value, k))
+    if isinstance(value, dict):
+        for key in _SOURCE_KEYS:
+            if key in value:
+                return key
+    return None
+
+
+EnrolmentSource = Annotated[
+    Union[
+        Annotated[CsvSource, Tag("csv")],
+        Annotated[UsersSource, Tag("users")],
+        Annotated[LdapSource, Tag("ldap")],
+        Annotated[IdpGroupSource, Tag("idp_group")],
+    ],
+    Discriminator(
+        _source_kind,
+        custom_error_type="enrolment_source",
+        custom_error_message="an enrolment source needs one of the keys csv, users, ldap or idp_group",
+    ),
+]
+
+
+class Overrides(Strict):
+    """Settings a presentation may override; unset means the course's, then the fleet default."""
+
+    images: list[Image] | None = Field(None, description="Profiles offered to students.")
+    resources: Resources | None = Field(None, description="CPU and memory per server.")
+    storage: Storage | None = Field(None, description="Storage layout, size and extra mounts.")
+    extensions: Extensions | None = Field(None, description="JupyterLab extension config.")
+    seed: list[SeedStep] | None = Field(None, description="Course material to seed.")
+    culling: Culling | None = Field(None, description="Idle culling.")
+    container_user: Literal["username", "jovyan"] | None = Field(
+        None, description="`username`: the real username inside the container; `jovyan`: the image default."
+    )
+
+
+class Presentation(Overrides):
+    """One run of a course, with its own dates and students."""
+
+    id: str = Field(description="Presentation id, e.g. `2026J`; frozen once students have files.")
+    start: dt.date = Field(description="First teaching day (YYYY-MM-DD).")
+    end: dt.date = Field(description="Last teaching day (YYYY-MM-DD); after it the hub becomes read-only.")
+    expected_students: int = Field(0, ge=0, description="Sizing hint for quotas and cost.")
+    enrolment: list[EnrolmentSource] = Field(default_factory=list, description="Where the students come from.")
+    team: Team | None = Field(None, description="Staff added for this presentation only.")
+    title: str | None = Field(None, description="Overrides the course title, e.g. for a summer school.")
+
+
+class Course(Overrides):
+    """A course (module) and its presentations; one file per course in a folder catalog."""
+
+    code: str = Field(description="Course code, e.g. `TM351`; hub names and storage paths derive from it.")
+    title: str = Field(description="Human title.")
+    unit: str | None = Field(None, description="The unit (faculty/school) id; required for the per-unit topology.")
+    team: Team = Field(default_factory=Team, description="Instructors and tutors of every presentation.")
+    presentations: list[Presentation] = Field(default_factory=list, description="The runs of the course.")
+
+
+class Lifecycle(Strict):
+    """Day counts that turn a presentation's dates into phases."""
+
+    provision_days_before_start: int = Field(14, ge=0, description="The hub is up for staff this many days early.")
+    read_only_days_after_end: int = Field(30, ge=0, description="Days after the end during which students can download.")
+    retention_days: int = Field(365, ge=0, description="Days archives are kept before they are purged.")
+
+
+class Defaults(Strict):
+    image: str = Field("quay.io/jupyter/scipy-notebook:2026-11-24", description="Image for courses that name none.")
+    resources: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="2G"))
+    storage: Storage = Field(default_factory=lambda: Storage(layout="personal-subfolder", size="5Gi"))
+    container_user: Literal["username", "jovyan"] = Field("username")
+    culling: Culling = Field(default_factory=Culling)
+
+
+class OidcAuth(Strict):
+    type: Literal["oidc"]
+    issuer: str = Field(description="The identity provider's issuer URL.")
+    client_id: str = Field("hubfleet", description="OAuth client id registered with the provider.")
+    groups_claim: str = Field("groups", description="Claim in the ID token/userinfo that lists the user's groups.")
+    username_claim: str = Field("preferred_username", description="Claim used as the username.")
+
+
+class LdapAuth(Strict):
+    type: Literal["ldap"]
+    server: str = Field(description="LDAP URL, e.g. `ldaps://ldap.example.ac.uk`.")
+    base_dn: str = Field(description="Search base for users and groups.")
+    user_attribute: str = Field("uid", description="Attribute holding the username.")
+    bind_dn_template: str | None = Field(None, description="e.g. `uid={username},ou=people,dc=example,dc=ac,dc=uk`.")
+
+
+class Lti13Auth(Strict):
+    type: Literal["lti13"]
+    issuer: str = Field(description="The LMS platform's issuer.")
+    client_id: str = Field(description="The tool's client id in the LMS.")
+    authorize_url: str = Field(description="The LMS's OIDC authorisation endpoint.")
+    jwks_url: str = Field(description="The LMS's key set.")
+
+
+class EmbeddedAuth(Strict):
+    type: Literal["embedded"]
+    users_file: str | None = Field(None, description="Optional CSV of username,password for the embedded provider.")
+
+
+Auth = Annotated[Union[OidcAuth, LdapAuth, Lti13Auth, EmbeddedAuth], Field(discriminator="type")]
+
+
+class Branding(Strict):
+    """One branding source for the portal and every hub's templates."""
+
+    name: str = Field("hubfleet", description="Shown in page titles and headers.")
+    logo: str | None = Field(None, description="Path of an SVG or PNG logo, relative to fleet.yaml.")
+    primary_color: str = Field("#0b4f8a", pattern=r"^#[0-9a-fA-F]{6}$", description="Header colour, `#rrggbb`.")
+    login_message: str | None = Field(None, description="Shown above every login form.")
+
+
+class Unit(Strict):
+    id: str = Field(description="DNS-1123 id of the faculty/school; names the hub in the per-unit topology.")
+    name: str = Field(description="Human name.")
+
+
+class Fleet(Strict):
+    name: str = Field(description="DNS-1123 name of the fleet; names the hub in the central topology.")
+    backend: Literal["local", "kubernetes"] = Field("local", description="Where hubs run.")
+    topology: Topology = Field("per-presentation", description="How presentations are grouped into hubs.")
+    domain: str = Field(
+        "localhost",
+        description="Kubernetes: hubs are at `https://{hub}.{domain}`; local: `http://127.0.0.1:8000/hubs/{hub}/`.",
+    )
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+    defaults: Defaults = Field(default_factory=Defaults)
+    auth: Auth = Field(default_factory=lambda: EmbeddedAuth(type="embedded"), description="How users log in.")
+    branding: Branding = Field(default_factory=Branding)
+    units: list[Unit] = Field(default_factory=list, description="Faculties or schools.")
+    platform_team: list[str] = Field(
+        default_factory=list, description="Usernames with admin on every hub; nobody else is a global admin."
+    )
+
+
+class Catalog(Strict):
+    """A whole catalog: `fleet.yaml` with its `courses` (inline, or one file each under `courses/`)."""
+
+    fleet: Fleet
+    courses: list[Course] = Field(default_factory=list)

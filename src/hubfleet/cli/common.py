@@ -1,0 +1,79 @@
+"""Helpers every command shares: load a catalog or exit 2 with its errors, parse --at, print plans."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from hubfleet.catalog import CatalogError, LoadedCatalog, load_catalog
+from hubfleet.plan import FleetSpec, OrphanError, Plan
+from hubfleet.plan.diff import Kind
+
+console = Console()
+err_console = Console(stderr=True)
+
+CatalogArg = typer.Argument(..., help="A catalog: fleet.yaml, or a folder with fleet.yaml and courses/*.yaml.")
+AtOption = typer.Option(None, "--at", help="Plan as of this date (YYYY-MM-DD); default today.")
+
+
+def today(at: str | None) -> dt.date:
+    if at is None:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(at)
+    except ValueError:
+        err_console.print(f"[red]--at {at!r} is not a date; write YYYY-MM-DD[/]")
+        raise typer.Exit(2) from None
+
+
+def load_or_exit(catalog: Path) -> LoadedCatalog:
+    """Load the catalog; on errors print every one of them and exit 2, having changed nothing."""
+    try:
+        return load_catalog(catalog)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            err_console.print(str(problem), markup=False, highlight=False)
+        err_console.print(f"[red]{len(exc.problems)} error(s); nothing was changed.[/]")
+        raise typer.Exit(2) from None
+
+
+def orphan_exit(exc: OrphanError) -> typer.Exit:
+    for reason in exc.reasons:
+        err_console.print(f"refused: {reason}", markup=False, highlight=False)
+    err_console.print("[red]The plan would move student files; nothing was changed.[/]")
+    return typer.Exit(2)
+
+
+_STYLE = {
+    Kind.create: ("+", "green"),
+    Kind.update: ("~", "yellow"),
+    Kind.start: (">", "cyan"),
+    Kind.archive: ("a", "magenta"),
+    Kind.stop: ("-", "red"),
+    Kind.delete: ("-", "red"),
+    Kind.purge: ("x", "red"),
+}
+
+
+def print_plan(spec: FleetSpec, plan: Plan) -> None:
+    """A human diff: one line per action, field-level changes under updates."""
+    console.print(f"[bold]Plan for {spec.fleet}[/] on {spec.date} ({spec.topology}, {len(spec.hubs)} hubs wanted)")
+    if not plan:
+        console.print("No changes. The fleet matches the catalog.")
+        return
+    for action in plan.actions:
+        mark, colour = _STYLE[action.kind]
+        target = action.hub + (f" {action.presentation}" if action.presentation else "")
+        why = f"  ({action.reason})" if action.reason else ""
+        console.print(f"[{colour}]{mark} {action.kind.value:8} {target}[/]{why}", highlight=False)
+        for change in action.changes:
+            console.print(
+                f"    [yellow]~ {change.field}[/]: {json.dumps(change.old)} -> {json.dumps(change.new)}",
+                highlight=False,
+            )
+    counts = {k.value: len(plan.of_kind(k)) for k in Kind if plan.of_kind(k)}
+    console.print("Plan: " + ", ".join(f"{n} to {k}" for k, n in counts.items()))

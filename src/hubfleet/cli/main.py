@@ -1,0 +1,22 @@
+"""The hubfleet command line: thin commands over library functions."""
+
+from __future__ import annotations
+
+import typer
+
+from hubfleet.cli import catalog_cmds
+
+app = typer.Typer(
+    name="hubfleet",
+    help="A JupyterHub on request for every course presentation, planned from a declarative catalog.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command()(catalog_cmds.validate)
+app.command()(catalog_cmds.plan)
+app.command()(catalog_cmds.schema)
+app.command()(catalog_cmds.docs)
+app.add_typer(catalog_cmds.topology_app, name="topology")
+
+if __name__ == "__main__":
+    app()

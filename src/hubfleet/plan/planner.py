@@ -1,0 +1,222 @@
+"""plan(catalog, date) -> FleetSpec. Pure: no I/O, no clock; the date is an argument.
+
+Settings resolve presentation > course > fleet defaults, field by field, so a presentation can
+say "newer image" without restating resources or storage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from hubfleet.catalog.model import Catalog, Course, Culling, Image, Presentation, Resources, Storage
+from hubfleet.catalog.naming import course_dir_name, dns_label, group_name, hub_name, presentation_key
+from hubfleet.plan.phase import timeline
+from hubfleet.plan.spec import (
+    BrandingSpec,
+    CullingSpec,
+    ExtensionSpec,
+    FleetSpec,
+    HubSpec,
+    Mount,
+    PresentationSpec,
+    ProfileSpec,
+    RoleGrant,
+    SeedSpec,
+    StorageSpec,
+)
+
+# What each role may do, always filtered to one presentation's student group.
+# ref: https://jupyterhub.readthedocs.io/en/stable/rbac/scopes.html#horizontal-filtering
+INSTRUCTOR_SCOPES = ("servers", "access:servers", "read:users", "read:users:activity", "list:users", "read:groups")
+TUTOR_SCOPES = ("access:servers", "read:servers", "list:users", "read:users:name")
+
+
+def _pick(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def _resources(fleet_default: Resources, course: Course, pres: Presentation, image: Image) -> Resources:
+    layers = [image.resources, pres.resources, course.resources, fleet_default]
+    fields = {f: _pick(*(getattr(layer, f) if layer else None for layer in layers)) for f in Resources.model_fields}
+    return Resources(**fields)
+
+
+def _storage(fleet_default: Storage, course: Course, pres: Presentation) -> StorageSpec:
+    layers = [pres.storage, course.storage, fleet_default]
+    layout = _pick(*(s.layout if s else None for s in layers)) or "personal-subfolder"
+    size = _pick(*(s.size if s else None for s in layers))
+    mounts = _pick(*(s.extra_mounts or None if s else None for s in layers)) or []
+    key = presentation_key(course.code, pres.id)
+    home = "/home/{username}"
+    course_dir = f"{home}/{course_dir_name(course.code, pres.id)}"
+    volume = {"personal-subfolder": "home/{username}", "per-presentation": f"presentations/{key}/{{username}}"}.get(
+        layout, ""
+    )
+    return StorageSpec(
+        layout=layout,
+        size=size,
+        home=home,
+        course_dir=course_dir,
+        volume=volume,
+        extra_mounts=tuple(
+            Mount(name=m.name, path=_fill(m.path, course.code, pres.id, course_dir), read_only=m.read_only, size=m.size)
+            for m in mounts
+        ),
+    )
+
+
+def _fill(template: str, course: str, pres: str, course_dir: str) -> str:
+    """Fill every placeholder but {username}, which only the backend knows at spawn time."""
+    return (
+        template.replace("{course_dir}", course_dir)
+        .replace("{course}", course)
+        .replace("{presentation}", pres)
+    )
+
+
+def _presentation(catalog: Catalog, course: Course, pres: Presentation, today: dt.date) -> PresentationSpec:
+    fleet = catalog.fleet
+    line = timeline(pres.start, pres.end, fleet.lifecycle)
+    storage = _storage(fleet.defaults.storage, course, pres)
+    team_i = list(course.team.instructors) + list(pres.team.instructors if pres.team else [])
+    team_t = list(course.team.tutors) + list(pres.team.tutors if pres.team else [])
+    ext = pres.extensions or course.extensions
+    return PresentationSpec(
+        key=presentation_key(course.code, pres.id),
+        course=course.code,
+        presentation=pres.id,
+        title=pres.title or course.title,
+        unit=course.unit,
+        hub=hub_name(fleet.topology, fleet.name, course.code, pres.id, course.unit),
+        start=pres.start,
+        end=pres.end,
+        phase=line.phase(today),
+        archive_on=line.archive_on,
+        purge_on=line.purge_on,
+        expected_students=pres.expected_students,
+        group=group_name(course.code, pres.id),
+        tutor_group=group_name(course.code, pres.id, "tutor"),
+        instructor_group=group_name(course.code, pres.id, "instructor"),
+        instructors=tuple(dict.fromkeys(team_i)),
+        tutors=tuple(dict.fromkeys(team_t)),
+        enrolment=tuple(s.model_dump(exclude_defaults=False) for s in pres.enrolment),
+        storage=storage,
+        seed=tuple(
+            SeedSpec(source=s.source, target=_fill(s.target, course.code, pres.id, "."), overwrite=s.overwrite)
+            for s in (_pick(pres.seed, course.seed) or [])
+        ),
+        extensions=ExtensionSpec(disabled=tuple(ext.disabled), settings=ext.settings) if ext else ExtensionSpec(),
+        container_user=_pick(pres.container_user, course.container_user, fleet.defaults.container_user),
+    )
+
+
+def _profiles(catalog: Catalog, course: Course, pres: Presentation, spec: PresentationSpec, shared: bool):
+    images = _pick(pres.images, course.images) or [Image(name="default", image=catalog.fleet.defaults.image)]
+    groups = (spec.group, spec.tutor_group, spec.instructor_group)
+    for i, image in enumerate(images):
+        res = _resources(catalog.fleet.defaults.resources, course, pres, image)
+        label = image.display_name or f"{spec.title} ({image.name})"
+        yield ProfileSpec(
+            name=f"{dns_label(spec.key)}-{image.name}" if shared else image.name,
+            display_name=f"{spec.key}: {label}" if shared else label,
+            description=image.description,
+            image=image.image,
+            cpu=res.cpu,
+            memory=res.memory,
+            cpu_limit=res.cpu_limit,
+            memory_limit=res.memory_limit,
+            presentation=spec.key,
+            groups=groups,
+            default=image.default or (i == 0 and not any(im.default for im in images)),
+        )
+
+
+def _roles(spec: PresentationSpec) -> list[RoleGrant]:
+    g = spec.group
+    return [
+        RoleGrant(
+            name=f"{g}-instructors",
+            description=f"Instructors of {spec.key}: start, stop and open their students' servers",
+            scopes=tuple(f"{s}!group={g}" for s in INSTRUCTOR_SCOPES),
+            groups=(spec.instructor_group,),
+            users=spec.instructors,
+        ),
+        RoleGrant(
+            name=f"{g}-tutors",
+            description=f"Tutors of {spec.key}: open their students' servers",
+            scopes=tuple(f"{s}!group={g}" for s in TUTOR_SCOPES),
+            groups=(spec.tutor_group,),
+            users=spec.tutors,
+        ),
+    ]
+
+
+def _culling(settings: list[Culling]) -> CullingSpec:
+    """One culler per hub: in a shared hub the most lenient presentation's settings win."""
+    return CullingSpec(
+        enabled=any(c.enabled for c in settings),
+        idle_timeout=max(c.idle_timeout for c in settings),
+        max_age=0 if any(c.max_age == 0 for c in settings) else max(c.max_age for c in settings),
+        every=min(c.every for c in settings),
+    )
+
+
+def _labels(fleet: str, hub: str, pres: list[PresentationSpec]) -> dict[str, str]:
+    labels = {"app.kubernetes.io/managed-by": "hubfleet", "hubfleet.io/fleet": fleet, "hubfleet.io/hub": hub}
+    for key, values in (
+        ("hubfleet.io/unit", {p.unit for p in pres if p.unit}),
+        ("hubfleet.io/course", {dns_label(p.course) for p in pres}),
+        ("hubfleet.io/presentation", {dns_label(p.key) for p in pres}),
+    ):
+        # A label holds one value; a shared hub is attributed at the level where it is single.
+        if len(values) == 1:
+            labels[key] = values.pop()
+    return labels
+
+
+def plan(catalog: Catalog, today: dt.date) -> FleetSpec:
+    fleet = catalog.fleet
+    shared = fleet.topology != "per-presentation"
+    members: dict[str, list] = defaultdict(list)
+    retired: list[PresentationSpec] = []
+    for course in catalog.courses:
+        for pres in course.presentations:
+            spec = _presentation(catalog, course, pres, today)
+            if spec.phase.hub_wanted:
+                culling = pres.culling or course.culling or fleet.defaults.culling
+                members[spec.hub].append((course, pres, spec, culling))
+            elif spec.phase.rank >= spec.phase.archived.rank:
+                retired.append(spec)
+    hubs = []
+    for name in sorted(members):
+        entries = sorted(members[name], key=lambda e: (e[2].course, e[2].start, e[2].presentation))
+        specs = [e[2] for e in entries]
+        local = fleet.backend == "local"
+        hubs.append(
+            HubSpec(
+                name=name,
+                url=f"http://127.0.0.1:8000/hubs/{name}/" if local else f"https://{name}.{fleet.domain}/",
+                base_path=f"/hubs/{name}/" if local else "/",
+                topology=fleet.topology,
+                presentations=tuple(specs),
+                profiles=tuple(p for c, pr, s, _ in entries for p in _profiles(catalog, c, pr, s, shared)),
+                admins=tuple(fleet.platform_team),
+                roles=tuple(r for s in specs for r in _roles(s)),
+                culling=_culling([e[3] for e in entries]),
+                branding=BrandingSpec(**fleet.branding.model_dump()),
+                auth=fleet.auth.model_dump(),
+                labels=_labels(fleet.name, name, specs),
+                expected_students=sum(s.expected_students for s in specs),
+            )
+        )
+    retired.sort(key=lambda s: s.key)
+    return FleetSpec(
+        fleet=fleet.name,
+        backend=fleet.backend,
+        topology=fleet.topology,
+        domain=fleet.domain,
+        date=today,
+        hubs=tuple(hubs),
+        retired=tuple(retired),
+    )

@@ -1,0 +1,175 @@
+"""What the planner produces: a FleetSpec of HubSpecs, plain data every backend renders.
+
+The specs are frozen pydantic models so they serialise to JSON (plan output, golden files, the
+state a backend stores as "last applied") and compare by value (the diff).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Phase(str, Enum):
+    scheduled = "scheduled"
+    provisioned = "provisioned"
+    open = "open"
+    read_only = "read-only"
+    archived = "archived"
+    purged = "purged"
+
+    @property
+    def rank(self) -> int:
+        return list(Phase).index(self)
+
+    @property
+    def hub_wanted(self) -> bool:
+        """A hub is up while any of its presentations is provisioned, open or read-only."""
+        return self in (Phase.provisioned, Phase.open, Phase.read_only)
+
+    @property
+    def students_admitted(self) -> bool:
+        return self in (Phase.open, Phase.read_only)
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Mount(Spec):
+    """An extra directory in the server; ``path`` keeps ``{username}`` for the backend to fill in."""
+
+    name: str
+    path: str
+    read_only: bool = False
+    size: str | None = None
+
+
+class StorageSpec(Spec):
+    """Where one presentation's student files live. ``volume`` is the frozen storage identity."""
+
+    layout: str
+    size: str | None
+    home: str  # in the server, e.g. /home/{username}
+    course_dir: str  # in the server, e.g. /home/{username}/TM351-2026J
+    volume: str  # backing store key: home/{username} | presentations/TM351-2026J/{username} | ""
+    extra_mounts: tuple[Mount, ...] = ()
+
+
+class SeedSpec(Spec):
+    source: str  # relative to the catalog root
+    target: str  # relative to the course folder
+    overwrite: str
+
+
+class ExtensionSpec(Spec):
+    disabled: tuple[str, ...] = ()
+    settings: dict[str, dict] = Field(default_factory=dict)
+
+
+class PresentationSpec(Spec):
+    key: str  # TM351-2026J
+    course: str
+    presentation: str
+    title: str
+    unit: str | None
+    hub: str
+    start: dt.date
+    end: dt.date
+    phase: Phase
+    archive_on: dt.date  # first day of the archived phase
+    purge_on: dt.date  # first day of the purged phase
+    expected_students: int
+    group: str  # students' JupyterHub group
+    tutor_group: str
+    instructor_group: str
+    instructors: tuple[str, ...]
+    tutors: tuple[str, ...]
+    enrolment: tuple[dict[str, Any], ...]
+    storage: StorageSpec
+    seed: tuple[SeedSpec, ...]
+    extensions: ExtensionSpec
+    container_user: str
+
+
+class ProfileSpec(Spec):
+    """One entry in the hub's profile list, usable only by the listed groups."""
+
+    name: str  # slug, unique in the hub
+    display_name: str
+    description: str | None
+    image: str
+    cpu: str | None
+    memory: str | None
+    cpu_limit: str | None
+    memory_limit: str | None
+    presentation: str  # the PresentationSpec key it belongs to
+    groups: tuple[str, ...]
+    default: bool = False
+
+
+class RoleGrant(Spec):
+    """A JupyterHub RBAC role, with scopes filtered to one presentation's group."""
+
+    name: str
+    description: str
+    scopes: tuple[str, ...]
+    groups: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
+
+
+class CullingSpec(Spec):
+    enabled: bool
+    idle_timeout: int
+    max_age: int
+    every: int
+
+
+class BrandingSpec(Spec):
+    name: str
+    logo: str | None
+    primary_color: str
+    login_message: str | None
+
+
+class HubSpec(Spec):
+    name: str
+    url: str
+    base_path: str  # the hub's base URL path, "/hubs/{hub}/" locally, "/" on Kubernetes
+    topology: str
+    presentations: tuple[PresentationSpec, ...]
+    profiles: tuple[ProfileSpec, ...]
+    admins: tuple[str, ...]
+    roles: tuple[RoleGrant, ...]
+    culling: CullingSpec
+    branding: BrandingSpec
+    auth: dict[str, Any]
+    labels: dict[str, str]
+    expected_students: int
+
+    @property
+    def students_admitted(self) -> bool:
+        return any(p.phase.students_admitted for p in self.presentations)
+
+
+class FleetSpec(Spec):
+    fleet: str
+    backend: str
+    topology: str
+    domain: str
+    date: dt.date
+    hubs: tuple[HubSpec, ...]
+    # Presentations whose hub is gone or going (archived, purged), for the lifecycle to act on.
+    retired: tuple[PresentationSpec, ...] = ()
+
+    def hub(self, name: str) -> HubSpec:
+        for hub in self.hubs:
+            if hub.name == name:
+                return hub
+        raise KeyError(name)
+
+    def all_presentations(self) -> list[PresentationSpec]:
+        return [p for h in self.hubs for p in h.presentations] + list(self.retired)
