@@ -12,6 +12,7 @@ lives in the temporary directory and the process is killed at teardown.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import signal
@@ -133,8 +134,6 @@ def _ldif() -> str:
 
 def _b64(text: str) -> str:
     # LDIF needs base64 for non-ASCII values (Seán) and values starting with special characters.
-    import base64
-
     return base64.b64encode(text.encode()).decode()
 
 

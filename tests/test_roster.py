@@ -107,6 +107,12 @@ def test_explicit_columns_override_the_preset(tmp_path):
     assert members == [Member("ab1234", "tutor"), Member("tj77", "student")]
 
 
+def test_explicit_username_column_keeps_the_preset_role_vocabulary(tmp_path):
+    path = write(tmp_path, "Full name,Login,Roles\nJane Smith,ab1234,Student\nTom Jones,tj77,Non-editing teacher\n")
+    members = parse_roster(path, "moodle", {"username": "Login"}, "student")
+    assert members == [Member("ab1234", "student"), Member("tj77", "tutor")]
+
+
 def test_bad_username_names_row_and_column(tmp_path):
     path = write(tmp_path, "PERSON_ID,USERNAME,STATUS\nA1,ab1234,Registered\nA2,J Smith,Registered\n")
     [error] = errors_of(path, "student-records")

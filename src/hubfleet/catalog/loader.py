@@ -209,7 +209,7 @@ def load_catalog(target: str | Path) -> LoadedCatalog:
                     for e in bad.errors:
                         loc = ("courses", ci, "presentations", pi, "enrolment", si, "csv")
                         csv_display = os.path.normpath(os.path.join(fleet_file.parent, rel))
-                        problems.append(Problem(Location(csv_display, e.row, e.col), readable_path(data, loc), e.message))
+                        problems.append(Problem(Location(csv_display, e.row, e.col), readable_path(data, loc), e.detail))
     if problems:
         raise CatalogError(problems)
     return LoadedCatalog(catalog=catalog, root=root, sources=smap, rosters=rosters)

@@ -307,6 +307,17 @@ class Unit(Strict):
     name: str = Field(description="Human name.")
 
 
+class Directory(Strict):
+    """The institutional LDAP directory that `ldap:` enrolment sources read."""
+
+    url: str = Field(description="LDAP URL, e.g. `ldaps://ldap.example.ac.uk`.")
+    base_dn: str = Field(description="Search base, e.g. `dc=example,dc=ac,dc=uk`.")
+    bind_dn: str | None = Field(None, description="DN to bind as; unset binds anonymously.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the bind password (never put passwords in the catalog)."
+    )
+
+
 class Fleet(Strict):
     name: str = Field(description="DNS-1123 name of the fleet; names the hub in the central topology.")
     backend: Literal["local", "kubernetes"] = Field("local", description="Where hubs run.")
@@ -320,6 +331,7 @@ class Fleet(Strict):
     auth: Auth = Field(default_factory=lambda: EmbeddedAuth(type="embedded"), description="How users log in.")
     branding: Branding = Field(default_factory=Branding)
     units: list[Unit] = Field(default_factory=list, description="Faculties or schools.")
+    directory: Directory | None = Field(None, description="LDAP directory for `ldap:` enrolment sources.")
     platform_team: list[str] = Field(
         default_factory=list, description="Usernames with admin on every hub; nobody else is a global admin."
     )

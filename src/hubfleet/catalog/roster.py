@@ -166,12 +166,13 @@ def _with_columns(spec: _Preset, columns: Mapping[str, Any] | None) -> _Preset:
     if unknown:
         raise ValueError(f"unknown roster column keys {sorted(unknown)}; expected 'username' and 'role'")
     username = columns.get("username") or spec.username
-    # An explicitly named role column must exist; without one, no role column is read at all,
-    # because a preset's role column next to a user's own username column is a guess.
+    # An explicitly named role column must exist. Without one the preset's role column is still
+    # read if the file has it (a Moodle export keyed on email still carries Roles), but is not
+    # required, since naming columns usually means the export is not quite the preset's.
     role = columns.get("role")
     return _Preset(
         username=username,
-        role=role,
+        role=role or spec.role,
         role_required=role is not None,
         role_values=spec.role_values,
         status=spec.status,

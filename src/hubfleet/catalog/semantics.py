@@ -75,6 +75,8 @@ def _course(catalog: Catalog, root: Path, ci: int, course: Course) -> Iterator[F
         yield from _files(root, pres, ppath)
         for si, src in enumerate(pres.enrolment):
             rel = getattr(src, "csv", None)
+            if getattr(src, "ldap", None) is not None and catalog.fleet.directory is None:
+                yield ppath + ("enrolment", si, "ldap"), "an ldap source needs fleet.directory (url, base_dn); add it"
             if rel is not None and not (root / rel).is_file():
                 yield ppath + ("enrolment", si, "csv"), f"roster '{rel}' does not exist; fix the path or add the file"
 

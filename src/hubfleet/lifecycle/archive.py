@@ -220,10 +220,14 @@ def archive_folder(src: Path, dest_dir: Path, name: str, *, verify: bool = True)
     """Archive src as dest_dir/name.tar.gz + dest_dir/name.manifest.json; skip if both exist and verify."""
     src, dest_dir = Path(src), Path(dest_dir)
     archive, manifest = dest_dir / f"{name}.tar.gz", dest_dir / f"{name}.manifest.json"
+    part_archive = archive.with_name(archive.name + ".partial")
+    part_manifest = manifest.with_name(manifest.name + ".partial")
     result = ArchiveResult(name=name, archive=str(archive), manifest=str(manifest))
     if archive.exists() and manifest.exists():
         check = verify_archive(archive, manifest)
         if check.ok:
+            part_archive.unlink(missing_ok=True)
+            part_manifest.unlink(missing_ok=True)
             totals = json.loads(manifest.read_text())["totals"]
             result.files, result.bytes = totals["files"], totals["bytes"]
             result.archive_bytes, result.sha256 = totals["archive_bytes"], totals["archive_sha256"]
@@ -232,8 +236,6 @@ def archive_folder(src: Path, dest_dir: Path, name: str, *, verify: bool = True)
     if not src.is_dir():
         raise FileNotFoundError(f"{src}: course folder to archive is missing or not a directory")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    part_archive = archive.with_name(archive.name + ".partial")
-    part_manifest = manifest.with_name(manifest.name + ".partial")
     with open(part_archive, "wb") as raw:  # "wb" truncates whatever a killed run left behind
         out = _HashingWriter(raw)
         body = _write_tar(src, out)

@@ -45,8 +45,11 @@ class ClusterUnavailable(ClusterError):
     """No kubeconfig or in-cluster config, or the API server cannot be reached."""
 
 
-class UnsupportedKind(ClusterError):
-    """The API server does not serve this apiVersion/kind (e.g. a CRD that is not installed)."""
+class UnsupportedKind(NotFound):
+    """The API server does not serve this apiVersion/kind (e.g. a CRD that is not installed).
+
+    A NotFound, because that is the 404 the server answers with; catch this first to tell the two apart.
+    """
 
 
 @dataclass(frozen=True)
@@ -247,13 +250,13 @@ class KubernetesCluster:
         except ResourceNotFoundError as exc:
             raise UnsupportedKind(f"the cluster does not serve {api_version} {kind}") from exc
         except Exception as exc:
-            raise _translate(exc) from exc
+            _reraise(exc)
 
     def _call(self, fn, *args, **kwargs) -> Any:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise _translate(exc) from exc
+            _reraise(exc)
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict:
         res = self._resource(api_version, kind)
@@ -312,6 +315,13 @@ def _describe(obj: dict) -> str:
     meta = obj.get("metadata", {})
     where = f"{meta.get('namespace')}/" if meta.get("namespace") else ""
     return f"{obj.get('kind')} {where}{meta.get('name')}"
+
+
+def _reraise(exc: Exception):
+    translated = _translate(exc)
+    if translated is exc:
+        raise exc
+    raise translated from exc
 
 
 def _translate(exc: Exception) -> Exception:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,16 +35,19 @@ class ProxyNotFound(RuntimeError):
     """No usable node configurable-http-proxy was found."""
 
 
-def find_chp(*, search_from: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
+def find_chp(
+    *, roots: Sequence[str | os.PathLike[str]] | None = None, env: Mapping[str, str] | None = None
+) -> Path:
     """Locate the node configurable-http-proxy executable.
 
-    Order: ``node_modules/.bin`` in the hubfleet checkout (found by walking up from this file) or in the current
-    directory / ``search_from`` and its parents; then ``$HUBFLEET_CHP``; then ``PATH``. A candidate that is
-    the Python port is skipped (on PATH) or rejected (explicitly named in ``HUBFLEET_CHP``).
+    Order: ``node_modules/.bin`` under each of ``roots`` or their parents (default: the hubfleet checkout this
+    file lives in, then the current directory); then ``$HUBFLEET_CHP``; then ``PATH``. The Python port is
+    skipped on PATH and rejected when named explicitly in ``HUBFLEET_CHP``.
     """
     env = os.environ if env is None else env
-    starts = [Path(__file__).resolve().parent, Path(search_from or Path.cwd()).resolve()]
-    for start in starts:
+    if roots is None:
+        roots = [Path(__file__).resolve().parent, Path.cwd()]
+    for start in (Path(r).resolve() for r in roots):
         for directory in (start, *start.parents):
             candidate = directory / _BIN
             if _is_executable(candidate) and is_node_chp(candidate):

@@ -1,0 +1,102 @@
+"""Who may log in to a local hub, and with which password.
+
+``members.json`` (one per hub) maps ``username -> {presentation key -> role}``. It is built from the catalog's
+CSV rosters (parsed and validated by the loader), static ``users:`` lists, and each presentation's instructors and
+tutors. The hub re-reads it at runtime (helper-7's authenticator), so a roster edit needs no restart. LDAP and
+IdP-group sources are resolved elsewhere (enrolment sync) and are not expanded here.
+
+Passwords: in demo mode everyone shares one generated password (``<state>/demo-password``). As root, each user
+gets their own password, generated once: plaintext in ``passwords.txt`` for the operator to hand out, hashes in
+``passwords.json`` for the hubs. Both 0600; an apply never changes an existing user's password.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from hubfleet.backends.local.fleetstate import read_json, write_json_atomic
+from hubfleet.backends.local.secrets import ensure_secret
+from hubfleet.catalog.loader import LoadedCatalog
+from hubfleet.plan.spec import HubSpec
+
+__all__ = ["PasswordBook", "demo_password", "hub_members"]
+
+# When someone appears twice (a tutor also listed in the roster) they get the most privileged role.
+_RANK = {"student": 0, "tutor": 1, "instructor": 2}
+
+
+def _grant(members: dict[str, dict[str, str]], user: str, key: str, role: str) -> None:
+    current = members.setdefault(user, {}).get(key)
+    if current is None or _RANK[role] > _RANK[current]:
+        members[user][key] = role
+
+
+def hub_members(hub: HubSpec, loaded: LoadedCatalog) -> dict[str, dict[str, str]]:
+    """``{username: {KEY: role}}`` for every presentation of one hub, from the catalog alone."""
+    members: dict[str, dict[str, str]] = {}
+    for pres in hub.presentations:
+        for source in pres.enrolment:
+            if "csv" in source:
+                for member in loaded.rosters.get(source["csv"], []):
+                    _grant(members, member.username, pres.key, member.role)
+            elif "users" in source:
+                for user in source["users"]:
+                    _grant(members, user, pres.key, source.get("role", "student"))
+        for user in pres.tutors:
+            _grant(members, user, pres.key, "tutor")
+        for user in pres.instructors:
+            _grant(members, user, pres.key, "instructor")
+    return {u: dict(sorted(r.items())) for u, r in sorted(members.items())}
+
+
+def demo_password(state: Path) -> str:
+    """The one password of a demo-mode fleet; generated on first use and then only read."""
+    return ensure_secret(state / "demo-password", nbytes=8)
+
+
+class PasswordBook:
+    """Per-user passwords for a fleet of system users: generated once per user, never regenerated."""
+
+    def __init__(self, txt: Path, hashes: Path) -> None:
+        self.txt = txt
+        self.hashes = hashes
+
+    def _plain(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        try:
+            for line in self.txt.read_text().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    user, _, password = line.partition(" ")
+                    out[user] = password.strip()
+        except FileNotFoundError:
+            pass
+        return out
+
+    def ensure(self, users: set[str]) -> list[str]:
+        """Give every user in ``users`` a password if they have none; return the users that got a new one."""
+        plain = self._plain()
+        hashes: dict[str, Any] = read_json(self.hashes) or {}
+        new = sorted(u for u in users if u not in plain)
+        missing_hash = [u for u in plain if u not in hashes]
+        if not new and not missing_hash:
+            return []
+        # Imported here: the hash function belongs to the hub side and pulls in JupyterHub-free but heavier deps.
+        from hubfleet.backends.local.authenticator import hash_password
+
+        for user in new:
+            plain[user] = secrets.token_urlsafe(9)
+        for user in new + missing_hash:
+            hashes[user] = hash_password(plain[user])
+        lines = ["# hubfleet: one line per user, 'username password'. Hand these out; hubs only keep hashes."]
+        lines += [f"{u} {p}" for u, p in sorted(plain.items())]
+        self.txt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.txt.with_name(f".{self.txt.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.replace(tmp, self.txt)
+        write_json_atomic(self.hashes, dict(sorted(hashes.items())), mode=0o600)
+        return new

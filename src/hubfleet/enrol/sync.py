@@ -1,0 +1,132 @@
+"""Enrolment sync: make each hub's users and groups match the catalog, in bulk and incrementally.
+
+Per hub: one paged read of the groups (their member lists tell us who is already in), then only
+the difference is written: one ``POST /users`` for every missing user, and per group one
+``POST``/``DELETE /groups/{g}/users`` with the whole list. A second sync with no change makes zero
+writes. Users are never deleted (their files belong to the lifecycle, not to enrolment): a student
+who leaves is only taken out of the group, which is what grants access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from hubfleet.enrol.membership import HubMembers
+from hubfleet.hubapi.client import AsyncHubClient, fan_out
+
+
+@dataclass
+class GroupChange:
+    group: str
+    add: list[str] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    create: bool = False
+    delete: bool = False
+
+
+@dataclass
+class HubChanges:
+    """What a sync will do (dry run) or did, in one hub."""
+
+    hub: str
+    create_users: list[str] = field(default_factory=list)
+    groups: list[GroupChange] = field(default_factory=list)
+    writes: int = 0
+    error: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.create_users and not any(
+            g.add or g.remove or g.create or g.delete for g in self.groups
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "users created": len(self.create_users),
+            "added to groups": sum(len(g.add) for g in self.groups),
+            "removed from groups": sum(len(g.remove) for g in self.groups),
+            "groups created": sum(g.create for g in self.groups),
+            "groups deleted": sum(g.delete for g in self.groups),
+        }
+
+
+def compute(desired: HubMembers, groups: dict[str, set[str]], managed: set[str]) -> HubChanges:
+    """Pure: the difference between desired membership and the hub's groups.
+
+    ``managed`` are the group names hubfleet owns in this hub (every presentation the catalog has
+    ever placed here); a managed group no longer wanted is emptied and deleted, so stale access
+    (and the roles granted through it) goes with the presentation.
+    """
+    changes = HubChanges(hub=desired.hub)
+    present = set().union(*groups.values()) if groups else set()
+    changes.create_users = sorted(desired.users - present)
+    for name in sorted(desired.groups):
+        want = desired.groups[name]
+        have = groups.get(name)
+        change = GroupChange(group=name, create=have is None)
+        have = have or set()
+        change.add = sorted(want - have)
+        change.remove = sorted(have - want)
+        if change.create or change.add or change.remove:
+            changes.groups.append(change)
+    for name in sorted((managed & set(groups)) - set(desired.groups)):
+        changes.groups.append(GroupChange(group=name, remove=sorted(groups[name]), delete=True))
+    return changes
+
+
+async def _read_groups(client: AsyncHubClient) -> dict[str, set[str]]:
+    return {g["name"]: set(g.get("users") or []) for g in await client.groups()}
+
+
+async def sync_hub(
+    client: AsyncHubClient, desired: HubMembers, managed: set[str], *, dry_run: bool = False
+) -> HubChanges:
+    changes = compute(desired, await _read_groups(client), managed)
+    if dry_run or changes.empty:
+        return changes
+    before = client.writes
+    # Users exist before they join groups: JupyterHub's group endpoints refuse unknown users.
+    if changes.create_users:
+        await client.create_users(changes.create_users)
+    for change in changes.groups:
+        if change.create:
+            await client.create_group(change.group, change.add)
+            continue
+        if change.add:
+            await client.add_group_members(change.group, change.add)
+        if change.remove:
+            await client.remove_group_members(change.group, change.remove)
+        if change.delete:
+            await client.delete_group(change.group)
+    changes.writes = client.writes - before
+    return changes
+
+
+async def sync_fleet(
+    endpoints: dict[str, tuple[str, str]],
+    members: dict[str, HubMembers],
+    managed: dict[str, set[str]],
+    *,
+    dry_run: bool = False,
+    concurrency: int = 8,
+    on_done=None,
+) -> list[HubChanges]:
+    """Sync every hub in ``members`` with at most ``concurrency`` hubs in flight."""
+
+    async def one(hub: str) -> HubChanges:
+        url, token = endpoints[hub]
+        async with AsyncHubClient(url, token) as client:
+            try:
+                result = await sync_hub(client, members[hub], managed.get(hub, set()), dry_run=dry_run)
+            except Exception as exc:  # one unreachable hub must not hide the others' results
+                result = HubChanges(hub=hub, error=f"{type(exc).__name__}: {exc}", writes=client.writes)
+        if on_done:
+            on_done(result)
+        return result
+
+    return await fan_out(sorted(members), one, limit=concurrency)
+
+
+def run_sync(*args, **kwargs) -> list[HubChanges]:
+    return asyncio.run(sync_fleet(*args, **kwargs))
