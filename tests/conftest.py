@@ -1,6 +1,63 @@
-"""Shared test setup: tests import their fixtures from the modules beside them (hub_fixture, ldap_server)."""
+"""Shared test setup: tests import their fixtures from the modules beside them (hub_fixture, ldap_server).
 
+Also: free ports and a small two-course catalog on disk, for the real-process fleet tests.
+"""
+
+from __future__ import annotations
+
+import socket
 import sys
+import textwrap
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_two_course_catalog(root: Path) -> Path:
+    """TM351 (CSV roster, seeded with material) and M269 (a static users list); both open on 2026-11-01."""
+    (root / "courses").mkdir(parents=True)
+    (root / "material" / "TM351").mkdir(parents=True)
+    (root / "material" / "TM351" / "README.md").write_text("# Welcome to TM351\n")
+    (root / "enrolments").mkdir()
+    (root / "enrolments" / "TM351-2026J.csv").write_text("username,role\nalice,student\nbob,student\n")
+    (root / "fleet.yaml").write_text(textwrap.dedent("""\
+        fleet:
+          name: test-university
+          topology: per-presentation
+          platform_team: [opsadmin]
+          branding: {name: Test University Notebooks, primary_color: "#224466", login_message: Use your test login.}
+        """))
+    (root / "courses" / "TM351.yaml").write_text(textwrap.dedent("""\
+        code: TM351
+        title: Data management and analysis
+        seed: [{source: ../material/TM351}]
+        team: {tutors: [tina]}
+        presentations:
+          - id: 2026J
+            start: 2026-10-03
+            end: 2027-06-10
+            enrolment: [{csv: ../enrolments/TM351-2026J.csv}]
+        """))
+    (root / "courses" / "M269.yaml").write_text(textwrap.dedent("""\
+        code: M269
+        title: Algorithms, data structures and computability
+        presentations:
+          - id: 2026J
+            start: 2026-10-10
+            end: 2027-06-01
+            enrolment: [{users: [carol, alice]}]
+        """))
+    return root
+
+
+@pytest.fixture
+def two_course_catalog(tmp_path: Path) -> Path:
+    return write_two_course_catalog(tmp_path / "catalog")

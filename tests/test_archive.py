@@ -290,3 +290,15 @@ def test_ledger_roundtrip(tmp_path: Path) -> None:
 
     mode = sqlite3.connect(state / "archives.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_highly_compressible_file_roundtrips(tmp_path: Path) -> None:
+    # 30 MB of zeros is ~30 KB compressed: verify must inflate it piecewise, not all at once.
+    src = tmp_path / "carol"
+    src.mkdir()
+    with open(src / "disk.img", "wb") as fh:
+        fh.truncate(30_000_000)
+    result = archive_folder(src, tmp_path / "out", "carol")
+    assert result.ok and result.archive_bytes < 100_000
+    assert restore(Path(result.archive), Path(result.manifest), tmp_path / "back").ok
+    assert (tmp_path / "back" / "disk.img").stat().st_size == 30_000_000

@@ -100,6 +100,25 @@ def test_detached_process_is_tracked_stopped_with_its_group_and_stop_is_idempote
     assert "started" in log.read_text()
 
 
+def test_stop_also_ends_descendants_in_their_own_session(tmp_path: Path) -> None:
+    # Like a hub-managed service or a spawned server: JupyterHub gives them their own session.
+    def start(name: str) -> tuple[Path, psutil.Process]:
+        pidfile = tmp_path / f"{name}.pid.json"
+        record = process.start_detached(["/bin/sh", "-c", "setsid sleep 300 & wait"], tmp_path, None, tmp_path / "x.log", pidfile)
+        proc = record.process()
+        _until(lambda: [c for c in proc.children() if os.getsid(c.pid) == c.pid])
+        return pidfile, proc.children()[0]
+
+    pidfile, detached_child = start("kept")
+    process.stop(pidfile, descendants=False)  # e.g. a hub restart that keeps servers running
+    assert detached_child.is_running()
+    detached_child.kill()
+    pidfile, detached_child = start("stopped")
+    process.stop(pidfile)
+    psutil.wait_procs([detached_child], timeout=10)
+    assert not detached_child.is_running()
+
+
 def test_reused_pid_is_never_taken_for_the_recorded_process(tmp_path: Path) -> None:
     pidfile = tmp_path / "hub.pid.json"
     # Record *this* test process's pid with a different create time: exactly what a recycled pid looks like.

@@ -6,6 +6,7 @@ Every problem is collected and raised at once as a CatalogError whose lines read
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from hubfleet.catalog.errors import CatalogError, Location, Problem
-from hubfleet.catalog.model import Catalog
+from hubfleet.catalog.model import Catalog, Course, Fleet
 from hubfleet.catalog.roster import Member, RosterErrors, parse_roster
 from hubfleet.catalog.semantics import check_semantics
 from hubfleet.catalog.source import DataPath, SourceMap, read_yaml
@@ -140,12 +141,55 @@ def _explain(err: dict, data: Any, loc: DataPath) -> str:
         return f"unknown key '{loc[-1]}'{hint}"
     if kind == "missing":
         return f"missing required key '{loc[-1]}'; add it"
+    if kind == "union_tag_invalid":  # loc already ends with the discriminator key, e.g. auth.type
+        return f"unknown {loc[-2]} {loc[-1]} '{err['ctx']['tag']}'; must be one of {err['ctx']['expected_tags']}"
+    if kind == "union_tag_not_found":
+        return f"missing required key {err['ctx']['discriminator']}; add it"
     msg = err["msg"].removeprefix("Value error, ")
     if kind.startswith("date"):
         return f"{msg}; write a date as YYYY-MM-DD"
     if kind == "literal_error":
         return msg.replace("Input should be", "must be")
     return msg
+
+
+def _without(data: dict, locs: list[DataPath]) -> dict:
+    """A copy of the data with the given (unknown) keys removed, so a typo does not hide other checks."""
+    data = copy.deepcopy(data)
+    for loc in locs:
+        node: Any = data
+        for part in loc[:-1]:
+            node = node[part] if isinstance(node, (dict, list)) else None
+        if isinstance(node, dict):
+            node.pop(loc[-1], None)
+    return data
+
+
+def _partial_semantics(data: dict, original: dict, root: Path, smap: SourceMap) -> list[Problem]:
+    """After schema errors, still run the cross-field checks on what did validate.
+
+    One run should list every problem (a bad memory quantity in one course must not hide an end
+    date before the start in another); courses that failed the schema are left out.
+    """
+    try:
+        fleet = Fleet.model_validate(data.get("fleet"))
+    except ValidationError:
+        return []
+    kept: list[Course] = []
+    index: list[int] = []  # partial course index -> index in data["courses"]
+    for i, course in enumerate(data.get("courses") or []):
+        try:
+            kept.append(Course.model_validate(course))
+        except ValidationError:
+            continue
+        index.append(i)
+    partial = Catalog.model_construct(fleet=fleet, courses=kept)
+    out = []
+    for loc, message in check_semantics(partial, root):
+        if loc[:1] == ("courses",) and len(loc) > 1:
+            loc = ("courses", index[loc[1]], *loc[2:])
+        out.append(Problem(smap.locate(loc), readable_path(original, loc), message))
+    return out
 
 
 def load_catalog(target: str | Path) -> LoadedCatalog:
@@ -188,8 +232,13 @@ def load_catalog(target: str | Path) -> LoadedCatalog:
     except ValidationError as exc:
         for err in exc.errors():
             loc = _data_loc(data, err["loc"])
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                # Blame the discriminator key (auth.type), not the whole mapping.
+                loc += (err["ctx"]["discriminator"].strip("'"),)
             where = smap.locate(loc, key=err["type"] == "extra_forbidden")
             problems.append(Problem(where, readable_path(data, loc), _explain(err, data, loc)))
+        unknown = [_data_loc(data, e["loc"]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        problems += _partial_semantics(_without(data, unknown), data, root, smap)
         raise CatalogError(problems) from None
 
     for loc, message in check_semantics(catalog, root):

@@ -56,8 +56,9 @@ def _files(root: Path, ov: Overrides, path: tuple) -> Iterator[Finding]:
 def _course(catalog: Catalog, root: Path, ci: int, course: Course) -> Iterator[Finding]:
     cpath = ("courses", ci)
     fleet = catalog.fleet
-    if problem := _label_problem(course.code, "course code"):
-        yield cpath + ("code",), problem
+    code_problem = _label_problem(course.code, "course code")
+    if code_problem:
+        yield cpath + ("code",), code_problem
     units = {u.id for u in fleet.units}
     if course.unit is not None and course.unit not in units:
         known = ", ".join(sorted(units)) or "none declared under fleet.units"
@@ -70,7 +71,8 @@ def _course(catalog: Catalog, root: Path, ci: int, course: Course) -> Iterator[F
         ppath = cpath + ("presentations", pi)
         if pres.end <= pres.start:
             yield ppath + ("end",), f"end {pres.end} is not after start {pres.start}; fix one of the dates"
-        if problem := _label_problem(f"{course.code}-{pres.id}", "hub/storage name"):
+        # A bad course code is reported once, on the code, not again on every presentation.
+        if not code_problem and (problem := _label_problem(f"{course.code}-{pres.id}", "hub/storage name")):
             yield ppath + ("id",), problem
         yield from _files(root, pres, ppath)
         for si, src in enumerate(pres.enrolment):

@@ -36,14 +36,14 @@ def load_or_exit(catalog: Path) -> LoadedCatalog:
         return load_catalog(catalog)
     except CatalogError as exc:
         for problem in exc.problems:
-            err_console.print(str(problem), markup=False, highlight=False)
+            err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
         err_console.print(f"[red]{len(exc.problems)} error(s); nothing was changed.[/]")
         raise typer.Exit(2) from None
 
 
 def orphan_exit(exc: OrphanError) -> typer.Exit:
     for reason in exc.reasons:
-        err_console.print(f"refused: {reason}", markup=False, highlight=False)
+        err_console.print(f"refused: {reason}", markup=False, highlight=False, soft_wrap=True)
     err_console.print("[red]The plan would move student files; nothing was changed.[/]")
     return typer.Exit(2)
 

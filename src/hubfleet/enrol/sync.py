@@ -110,13 +110,15 @@ async def sync_fleet(
     *,
     dry_run: bool = False,
     concurrency: int = 8,
+    timeout: float = 300.0,
     on_done=None,
 ) -> list[HubChanges]:
     """Sync every hub in ``members`` with at most ``concurrency`` hubs in flight."""
 
     async def one(hub: str) -> HubChanges:
         url, token = endpoints[hub]
-        async with AsyncHubClient(url, token) as client:
+        # Creating thousands of users is one request but many database rows: allow it time.
+        async with AsyncHubClient(url, token, timeout=timeout) as client:
             try:
                 result = await sync_hub(client, members[hub], managed.get(hub, set()), dry_run=dry_run)
             except Exception as exc:  # one unreachable hub must not hide the others' results

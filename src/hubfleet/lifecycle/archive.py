@@ -117,18 +117,21 @@ class _GunzipReader:
 
     def read(self, n: int) -> bytes:
         while len(self.buf) < n and not self.eof:
-            chunk = self.raw.read(_CHUNK)
-            self.sha.update(chunk)
+            chunk = self.unzip.unconsumed_tail
             if not chunk:
-                if not self.unzip.eof:
-                    raise EOFError("archive is truncated (gzip stream ends early)")
-                self.eof = True
-            elif self.unzip.eof:
-                raise ValueError("unexpected data after the end of the gzip stream")
-            else:
-                self.buf += self.unzip.decompress(chunk)
-                if self.unzip.unused_data:
+                chunk = self.raw.read(_CHUNK)
+                self.sha.update(chunk)
+                if not chunk:
+                    if not self.unzip.eof:
+                        raise EOFError("archive is truncated (gzip stream ends early)")
+                    self.eof = True
+                    break
+                if self.unzip.eof:
                     raise ValueError("unexpected data after the end of the gzip stream")
+            # Bounded output: 1 MB of crafted zeros would otherwise inflate to 1 GB in one call.
+            self.buf += self.unzip.decompress(chunk, _CHUNK)
+            if self.unzip.unused_data:
+                raise ValueError("unexpected data after the end of the gzip stream")
         out, self.buf = self.buf[:n], self.buf[n:]
         return out
 

@@ -115,8 +115,12 @@ class Ledger:
         if sha256 is not None and sha256 != row.sha256:
             raise LedgerError(f"{presentation}/{student}: verified sha256 {sha256[:12]}… is not the recorded "
                               f"archive {row.sha256[:12]}…")
-        self._write("UPDATE archives SET verified_at = ? WHERE presentation = ? AND student = ? AND sha256 = ?",
-                    (_ts(at), presentation, student, row.sha256))
+        changed = self._write(
+            "UPDATE archives SET verified_at = ? WHERE presentation = ? AND student = ? AND sha256 = ?",
+            (_ts(at), presentation, student, row.sha256),
+        )
+        if not changed:  # re-recorded by someone else between our read and our write
+            raise LedgerError(f"{presentation}/{student}: archive changed while marking it verified; verify again")
 
     def mark_purged(self, presentation: str, student: str, at: datetime | None = None) -> None:
         """Record that the live data was deleted. Refused unless the archive was verified first."""

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -134,12 +134,18 @@ def read_alive(pidfile: str | os.PathLike[str]) -> ProcessRecord | None:
     return record
 
 
-def stop(pidfile: str | os.PathLike[str], timeout: float = 10.0) -> bool:
+def stop(pidfile: str | os.PathLike[str], timeout: float = 10.0, *, descendants: bool = True) -> bool:
     """Stop the recorded process and its process group: SIGTERM, wait up to ``timeout`` s, then SIGKILL.
 
+    ``descendants``: also stop, afterwards, every descendant that was alive when ``stop`` began but lives in
+    another session. JupyterHub starts single-user servers and hub-managed services (idle-culler) with
+    ``start_new_session=True``, so they are not in the hub's group; a clean hub shutdown stops them itself, but
+    a hub that had to be killed leaves them orphaned (an orphaned culler was seen here). Pass False for a hub
+    restart meant to keep servers running (with ``JupyterHub.cleanup_servers = False``).
+
     Idempotent: a missing pidfile or an already-dead process is fine. The pidfile is removed at the end.
-    Returns True if a live process was signalled. Only the recorded process's own group is signalled, and only
-    after its create time matched, so a recycled pid is never killed.
+    Returns True if a live process was signalled. Processes are identified by pid *and* create time (psutil
+    does that for ``is_running``), so a recycled pid is never killed.
     """
     pidfile = Path(pidfile)
     record = read_record(pidfile)
@@ -147,25 +153,47 @@ def stop(pidfile: str | os.PathLike[str], timeout: float = 10.0) -> bool:
     if proc is None:
         pidfile.unlink(missing_ok=True)
         return False
-    # Collect the group before signalling: once the leader exits, members can no longer be found through it.
+    # Snapshot before signalling: once the leader exits, its children are re-parented and cannot be found
+    # through it any more.
     members = _group_members(proc)
+    others = [p for p in _descendants(proc) if p not in members] if descendants else []
     _signal_group(proc, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    alive = members
-    while alive and time.monotonic() < deadline:
-        _reap(record.pid)
-        gone, alive = psutil.wait_procs(alive, timeout=0.2)
-    if alive:
-        _signal_group(proc, signal.SIGKILL)
-        for p in alive:  # members that left the group (setsid) still belong to this hub
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+    _wait_or_kill(members, timeout, lambda: _signal_group(proc, signal.SIGKILL), reap=record.pid)
+    stragglers = [p for p in others if p.is_running()]
+    for p in stragglers:
+        _send(p, signal.SIGTERM)
+    _wait_or_kill(stragglers, min(timeout, 10.0), lambda: None)
     _reap(record.pid)
     pidfile.unlink(missing_ok=True)
     return True
+
+
+def _wait_or_kill(procs: list[psutil.Process], timeout: float, kill_group: Callable[[], None], reap: int = 0) -> None:
+    deadline = time.monotonic() + timeout
+    alive = procs
+    while alive and time.monotonic() < deadline:
+        _reap(reap)
+        _gone, alive = psutil.wait_procs(alive, timeout=0.2)
+    if alive:
+        kill_group()
+        for p in alive:  # members that left the group (setsid) still belong to this process
+            _send(p, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+        _reap(reap)
+
+
+def _descendants(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return proc.children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _send(proc: psutil.Process, sig: signal.Signals) -> None:
+    try:
+        proc.send_signal(sig)  # psutil refuses if the pid now belongs to another process
+    except psutil.Error:
+        pass
 
 
 def _group_members(proc: psutil.Process) -> list[psutil.Process]:

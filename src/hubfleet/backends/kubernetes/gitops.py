@@ -1,0 +1,143 @@
+"""``render_gitops(hub, fleet, kind)``: the same release as an Argo CD Application or a Flux HelmRelease.
+
+Both pin the chart to the version the values were validated against (4.4.0) and carry the values inline, so
+the Git commit *is* the deployed configuration. The namespace objects (``render_manifests``) are applied
+separately, before the release: they hold the Secret and claims the release refers to.
+
+Argo CD renders with ``helm template``, where Helm's ``lookup`` returns nothing; z2jh then regenerates its
+own secrets on every sync. hubfleet's tokens come from its own Secret (see spawn_policy), and z2jh's
+remaining generated secrets (hub.config.JupyterHub.cookie_secret, proxy token) are set by apply into the
+chart's existing-secret path, never into Git.
+# ref: https://z2jh.jupyter.org/en/stable/resources/reference.html#hub-existingsecret
+# ref: https://argo-cd.readthedocs.io/en/stable/user-guide/helm/
+# ref: https://fluxcd.io/flux/components/helm/helmreleases/
+"""
+
+from __future__ import annotations
+
+from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from hubfleet.backends.kubernetes.manifests import namespace_name
+from hubfleet.backends.kubernetes.values import render_values
+from hubfleet.plan.spec import FleetSpec, HubSpec
+
+KINDS = ("argocd", "flux")
+
+
+def _argocd(hub: HubSpec, fleet: FleetSpec, values: dict, options: RenderOptions) -> list[dict]:
+    ns = namespace_name(hub)
+    return [{
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": hub.name,
+            "namespace": "argocd",
+            "labels": {**MANAGED_BY, "hubfleet.io/fleet": fleet.fleet, "hubfleet.io/hub": hub.name},
+        },
+        "spec": {
+            "project": "default",
+            "source": {
+                "repoURL": options.chart_repo,
+                "chart": "jupyterhub",
+                "targetRevision": options.chart_version,
+                "helm": {"releaseName": hub.name, "valuesObject": values},
+            },
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
+            "syncPolicy": {
+                "automated": {"prune": True, "selfHeal": True},
+                "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+            },
+        },
+    }]
+
+
+def _flux(hub: HubSpec, fleet: FleetSpec, values: dict, options: RenderOptions) -> list[dict]:
+    ns = namespace_name(hub)
+    labels = {**MANAGED_BY, "hubfleet.io/fleet": fleet.fleet, "hubfleet.io/hub": hub.name}
+    repo = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "HelmRepository",
+        "metadata": {"name": "jupyterhub", "namespace": ns, "labels": labels},
+        "spec": {"url": options.chart_repo, "interval": "24h"},
+    }
+    release = {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": hub.name, "namespace": ns, "labels": labels},
+        "spec": {
+            "interval": "10m",
+            "releaseName": hub.name,
+            "chart": {"spec": {
+                "chart": "jupyterhub",
+                "version": options.chart_version,
+                "sourceRef": {"kind": "HelmRepository", "name": "jupyterhub", "namespace": ns},
+            }},
+            "install": {"createNamespace": True, "remediation": {"retries": 3}},
+            "upgrade": {"remediation": {"retries": 3, "remediateLastFailure": True}},
+            "values": values,
+        },
+    }
+    return [repo, release]
+
+
+def render_gitops(
+    hub: HubSpec, fleet: FleetSpec, kind: str = "argocd", options: RenderOptions = DEFAULT_OPTIONS,
+    values: dict | None = None,
+) -> dict:
+    """A ``v1/List`` of the GitOps objects for one hub (Argo CD: an Application; Flux: a HelmRepository and a
+    HelmRelease). A List is what ``kubectl apply -f`` takes as one document."""
+    if kind not in KINDS:
+        raise ValueError(f"gitops kind {kind!r}: expected one of {', '.join(KINDS)}")
+    values = values if values is not None else render_values(hub, fleet, options=options)
+    build = _argocd if kind == "argocd" else _flux
+    return {"apiVersion": "v1", "kind": "List", "items": build(hub, fleet, values, options)}
+
+
+def render_tree(spec: FleetSpec, gitops: str | None = None, options: RenderOptions = DEFAULT_OPTIONS) -> dict:
+    """Relative path -> content (a values dict, or a list of objects for a multi-document file), for the
+    whole fleet: ``<hub>/values.yaml``, ``<hub>/manifests.yaml``, ``[<hub>/<gitops>.yaml]``,
+    ``_fleet/manifests.yaml``. Pure: writing it out is the caller's business."""
+    from hubfleet.backends.kubernetes.fleet import render_fleet
+    from hubfleet.backends.kubernetes.manifests import render_manifests
+
+    tree: dict = {"_fleet/manifests.yaml": render_fleet(spec, options)}
+    for hub in spec.hubs:
+        values = render_values(hub, spec, options=options)
+        tree[f"{hub.name}/values.yaml"] = values
+        tree[f"{hub.name}/manifests.yaml"] = render_manifests(hub, spec, options)
+        if gitops:
+            tree[f"{hub.name}/{gitops}.yaml"] = render_gitops(hub, spec, gitops, options, values=values)["items"]
+    return tree
+
+
+def dump_yaml(content) -> str:
+    """Block-style YAML; a list is written as a multi-document stream, strings with newlines as literal blocks."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
+
+    # Helm and kubectl read YAML 1.1, where an unquoted yes/no/on/off is a boolean: quote them.
+    yaml11_words = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+    def literal(node):
+        if isinstance(node, dict):
+            return {k: literal(x) for k, x in node.items()}
+        if isinstance(node, (list, tuple)):
+            return [literal(x) for x in node]
+        if isinstance(node, str) and "\n" in node:
+            # Literal blocks cannot carry trailing spaces on a line; those are rare in config and stay quoted.
+            return LiteralScalarString(node) if not any(line.endswith(" ") for line in node.split("\n")) else node
+        if isinstance(node, str) and node.lower() in yaml11_words:
+            return DoubleQuotedScalarString(node)
+        return node
+
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    out = io.StringIO()
+    if isinstance(content, list):
+        yaml.dump_all([literal(doc) for doc in content], out)
+    else:
+        yaml.dump(literal(content), out)
+    return out.getvalue()

@@ -1,0 +1,438 @@
+"""``render_values(hub, fleet) -> dict``: a HubSpec as Zero-to-JupyterHub 4.4.0 values, using the chart's own
+mechanisms wherever it has one (profileList, storage, extraFiles, loadRoles, cull, ingress).
+
+Per-presentation settings live in each profile's ``kubespawner_override``, because one hub can host several
+presentations (per-course, per-unit, central topologies) that differ in course folder, storage, seed and
+phase. kubespawner *replaces* list traits from an override (only dict traits such as ``environment`` are
+merged), so each profile carries its complete ``volumes``/``volume_mounts``/``init_containers``; the
+hub-wide ``singleuser.storage`` mirrors the first presentation, which is what a single-presentation hub uses.
+# ref: https://jupyterhub-kubespawner.readthedocs.io/en/latest/spawner.html#kubespawner.KubeSpawner.profile_list
+
+Storage layouts (all mount the student's storage as volume ``home``, which the seeding init containers and the
+spawn policy's subPath pinning refer to by that name):
+
+- ``personal-subfolder``: the shared personal store (``static``, claim ``personal-store``), subPath
+  ``home/{username}``; the server starts in the course folder. The user segment is re-pinned to
+  ``escape_username`` by ``spawn_policy`` (why: see there).
+- ``per-presentation``: one dynamic claim per student per presentation, named after the presentation so
+  next year's presentation never reuses this year's claim.
+- ``ephemeral``: an ``emptyDir``; nothing survives the pod.
+
+Read-only phase: the course folder is mounted ``readOnly`` over itself and no seeding runs, so students can
+open and download their files but not change them; the rest of the home stays writable for Jupyter's own
+runtime files.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from hubfleet.backends.kubernetes import branding, spawn_policy
+from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from hubfleet.catalog.naming import dns_label
+from hubfleet.catalog.quantities import cpu_cores
+from hubfleet.plan.spec import FleetSpec, HubSpec, Phase, PresentationSpec, ProfileSpec
+
+SEEDING_DIR = "/opt/hubfleet"
+MATERIAL_DIR = "/srv/hubfleet/material"
+TOKEN_ENV = "HUBFLEET_API_TOKEN"
+# Keys of the per-hub Secret hubfleet generates once (manifests.hub_secret); values never hold a secret.
+SECRET_KEYS = ("hubfleet-api-token", "oauth-client-secret", "ldap-bind-password")
+# ref: https://jupyterhub.readthedocs.io/en/stable/rbac/scopes.html (enrolment sync's needs, nothing more)
+SERVICE_SCOPES = (
+    "admin:users", "admin:groups", "list:users", "read:users", "list:groups", "read:groups", "servers", "read:hub",
+)
+LAB_PAGE_CONFIG = "/etc/jupyter/labconfig/page_config.json"
+# docker-stacks images have JupyterLab in /opt/conda; pip-installed images read /usr/local. Ship both.
+LAB_OVERRIDES = ("/opt/conda/share/jupyter/lab/settings/overrides.json",
+                 "/usr/local/share/jupyter/lab/settings/overrides.json")
+
+
+def home_path(p: PresentationSpec) -> str:
+    # docker-stacks moves the home to /home/$NB_USER when NB_USER is set; jovyan keeps the image's.
+    return p.storage.home if p.container_user == "username" else "/home/jovyan"
+
+
+def course_dir(p: PresentationSpec) -> str:
+    return p.storage.course_dir.replace(p.storage.home, home_path(p), 1)
+
+
+def course_rel(p: PresentationSpec) -> str:
+    return posixpath.relpath(p.storage.course_dir, p.storage.home)
+
+
+def read_only(p: PresentationSpec) -> bool:
+    return p.phase == Phase.read_only
+
+
+def _store_subpath(p: PresentationSpec, rel: str = "") -> str | None:
+    """subPath on the student's storage volume; None = the volume's root (dynamic claim)."""
+    if p.storage.layout == "personal-subfolder":
+        base = p.storage.volume  # home/{username}: frozen identity
+        return posixpath.join(base, rel) if rel else base
+    if p.storage.layout == "per-presentation":
+        return rel or None
+    return rel or None  # ephemeral emptyDir
+
+
+def _mount(name: str, path: str, sub_path: str | None = None, ro: bool = False) -> dict:
+    m = {"name": name, "mountPath": path}
+    if sub_path:
+        m["subPath"] = sub_path
+    if ro:
+        m["readOnly"] = True
+    return m
+
+
+def storage_volumes(p: PresentationSpec) -> list[dict]:
+    if p.storage.layout == "personal-subfolder":
+        return [{"name": "home", "persistentVolumeClaim": {"claimName": "personal-store"}}]
+    if p.storage.layout == "per-presentation":
+        return [{"name": "home", "persistentVolumeClaim": {"claimName": pvc_name_template(p)}}]
+    return [{"name": "home", "emptyDir": {}}]
+
+
+def pvc_name_template(p: PresentationSpec) -> str:
+    return f"claim-{dns_label(p.key)}-{{user_server}}"
+
+
+def home_mounts(p: PresentationSpec) -> list[dict]:
+    """The student storage mounts of the notebook container, with the read-only phase applied."""
+    home, ro = home_path(p), read_only(p)
+    if p.storage.layout == "per-presentation" and ro:
+        # The claim is the home; keep a scratch home and show only the course folder, read-only.
+        mounts = [_mount("scratch", home)]
+    else:
+        mounts = [_mount("home", home, _store_subpath(p))]
+    if ro:
+        mounts.append(_mount("home", course_dir(p), _store_subpath(p, course_rel(p)), ro=True))
+    for m in p.storage.extra_mounts:
+        path = m.path.replace(p.storage.home, home, 1)
+        if p.storage.layout == "ephemeral":
+            mounts.append(_mount(f"mount-{m.name}", path, ro=m.read_only or ro))
+        else:
+            # Extra mounts live beside the course folder on the student's own storage, so they are archived
+            # with it but not seeded over. (A sized mount is not a volume of its own on Kubernetes yet.)
+            rel = posixpath.join(".hubfleet-mounts", p.key, m.name)
+            mounts.append(_mount("home", path, _store_subpath(p, rel), ro=m.read_only or ro))
+    return mounts
+
+
+def _volumes(p: PresentationSpec, lab_configmap: str | None) -> list[dict]:
+    vols = storage_volumes(p)
+    if p.storage.layout == "per-presentation" and read_only(p):
+        vols.append({"name": "scratch", "emptyDir": {}})
+    if p.storage.layout == "ephemeral":
+        vols += [{"name": f"mount-{m.name}", "emptyDir": {}} for m in p.storage.extra_mounts]
+    if p.seed and not read_only(p):
+        vols.append({"name": "hubfleet-seeding", "configMap": {"name": "hubfleet-seeding"}})
+        vols.append({"name": "hubfleet-material",
+                     "persistentVolumeClaim": {"claimName": "hubfleet-material", "readOnly": True}})
+    if lab_configmap:
+        vols.append({"name": "hubfleet-lab", "configMap": {"name": lab_configmap}})
+    return vols
+
+
+def seed_init_containers(p: PresentationSpec, image: str, options: RenderOptions) -> list[dict]:
+    """One init container per seed step, running the very seeding.py the local backend uses.
+
+    Runs as root only to create files owned by the notebook user (--uid/--gid), before the notebook
+    starts: no race with start.sh, and a failure shows in the pod's events. Not in the read-only phase.
+    """
+    if read_only(p) or not p.seed:
+        return []
+    mounts = [
+        _mount("home", home_path(p), _store_subpath(p)),
+        _mount("hubfleet-seeding", SEEDING_DIR, ro=True),
+        _mount("hubfleet-material", MATERIAL_DIR, ro=True),
+    ]
+    out = []
+    for i, step in enumerate(p.seed):
+        out.append({
+            "name": f"hubfleet-seed-{i}",
+            "image": image,
+            "command": seed_command(p, step.source, step.target, step.overwrite, options),
+            "securityContext": {"runAsUser": 0, "runAsGroup": 0, "allowPrivilegeEscalation": False},
+            "volumeMounts": mounts,
+        })
+    return out
+
+
+def seed_command(p: PresentationSpec, source: str, target: str, policy: str, options: RenderOptions) -> list[str]:
+    return [
+        "python3", f"{SEEDING_DIR}/seeding.py",
+        "--source", posixpath.normpath(posixpath.join(MATERIAL_DIR, source)),
+        "--target", posixpath.normpath(posixpath.join(course_dir(p), target)),
+        "--policy", policy,
+        "--uid", str(options.nb_uid), "--gid", str(options.nb_gid),
+    ]
+
+
+def environment(hub: HubSpec, p: PresentationSpec, options: RenderOptions) -> dict[str, str]:
+    env = {
+        "COURSE_CODE": p.course,
+        "PRESENTATION": p.presentation,
+        "HUBFLEET_HUB": hub.name,
+        "HUBFLEET_COURSE_DIR": course_dir(p),
+        "HUBFLEET_READ_ONLY": "true" if read_only(p) else "false",
+    }
+    if p.container_user == "username":
+        # docker-stacks start.sh (the image must use it as ENTRYPOINT, as quay.io/jupyter/* images do):
+        # started as root, it renames jovyan to NB_USER, moves HOME to /home/$NB_USER, chowns the home's top
+        # directory and drops to NB_UID via sudo. NB_UID stays 1000 for every student: the store is shared
+        # across hubs and uids are not coordinated, so ownership does not encode identity; CHOWN_HOME_OPTS is
+        # deliberately not -R (a recursive chown walks a 5Gi home on NFS on every start).
+        # ref: https://jupyter-docker-stacks.readthedocs.io/en/latest/using/common.html#user-related-configurations
+        env.update({"NB_USER": "{username}", "NB_UID": str(options.nb_uid), "NB_GID": str(options.nb_gid),
+                    "CHOWN_HOME": "yes"})
+    if read_only(p):
+        env["JUPYTER_RUNTIME_DIR"] = "/tmp/jupyter-runtime"
+    return env
+
+
+def _cpu(value: str | None) -> float | None:
+    return None if value is None else cpu_cores(value)
+
+
+def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_configmap: str | None) -> dict:
+    p = next(x for x in hub.presentations if x.key == prof.presentation)
+    mounts = home_mounts(p)
+    if lab_configmap:
+        mounts += lab_mounts()
+    override = {
+        "image": prof.image,
+        "cpu_guarantee": _cpu(prof.cpu),
+        "cpu_limit": _cpu(prof.cpu_limit or prof.cpu),
+        "mem_guarantee": prof.memory,
+        "mem_limit": prof.memory_limit or prof.memory,
+        "working_dir": course_dir(p),
+        "notebook_dir": course_dir(p),  # a kernel started over REST without a path runs here, not in HOME
+        "environment": environment(hub, p, options),
+        "volumes": _volumes(p, lab_configmap),
+        "volume_mounts": mounts,
+        "init_containers": seed_init_containers(p, prof.image, options),
+        "uid": 0 if p.container_user == "username" else options.nb_uid,
+        "fs_gid": options.nb_gid,
+        "storage_extra_labels": {"hubfleet.io/presentation": dns_label(p.key)},
+    }
+    if p.storage.layout == "per-presentation":
+        override.update({"storage_pvc_ensure": True, "pvc_name_template": pvc_name_template(p),
+                         "storage_capacity": p.storage.size or "5Gi", "storage_access_modes": ["ReadWriteOnce"]})
+        if options.storage_class:
+            override["storage_class"] = options.storage_class
+    else:
+        override["storage_pvc_ensure"] = False
+    entry = {
+        "display_name": prof.display_name,
+        "slug": prof.name,
+        "default": prof.default,
+        "kubespawner_override": {k: v for k, v in override.items() if v is not None},
+    }
+    if prof.description:
+        entry["description"] = prof.description
+    return entry
+
+
+def extensions_uniform(hub: HubSpec) -> bool:
+    return len({p.extensions.model_dump_json() for p in hub.presentations}) <= 1
+
+
+def lab_configmap_name(p: PresentationSpec) -> str:
+    return f"lab-{dns_label(p.key)}"
+
+
+def lab_files(p: PresentationSpec) -> dict[str, dict]:
+    """JupyterLab config as data: disabled extensions (page_config) and settings defaults (overrides)."""
+    ext = p.extensions
+    files = {}
+    if ext.disabled:
+        files["page_config.json"] = {"disabledExtensions": {e: True for e in ext.disabled}}
+    if ext.settings:
+        files["overrides.json"] = dict(ext.settings)
+    return files
+
+
+def lab_mounts() -> list[dict]:
+    out = [_mount("hubfleet-lab", LAB_PAGE_CONFIG, "page_config.json", ro=True)]
+    out += [_mount("hubfleet-lab", path, "overrides.json", ro=True) for path in LAB_OVERRIDES]
+    return out
+
+
+def _singleuser_extra_files(p: PresentationSpec) -> dict:
+    files = lab_files(p)
+    out = {}
+    if "page_config.json" in files:
+        out["lab-page-config"] = {"mountPath": LAB_PAGE_CONFIG, "data": files["page_config.json"]}
+    if "overrides.json" in files:
+        for i, path in enumerate(LAB_OVERRIDES):
+            out[f"lab-overrides-{i}"] = {"mountPath": path, "data": files["overrides.json"]}
+    return out
+
+
+def _storage(p: PresentationSpec) -> dict:
+    """Hub-wide storage, mirroring the first presentation; each profile restates its own in full."""
+    common = {"homeMountPath": home_path(p), "extraVolumes": [], "extraVolumeMounts": []}
+    if p.storage.layout == "personal-subfolder":
+        return {**common, "type": "static", "static": {"pvcName": "personal-store", "subPath": _store_subpath(p)}}
+    if p.storage.layout == "per-presentation":
+        return {**common, "type": "dynamic", "capacity": p.storage.size or "5Gi",
+                "dynamic": {"pvcNameTemplate": pvc_name_template(p), "volumeNameTemplate": "home",
+                            "storageAccessModes": ["ReadWriteOnce"]}}
+    return {**common, "type": "none"}
+
+
+def hub_groups(hub: HubSpec) -> list[str]:
+    return sorted({g for p in hub.presentations for g in (p.group, p.tutor_group, p.instructor_group)})
+
+
+def idp_groups(hub: HubSpec) -> list[str]:
+    return sorted({s["idp_group"] for p in hub.presentations for s in p.enrolment if s.get("idp_group")})
+
+
+def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple[dict, dict]:
+    """(hub.config, extra hub env) for the fleet's authenticator. Secrets only ever come from our Secret."""
+    auth, host = hub.auth, f"https://{hub.name}.{fleet.domain}"
+    base = {"allow_all": False, "admin_users": list(hub.admins),
+            # Enrolment sync creates the users of a hub through the REST API: existing users may log in.
+            "allow_existing_users": True}
+    env: dict = {}
+
+    def from_secret(key: str) -> dict:
+        return {"valueFrom": {"secretKeyRef": {"name": options.secret_name, "key": key}}}
+
+    kind = auth["type"]
+    if kind in ("oidc", "embedded"):
+        issuer = auth["issuer"].rstrip("/") if kind == "oidc" else f"https://portal.{fleet.domain}"
+        a, t, u = options.oidc_paths if kind == "oidc" else ("/oauth/authorize", "/oauth/token", "/oauth/userinfo")
+        oauth = {
+            "client_id": auth.get("client_id", f"hub-{hub.name}"),
+            "oauth_callback_url": f"{host}/hub/oauth_callback",
+            "authorize_url": issuer + a,
+            "token_url": issuer + t,
+            "userdata_url": issuer + u,
+            "scope": ["openid", "profile", "email"],
+            "username_claim": auth.get("username_claim", "preferred_username"),
+            "claim_groups_key": auth.get("groups_claim", "groups"),
+            # The IdP's groups become JupyterHub groups at each login (JupyterHub 5 manage_groups). They
+            # replace memberships made over the API, so enrolment sync re-applies its groups after a login.
+            # ref: https://oauthenticator.readthedocs.io/en/latest/reference/api/gen/oauthenticator.generic.html
+            "manage_groups": True,
+            "allowed_groups": sorted(set(hub_groups(hub)) | set(idp_groups(hub))),
+        }
+        env["OAUTH_CLIENT_SECRET"] = from_secret("oauth-client-secret")  # read by OAuthenticator itself
+        config = {"JupyterHub": {"authenticator_class": "generic-oauth"}, "GenericOAuthenticator": oauth}
+    elif kind == "ldap":
+        url = auth["server"]
+        tls = "on_connect" if url.startswith("ldaps://") else "before_bind"
+        ldap = {
+            "server_address": url.split("://", 1)[-1].split(":")[0],
+            "tls_strategy": tls,
+            "user_search_base": auth["base_dn"],
+            "user_attribute": auth.get("user_attribute", "uid"),
+        }
+        if auth.get("bind_dn_template"):
+            ldap["bind_dn_template"] = [auth["bind_dn_template"]]
+        groups = sorted({s["ldap"]["group"] for p in hub.presentations for s in p.enrolment
+                         if s.get("ldap") and s["ldap"].get("group")})
+        if groups:
+            ldap["allowed_groups"] = groups
+        config = {"JupyterHub": {"authenticator_class": "ldap"}, "LDAPAuthenticator": ldap}
+    elif kind == "lti13":
+        lti = {"issuer": auth["issuer"], "client_id": [auth["client_id"]],
+               "authorize_url": auth["authorize_url"], "jwks_endpoint": auth["jwks_url"]}
+        config = {"JupyterHub": {"authenticator_class": "ltiauthenticator.lti13.auth.LTI13Authenticator"},
+                  "LTI13Authenticator": lti}
+    else:
+        raise ValueError(f"hub {hub.name}: auth type {kind!r} has no Kubernetes rendering")
+    config["Authenticator"] = base
+    return config, env
+
+
+def load_roles(hub: HubSpec) -> dict:
+    roles = {
+        r.name: {"description": r.description, "scopes": list(r.scopes), "groups": list(r.groups),
+                 "users": list(r.users)}
+        for r in hub.roles
+    }
+    roles["hubfleet-service"] = {"description": "hubfleet's enrolment sync and lifecycle",
+                                 "scopes": list(SERVICE_SCOPES), "services": ["hubfleet"]}
+    return roles
+
+
+def render_values(
+    hub: HubSpec, fleet: FleetSpec, *, secrets_ref: str | None = None, options: RenderOptions = DEFAULT_OPTIONS
+) -> dict:
+    """z2jh 4.4.0 values for one hub. ``secrets_ref`` names the hub's Secret (default: options.secret_name)."""
+    if secrets_ref:
+        options = RenderOptions(**{**options.__dict__, "secret_name": secrets_ref})
+    first = hub.presentations[0]
+    uniform = extensions_uniform(hub)
+    profiles = [
+        profile_entry(hub, prof, options, None if uniform or not lab_files(_pres(hub, prof))
+                      else lab_configmap_name(_pres(hub, prof)))
+        for prof in hub.profiles
+    ]
+    host = f"{hub.name}.{fleet.domain}"
+    auth, auth_env = auth_config(hub, fleet, options)
+    store = {"volume": "home", "prefix": "home"} if any(
+        p.storage.layout == "personal-subfolder" for p in hub.presentations) else None
+    policy = spawn_policy.policy_data(
+        [{"slug": p.name, "groups": p.groups} for p in hub.profiles], store, TOKEN_ENV)
+    ingress = {
+        "enabled": True,
+        "hosts": [host],
+        "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer},
+        "tls": [{"hosts": [host], "secretName": f"{hub.name}-tls"}],
+    }
+    if options.ingress_class:
+        ingress["ingressClassName"] = options.ingress_class
+    return {
+        "hub": {
+            "config": auth,
+            "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi"}},
+            "extraEnv": {TOKEN_ENV: {"valueFrom": {"secretKeyRef": {"name": options.secret_name,
+                                                                    "key": "hubfleet-api-token"}}},
+                         **auth_env},
+            "extraConfig": {"10-hubfleet-spawn-policy": spawn_policy.hub_config(policy),
+                            "20-hubfleet-branding": branding.HUB_CONFIG},
+            "extraFiles": branding.template_files(),
+            "templateVars": branding.template_vars(hub, fleet),
+            "loadRoles": load_roles(hub),
+            "labels": dict(MANAGED_BY),
+        },
+        "proxy": {"service": {"type": "ClusterIP"}},
+        "ingress": ingress,
+        "singleuser": {
+            "cmd": "jupyterhub-singleuser",
+            "defaultUrl": "/lab",
+            "uid": 0 if first.container_user == "username" else options.nb_uid,
+            "fsGid": options.nb_gid,
+            "extraLabels": {**MANAGED_BY, "hubfleet.io/hub": hub.name},
+            "extraEnv": {"HUBFLEET_HUB": hub.name},
+            # Profiles restate init_containers in full, which would drop z2jh's iptables init container;
+            # the singleuser NetworkPolicy (on by default, cloudMetadataServer egress denied) blocks it instead.
+            # ref: https://z2jh.jupyter.org/en/stable/administrator/security.html#audit-cloud-metadata-server-access
+            "cloudMetadata": {"blockWithIptables": False},
+            "storage": _storage(first),
+            "extraFiles": _singleuser_extra_files(first) if uniform else {},
+            "profileList": profiles,
+        },
+        "cull": {
+            "enabled": hub.culling.enabled,
+            "users": False,
+            "timeout": hub.culling.idle_timeout,
+            "every": hub.culling.every,
+            "maxAge": hub.culling.max_age,
+        },
+        # Fleet-level instead (render_fleet): these add per-release DaemonSets, Deployments and cluster RBAC.
+        "scheduling": {
+            "userScheduler": {"enabled": False},
+            "podPriority": {"enabled": False},
+            "userPlaceholder": {"enabled": False},
+        },
+        "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}},
+    }
+
+
+def _pres(hub: HubSpec, prof: ProfileSpec) -> PresentationSpec:
+    return next(p for p in hub.presentations if p.key == prof.presentation)

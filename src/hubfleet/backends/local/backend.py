@@ -1,0 +1,442 @@
+"""LocalBackend: the Backend contract carried out with real processes on this machine.
+
+Each hub is a JupyterHub 6 process (plus its node proxy) under ``<state>/hubs/<hub>/``; a front door on
+127.0.0.1:<port> routes ``/hubs/<hub>/`` to it and serves the portal at ``/``. The file layout is in
+``fleetstate.py``; the hub side (config, authenticator, spawner) reads ``hub.json`` and ``members.json``.
+
+Rules this module keeps:
+
+* ``applied.json`` is written only after the hub answers its API with the service token, so a hub that failed to
+  come up is planned again (create) at the next reconcile instead of being recorded as done.
+* A hub is restarted only when something it reads at startup changed; members.json and the fields the hub
+  re-reads at runtime are rewritten in place, so students are not logged out by a roster edit.
+* Secrets are generated once (``ensure_secret``) and never rewritten; ports are stable (``PortBook``).
+* Student storage is never touched: deleting a hub moves its dir (with the sqlite db) to ``<state>/retired/``.
+* One hub's failure is reported in the ApplyReport and does not stop the others; hubs are applied in parallel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.local import process
+from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, observe_state, read_json, write_json_atomic
+from hubfleet.backends.local.frontdoor import HOST, FrontDoor
+from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
+from hubfleet.backends.local.ports import HubPorts, PortBook
+from hubfleet.backends.local.proxy import ProxyCommand, find_chp
+from hubfleet.backends.local.secrets import ensure_secret, read_secret
+from hubfleet.catalog.loader import LoadedCatalog
+from hubfleet.hubapi import HubClient
+from hubfleet.plan.diff import Action, FleetState, Kind, Plan
+from hubfleet.plan.spec import FleetSpec, HubSpec
+
+__all__ = ["LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "stop_fleet"]
+
+DEMO_ENV = "HUBFLEET_DEMO_MODE"
+
+
+class LifecycleNotAvailable(NotImplementedError):
+    """archive/purge are planned but their executor is not wired into the local backend yet."""
+
+
+def default_demo_mode() -> bool:
+    """Demo mode (one account, shared password) unless running as root; HUBFLEET_DEMO_MODE=1 forces it."""
+    return os.environ.get(DEMO_ENV, "") in ("1", "true", "yes") or os.geteuid() != 0
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(
+        self,
+        state_dir: Path,
+        storage_root: Path,
+        loaded: LoadedCatalog,
+        port: int = 8000,
+        demo_mode: bool | None = None,
+        *,
+        hub_timeout: float = 120.0,
+        parallel: int = 8,
+    ) -> None:
+        self.paths = FleetPaths(Path(state_dir).resolve())
+        self.storage_root = Path(storage_root).resolve()
+        self.loaded = loaded
+        self.port = port
+        self.demo_mode = default_demo_mode() if demo_mode is None else demo_mode
+        self.hub_timeout = hub_timeout
+        self.parallel = parallel
+        self._chp: Path | None = None
+        self.ports = PortBook(self.paths.ports)
+        # hubfleet starts each hub's CHP itself (hub.json start_proxy=false -> should_start=False): the proxy is a
+        # tracked process with a pid+create-time record, keeps serving running servers while the hub restarts, and
+        # a kill -9'd hub leaves no orphan proxy for JupyterHub's bare-pid cleanup to hunt down.
+        # ref: https://jupyterhub.readthedocs.io/en/stable/howto/separate-proxy.html
+        self.own_proxy = True
+
+    # -- small helpers -------------------------------------------------------------------------------------------
+
+    @property
+    def chp(self) -> Path:
+        if self._chp is None:
+            self._chp = find_chp()
+        return self._chp
+
+    @property
+    def frontdoor(self) -> FrontDoor:
+        return FrontDoor(self.paths, self.port, self.chp)
+
+    def hub_url(self, hub: str) -> str:
+        return f"http://{HOST}:{self.port}/hubs/{hub}/"
+
+    def _owner_pids(self, hp: HubPaths) -> set[int]:
+        pids: set[int] = set()
+        for pidfile in (hp.hub_pidfile, hp.proxy_pidfile):
+            record = process.read_alive(pidfile)
+            proc = record.process() if record else None
+            if proc is not None:
+                pids |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
+        return pids
+
+    def _service_token(self, hub: str) -> str:
+        return read_secret(self.paths.hub(hub).service_token)
+
+    # -- Backend contract ----------------------------------------------------------------------------------------
+
+    def observe(self) -> FleetState:
+        return observe_state(self.paths, self.storage_root, own_proxy=self.own_proxy)
+
+    def endpoint(self, hub: str) -> HubEndpoint:
+        # The hub's own proxy rather than the front door: enrolment sync keeps working if the front door is down.
+        ports = self.ports.recorded(hub)
+        if ports is None:
+            raise KeyError(f"hub {hub} has never been created here")
+        return HubEndpoint(api_url=f"http://{HOST}:{ports.proxy_port}/hubs/{hub}/hub/api", token=self._service_token(hub))
+
+    def apply(self, plan: Plan, spec: FleetSpec, progress: Progress | None = None) -> ApplyReport:
+        say: Progress = progress or (lambda action, message: None)
+        self.paths.state.mkdir(parents=True, exist_ok=True)
+        self.sync_logins(spec)
+        by_hub: dict[str, list[Action]] = defaultdict(list)
+        for action in plan.actions:
+            by_hub[action.hub].append(action)
+        wanted = {h.name: h for h in spec.hubs}
+        # Hubs are independent, so they start in parallel (a hub takes seconds to boot); within a hub the plan's
+        # order holds (archive before stop before delete).
+        with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
+            futures = [pool.submit(self._apply_hub, actions, wanted.get(hub), say) for hub, actions in by_hub.items()]
+            results = [r for f in futures for r in f.result()]
+        order = {a: i for i, a in enumerate(plan.actions)}
+        report = ApplyReport(results=sorted(results, key=lambda r: order[r.action]))
+        self.refresh(spec)
+        return report
+
+    def status(self, spec: FleetSpec) -> list[HubStatus]:
+        out = []
+        for hub in spec.hubs:
+            hp = self.paths.hub(hub.name)
+            url = self.hub_url(hub.name)
+            running = (read_json(hp.applied) is not None) and process.read_alive(hp.hub_pidfile) is not None
+            if not running:
+                out.append(HubStatus(hub.name, url, up=False, detail="not running"))
+                continue
+            try:
+                ep = self.endpoint(hub.name)
+                with HubClient(ep.api_url, ep.token, timeout=5) as client:
+                    users = client.users()
+                servers = sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
+                out.append(HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers))
+            except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+                out.append(HubStatus(hub.name, url, up=False, detail=f"process up, API not answering: {exc}"))
+        return out
+
+    # -- fleet-wide files and the front door (every apply and every reconcile tick) -------------------------------
+
+    def sync_logins(self, spec: FleetSpec) -> list[str]:
+        """members.json for every wanted hub and the passwords; return hubs whose members changed.
+
+        Outside the plan on purpose: rosters are data, not hub config, and a hub re-reads members.json live.
+        """
+        changed = []
+        everyone: set[str] = set()
+        for hub in spec.hubs:
+            members = hub_members(hub, self.loaded)
+            everyone |= members.keys() | set(hub.admins)
+            hp = self.paths.hub(hub.name)
+            if hp.dir.is_dir() and write_json_atomic(hp.members, members):
+                changed.append(hub.name)
+        if self.demo_mode:
+            demo_password(self.paths.state)
+        else:
+            PasswordBook(self.paths.passwords_txt, self.paths.passwords_json).ensure(everyone)
+        return changed
+
+    def refresh(self, spec: FleetSpec) -> list[str]:
+        """Everything besides hub actions: logins, fleet.json for the portal, front door and its routes."""
+        notes = [f"members of {h} updated" for h in self.sync_logins(spec)]
+        up = {h.name: self._alive(h.name) for h in spec.hubs}
+        write_json_atomic(self.paths.fleet_json, self._fleet_document(spec, up))
+        door = self.frontdoor
+        door.ensure_running()
+        targets = {}
+        for name, alive in up.items():
+            ports = self.ports.recorded(name)
+            if alive and ports:
+                targets[name] = ports.proxy_port
+        notes += door.sync_routes(targets)
+        return notes
+
+    def _alive(self, hub: str) -> bool:
+        hp = self.paths.hub(hub)
+        return hp.applied.exists() and process.read_alive(hp.hub_pidfile) is not None
+
+    def _fleet_document(self, spec: FleetSpec, up: dict[str, bool]) -> dict[str, Any]:
+        branding = spec.hubs[0].branding.model_dump() if spec.hubs else self.loaded.catalog.fleet.branding.model_dump()
+        logo = branding.get("logo")
+        branding["logo_path"] = str(self.loaded.path(logo)) if logo else None
+        return {
+            "fleet": spec.fleet,
+            "date": spec.date.isoformat(),
+            "front_door": f"http://{HOST}:{self.port}",
+            "demo_mode": self.demo_mode,
+            "branding": branding,
+            "hubs": [
+                {
+                    "name": h.name,
+                    "url": self.hub_url(h.name),
+                    "path": f"hubs/{h.name}/",  # relative, so the page works behind any host name
+                    "up": up.get(h.name, False),
+                    "presentations": [
+                        {
+                            "key": p.key, "course": p.course, "presentation": p.presentation, "title": p.title,
+                            "phase": p.phase.value, "start": p.start.isoformat(), "end": p.end.isoformat(),
+                        }
+                        for p in h.presentations
+                    ],
+                }
+                for h in spec.hubs
+            ],
+        }
+
+    def down(self) -> list[str]:
+        return stop_fleet(self.paths.state)
+
+    # -- per-hub actions ---------------------------------------------------------------------------------------------
+
+    def _apply_hub(self, actions: list[Action], hub: HubSpec | None, say: Progress) -> list[ActionResult]:
+        results = []
+        archive_failed = False
+        for action in actions:
+            try:
+                if action.kind == Kind.delete and archive_failed:
+                    raise RuntimeError("kept: a presentation of this hub is not archived yet")
+                message = self._do(action, hub, say)
+                results.append(ActionResult(action, ok=True, message=message))
+            except Exception as exc:  # noqa: BLE001 - one hub's failure must not stop the others
+                archive_failed |= action.kind == Kind.archive
+                say(action, f"failed: {exc}")
+                results.append(ActionResult(action, ok=False, message=str(exc)))
+        return results
+
+    def _do(self, action: Action, hub: HubSpec | None, say: Progress) -> str:
+        hp = self.paths.hub(action.hub)
+        if action.kind in (Kind.create, Kind.update, Kind.start):
+            assert hub is not None, f"{action.kind.value} of a hub the spec does not have"
+            return self._converge(hub, lambda m: say(action, m))
+        if action.kind == Kind.stop:
+            self._stop_hub(hp)
+            return "stopped"
+        if action.kind == Kind.delete:
+            return self._delete(hp)
+        # ref: DESIGN.md "Lifecycle": archive and purge belong to the lifecycle executor (hubfleet.lifecycle), which is
+        # wired in here later; until then the plan shows them and apply reports them as not done.
+        raise LifecycleNotAvailable(f"{action.kind.value} of {action.presentation}: lifecycle not available yet")
+
+    def _converge(self, hub: HubSpec, say: Any) -> str:
+        """Create, update and start are one operation: make files right, (re)start if needed, verify, record."""
+        hp = self.paths.hub(hub.name)
+        hp.logs.mkdir(parents=True, exist_ok=True)
+        for secret in hp.secrets():
+            ensure_secret(secret)
+        ports = self.ports.ports_for(hub.name, owner_pids=self._owner_pids(hp))
+        write_json_atomic(hp.members, hub_members(hub, self.loaded))
+        old = read_json(hp.hub_json)
+        new = self._hub_json(hub, hp, ports)
+        write_json_atomic(hp.hub_json, new, mode=0o600)
+        old_config = hp.config.read_bytes() if hp.config.exists() else None
+        _hub_side().write_config_file(hp.dir)
+        restart = old_config != hp.config.read_bytes() or _restart_needed(old, new)
+        if self.own_proxy and {"proxy", "proxy_api"} & set(ports.moved):
+            process.stop(hp.proxy_pidfile)
+        hub_alive = process.read_alive(hp.hub_pidfile) is not None
+        verb = "started"
+        if hub_alive and restart:
+            say("restarting (startup config changed)")
+            process.stop(hp.hub_pidfile, timeout=20)
+            verb = "restarted"
+        elif hub_alive:
+            verb = "updated in place (no restart needed)"
+        t0 = time.monotonic()
+        if self.own_proxy and process.read_alive(hp.proxy_pidfile) is None:
+            say("starting proxy")
+            cmd = self._proxy_command(hub.name, ports, hp)
+            process.start_detached(cmd.argv, hp.dir, cmd.env(), hp.proxy_log, hp.proxy_pidfile)
+        if process.read_alive(hp.hub_pidfile) is None:
+            say("starting hub")
+            argv = [str(Path(sys.prefix) / "bin" / "jupyterhub"), "-f", str(hp.config)]
+            env = dict(os.environ)
+            # The hub finds jupyterhub-singleuser and the idle culler next to its own interpreter.
+            env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+            process.start_detached(argv, hp.dir, env, hp.hub_log, hp.hub_pidfile)
+        say("waiting for the hub API")
+        self._wait_api(hub.name, ports, hp)
+        write_json_atomic(hp.applied, hub.model_dump(mode="json"))
+        return f"{verb} in {time.monotonic() - t0:.1f}s" if verb != "updated in place (no restart needed)" else verb
+
+    def _hub_json(self, hub: HubSpec, hp: HubPaths, ports: HubPorts) -> dict[str, Any]:
+        return {
+            "spec": hub.model_dump(mode="json"),
+            "hub_dir": str(hp.dir),
+            "storage_root": str(self.storage_root),
+            "catalog_root": str(self.loaded.root),
+            "hub_port": ports.hub_port,
+            "proxy_port": ports.proxy_port,
+            "proxy_api_port": ports.proxy_api_port,
+            "chp": str(self.chp),
+            "front_door": f"http://{HOST}:{self.port}",
+            "demo_mode": self.demo_mode,
+            "service_token_file": str(hp.service_token),
+            "cookie_secret_file": str(hp.cookie_secret),
+            "proxy_token_file": str(hp.proxy_token),
+            "members": str(hp.members),
+            "start_proxy": not self.own_proxy,
+        }
+
+    def _proxy_command(self, hub: str, ports: HubPorts, hp: HubPaths) -> ProxyCommand:
+        return ProxyCommand(
+            executable=self.chp,
+            ip=HOST,
+            port=ports.proxy_port,
+            api_ip=HOST,
+            api_port=ports.proxy_api_port,
+            auth_token=read_secret(hp.proxy_token),
+            error_target=f"http://{HOST}:{ports.hub_port}/hubs/{hub}/hub/error",
+        )
+
+    def _wait_api(self, hub: str, ports: HubPorts, hp: HubPaths) -> None:
+        """Up means: the hub process lives and answers ``/hub/api/user`` through its proxy *with our token*."""
+        url = f"http://{HOST}:{ports.proxy_port}/hubs/{hub}/hub/api/user"
+        headers = {"Authorization": f"token {read_secret(hp.service_token)}"}
+        deadline = time.monotonic() + self.hub_timeout
+        while True:
+            try:
+                if httpx.get(url, headers=headers, timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if process.read_alive(hp.hub_pidfile) is None:
+                raise RuntimeError(f"hub process exited while starting; see {hp.hub_log}\n{_tail(hp.hub_log)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hub API not answering after {self.hub_timeout:g}s; see {hp.hub_log}")
+            time.sleep(0.2)
+
+    def _stop_hub(self, hp: HubPaths) -> bool:
+        return _stop_hub(hp)
+
+    def _delete(self, hp: HubPaths) -> str:
+        self._stop_hub(hp)
+        if not hp.dir.exists():
+            return "already gone"
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        target = self.paths.retired / f"{hp.name}-{stamp}"
+        self.paths.retired.mkdir(parents=True, exist_ok=True)
+        # A move, not a delete: the sqlite db (users, tokens, server state) stays as a backup. Student files live
+        # under the storage root and are not touched at all.
+        shutil.move(str(hp.dir), target)
+        self.ports.release(hp.name)
+        return f"retired to {target}"
+
+
+def _stop_servers(hp: HubPaths, timeout: float = 30.0) -> None:
+    """Stop students' servers through the hub's API. Hubs run with cleanup_servers=False (a hub *restart* must not
+    kill kernels), so stopping a hub for good has to ask it to stop the servers first. Best effort."""
+    raw = read_json(hp.hub_json) or {}
+    if process.read_alive(hp.hub_pidfile) is None or "proxy_port" not in raw:
+        return
+    try:
+        token = read_secret(hp.service_token)
+        with HubClient(f"http://{HOST}:{raw['proxy_port']}/hubs/{hp.name}/", token, timeout=10) as api:
+            users = api.users()
+            running = [(u["name"], name) for u in users for name in (u.get("servers") or {})]
+            for user, name in running:
+                api.stop_server(user, server_name=name)
+            deadline = time.monotonic() + timeout
+            while running and time.monotonic() < deadline:
+                time.sleep(0.3)
+                running = [(u["name"], n) for u in api.users() for n in (u.get("servers") or {})]
+    except Exception:  # noqa: BLE001 - the hub may be unhealthy; stopping it must still go ahead
+        pass
+
+
+def _stop_hub(hp: HubPaths) -> bool:
+    _stop_servers(hp)
+    stopped = process.stop(hp.hub_pidfile, timeout=20)
+    stopped |= process.stop(hp.proxy_pidfile)
+    return stopped
+
+
+def stop_fleet(state_dir: Path) -> list[str]:
+    """Stop every hub, hub proxy, the front door and the portal of a state dir; return the hubs stopped.
+
+    Needs no catalog (``hubfleet down`` must work even when the catalog is broken). No file is deleted: the next
+    apply starts the same hubs with the same secrets, ports and student files.
+    """
+    paths = FleetPaths(Path(state_dir).resolve())
+    names = paths.hub_names()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        stopped = [n for n, s in zip(names, pool.map(lambda n: _stop_hub(paths.hub(n)), names)) if s]
+    FrontDoor(paths, 0).stop()
+    return stopped
+
+
+def _hub_side() -> Any:
+    """The hub-side module (config writer), imported late so ``observe``-only uses need no JupyterHub import."""
+    from hubfleet.backends.local import hubconfig
+
+    return hubconfig
+
+
+def _restart_needed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Does the running hub need a restart to see ``new``? The hub side may say (``restart_needed``); otherwise
+    only presentation phases count as live (HubContext re-reads hub.json; roles, services and admins are loaded at
+    startup), so a phase change alone does not log anyone out."""
+    decide = getattr(_hub_side(), "restart_needed", None)
+    if decide is not None:
+        return bool(decide(old, new))
+    if old is None:
+        return True
+
+    def startup_view(doc: dict[str, Any]) -> dict[str, Any]:
+        spec = dict(doc.get("spec", {}))
+        spec["presentations"] = [{**p, "phase": None} for p in spec.get("presentations", [])]
+        return {**doc, "spec": spec}
+
+    return startup_view(old) != startup_view(new)
+
+
+def _tail(path: Path, nbytes: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-nbytes:]
+    except OSError:
+        return "(no log)"

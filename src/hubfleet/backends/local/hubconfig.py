@@ -1,0 +1,188 @@
+"""The configuration of one local JupyterHub, built from the ``hub.json`` the fleet side writes.
+
+The hub is started as ``<venv>/bin/jupyterhub -f <hub_dir>/jupyterhub_config.py`` with cwd ``<hub_dir>``; that
+file is two lines (:func:`write_config_file`) so every setting lives here, in tested code, and a catalog change
+only ever rewrites data (hub.json, members.json), never Python.
+
+hub.json keys read (the contract with ``backend.py``):
+
+required  ``spec`` (HubSpec JSON), ``hub_dir``, ``storage_root``, ``catalog_root``, ``hub_port``, ``proxy_port``,
+          ``proxy_api_port``, ``chp``, ``front_door``, ``demo_mode``, ``service_token_file``,
+          ``cookie_secret_file``, ``proxy_token_file``, ``members``
+optional  ``start_proxy`` (default true: the hub starts and stops its own CHP; false if the fleet side runs CHP
+          itself, ref: https://jupyterhub.readthedocs.io/en/stable/howto/separate-proxy.html),
+          ``cleanup_servers`` (default false: students' servers survive a hub restart, see below),
+          ``log_level`` (default "INFO").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from hubfleet.backends.local.membership import STAFF_ROLES, HubContext
+from hubfleet.backends.local.secrets import read_secret
+from hubfleet.plan.spec import HubSpec, Phase
+
+__all__ = ["CULLER_SCOPES", "HUBFLEET_SCOPES", "TEMPLATES", "configure", "write_config_file"]
+
+TEMPLATES = Path(__file__).parent / "templates"
+HOST = "127.0.0.1"
+
+# What hubfleet itself does to a hub, and no more (ref: https://jupyterhub.readthedocs.io/en/stable/rbac/scopes.html):
+#   read:hub      GET /info (version, for status and upgrade checks)
+#   admin:users   enrolment sync creates and deletes users (implies list:users, read:users)
+#   admin:groups  enrolment sync creates groups and sets their members
+#   servers       status (read:servers), stop before archive/down (delete:servers), smoke-test start
+# Not access:servers (hubfleet never opens a student's server) and not tokens (it never acts as a student).
+HUBFLEET_SCOPES = ["read:hub", "admin:users", "admin:groups", "servers"]
+# jupyterhub-idle-culler culling servers only (not users). ref: https://github.com/jupyterhub/jupyterhub-idle-culler#permissions
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+def write_config_file(hub_dir: Path) -> Path:
+    """Write ``<hub_dir>/jupyterhub_config.py`` (two lines, no secrets); return its path."""
+    hub_dir = Path(hub_dir).resolve()
+    path = hub_dir / "jupyterhub_config.py"
+    text = (
+        "from hubfleet.backends.local.hubconfig import configure\n"
+        f"configure(c, {str(hub_dir / 'hub.json')!r})\n"
+    )
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def configure(c: Any, hub_json: str | Path) -> None:
+    """Fill the traitlets config ``c`` of one hub from its hub.json."""
+    hub_json = str(Path(hub_json).resolve())
+    raw = json.loads(Path(hub_json).read_text(encoding="utf-8"))
+    spec = HubSpec.model_validate(raw["spec"])
+    ctx = HubContext(Path(hub_json))
+    hub_dir = Path(raw["hub_dir"])
+
+    # -- network: public side through this hub's CHP, hub API on its own port --------------------------------
+    c.JupyterHub.bind_url = f"http://{HOST}:{raw['proxy_port']}{spec.base_path}"
+    c.JupyterHub.hub_bind_url = f"http://{HOST}:{raw['hub_port']}"
+    c.ConfigurableHTTPProxy.command = [raw["chp"]]  # node CHP: the Python port drops websocket subprotocols
+    c.ConfigurableHTTPProxy.api_url = f"http://{HOST}:{raw['proxy_api_port']}"
+    c.ConfigurableHTTPProxy.auth_token = read_secret(raw["proxy_token_file"])
+    c.ConfigurableHTTPProxy.should_start = bool(raw.get("start_proxy", True))
+    c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "jupyterhub-proxy.pid")
+
+    # -- state: everything in the hub dir; secrets generated once by the fleet side ----------------------------
+    c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = raw["cookie_secret_file"]
+    c.JupyterHub.pid_file = str(hub_dir / "jupyterhub.pid")
+    c.JupyterHub.log_level = raw.get("log_level", "INFO")
+    # A hub restart (config change, upgrade) must not kill students' kernels: LocalProcessSpawner finds its
+    # servers again by pid. So `hubfleet down` must stop servers through the API before stopping the hub.
+    # ref: https://jupyterhub.readthedocs.io/en/stable/reference/api/app.html#jupyterhub.app.JupyterHub.cleanup_servers
+    c.JupyterHub.cleanup_servers = bool(raw.get("cleanup_servers", False))
+
+    # -- who may log in ---------------------------------------------------------------------------------------
+    c.JupyterHub.authenticator_class = "hubfleet.backends.local.authenticator.HubfleetAuthenticator"
+    c.HubfleetAuthenticator.hub_json = hub_json
+    c.Authenticator.admin_users = set(spec.admins)
+    # JupyterHub >= 5 admits nobody without allow_all or an allow list; our check_allowed is the allow logic.
+    # ref: DESIGN.md "Known traps"
+    c.Authenticator.allow_all = False
+    c.Authenticator.auth_refresh_age = 300
+    c.Authenticator.refresh_pre_spawn = True  # an unenrolled student cannot start a server with an old cookie
+
+    # -- servers ----------------------------------------------------------------------------------------------
+    c.JupyterHub.spawner_class = "hubfleet.backends.local.spawner.HubfleetSpawner"
+    c.HubfleetSpawner.hub_json = hub_json
+    c.Spawner.http_timeout = 60
+    c.Spawner.start_timeout = 120
+
+    # -- pages ------------------------------------------------------------------------------------------------
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    c.JupyterHub.template_vars = template_vars(ctx, spec, raw)
+    if spec.branding.logo:
+        logo = Path(raw["catalog_root"]) / spec.branding.logo
+        if logo.is_file():
+            c.JupyterHub.logo_file = str(logo)  # served at {base}hub/logo, which page.html already shows
+
+    # -- services, roles, groups ------------------------------------------------------------------------------
+    c.JupyterHub.services = services(spec, raw)
+    c.JupyterHub.load_roles = roles(spec)
+    c.JupyterHub.load_groups = groups(ctx)
+
+
+def services(spec: HubSpec, raw: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [{"name": "hubfleet", "api_token": read_secret(raw["service_token_file"])}]
+    if spec.culling.enabled:
+        cmd = [
+            sys.executable, "-m", "jupyterhub_idle_culler",
+            f"--timeout={spec.culling.idle_timeout}",
+            f"--cull-every={spec.culling.every}",
+        ]  # fmt: skip
+        if spec.culling.max_age:
+            cmd.append(f"--max-age={spec.culling.max_age}")
+        # Hub-managed: the hub starts it, restarts it if it dies and stops it on shutdown.
+        # ref: https://jupyterhub.readthedocs.io/en/stable/reference/services.html#hub-managed-services
+        out.append({"name": "idle-culler", "command": cmd})
+    return out
+
+
+def roles(spec: HubSpec) -> list[dict[str, Any]]:
+    out = [{"name": "hubfleet", "description": "hubfleet's enrolment sync and status", "scopes": HUBFLEET_SCOPES,
+            "services": ["hubfleet"]}]  # fmt: skip
+    if spec.culling.enabled:
+        out.append({"name": "idle-culler", "description": "Stops idle servers", "scopes": CULLER_SCOPES,
+                    "services": ["idle-culler"]})  # fmt: skip
+    for grant in spec.roles:
+        out.append({"name": grant.name, "description": grant.description, "scopes": list(grant.scopes),
+                    "groups": list(grant.groups), "users": list(grant.users)})  # fmt: skip
+    return out
+
+
+def groups(ctx: HubContext) -> dict[str, dict[str, list[str]]]:
+    """Seed the presentation groups from members.json at start, so the planner's group-filtered roles (tutors see
+    their students) work before the enrolment sync first runs. load_groups only adds; the sync removes.
+    ref: https://jupyterhub.readthedocs.io/en/stable/reference/api/app.html#jupyterhub.app.JupyterHub.load_groups"""
+    out: dict[str, dict[str, list[str]]] = {}
+    members = ctx.members()
+    for pres in ctx.spec.presentations:
+        by_role = {"student": pres.group, "tutor": pres.tutor_group, "instructor": pres.instructor_group}
+        found: dict[str, set[str]] = {g: set() for g in by_role.values()}
+        found[pres.tutor_group].update(pres.tutors)
+        found[pres.instructor_group].update(pres.instructors)
+        for user, keys in members.items():
+            role = keys.get(pres.key)
+            if role in by_role:
+                found[by_role[role]].add(user)
+        for group, users in found.items():
+            out[group] = {"users": sorted(users)}
+    return out
+
+
+def template_vars(ctx: HubContext, spec: HubSpec, raw: dict[str, Any]) -> dict[str, Any]:
+    """Variables for templates/*.html. Callables get the current user (or None) on every page render."""
+
+    def read_only(user: Any) -> list[str]:
+        if user is None:
+            return []
+        return [p.key for p in ctx.spec.presentations if p.key in ctx.roles_of(user.name) and ctx.read_only_for(user.name, p.key)]
+
+    def staff_only(user: Any) -> list[str]:
+        # Provisioned presentations: the team is in, students are not yet. Shown to the team as a reminder.
+        if user is None:
+            return []
+        return [p.key for p in ctx.spec.presentations if p.phase == Phase.provisioned and ctx.is_team(user.name, p.key)]
+
+    return {
+        "hubfleet_name": spec.branding.name,
+        "hubfleet_primary_color": spec.branding.primary_color,
+        "hubfleet_login_message": spec.branding.login_message or "",
+        "hubfleet_has_logo": bool(spec.branding.logo),
+        "hubfleet_demo_mode": bool(raw.get("demo_mode", False)),
+        "hubfleet_front_door": str(raw.get("front_door", "/")).rstrip("/") + "/",
+        "hubfleet_courses": [f"{p.key}: {p.title}" for p in spec.presentations],
+        "hubfleet_read_only": read_only,
+        "hubfleet_staff_only": staff_only,
+        "hubfleet_staff_roles": list(STAFF_ROLES),
+    }

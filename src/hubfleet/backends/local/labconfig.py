@@ -1,0 +1,105 @@
+"""Per-presentation JupyterLab configuration for local single-user servers, and their command line and env.
+
+A course file says which JupyterLab extensions are disabled and which settings are preset
+(``extensions: {disabled: [...], settings: {plugin-id: {...}}}``). On Kubernetes that is baked into the image or a
+ConfigMap; locally every server runs from the same Python environment, so the configuration is written per
+presentation under the hub's state dir and the server is pointed at it with ``JUPYTER_CONFIG_PATH``:
+
+``<hub_dir>/lab/<KEY>/labconfig/page_config.json``
+    ``{"disabledExtensions": {...}}``; JupyterLab reads ``labconfig/page_config.json`` from every Jupyter config
+    dir. ref: https://jupyterlab.readthedocs.io/en/stable/user/extensions.html#enabling-and-disabling-extensions
+``<hub_dir>/lab/<KEY>/labconfig/default_setting_overrides.json``
+    settings defaults; jupyterlab_server layers these files from ``labconfig`` dirs under the user's own settings
+    (``overrides.json`` would need the whole ``app_settings_dir``, shared by every server of the environment).
+    ref: jupyterlab_server/settings_utils.py ``_get_overrides`` ("default_setting_overrides.json")
+
+Nothing is written in the student's home, so a course change reaches every student at their next server start and
+a student cannot un-disable an extension the course team disabled by editing a file (``~/.jupyter`` still works
+for their own preferences, which is intended).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+from hubfleet.plan.spec import PresentationSpec
+
+__all__ = ["ensure_traversable", "lab_config_dir", "server_args", "server_env", "singleuser_command", "write_lab_config"]
+
+
+def lab_config_dir(hub_dir: Path, key: str) -> Path:
+    return Path(hub_dir) / "lab" / key
+
+
+def write_lab_config(hub_dir: Path, pres: PresentationSpec) -> Path:
+    """Write (only if changed) the presentation's lab config; return the dir for ``JUPYTER_CONFIG_PATH``."""
+    root = lab_config_dir(hub_dir, pres.key)
+    labconfig = root / "labconfig"
+    labconfig.mkdir(parents=True, exist_ok=True)
+    for d in (root.parent, root, labconfig):
+        d.chmod(0o755)  # read by every student's server, which runs as the student in root mode
+    _write_json(labconfig / "page_config.json", {"disabledExtensions": {name: True for name in pres.extensions.disabled}})
+    _write_json(labconfig / "default_setting_overrides.json", dict(pres.extensions.settings))
+    return root
+
+
+def _write_json(path: Path, data: object) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o644)
+    os.replace(tmp, path)  # a server starting now reads the old or the new file, never half of one
+
+
+def ensure_traversable(path: Path, stop_at: Path | None = None) -> None:
+    """Add ``o+x`` (traverse, not list or read) to ``path`` and its parents, so a student's server can reach the
+    lab config under the hub dir. Secret files in the hub dir stay 0600, so nothing readable is exposed."""
+    for d in (Path(path), *Path(path).parents):
+        if stop_at is not None and d == stop_at.parent:
+            break
+        mode = stat.S_IMODE(d.stat().st_mode)
+        if not mode & 0o001:
+            d.chmod(mode | 0o011)
+
+
+def singleuser_command() -> list[str]:
+    """The single-user server of the environment the hub runs in (the same venv, so same JupyterLab)."""
+    return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+
+
+def server_args(home: Path, course_rel: str, *, allow_root: bool) -> list[str]:
+    """Students see their whole home but land in the course folder.
+
+    The server *process* is started with the course folder as cwd (see the spawner's preexec): a kernel started
+    over REST without a ``path`` inherits the server's cwd, not ``root_dir``. ref: DESIGN.md "Known traps";
+    jupyter_server MappingKernelManager.start_kernel only sets ``cwd`` when a path is given.
+    """
+    args = [
+        f"--ServerApp.root_dir={home}",
+        # The file browser's start folder; an API path relative to root_dir. ref:
+        # https://jupyter-server.readthedocs.io/en/latest/other/full-config.html (FileContentsManager.preferred_dir)
+        f"--FileContentsManager.preferred_dir={course_rel}",
+    ]
+    if allow_root:
+        # Demo mode as root only: jupyter-server refuses uid 0 without it. ref: DESIGN.md "Known traps"
+        args.append("--allow-root")
+    return args
+
+
+def server_env(lab_dir: Path, pres: PresentationSpec, hub: str) -> dict[str, str]:
+    return {
+        "JUPYTER_CONFIG_PATH": str(lab_dir),
+        "COURSE_CODE": pres.course,
+        "PRESENTATION": pres.presentation,
+        "HUBFLEET_PRESENTATION": pres.key,
+        "HUBFLEET_HUB": hub,
+    }

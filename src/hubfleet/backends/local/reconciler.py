@@ -1,0 +1,152 @@
+"""The ``hubfleet up`` loop: keep a local fleet equal to its catalog, one ``step()`` every few seconds.
+
+A step reloads the catalog if one of its files changed (a bad edit is reported and the last good catalog stays in
+force, so a typo never takes the fleet down), plans, observes, diffs and applies. A hub that crashed shows up as
+"configured but not running" and is started again; a hub that keeps failing or crashing is retried with
+exponential backoff instead of being hammered every tick.
+
+``step()`` is the unit tests call directly; ``run()`` only adds the sleeping.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hubfleet.backends.base import ActionResult, Progress
+from hubfleet.backends.local.backend import LocalBackend
+from hubfleet.catalog import CatalogError, load_catalog
+from hubfleet.plan import OrphanError, diff, plan as make_plan
+from hubfleet.plan.diff import Kind, Plan
+
+__all__ = ["Reconciler", "StepReport", "catalog_signature"]
+
+
+@dataclass
+class StepReport:
+    results: list[ActionResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. "catalog reloaded", "members of x updated"
+    errors: list[str] = field(default_factory=list)  # catalog errors, refused plans
+    deferred: list[str] = field(default_factory=list)  # hubs waiting out their backoff
+
+    @property
+    def quiet(self) -> bool:
+        return not (self.results or self.notes or self.errors)
+
+
+@dataclass
+class _Backoff:
+    failures: int = 0
+    not_before: float = 0.0
+    last_start: float | None = None
+
+
+def catalog_signature(catalog: Path, rosters: list[Path]) -> tuple:
+    """(path, mtime, size) of every file the catalog is made of; cheap enough to poll every tick."""
+    files = [catalog]
+    if catalog.is_dir():
+        files = [catalog / "fleet.yaml", *sorted((catalog / "courses").glob("*.y*ml"))]
+    out = []
+    for path in [*files, *rosters]:
+        try:
+            st = path.stat()
+            out.append((str(path), st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append((str(path), None, None))
+    return tuple(out)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        catalog: Path,
+        backend: LocalBackend,
+        at: dt.date | None = None,
+        *,
+        base_delay: float = 2.0,
+        max_delay: float = 300.0,
+        stable_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.catalog = Path(catalog)
+        self.backend = backend
+        self.at = at  # fixed date (--at) or None for "today", which moves phases at midnight
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.stable_after = stable_after  # a hub that ran this long after a start is healthy again
+        self.clock = clock
+        self._signature = self._current_signature()
+        self._backoff: dict[str, _Backoff] = {}
+
+    def _current_signature(self) -> tuple:
+        loaded = self.backend.loaded
+        return catalog_signature(self.catalog, [loaded.root / rel for rel in sorted(loaded.rosters)])
+
+    def _reload(self, report: StepReport) -> None:
+        signature = self._current_signature()
+        if signature == self._signature:
+            return
+        self._signature = signature
+        try:
+            self.backend.loaded = load_catalog(self.catalog)
+        except CatalogError as exc:
+            report.errors += [str(p) for p in exc.problems]
+            report.errors.append("the catalog has errors; the fleet keeps running as last applied")
+            return
+        self._signature = self._current_signature()  # rosters may have changed with the catalog
+        report.notes.append("catalog changed: re-planned")
+
+    def _delay(self, failures: int) -> float:
+        return min(self.base_delay * 2 ** (failures - 1), self.max_delay)
+
+    def step(self, progress: Progress | None = None) -> StepReport:
+        report = StepReport()
+        self._reload(report)
+        spec = make_plan(self.backend.loaded.catalog, self.at or dt.date.today())
+        try:
+            plan = diff(spec, self.backend.observe())
+        except OrphanError as exc:
+            report.errors += [f"refused: {r}" for r in exc.reasons]
+            return report
+        now = self.clock()
+        due = []
+        for action in plan.actions:
+            state = self._backoff.get(action.hub)
+            if state and now < state.not_before:
+                report.deferred.append(action.hub)
+            else:
+                due.append(action)
+        if not due:
+            report.notes += self.backend.refresh(spec)
+            return report
+        applied = self.backend.apply(Plan(actions=tuple(due)), spec, progress)
+        report.results = applied.results
+        self._record(applied.results, now)
+        return report
+
+    def _record(self, results: list[ActionResult], now: float) -> None:
+        for result in results:
+            state = self._backoff.setdefault(result.action.hub, _Backoff())
+            if not result.ok:
+                state.failures += 1
+            elif result.action.kind in (Kind.start, Kind.create):
+                # Started fine, but if it needed starting again soon after the last start it is crash-looping.
+                looping = state.last_start is not None and now - state.last_start < self.stable_after
+                state.failures = state.failures + 1 if looping else 0
+                state.last_start = now
+            else:
+                state.failures = 0
+            state.not_before = now + self._delay(state.failures) if state.failures else 0.0
+            if not state.failures and state.last_start is None:
+                self._backoff.pop(result.action.hub, None)
+
+    def run(self, interval: float = 3.0, progress: Progress | None = None, on_step: Callable[[StepReport], None] | None = None) -> None:
+        """Step forever (until KeyboardInterrupt, which the caller turns into a clean stop)."""
+        while True:
+            report = self.step(progress)
+            if on_step:
+                on_step(report)
+            time.sleep(interval)

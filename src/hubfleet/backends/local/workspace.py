@@ -1,0 +1,218 @@
+"""Where one student's files live on a local hub, and the OS accounts that keep students apart.
+
+In-server paths in the spec (``/home/{username}``, ``/home/{username}/TM351-2026J``, extra mounts) are mapped onto
+the storage root, following the presentation's storage layout (DESIGN.md "Storage layouts"):
+
+* ``personal-subfolder``: home ``<storage>/home/<user>``, course folder ``<home>/TM351-2026J``;
+* ``per-presentation``: home as above, course folder ``<storage>/presentations/TM351-2026J/<user>`` with a symlink
+  ``<home>/TM351-2026J`` to it, so students find it where the personal layout puts it;
+* ``ephemeral``: home ``<storage>/ephemeral/<hub>/<user>``, deleted when the server stops.
+
+As root, each student is a system user ``hf-<name>`` (no login shell) owning a 0700 home, and the directories
+above the homes are 0711 (traverse, not list), so a student cannot read, or even list, another student's files.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubfleet.plan.spec import PresentationSpec
+
+__all__ = ["Owner", "Workspace", "ensure_system_user", "set_read_only", "system_username", "workspace_for"]
+
+READ_ONLY_MARKER = ".hubfleet-read-only"
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Real (host) paths of one user's files for one presentation."""
+
+    username: str
+    home: Path
+    course_dir: Path  # the real directory (seeding and permissions act on this, never through a link)
+    course_path: Path  # where the server sees it: <home>/<COURSE-PRES>; a symlink in the per-presentation layout
+    mounts: tuple[Path, ...]
+    ephemeral: bool
+
+    @property
+    def course_rel(self) -> str:
+        """The course folder as a Jupyter API path (relative to the server's root_dir = home)."""
+        return self.course_path.relative_to(self.home).as_posix()
+
+
+def workspace_for(storage_root: Path, hub: str, username: str, pres: PresentationSpec) -> Workspace:
+    layout = pres.storage.layout
+    name = Path(pres.storage.course_dir).name  # TM351-2026J: the planner's frozen folder name
+    if layout == "ephemeral":
+        home = storage_root / "ephemeral" / hub / username
+    else:
+        home = storage_root / "home" / username
+    course_path = home / name
+    course_dir = storage_root / "presentations" / pres.key / username if layout == "per-presentation" else course_path
+    server_home = pres.storage.home.replace("{username}", username)
+    server_course = pres.storage.course_dir.replace("{username}", username)
+    mounts = []
+    for mount in pres.storage.extra_mounts:
+        inside = mount.path.replace("{username}", username)
+        mapped = _map(inside, server_course, course_dir) or _map(inside, server_home, home)
+        if mapped is None:
+            # The local backend has no bind mounts: a path outside the home cannot be given to one student.
+            raise ValueError(f"extra mount {mount.name!r}: {inside} is outside {server_home}; not supported locally")
+        mounts.append(mapped)
+    return Workspace(username, home, course_dir, course_path, tuple(mounts), layout == "ephemeral")
+
+
+def _map(inside: str, prefix: str, real: Path) -> Path | None:
+    rel = os.path.relpath(inside, prefix)
+    if rel == "." or (not rel.startswith("..") and not os.path.isabs(rel)):
+        return real if rel == "." else real / rel
+    return None
+
+
+def prepare(ws: Workspace, storage_root: Path, owner: Owner | None) -> None:
+    """Create the directories (idempotent). With an owner (root mode): 0711 parents, 0700 owned homes."""
+    for parent in {ws.home.parent, ws.course_dir.parent}:
+        _mkdir_chain(storage_root, parent, 0o711 if owner else 0o755)
+    _own_dir(ws.home, owner)
+    if ws.course_dir != ws.course_path:
+        _own_dir(ws.course_dir, owner)
+        if not ws.course_path.is_symlink():
+            if ws.course_path.exists():
+                raise FileExistsError(f"{ws.course_path} exists and is not hubfleet's link to {ws.course_dir}")
+            ws.course_path.symlink_to(ws.course_dir)
+            if owner:
+                os.chown(ws.course_path, owner.uid, owner.gid, follow_symlinks=False)
+    else:
+        _own_dir(ws.course_dir, owner)
+    for mount in ws.mounts:
+        for d in reversed([mount, *mount.parents]):
+            if d == ws.home or d == ws.course_dir or not (ws.home in d.parents or ws.course_dir in d.parents):
+                continue
+            _own_dir(d, owner)
+
+
+def _mkdir_chain(top: Path, path: Path, mode: int) -> None:
+    top.mkdir(parents=True, exist_ok=True)
+    if mode == 0o711:
+        # Students must be able to traverse the storage root to reach their own home.
+        top.chmod(stat.S_IMODE(top.stat().st_mode) | 0o111)
+    for d in reversed([path, *path.parents]):
+        if d == top or top not in d.parents:
+            continue
+        if not d.is_dir():
+            d.mkdir(mode=mode)
+            d.chmod(mode)  # umask-proof
+
+
+def _own_dir(path: Path, owner: Owner | None) -> None:
+    if path.is_symlink():
+        raise PermissionError(f"{path} is a symlink; refusing to use it as a directory")
+    if not path.is_dir():
+        path.mkdir(mode=0o700)
+        if owner:
+            os.chown(path, owner.uid, owner.gid)
+        return
+    if owner and not _frozen(path):
+        st = path.stat()
+        if (st.st_uid, st.st_gid) != (owner.uid, owner.gid):
+            os.chown(path, owner.uid, owner.gid)
+        if st.st_mode & 0o077:
+            path.chmod(0o700)
+
+
+def _frozen(path: Path) -> bool:
+    return any((d / READ_ONLY_MARKER).exists() for d in (path, *path.parents))
+
+
+def remove(ws: Workspace) -> None:
+    """Delete an ephemeral home (workshops keep nothing)."""
+    if ws.ephemeral:
+        shutil.rmtree(ws.home, ignore_errors=True)
+
+
+def set_read_only(course_dir: Path, read_only: bool, owner: Owner | None = None) -> None:
+    """Freeze (or unfreeze) a course folder: students can open and download, not change, their files.
+
+    Clearing write bits alone is advisory: a student owns the files and could ``chmod u+w`` them back. So with an
+    ``owner`` (root mode) the tree is also handed to root, group = the student's group, readable by that group.
+    A marker file records the state so unfreezing only touches a tree hubfleet froze. Symlinks are never
+    followed (a student could point one at another student's files).
+    """
+    course_dir = Path(course_dir)
+    marker = course_dir / READ_ONLY_MARKER
+    if not course_dir.is_dir() or course_dir.is_symlink() or read_only == marker.exists():
+        return
+    if not read_only:
+        marker.unlink()
+    for path in _walk(course_dir):
+        st = path.lstat()
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if read_only:
+            if owner:
+                os.chown(path, 0, owner.gid, follow_symlinks=False)
+                path.chmod((0o550 if is_dir else 0o440) | (st.st_mode & 0o100 and 0o110))
+            else:
+                path.chmod(stat.S_IMODE(st.st_mode) & ~0o222)
+        else:
+            if owner:
+                os.chown(path, owner.uid, owner.gid, follow_symlinks=False)
+            mode = stat.S_IMODE(st.st_mode) | 0o200
+            path.chmod(mode | 0o700 if is_dir else mode)
+    if read_only:
+        marker.write_text("This folder is read-only: the presentation has ended. Download what you need.\n")
+        marker.chmod(0o444)
+        if owner:
+            os.chown(marker, 0, owner.gid)
+
+
+def _walk(top: Path):
+    yield top
+    for root, dirs, files in os.walk(top, followlinks=False):
+        for name in dirs + files:
+            path = Path(root) / name
+            if not path.is_symlink():
+                yield path
+
+
+# -- system users (root mode) --------------------------------------------------------------------------------
+
+
+def system_username(username: str) -> str:
+    """``hf-<name>``, valid for useradd (``[a-z_][a-z0-9_-]*``, at most 32 chars); a hash keeps it unique when the
+    JupyterHub name had to be changed (``a.smith@x`` and ``a-smith-x`` must not share an account)."""
+    safe = re.sub(r"[^a-z0-9_-]", "-", username.lower())
+    if safe == username and len(safe) <= 29:
+        return f"hf-{safe}"
+    return f"hf-{safe[:19]}-{hashlib.sha256(username.encode()).hexdigest()[:8]}"
+
+
+def ensure_system_user(username: str, home: Path) -> Owner:
+    """Create ``hf-<name>`` once (a system account, no login shell, no home created by useradd: ours exists)."""
+    name = system_username(username)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(home),
+             "--shell", "/usr/sbin/nologin", "--comment", f"hubfleet user {username}", name],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        entry = pwd.getpwnam(name)
+    grp.getgrgid(entry.pw_gid)  # fail early if the user group is missing
+    return Owner(name, entry.pw_uid, entry.pw_gid)

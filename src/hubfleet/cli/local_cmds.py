@@ -1,0 +1,208 @@
+"""Commands that run a fleet on this machine: up, apply, status, down. Thin: the work is in backends.local.
+
+``up`` is the foreground, docker-compose-like command: it applies, then keeps reconciling until Ctrl-C, and on
+Ctrl-C stops the fleet it runs (``--detach`` applies once and leaves it running). ``apply`` is one reconcile that
+leaves hubs running. ``down`` stops everything and deletes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hubfleet.backends.base import ApplyReport
+from hubfleet.backends.local.backend import LocalBackend, stop_fleet
+from hubfleet.backends.local.reconciler import Reconciler, StepReport
+from hubfleet.catalog import LoadedCatalog
+from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, today
+from hubfleet.plan import OrphanError, diff, plan as make_plan
+from hubfleet.plan.diff import Action
+from hubfleet.plan.spec import FleetSpec
+
+StateOption = typer.Option(None, "--state-dir", help="Where hubfleet keeps hub state; default .hubfleet/ next to the catalog.")
+StorageOption = typer.Option(None, "--storage-root", help="Where student files live; default <state>/storage.")
+PortOption = typer.Option(8000, "--port", help="Front-door port on 127.0.0.1.")
+
+
+def state_dir_for(catalog: Path, state_dir: Path | None) -> Path:
+    base = catalog if catalog.is_dir() else catalog.parent
+    return (state_dir or base / ".hubfleet").resolve()
+
+
+def _backend(catalog: Path, loaded: LoadedCatalog, state_dir: Path | None, storage_root: Path | None, port: int) -> LocalBackend:
+    state = state_dir_for(catalog, state_dir)
+    return LocalBackend(state, (storage_root or state / "storage"), loaded, port=port)
+
+
+@contextmanager
+def _progress_display() -> Iterator:
+    """A spinner line per hub while hubs start (apply runs hubs in parallel threads, so this must be thread-safe)."""
+    lock = threading.Lock()
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(action: Action, message: str) -> None:
+            with lock:
+                label = f"[bold]{action.hub}[/] {action.kind.value}: {message}"
+                if action.hub not in tasks:
+                    tasks[action.hub] = bar.add_task(label, total=None)
+                bar.update(tasks[action.hub], description=label)
+
+        yield report
+        for task in tasks.values():
+            bar.update(task, total=1, completed=1)
+
+
+def _print_report(report: ApplyReport) -> None:
+    for r in report.results:
+        mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
+        target = r.action.hub + (f" {r.action.presentation}" if r.action.presentation else "")
+        console.print(f"{mark} {r.action.kind.value} {target}: {r.message}", highlight=False)
+
+
+def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
+    console.print(f"\n[bold]Portal:[/] {backend.frontdoor.url}/")
+    for hub in spec.hubs:
+        console.print(f"  {hub.name}: {backend.hub_url(hub.name)}", highlight=False)
+    if backend.demo_mode:
+        password = backend.paths.demo_password.read_text().strip()
+        console.print(
+            "\n[bold black on yellow] DEMO MODE [/] not running as root: every server runs as this account, "
+            "students are not isolated from each other. Do not use this for real students."
+        )
+        console.print(f"Log in as any enrolled user with the demo password: [bold]{password}[/]")
+    else:
+        console.print(f"Per-user passwords (hand them out; mode 0600): [bold]{backend.paths.passwords_txt}[/]")
+
+
+def _print_step(report: StepReport) -> None:
+    for note in report.notes:
+        console.print(f"[cyan]{note}[/]", highlight=False)
+    for error in report.errors:
+        err_console.print(error, markup=False, highlight=False)
+    if report.results:
+        _print_report(ApplyReport(report.results))
+
+
+def up(
+    catalog: Path = CatalogArg,
+    state_dir: Path = StateOption,
+    storage_root: Path = StorageOption,
+    port: int = PortOption,
+    at: str = AtOption,
+    interval: float = typer.Option(3.0, "--interval", help="Seconds between reconciles."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Apply once and leave the fleet running."),
+) -> None:
+    """Bring the fleet up and keep it equal to the catalog until Ctrl-C (which stops it).
+
+    Example: hubfleet up examples/university --at 2026-11-01
+    """
+    date = today(at)
+    loaded = load_or_exit(catalog)  # a bad catalog exits 2 here, before anything running is touched
+    spec = make_plan(loaded.catalog, date)
+    backend = _backend(catalog, loaded, state_dir, storage_root, port)
+    try:
+        plan = diff(spec, backend.observe())
+    except OrphanError as exc:
+        raise orphan_exit(exc) from None
+    print_plan(spec, plan)
+    with _progress_display() as progress:
+        report = backend.apply(plan, spec, progress)
+    _print_report(report)
+    _print_access(backend, spec)
+    if detach:
+        raise typer.Exit(0 if report.ok else 1)
+    console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops the fleet.")
+    loop = Reconciler(catalog, backend, at=date if at else None)
+    try:
+        loop.run(interval, on_step=_print_step)
+    except KeyboardInterrupt:
+        console.print("\nStopping the fleet (no data is deleted) ...")
+        stopped = stop_fleet(backend.paths.state)
+        console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal.")
+
+
+def apply(
+    catalog: Path = CatalogArg,
+    state_dir: Path = StateOption,
+    storage_root: Path = StorageOption,
+    port: int = PortOption,
+    at: str = AtOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking."),
+) -> None:
+    """Reconcile once: show the plan, ask, apply it, and leave the hubs running.
+
+    Example: hubfleet apply examples/university --yes
+    """
+    loaded = load_or_exit(catalog)
+    spec = make_plan(loaded.catalog, today(at))
+    backend = _backend(catalog, loaded, state_dir, storage_root, port)
+    try:
+        plan = diff(spec, backend.observe())
+    except OrphanError as exc:
+        raise orphan_exit(exc) from None
+    print_plan(spec, plan)
+    if plan and not yes:
+        if not sys.stdin.isatty():
+            err_console.print("[red]Refusing to apply without confirmation: stdin is not a terminal. Pass --yes.[/]")
+            raise typer.Exit(1)
+        if not typer.confirm("Apply this plan?", default=False):
+            raise typer.Exit(1)
+    with _progress_display() as progress:
+        report = backend.apply(plan, spec, progress)
+    _print_report(report)
+    _print_access(backend, spec)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def status(
+    catalog: Path = CatalogArg,
+    state_dir: Path = StateOption,
+    storage_root: Path = StorageOption,
+    port: int = PortOption,
+    at: str = AtOption,
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list."),
+) -> None:
+    """Each hub: URL, phase, up or down, users and running servers (asked from the hub's REST API).
+
+    Example: hubfleet status examples/university
+    """
+    loaded = load_or_exit(catalog)
+    spec = make_plan(loaded.catalog, today(at))
+    backend = _backend(catalog, loaded, state_dir, storage_root, port)
+    phases = {h.name: ", ".join(f"{p.key} {p.phase.value}" for p in h.presentations) for h in spec.hubs}
+    rows = backend.status(spec)
+    if as_json:
+        print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
+        return
+    table = Table("hub", "url", "phase", "up", "users", "servers", "detail", title=f"{spec.fleet} on {spec.date}")
+    for r in rows:
+        table.add_row(
+            r.name, r.url, phases[r.name], "[green]up[/]" if r.up else "[red]down[/]",
+            "" if r.users is None else str(r.users), "" if r.running_servers is None else str(r.running_servers), r.detail,
+        )
+    console.print(table)
+
+
+def down(
+    catalog: Path = CatalogArg,
+    state_dir: Path = StateOption,
+) -> None:
+    """Stop every hub, proxy, the front door and the portal. Deletes nothing; `apply` brings it all back.
+
+    Example: hubfleet down examples/university
+    """
+    state = state_dir_for(catalog, state_dir)
+    if not state.is_dir():
+        console.print(f"Nothing to stop: no state dir at {state}")
+        return
+    stopped = stop_fleet(state)
+    console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal. No data was deleted.")

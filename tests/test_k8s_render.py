@@ -1,0 +1,336 @@
+"""Kubernetes renderers: golden files, the chart schema, kubernetes-validate, and the behaviour neither can check.
+
+Regenerate the golden files with ``UPDATE_GOLDEN=1 pytest tests/test_k8s_render.py``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from hubfleet.backends.kubernetes import spawn_policy
+from hubfleet.backends.kubernetes.fleet import render_fleet
+from hubfleet.backends.kubernetes.gitops import dump_yaml, render_gitops, render_tree
+from hubfleet.backends.kubernetes.manifests import render_manifests
+from hubfleet.backends.kubernetes.validation import (
+    SchemaNotFound,
+    check_custom_resource,
+    validate_chart_values,
+    validate_manifest,
+)
+from hubfleet.backends.kubernetes.values import course_dir, render_values
+from hubfleet.catalog import load_catalog
+from hubfleet.catalog.model import Catalog
+from hubfleet.catalog.naming import escape_username
+from hubfleet.plan import plan
+
+FIXTURE = Path(__file__).parent / "fixtures" / "k8s-catalog"
+GOLDEN = Path(__file__).parent / "golden" / "k8s"
+DATE = dt.date(2026, 7, 1)  # TM351-2025J read-only, TM351-2026B and M269-2026B open
+TOPOLOGIES = ("per-presentation", "per-course")
+
+
+def fleet_spec(topology: str, catalog: Catalog | None = None, date: dt.date = DATE):
+    catalog = catalog or load_catalog(FIXTURE).catalog
+    fleet = catalog.fleet.model_copy(update={"topology": topology, "backend": "kubernetes"})
+    return plan(catalog.model_copy(update={"fleet": fleet}), date)
+
+
+@pytest.fixture(scope="module", params=TOPOLOGIES)
+def spec(request):
+    return fleet_spec(request.param)
+
+
+# ------------------------------------------------------------------------------------------ golden files
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_golden(topology):
+    tree = render_tree(fleet_spec(topology), "argocd")
+    root = GOLDEN / topology
+    if os.environ.get("UPDATE_GOLDEN"):
+        shutil.rmtree(root, ignore_errors=True)
+        for rel, content in tree.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(dump_yaml(content), encoding="utf-8")
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*.yaml")}
+    assert on_disk == set(tree), "golden files out of date: UPDATE_GOLDEN=1 pytest tests/test_k8s_render.py"
+    for rel, content in tree.items():
+        assert dump_yaml(content) == (root / rel).read_text(encoding="utf-8"), rel
+
+
+# ------------------------------------------------------------------------------------- schema + validate
+
+
+def test_values_pass_chart_schema(spec):
+    for hub in spec.hubs:
+        assert validate_chart_values(render_values(hub, spec)) == [], hub.name
+
+
+def test_manifests_pass_kubernetes_validate(spec):
+    pytest.importorskip("kubernetes_validate")
+    objects = render_fleet(spec) + [o for hub in spec.hubs for o in render_manifests(hub, spec)]
+    for obj in objects:
+        assert validate_manifest(obj, "1.32.0") == []
+
+
+@pytest.mark.parametrize("kind", ["argocd", "flux"])
+def test_gitops_objects_are_well_formed_and_pinned(spec, kind):
+    pytest.importorskip("kubernetes_validate")
+    for hub in spec.hubs:
+        doc = render_gitops(hub, spec, kind)
+        assert (doc["apiVersion"], doc["kind"]) == ("v1", "List")  # what kubectl apply -f takes as one doc
+        for obj in doc["items"]:
+            with pytest.raises(SchemaNotFound):  # CRDs: kubernetes-validate has no schema, check the shape
+                validate_manifest(obj)
+            assert check_custom_resource(obj) == []
+            if obj["kind"] == "Application":
+                src = obj["spec"]["source"]
+                assert (src["repoURL"], src["chart"], src["targetRevision"]) == (
+                    "https://hub.jupyter.org/helm-chart/", "jupyterhub", "4.4.0")
+                assert obj["spec"]["destination"]["namespace"] == hub.name
+                assert "CreateNamespace=true" in obj["spec"]["syncPolicy"]["syncOptions"]
+                assert validate_chart_values(src["helm"]["valuesObject"]) == []
+            elif obj["kind"] == "HelmRelease":
+                assert obj["apiVersion"] == "helm.toolkit.fluxcd.io/v2"
+                assert obj["spec"]["chart"]["spec"]["version"] == "4.4.0"
+                assert validate_chart_values(obj["spec"]["values"]) == []
+            else:
+                assert (obj["apiVersion"], obj["kind"]) == ("source.toolkit.fluxcd.io/v1", "HelmRepository")
+
+
+# ------------------------------------------------------------------------------ the in-hub spawn policy
+
+
+class _Section(dict):
+    """Just enough of traitlets' Config: attribute access to keys, sections created on demand."""
+
+    def __getattr__(self, key):
+        if key[0].isupper():
+            return self.setdefault(key, _Section())
+        return self[key]
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+def _exec_policy(values: dict, env: dict | None = None) -> dict:
+    c = _Section()
+    c.KubeSpawner.profile_list = values["singleuser"]["profileList"]
+    ns = {"c": c}
+    os.environ.setdefault("HUBFLEET_API_TOKEN", "test-token")
+    exec(compile(values["hub"]["extraConfig"]["10-hubfleet-spawn-policy"], "extraConfig", "exec"), ns)
+    return c
+
+
+def _user(name, *groups, admin=False):
+    return SimpleNamespace(name=name, admin=admin, groups=[SimpleNamespace(name=g) for g in groups])
+
+
+def test_profiles_filtered_by_group_and_forbidden_profile_refused_with_403():
+    from tornado import web
+
+    spec = fleet_spec("per-course")
+    hub = spec.hub("tm351")
+    assert len(hub.presentations) == 2
+    c = _exec_policy(render_values(hub, spec))
+    listing = c.KubeSpawner.profile_list
+    mine = {p["slug"] for p in listing(SimpleNamespace(user=_user("ada", "tm351-2026b")))}
+    assert mine == {p.name for p in hub.profiles if p.presentation == "TM351-2026B"}
+    theirs = {p.name for p in hub.profiles if p.presentation == "TM351-2025J"}
+    assert theirs and not mine & theirs
+    hook = c.KubeSpawner.pre_spawn_hook
+    hook(SimpleNamespace(user=_user("ada", "tm351-2026b"), user_options={"profile": sorted(mine)[0]}))
+    hook(SimpleNamespace(user=_user("ada", "tm351-2026b"), user_options={}))  # default profile: fine
+    with pytest.raises(web.HTTPError) as err:
+        hook(SimpleNamespace(user=_user("ada", "tm351-2026b"), user_options={"profile": sorted(theirs)[0]}))
+    assert err.value.status_code == 403
+    with pytest.raises(web.HTTPError) as err:  # enrolled nowhere: the unfiltered base config is no fallback
+        hook(SimpleNamespace(user=_user("eve"), user_options={}))
+    assert err.value.status_code == 403
+    assert listing(SimpleNamespace(user=_user("eve"))) == []
+    # Staff see their presentation's profiles through their own groups; platform admins see every profile.
+    tutor = {p["slug"] for p in listing(SimpleNamespace(user=_user("tom", "tm351-2025j-tutors")))}
+    assert tutor == theirs
+    assert len(listing(SimpleNamespace(user=_user("root", admin=True)))) == len(hub.profiles)
+    assert [s["name"] for s in c.JupyterHub.services] == ["hubfleet"]
+
+
+def test_modify_pod_hook_pins_personal_store_subpaths_to_hubfleet_escaping():
+    spec = fleet_spec("per-presentation")
+    hub = spec.hub("tm351-2026b")
+    values = render_values(hub, spec)
+    c = _exec_policy(values)
+    override = values["singleuser"]["profileList"][0]["kubespawner_override"]
+
+    def mounts(items):  # what kubespawner would have expanded {username} to, in its own slug scheme
+        return [SimpleNamespace(name=m["name"], mount_path=m["mountPath"],
+                                sub_path=(m.get("subPath") or "").replace("{username}", "jean-luc-x3f9"))
+                for m in items]
+
+    main = SimpleNamespace(volume_mounts=mounts(override["volume_mounts"]))
+    init = [SimpleNamespace(volume_mounts=mounts(ic["volumeMounts"])) for ic in override["init_containers"]]
+    pod = SimpleNamespace(spec=SimpleNamespace(containers=[main], init_containers=init))
+    c.KubeSpawner.modify_pod_hook(SimpleNamespace(user=SimpleNamespace(name="Jean.Luc")), pod)
+    home = [m.sub_path for m in main.volume_mounts + init[0].volume_mounts if m.name == "home"]
+    assert home and all(p.startswith(f"home/{escape_username('Jean.Luc')}") for p in home)
+    assert escape_username("Jean.Luc") == "jean-2eluc"
+
+
+@pytest.mark.parametrize("name", ["ada", "Jean.Luc", "o'brien", "zoë", "a b", "UPPER-case_1", "x@y.ac.uk", ""])
+def test_inlined_escape_equals_the_library_one(name):
+    ns: dict = {}
+    exec(spawn_policy.HUB_CONFIG.split("def hubfleet_allowed")[0].split("HUBFLEET = ")[0], ns)
+    assert ns["hubfleet_escape"](name) == escape_username(name)
+
+
+# ----------------------------------------------------------------------------------------------- seeding
+
+
+def test_rendered_seed_command_runs_the_shipped_seeding_py(tmp_path):
+    spec = fleet_spec("per-presentation")
+    hub = spec.hub("tm351-2026b")
+    pres = hub.presentations[0]
+    override = render_values(hub, spec)["singleuser"]["profileList"][0]["kubespawner_override"]
+    (init,) = override["init_containers"]
+    shipped = next(o for o in render_manifests(hub, spec) if o["metadata"]["name"] == "hubfleet-seeding")
+    (tmp_path / "opt").mkdir()
+    (tmp_path / "opt" / "seeding.py").write_text(shipped["data"]["seeding.py"])
+    home = tmp_path / "home" / "ada"
+    home.mkdir(parents=True)
+    # The pod's paths, mapped onto temp dirs the way the volume mounts map them.
+    swap = {"/opt/hubfleet": str(tmp_path / "opt"), "/srv/hubfleet/material": str(FIXTURE),
+            "/home/{username}": str(home)}
+    argv = []
+    for arg in init["command"]:
+        for old, new in swap.items():
+            arg = arg.replace(old, new)
+        argv.append(arg)
+    assert argv[argv.index("--policy") + 1] == "if-unchanged"
+    if os.geteuid() != 0:  # --uid/--gid chown to the notebook user, which only root may do
+        argv = argv[: argv.index("--uid")]
+    run = lambda: subprocess.run(argv, capture_output=True, text=True, check=True)  # noqa: E731
+    run()
+    target = Path(course_dir(pres).replace("/home/{username}", str(home)))
+    assert (target / "README.md").read_text() == "readme\n"
+    assert (target / "notebooks" / "01-intro.md").exists()
+    (target / "README.md").write_text("my notes\n")
+    run()  # a restart: the student's edit survives
+    assert (target / "README.md").read_text() == "my notes\n"
+
+
+# ------------------------------------------------------------------------------------ roles and phases
+
+
+def test_role_scopes_are_filtered_to_a_group_and_only_the_platform_team_is_admin(spec):
+    for hub in spec.hubs:
+        values = render_values(hub, spec)
+        roles = values["hub"]["loadRoles"]
+        students = {p.group for p in hub.presentations}
+        for name, role in roles.items():
+            if name == "hubfleet-service":
+                assert role["services"] == ["hubfleet"] and not role.get("users") and not role.get("groups")
+                assert "admin-ui" not in role["scopes"] and "access:servers" not in role["scopes"]
+                continue
+            group = name.rsplit("-", 1)[0]
+            assert group in students
+            assert role["scopes"] and all(s.endswith(f"!group={group}") for s in role["scopes"]), name
+        assert values["hub"]["config"]["Authenticator"]["admin_users"] == ["platform-admin"]
+        assert values["hub"]["config"]["Authenticator"]["allow_all"] is False
+
+
+def test_read_only_phase_mounts_the_course_folder_read_only_and_does_not_seed():
+    spec = fleet_spec("per-presentation")
+    for hub in spec.hubs:
+        pres = hub.presentations[0]
+        for profile in render_values(hub, spec)["singleuser"]["profileList"]:
+            o = profile["kubespawner_override"]
+            at_course = [m for m in o["volume_mounts"] if m["mountPath"] == course_dir(pres)]
+            if pres.phase.value == "read-only":
+                assert at_course and all(m.get("readOnly") for m in at_course)
+                assert all(m.get("readOnly") for m in o["volume_mounts"] if m["mountPath"].startswith(course_dir(pres)))
+                assert o["init_containers"] == []
+            else:
+                assert not any(m.get("readOnly") for m in o["volume_mounts"] if m["name"] == "home")
+                assert o["init_containers"], hub.name
+    assert {h.presentations[0].phase.value for h in spec.hubs} == {"read-only", "open"}
+
+
+def test_per_presentation_layout_is_a_dynamic_claim_named_after_the_presentation():
+    spec = fleet_spec("per-presentation")
+    storage = render_values(spec.hub("m269-2026b"), spec)["singleuser"]["storage"]
+    assert storage["type"] == "dynamic" and storage["capacity"] == "2Gi"
+    assert "m269-2026b" in storage["dynamic"]["pvcNameTemplate"]
+    assert storage["homeMountPath"] == "/home/jovyan"  # container_user: jovyan
+    store = render_values(spec.hub("tm351-2026b"), spec)["singleuser"]["storage"]
+    assert store["type"] == "static" and store["static"]["pvcName"] == "personal-store"
+
+
+# ----------------------------------------------------------------------------- fleet-level objects
+
+
+CLUSTER_WIDE = {"DaemonSet", "ClusterRole", "ClusterRoleBinding", "PriorityClass"}
+# What a z2jh release adds cluster-wide (or per node) when these are on: DaemonSets, cluster RBAC, priorities.
+PER_RELEASE_FEATURES = [("scheduling", "userScheduler"), ("scheduling", "podPriority"),
+                        ("scheduling", "userPlaceholder"), ("prePuller", "hook"), ("prePuller", "continuous")]
+
+
+def _synthetic(n: int) -> Catalog:
+    courses = [{"code": f"C{i:03d}", "title": f"Course {i}",
+                "images": [{"name": "default", "image": f"ghcr.io/example/img:{i % 3}"}],
+                "presentations": [{"id": "2026J", "start": "2026-10-01", "end": "2027-06-01",
+                                   "expected_students": 100}]}
+               for i in range(n)]
+    return Catalog.model_validate({"fleet": {"name": "uni", "backend": "kubernetes", "domain": "example.org",
+                                             "platform_team": ["admin"]}, "courses": courses})
+
+
+def _cluster_footprint(n: int) -> tuple[int, int]:
+    spec = fleet_spec("per-presentation", _synthetic(n), dt.date(2026, 11, 1))
+    assert len(spec.hubs) == n
+    tree = render_tree(spec)
+    objects = [o for content in tree.values() if isinstance(content, list) for o in content]
+    kinds = sum(o["kind"] in CLUSTER_WIDE for o in objects)
+    enabled = sum(bool(v[a][b].get("enabled")) for k, v in tree.items() if k.endswith("values.yaml")
+                  for a, b in PER_RELEASE_FEATURES)
+    return kinds, enabled
+
+
+def test_fleet_level_objects_do_not_grow_with_the_number_of_hubs():
+    assert _cluster_footprint(2) == _cluster_footprint(50) == (1, 0)  # one shared pre-puller, nothing per hub
+    fleet = render_fleet(fleet_spec("per-presentation", _synthetic(50), dt.date(2026, 11, 1)))
+    (puller,) = [o for o in fleet if o["kind"] == "DaemonSet"]
+    images = [c["image"] for c in puller["spec"]["template"]["spec"]["initContainers"]]
+    assert images == sorted({f"ghcr.io/example/img:{i}" for i in range(3)})  # distinct images, once each
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_render_command_writes_the_tree(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from hubfleet.cli import k8s_cmds
+
+    app = typer.Typer()
+    app.command()(k8s_cmds.render)
+    app.command()(lambda: None)  # two commands, so typer keeps the command name as in main.py
+    result = CliRunner().invoke(app, ["render", str(FIXTURE), "--out", str(tmp_path), "--at", "2026-07-01",
+                                      "--gitops", "flux"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "_fleet" / "manifests.yaml").is_file()
+    for hub in ("tm351-2025j", "tm351-2026b", "m269-2026b"):
+        assert {p.name for p in (tmp_path / hub).iterdir()} == {"values.yaml", "manifests.yaml", "flux.yaml"}
+    from ruamel.yaml import YAML
+
+    docs = list(YAML(typ="safe").load_all((tmp_path / "tm351-2026b" / "manifests.yaml").read_text()))
+    assert docs[0]["kind"] == "Namespace" and docs[0]["metadata"]["name"] == "tm351-2026b"
+    bad = CliRunner().invoke(app, ["render", str(FIXTURE), "--out", str(tmp_path), "--gitops", "helmfile"])
+    assert bad.exit_code == 2
