@@ -127,3 +127,50 @@ def test_ended_presentation_groups_are_removed(real_hub, tmp_path):
     names = {g["name"] for g in real_hub.client().groups()}
     assert not names & {"test-2026j", "test-2026j-tutors", "test-2026j-instructors"}
     assert real_hub.client().user("amy") is not None
+
+
+def test_ldap_groups_sync_from_a_real_slapd_and_an_outage_changes_nothing(real_hub, tmp_path, monkeypatch):
+    from ldap_server import SERVICE_DN, SERVICE_PASSWORD, TM351_GROUP, TM351_MEMBERS, TM351_TUTORS, TM351_TUTORS_GROUP, SlapdServer
+
+    if not SlapdServer.available():
+        pytest.skip("slapd is not installed: apt-get install -y slapd ldap-utils")
+    monkeypatch.setenv("HUBFLEET_TEST_LDAP_PASSWORD", SERVICE_PASSWORD)
+    with SlapdServer(tmp_path / "ldap") as server:
+        root = tmp_path / "cat"
+        root.mkdir()
+        (root / "fleet.yaml").write_text(
+            textwrap.dedent(
+                f"""\
+                fleet:
+                  name: ldap-test
+                  topology: per-course
+                  directory:
+                    url: {server.url}
+                    base_dn: {server.base_dn}
+                    bind_dn: {SERVICE_DN}
+                    password_env: HUBFLEET_TEST_LDAP_PASSWORD
+                courses:
+                  - code: TEST
+                    title: LDAP test
+                    presentations:
+                      - id: 2026J
+                        start: 2026-10-01
+                        end: 2027-06-01
+                        enrolment:
+                          - ldap: {{group: "{TM351_GROUP}"}}
+                          - ldap: {{group: "{TM351_TUTORS_GROUP}"}}
+                            role: tutor
+                """
+            )
+        )
+        changes = _sync(real_hub, root)
+        assert changes.error is None
+        groups = {g["name"]: set(g["users"]) for g in real_hub.client().groups()}
+        assert groups["test-2026j"] == TM351_MEMBERS
+        assert groups["test-2026j-tutors"] == TM351_TUTORS
+        assert _sync(real_hub, root).writes == 0
+    # slapd is gone now: the sync must refuse before writing, not read it as "everyone left".
+    loaded = load_catalog(root)
+    with pytest.raises(SourceError):
+        resolve(loaded, plan(loaded.catalog, TODAY))
+    assert {g["name"]: set(g["users"]) for g in real_hub.client().groups()} == groups

@@ -185,8 +185,9 @@ def test_modify_pod_hook_pins_personal_store_subpaths_to_hubfleet_escaping():
 
 @pytest.mark.parametrize("name", ["ada", "Jean.Luc", "o'brien", "zoë", "a b", "UPPER-case_1", "x@y.ac.uk", ""])
 def test_inlined_escape_equals_the_library_one(name):
-    ns: dict = {}
-    exec(spawn_policy.HUB_CONFIG.split("def hubfleet_allowed")[0].split("HUBFLEET = ")[0], ns)
+    os.environ.setdefault("HUBFLEET_API_TOKEN", "test-token")
+    ns: dict = {"c": _Section()}
+    exec(spawn_policy.hub_config(spawn_policy.policy_data([], None, "HUBFLEET_API_TOKEN")), ns)
     assert ns["hubfleet_escape"](name) == escape_username(name)
 
 

@@ -68,7 +68,8 @@ def _gi(n_bytes: float) -> str:
 
 
 def _cores(n: float) -> str:
-    return f"{math.ceil(n * 1000)}m"
+    milli = math.ceil(n * 1000)
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
 
 
 def sizing(hub: HubSpec, options: RenderOptions) -> dict[str, str]:

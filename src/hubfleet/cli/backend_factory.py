@@ -1,0 +1,45 @@
+"""Pick and build the backend a catalog names (or the one given with --backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hubfleet.backends.base import Backend
+from hubfleet.catalog import LoadedCatalog
+from hubfleet.cli.common import err_console
+
+StateDirOption = typer.Option(None, "--state-dir", help="Where hubfleet keeps hub state; default .hubfleet/ next to the catalog.")
+
+
+def state_dir_for(loaded: LoadedCatalog, state_dir: Path | None) -> Path:
+    return (state_dir or loaded.root / ".hubfleet").resolve()
+
+
+def make_backend(
+    loaded: LoadedCatalog,
+    state_dir: Path | None = None,
+    *,
+    backend: str | None = None,
+    storage_root: Path | None = None,
+    port: int = 8000,
+) -> Backend:
+    kind = backend or loaded.catalog.fleet.backend
+    if kind == "local":
+        from hubfleet.backends.local.backend import LocalBackend
+
+        state = state_dir_for(loaded, state_dir)
+        return LocalBackend(state, (storage_root or state / "storage").resolve(), loaded, port=port)
+    if kind == "kubernetes":
+        from hubfleet.backends.kubernetes.backend import KubernetesBackend
+        from hubfleet.backends.kubernetes.cluster import ClusterUnavailable, KubernetesCluster
+        from hubfleet.backends.kubernetes.helm import HelmCli, HelmMissing
+
+        try:
+            return KubernetesBackend(KubernetesCluster(), HelmCli())
+        except (ClusterUnavailable, HelmMissing) as exc:
+            err_console.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from None
+    err_console.print(f"[red]unknown backend {kind!r}; use local or kubernetes[/]")
+    raise typer.Exit(2)

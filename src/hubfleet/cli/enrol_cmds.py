@@ -1,0 +1,75 @@
+"""`hubfleet enrol sync`: put every enrolled student in the right hub groups before the first tutorial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hubfleet.cli.backend_factory import StateDirOption, make_backend
+from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, today
+from hubfleet.enrol.membership import SourceError, managed_groups, resolve
+from hubfleet.enrol.sync import HubChanges, run_sync
+from hubfleet.plan import plan as make_plan
+
+enrol_app = typer.Typer(help="Enrolment: students, tutors and instructors into each hub's groups.", no_args_is_help=True)
+
+
+def print_changes(results: list[HubChanges], dry_run: bool) -> None:
+    table = Table("hub", "users created", "added", "removed", "groups +/-", "API writes", "result",
+                  title="Enrolment changes" + (" (dry run: nothing written)" if dry_run else ""))
+    for r in results:
+        c = r.counts()
+        table.add_row(
+            r.hub, str(c["users created"]), str(c["added to groups"]), str(c["removed from groups"]),
+            f"+{c['groups created']}/-{c['groups deleted']}", str(r.writes),
+            f"[red]{r.error}[/]" if r.error else ("no change" if r.empty else ("would change" if dry_run else "synced")),
+        )
+    console.print(table)
+
+
+def sync_catalog(loaded, backend, at, hub: str | None = None, dry_run: bool = False, show=True) -> list[HubChanges]:
+    """Resolve every source first (so an unreadable one changes nothing), then sync hubs concurrently."""
+    spec = make_plan(loaded.catalog, at)
+    wanted = {hub} if hub else None
+    members = resolve(loaded, spec, wanted)
+    endpoints = {}
+    for name in members:
+        ep = backend.endpoint(name)
+        endpoints[name] = (ep.api_url, ep.token)
+    if not show:
+        return run_sync(endpoints, members, managed_groups(loaded), dry_run=dry_run)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("syncing hubs", total=len(members))
+        return run_sync(endpoints, members, managed_groups(loaded), dry_run=dry_run,
+                        on_done=lambda _r: progress.advance(task))
+
+
+@enrol_app.command("sync")
+def sync(
+    catalog: Path = CatalogArg,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the changes without writing anything."),
+    hub: str = typer.Option(None, "--hub", help="Only this hub."),
+    at: str = AtOption,
+    state_dir: Path = StateDirOption,
+) -> None:
+    """Sync rosters, LDAP groups and static lists into each hub's users and groups (bulk, incremental).
+
+    A student who leaves a roster loses the group (and access); their user and files are kept.
+    A source that cannot be read (a missing CSV, LDAP down) stops the sync before anything is written.
+
+    Example: hubfleet enrol sync examples/university --dry-run
+    """
+    loaded = load_or_exit(catalog)
+    backend = make_backend(loaded, state_dir)
+    try:
+        results = sync_catalog(loaded, backend, today(at), hub, dry_run)
+    except SourceError as exc:
+        err_console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+    print_changes(results, dry_run)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
