@@ -21,7 +21,9 @@ import httpx
 import pytest
 
 from hub_fixture import world_traversable_dir
-from test_local_hub_fixture import LocalHub, hub_api_as, login, make_hub_dir, run_in_kernel, user_token, wait_ready
+from test_local_hub_fixture import (
+    LocalHub, hub_api_as, login, make_hub_dir, run_in_kernel, student_python, user_token, wait_ready,
+)
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.authenticator import hash_password, verify_password
@@ -105,7 +107,8 @@ def hub_a() -> Iterator[LocalHub]:
     root = world_traversable_dir("hf-hub-a-")
     cat = _catalog(root, FLEET_ONE, {"tm351.csv": "username,role\nalice,student\nbob,student\n"})
     members = {"alice": {"TM351-2026J": "student"}, "bob": {"TM351-2026J": "student"}}
-    hub = make_hub_dir(root, cat, "tm351-2026j", today=TODAY, members=members, demo=False, passwords=PASSWORDS)
+    hub = make_hub_dir(root, cat, "tm351-2026j", today=TODAY, members=members, demo=False, passwords=PASSWORDS,
+                       singleuser_python=student_python(root))
     yield from _started(hub)
     for user in ("alice", "bob", "tess"):
         subprocess.run(["userdel", system_username(user)], capture_output=True)
@@ -118,7 +121,7 @@ def alice(hub_a: LocalHub) -> tuple[httpx.Client, str]:
     b, resp = login(hub_a, "alice", "pw-alice")
     assert resp.status_code == 302
     spawn = b.get(f"{hub_a.base}hub/spawn")
-    assert spawn.status_code == 302, spawn.text[:500]
+    assert spawn.status_code == 302, hub_a.log_tail()
     wait_ready(hub_a, "alice")
     return b, user_token(b, hub_a, "alice")
 
@@ -262,7 +265,8 @@ def hub_b() -> Iterator[LocalHub]:
     members = {"dave": {"A233-2026B": "student"}, "erin": {"A233-2026J": "student"},
                "frank": {"A233-2026B": "student", "A233-2026J": "student"}}  # fmt: skip
     pw = {u: f"pw-{u}" for u in members}
-    hub = make_hub_dir(root, cat, "a233", today=TODAY, members=members, demo=False, passwords=pw)
+    hub = make_hub_dir(root, cat, "a233", today=TODAY, members=members, demo=False, passwords=pw,
+                       singleuser_python=student_python(root))
     yield from _started(hub)
     for user in members:
         subprocess.run(["userdel", system_username(user)], capture_output=True)

@@ -10,7 +10,9 @@ import datetime as dt
 import json
 import os
 import re
+import subprocess
 import sys
+import sysconfig
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,12 +20,14 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.authenticator import hash_password
 from hubfleet.backends.local.hubconfig import write_config_file
+from hubfleet.backends.local.labconfig import world_executable
 from hubfleet.backends.local.ports import PortBook
 from hubfleet.backends.local.proxy import find_chp
 from hubfleet.backends.local.secrets import ensure_secret
@@ -115,7 +119,7 @@ class LocalHub:
 
 
 def make_hub_dir(root: Path, catalog: Path, hub: str, *, today: dt.date, members: dict, demo: bool,
-                 passwords: dict[str, str] | None = None) -> LocalHub:  # fmt: skip
+                 passwords: dict[str, str] | None = None, singleuser_python: str | None = None) -> LocalHub:  # fmt: skip
     """Lay out <root>/state/hubs/<hub>/ exactly as the fleet side does, from a real plan of ``catalog``."""
     loaded = load_catalog(catalog)
     spec = plan(loaded.catalog, today).hub(hub)
@@ -151,9 +155,29 @@ def make_hub_dir(root: Path, catalog: Path, hub: str, *, today: dt.date, members
         "proxy_token_file": str(secrets["proxy_token"]),
         "members": str(hub_dir / "members.json"),
     }
+    if singleuser_python:
+        raw["singleuser_python"] = singleuser_python
     (hub_dir / "hub.json").write_text(json.dumps(raw, indent=2))
     token = secrets["hubfleet_api_token"].read_text().strip()
     return LocalHub(hub, hub_dir, state, storage, loaded.root, raw, token)
+
+
+def student_python(root: Path) -> str | None:
+    """An interpreter the students' accounts can run, or None if the dev one already is.
+
+    The dev venv's python links into /root/.pyenv (0700). Build a venv from Debian's python3 (same minor) whose
+    site-packages add the dev venv's through ``site.addsitedir`` (so its .pth files are honoured too)."""
+    if world_executable(sys.executable):
+        return None
+    system = Path("/usr/bin/python3")
+    probe = f"import sys; sys.exit(sys.version_info[:2] != {tuple(sys.version_info[:2])})"
+    if not system.exists() or subprocess.run([system, "-c", probe]).returncode:
+        pytest.skip("needs a world-executable python with the dev venv's minor version")
+    venv = root / "student-venv"
+    subprocess.run([system, "-m", "venv", "--without-pip", venv], check=True)
+    site_dir = next((venv / "lib").glob("python3.*/site-packages"))
+    (site_dir / "hubfleet-dev.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    return str(venv / "bin" / "python")
 
 
 # -- a student's browser ---------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hubfleet.cli import catalog_cmds, enrol_cmds, local_cmds
+from hubfleet.cli import catalog_cmds, enrol_cmds, k8s_cmds, local_cmds
 
 app = typer.Typer(
     name="hubfleet",
@@ -16,6 +16,7 @@ app.command()(catalog_cmds.validate)
 app.command()(catalog_cmds.plan)
 app.command()(catalog_cmds.schema)
 app.command()(catalog_cmds.docs)
+app.command()(k8s_cmds.render)
 app.add_typer(catalog_cmds.topology_app, name="topology")
 app.add_typer(enrol_cmds.enrol_app, name="enrol")
 app.command()(local_cmds.up)

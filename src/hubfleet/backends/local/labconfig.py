@@ -28,7 +28,8 @@ from pathlib import Path
 
 from hubfleet.plan.spec import PresentationSpec
 
-__all__ = ["ensure_traversable", "lab_config_dir", "server_args", "server_env", "singleuser_command", "write_lab_config"]
+__all__ = ["ensure_traversable", "lab_config_dir", "server_args", "server_env", "singleuser_command", "world_executable",
+           "write_lab_config"]
 
 
 def lab_config_dir(hub_dir: Path, key: str) -> Path:
@@ -71,9 +72,24 @@ def ensure_traversable(path: Path, stop_at: Path | None = None) -> None:
             d.chmod(mode | 0o011)
 
 
-def singleuser_command() -> list[str]:
-    """The single-user server of the environment the hub runs in (the same venv, so same JupyterLab)."""
-    return [str(Path(sys.executable).parent / "jupyterhub-singleuser")]
+def singleuser_command(python: str | None = None) -> list[str]:
+    """The single-user server, run by ``python`` (default: the hub's own interpreter, so the same JupyterLab).
+
+    As root the interpreter must be executable by the students' accounts: a venv whose python links into a 0700
+    home (pyenv under /root) is not. hub.json's optional ``singleuser_python`` names another one.
+    """
+    return [python or sys.executable, "-m", "jupyterhub.singleuser"]
+
+
+def world_executable(path: str | Path) -> bool:
+    """Can an arbitrary other account execute ``path``? (o+x on the resolved file and o+x on every parent.)"""
+    real = Path(path).resolve()
+    try:
+        if not real.stat().st_mode & 0o001:
+            return False
+        return all(d.stat().st_mode & 0o001 for d in real.parents)
+    except OSError:
+        return False
 
 
 def server_args(home: Path, course_rel: str, *, allow_root: bool) -> list[str]:
@@ -96,8 +112,13 @@ def server_args(home: Path, course_rel: str, *, allow_root: bool) -> list[str]:
 
 
 def server_env(lab_dir: Path, pres: PresentationSpec, hub: str) -> dict[str, str]:
+    # The hub's environment's Jupyter dirs come after the course config: they enable the jupyterlab server
+    # extension (etc/jupyter) and hold the lab assets (share/jupyter) even when singleuser_python is another
+    # interpreter that only borrows the packages. ref: https://docs.jupyter.org/en/latest/use/jupyter-directories.html
+    prefix = Path(sys.prefix)
     return {
-        "JUPYTER_CONFIG_PATH": str(lab_dir),
+        "JUPYTER_CONFIG_PATH": os.pathsep.join([str(lab_dir), str(prefix / "etc" / "jupyter")]),
+        "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
         "COURSE_CODE": pres.course,
         "PRESENTATION": pres.presentation,
         "HUBFLEET_PRESENTATION": pres.key,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import html
 import os
-import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
@@ -57,7 +56,7 @@ class HubfleetSpawner(LocalProcessSpawner):
 
     @default("cmd")
     def _default_cmd(self) -> list[str]:
-        return labconfig.singleuser_command()
+        return labconfig.singleuser_command(self.context.raw.get("singleuser_python"))
 
     @property
     def context(self) -> HubContext:
@@ -123,6 +122,11 @@ class HubfleetSpawner(LocalProcessSpawner):
     async def start(self):  # noqa: ANN201
         if self.isolated and os.geteuid() != 0:
             raise web.HTTPError(500, "hubfleet: isolating students needs root; run as root or in demo mode")
+        if self.isolated and not labconfig.world_executable(self.cmd[0]):
+            raise web.HTTPError(
+                500, f"hubfleet: {self.cmd[0]} is not executable by student accounts (a parent directory is private?); "
+                "install hubfleet in a world-readable environment or set singleuser_python in hub.json",
+            )
         ctx = self.context
         ws, pres = self._workspace()
         owner = await asyncio.to_thread(workspace.ensure_system_user, self.user.name, ws.home) if self.isolated else None
@@ -170,8 +174,8 @@ class HubfleetSpawner(LocalProcessSpawner):
         env["USER"] = self._owner.name if self._owner else self.user.name
         env["HOME"] = str(self._ws.home)
         env["SHELL"] = "/bin/bash"  # the system user's login shell is nologin; terminals still need a shell
-        # The venv's bin first: the python3 kernelspec resolves `python` on PATH.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+        # The server's interpreter's bin first: a kernelspec may name `python` and resolve it on PATH.
+        env["PATH"] = os.pathsep.join([str(Path(self.cmd[0]).parent), env.get("PATH", os.defpath)])
         env.update(labconfig.server_env(self._lab_dir, self._pres, self.context.spec.name))
         return env
 
