@@ -20,11 +20,13 @@ from rich.table import Table
 
 from hubfleet.backends.base import ApplyReport
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
+from hubfleet.backends.local.frontdoor import FrontDoorError
+from hubfleet.backends.local.proxy import ProxyNotFound
 from hubfleet.backends.local.reconciler import Reconciler, StepReport
 from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, today
 from hubfleet.plan import OrphanError, diff, plan as make_plan
-from hubfleet.plan.diff import Action
+from hubfleet.plan.diff import Action, Plan
 from hubfleet.plan.spec import FleetSpec
 
 StateOption = typer.Option(None, "--state-dir", help="Where hubfleet keeps hub state; default .hubfleet/ next to the catalog.")
@@ -61,6 +63,16 @@ def _progress_display() -> Iterator:
             bar.update(task, total=1, completed=1)
 
 
+def _apply(backend: LocalBackend, plan: Plan, spec: FleetSpec) -> ApplyReport:
+    """Apply with the progress display; fleet-wide faults (no proxy binary, front-door port taken) exit 1."""
+    try:
+        with _progress_display() as progress:
+            return backend.apply(plan, spec, progress)
+    except (FrontDoorError, ProxyNotFound) as exc:
+        err_console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(1) from None
+
+
 def _print_report(report: ApplyReport) -> None:
     for r in report.results:
         mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
@@ -81,6 +93,10 @@ def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
         console.print(f"Log in as any enrolled user with the demo password: [bold]{password}[/]")
     else:
         console.print(f"Per-user passwords (hand them out; mode 0600): [bold]{backend.paths.passwords_txt}[/]")
+
+
+def _say(action: Action, message: str) -> None:
+    console.print(f"[bold]{action.hub}[/] {action.kind.value}: {message}", highlight=False)
 
 
 def _print_step(report: StepReport) -> None:
@@ -114,8 +130,7 @@ def up(
     except OrphanError as exc:
         raise orphan_exit(exc) from None
     print_plan(spec, plan)
-    with _progress_display() as progress:
-        report = backend.apply(plan, spec, progress)
+    report = _apply(backend, plan, spec)
     _print_report(report)
     _print_access(backend, spec)
     if detach:
@@ -123,7 +138,7 @@ def up(
     console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops the fleet.")
     loop = Reconciler(catalog, backend, at=date if at else None)
     try:
-        loop.run(interval, on_step=_print_step)
+        loop.run(interval, progress=_say, on_step=_print_step)
     except KeyboardInterrupt:
         console.print("\nStopping the fleet (no data is deleted) ...")
         stopped = stop_fleet(backend.paths.state)
@@ -156,8 +171,7 @@ def apply(
             raise typer.Exit(1)
         if not typer.confirm("Apply this plan?", default=False):
             raise typer.Exit(1)
-    with _progress_display() as progress:
-        report = backend.apply(plan, spec, progress)
+    report = _apply(backend, plan, spec)
     _print_report(report)
     _print_access(backend, spec)
     raise typer.Exit(0 if report.ok else 1)

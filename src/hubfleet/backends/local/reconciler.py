@@ -119,10 +119,14 @@ class Reconciler:
                 report.deferred.append(action.hub)
             else:
                 due.append(action)
-        if not due:
-            report.notes += self.backend.refresh(spec)
+        try:
+            if not due:
+                report.notes += self.backend.refresh(spec)
+                return report
+            applied = self.backend.apply(Plan(actions=tuple(due)), spec, progress)
+        except Exception as exc:  # noqa: BLE001 - e.g. the front door's port taken; report it, try again next tick
+            report.errors.append(f"reconcile failed: {exc}")
             return report
-        applied = self.backend.apply(Plan(actions=tuple(due)), spec, progress)
         report.results = applied.results
         self._record(applied.results, now)
         return report
