@@ -186,12 +186,12 @@ def test_students_cannot_read_each_other(hub_a: LocalHub, alice) -> None:
         for p in [{str(bob_home / 'TM351-2026J' / 'README.md')!r}, {str(bob_home)!r}, {str(bob_home.parent)!r}]:
             try:
                 open(p).read() if p.endswith('.md') else os.listdir(p)
-                print('READ', p)
+                print('OPENED', p)
             except PermissionError:
                 print('DENIED', p)
     """)
     out = run_in_kernel(hub_a, "alice", token, code)
-    assert "READ" not in out and out.count("DENIED") == 3, out
+    assert "OPENED" not in out and out.count("DENIED") == 3, out
     assert oct(bob_home.stat().st_mode & 0o777) == "0o700"
 
 
@@ -297,6 +297,7 @@ def test_options_form_lists_only_the_users_presentations(hub_b: LocalHub) -> Non
 
 def test_read_only_presentation_is_frozen_and_announced(hub_b: LocalHub) -> None:
     b, _ = login(hub_b, "dave", "pw-dave")
+    assert b.get(f"{hub_b.base}hub/spawn").status_code == 302
     wait_ready(hub_b, "dave")
     token = user_token(b, hub_b, "dave")
     course = hub_b.storage_root / "presentations" / "A233-2026B" / "dave"

@@ -193,8 +193,18 @@ def _partial_semantics(data: dict, original: dict, root: Path, smap: SourceMap) 
 
 
 def load_catalog(target: str | Path) -> LoadedCatalog:
-    """Load and validate a catalog; raise CatalogError with every problem found."""
-    target = Path(target)
+    """Load and validate a catalog; raise CatalogError with every problem found.
+
+    A valid catalog is read once with the fast loader; only a catalog with errors is read again
+    with positions, so that every error can name its file, line and column.
+    """
+    try:
+        return _load(Path(target), positions=False)
+    except CatalogError:
+        return _load(Path(target), positions=True)
+
+
+def _load(target: Path, *, positions: bool) -> LoadedCatalog:
     if not target.exists():
         raise CatalogError([Problem(Location(str(target), 1, 1), "", "no such catalog file or folder")])
     fleet_file, course_files = _catalog_files(target)
@@ -202,7 +212,7 @@ def load_catalog(target: str | Path) -> LoadedCatalog:
     smap = SourceMap()
     problems: list[Problem] = []
     disp = str(fleet_file)
-    data, errs = read_yaml(fleet_file, disp, (), smap)
+    data, errs = read_yaml(fleet_file, disp, (), smap, positions=positions)
     problems += errs
     if data is None and not errs:
         data = {}
@@ -217,7 +227,7 @@ def load_catalog(target: str | Path) -> LoadedCatalog:
         raise CatalogError([Problem(smap.locate(("courses",)), "courses", "must be a list of courses")])
     for course_file in course_files:
         index = len(courses)
-        cdata, errs = read_yaml(course_file, str(course_file), ("courses", index), smap)
+        cdata, errs = read_yaml(course_file, str(course_file), ("courses", index), smap, positions=positions)
         problems += errs
         if cdata is None and not errs:
             problems.append(Problem(Location(str(course_file), 1, 1), "", "the course file is empty"))

@@ -143,20 +143,24 @@ class HubfleetSpawner(LocalProcessSpawner):
     def _prepare(self, ws: workspace.Workspace, pres, owner: workspace.Owner | None) -> None:  # noqa: ANN001
         ctx = self.context
         workspace.prepare(ws, ctx.storage_root, owner)
-        if ctx.read_only_for(self.user.name, pres.key):
+        read_only = ctx.read_only_for(self.user.name, pres.key)
+        if not read_only:
+            workspace.set_read_only(ws.course_dir, False, owner)  # no-op unless hubfleet froze it earlier
+        if not workspace.is_read_only(ws.course_dir):
+            # Seed before freezing too: a student whose first visit is after the end still gets the material.
+            # A frozen tree is never seeded again (it is the record of their work).
+            for step in pres.seed:
+                try:
+                    report = seed(
+                        ctx.catalog_root / step.source, ws.course_dir / step.target, step.overwrite,
+                        uid=owner.uid if owner else None, gid=owner.gid if owner else None,
+                    )  # fmt: skip
+                    self.log.info("seeded %s for %s: %s", step.source, self.user.name, report.summary())
+                except SeedError as exc:
+                    # A broken seed source is the course team's to fix; the student can still work meanwhile.
+                    self.log.error("seeding %s for %s failed: %s", step.source, self.user.name, exc)
+        if read_only:
             workspace.set_read_only(ws.course_dir, True, owner)
-            return
-        workspace.set_read_only(ws.course_dir, False, owner)  # no-op unless hubfleet froze it earlier
-        for step in pres.seed:
-            try:
-                report = seed(
-                    ctx.catalog_root / step.source, ws.course_dir / step.target, step.overwrite,
-                    uid=owner.uid if owner else None, gid=owner.gid if owner else None,
-                )  # fmt: skip
-                self.log.info("seeded %s for %s: %s", step.source, self.user.name, report.summary())
-            except SeedError as exc:
-                # A broken seed source is the course team's to fix; the student can still work meanwhile.
-                self.log.error("seeding %s for %s failed: %s", step.source, self.user.name, exc)
 
     def make_preexec_fn(self, name: str):  # noqa: ANN201
         cwd = str(self._ws.course_path)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hubfleet.plan.spec import PresentationSpec
 
-__all__ = ["Owner", "Workspace", "ensure_system_user", "set_read_only", "system_username", "workspace_for"]
+__all__ = ["Owner", "Workspace", "ensure_system_user", "is_read_only", "set_read_only", "system_username", "workspace_for"]
 
 READ_ONLY_MARKER = ".hubfleet-read-only"
 
@@ -179,6 +179,11 @@ def set_read_only(course_dir: Path, read_only: bool, owner: Owner | None = None)
         marker.chmod(0o444)
         if owner:
             os.chown(marker, 0, owner.gid)
+
+
+def is_read_only(course_dir: Path) -> bool:
+    """Did :func:`set_read_only` freeze this folder?"""
+    return (Path(course_dir) / READ_ONLY_MARKER).exists()
 
 
 def _walk(top: Path):

@@ -1,0 +1,341 @@
+"""`KubernetesBackend`: each hub is a Zero-to-JupyterHub release in its own namespace, driven from a Plan.
+
+One hub's converge (create, update and start are the same operation, as in the local backend):
+
+1. apply the namespace objects `render_manifests` gives (Namespace with cost labels, quota, limits, claims kept
+   on uninstall) with `apply_object`, which writes nothing when an object already matches;
+2. make sure the hub's Secret exists (secrets.py: generated once, never overwritten);
+3. compare the rendered values with what the release holds (`helm get values`) and run `helm upgrade --install`
+   only if they differ, the release is not deployed, or it runs another chart version. So an update whose spec
+   change does not reach the values (dates, enrolment sources) costs no helm write and no hub restart;
+4. record the applied spec (records.py) — last, so a failed release is retried by the next plan.
+
+Hubs are independent: their action lists run in parallel (`concurrency` releases at a time) and one hub's
+failure is reported without stopping the others. Within a hub the plan's order holds.
+
+`stop` uninstalls the release and keeps the namespace, the Secret and every claim: `start` brings the same hub
+back with the same tokens. `delete` removes the namespace, and is refused while a claim holds student files
+without a verified archive (records.unarchived_claims). Archive and purge belong to the lifecycle (the archive
+Job is not rendered yet): they are reported as not done, and the refusal above keeps the data until they are.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan
+from hubfleet.plan.spec import FleetSpec, HubSpec
+
+from . import records
+from .cluster import Cluster, ClusterError, ClusterUnavailable, NotFound, UnsupportedKind
+from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from .helm import Helm, HelmError, HelmMissing, ReleaseNotFound
+from .manifests import namespace_name, render_manifests
+from .secrets import MissingProvidedKeys, ensure_hub_secret, read_key
+from .values import render_values
+
+CHART = "jupyterhub"
+SERVICE_TOKEN_KEY = "hubfleet-api-token"  # the key values.py points hub.extraEnv.HUBFLEET_API_TOKEN at
+MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+HUB_SELECTOR = MANAGED_SELECTOR + ",hubfleet.io/hub"  # hub namespaces, not the fleet's own hubfleet-system
+
+ExtraValues = Mapping[str, Any] | Callable[[HubSpec], Mapping[str, Any]] | None
+
+
+class KubernetesUnavailable(RuntimeError):
+    """No cluster to talk to, or no helm: a message a person can act on, for the CLI to print."""
+
+
+class LifecycleNotAvailable(NotImplementedError):
+    pass
+
+
+def connect(kubeconfig: str | None = None, context: str | None = None, **kwargs: Any) -> "KubernetesBackend":
+    """The production backend: the kubeconfig's cluster and the helm binary, or KubernetesUnavailable."""
+    from .cluster import KubernetesCluster
+    from .helm import HelmCli
+
+    try:
+        cluster = KubernetesCluster(kubeconfig=kubeconfig, context=context)
+    except ClusterUnavailable as exc:
+        raise KubernetesUnavailable(f"cannot use the kubernetes backend: {exc}") from exc
+    try:
+        helm = HelmCli(kubeconfig=kubeconfig, kube_context=context)
+    except HelmMissing as exc:
+        raise KubernetesUnavailable(f"cannot use the kubernetes backend: {exc}") from exc
+    return KubernetesBackend(cluster, helm, **kwargs)
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        helm: Helm,
+        *,
+        chart_version: str = "4.4.0",
+        concurrency: int = 4,
+        chart: str = CHART,
+        fleet: str | None = None,
+        options: RenderOptions = DEFAULT_OPTIONS,
+        extra_values: ExtraValues = None,
+        hub_url: Callable[[str], str] | None = None,
+        helm_timeout: float = 600,
+        api_timeout: float = 5,
+    ):
+        """`fleet` limits observe to one fleet's namespaces (several fleets may share a cluster).
+        `extra_values` is laid over each hub's rendered values (site choices the catalog does not hold:
+        node selectors, the proxy's service type); `hub_url(hub)` overrides where this process reaches a hub
+        (default https://{hub}.{domain}/, from the applied spec), e.g. through a NodePort in tests."""
+        self.cluster, self.helm = cluster, helm
+        self.chart, self.chart_version = chart, chart_version
+        self.concurrency = max(1, concurrency)
+        self.fleet = fleet
+        self.options = options
+        self.extra_values = extra_values
+        self.hub_url = hub_url
+        self.helm_timeout, self.api_timeout = helm_timeout, api_timeout
+
+    # ---------------------------------------------------------------------------------------- the contract
+
+    def observe(self) -> FleetState:
+        selector = HUB_SELECTOR + (f",hubfleet.io/fleet={self.fleet}" if self.fleet else "")
+        try:
+            namespaces = [ns["metadata"]["name"] for ns in self.cluster.list("v1", "Namespace", None, selector)]
+            all_records = records.read_records(self.cluster)
+            markers = records.read_markers(self.cluster)
+            claims = records.student_claims(self.cluster)
+        except ClusterUnavailable as exc:
+            raise KubernetesUnavailable(str(exc)) from exc
+        # A labelled namespace without a record is a create that never finished: left out, so the next plan
+        # says `create` again (and apply adopts what is there) rather than an update listing every field.
+        recorded = {ns: all_records[ns] for ns in namespaces if ns in all_records}
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            statuses = dict(zip(recorded, pool.map(self._release_status, recorded)))
+        hubs = {}
+        for ns, applied in recorded.items():
+            name = applied.get("name", ns)
+            status = statuses[ns]
+            hubs[name] = ObservedHub(name=name, running=bool(status and status.deployed), applied=applied)
+        presentations = records.observed_presentations(recorded, claims, markers)
+        return FleetState(hubs=hubs, presentations=presentations)
+
+    def apply(self, plan: Plan, spec: FleetSpec, progress: Progress | None = None) -> ApplyReport:
+        say: Progress = progress or (lambda action, message: None)
+        by_hub: dict[str, list[Action]] = defaultdict(list)
+        for action in plan.actions:
+            by_hub[action.hub].append(action)
+        wanted = {h.name: h for h in spec.hubs}
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = [pool.submit(self._apply_hub, acts, wanted.get(hub), spec, say) for hub, acts in by_hub.items()]
+            results = [r for f in futures for r in f.result()]
+        order = {a: i for i, a in enumerate(plan.actions)}
+        return ApplyReport(results=sorted(results, key=lambda r: order[r.action]))
+
+    def endpoint(self, hub: str) -> HubEndpoint:
+        ns = hub
+        applied = records.read_record(self.cluster, ns)
+        if applied is None and self.hub_url is None:
+            raise KeyError(f"hub {hub} has never been applied to this cluster (no {records.RECORD_NAME} in {ns})")
+        base = self.hub_url(hub) if self.hub_url else applied["url"]
+        token = read_key(self.cluster, ns, self.options.secret_name, SERVICE_TOKEN_KEY)
+        return HubEndpoint(api_url=base.rstrip("/") + "/hub/api", token=token)
+
+    def status(self, spec: FleetSpec, query_api: bool = True) -> list[HubStatus]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda hub: self._hub_status(hub, query_api), spec.hubs))
+
+    # ------------------------------------------------------------------------------------------ per hub
+
+    def _apply_hub(self, actions: list[Action], hub: HubSpec | None, spec: FleetSpec, say: Progress) -> list[ActionResult]:
+        results = []
+        for action in actions:
+            try:
+                message = self._do(action, hub, spec, lambda m, a=action: say(a, m))
+                results.append(ActionResult(action, ok=True, message=message))
+            except Exception as exc:  # noqa: BLE001 - one hub's failure must not stop the others
+                message = _explain(exc)
+                say(action, f"failed: {message}")
+                results.append(ActionResult(action, ok=False, message=message))
+        return results
+
+    def _do(self, action: Action, hub: HubSpec | None, spec: FleetSpec, say: Callable[[str], None]) -> str:
+        if action.kind in (Kind.create, Kind.update, Kind.start):
+            if hub is None:
+                raise ValueError(f"{action.kind.value} {action.hub}: the spec has no such hub")
+            return self._converge(hub, spec, say)
+        if action.kind == Kind.stop:
+            return self._stop(action.hub, say)
+        if action.kind == Kind.delete:
+            return self._delete(action.hub, say)
+        # ref: DESIGN.md "Lifecycle": the archive Job and its ledger come with the lifecycle issue.
+        raise LifecycleNotAvailable(
+            f"{action.kind.value} of {action.presentation}: lifecycle not available yet on kubernetes; "
+            f"the hub's data is kept (delete stays refused until a verified archive marker "
+            f"{records.marker_name(action.presentation or '')} exists)"
+        )
+
+    def _converge(self, hub: HubSpec, spec: FleetSpec, say: Callable[[str], None]) -> str:
+        ns = namespace_name(hub)
+        say("namespace objects")
+        written, secret = 0, "kept"
+        for obj in render_manifests(hub, spec, self.options):
+            if obj["kind"] == "Secret" and obj["apiVersion"] == "v1":
+                secret = ensure_hub_secret(self.cluster, obj)
+            else:
+                written += bool(self.cluster.apply(obj))
+        values = self.values_for(hub, spec)
+        status = self.helm.status(hub.name, ns)
+        current = self.helm.get_values(hub.name, ns) if status is not None else None
+        reason = _upgrade_reason(status, current, values, self.chart_version)
+        if reason:
+            say(f"helm upgrade --install ({reason})")
+            release = self.helm.upgrade_install(release=hub.name, namespace=ns, chart=self.chart,
+                                                version=self.chart_version, values=values,
+                                                create_namespace=False, timeout=self.helm_timeout)
+            done = f"release {release.status} (revision {release.revision}, {reason})"
+        else:
+            done = "release unchanged (values equal)"
+        records.write_record(self.cluster, ns, hub.name, hub.model_dump(mode="json"), self.chart_version)
+        return f"{written} namespace object(s) written; secret {secret}; {done}"
+
+    def values_for(self, hub: HubSpec, spec: FleetSpec) -> dict:
+        """The values helm gets for a hub: rendered, then the site's extra values laid over them."""
+        values = render_values(hub, spec, options=self.options)
+        extra = self.extra_values(hub) if callable(self.extra_values) else self.extra_values
+        return _merge(values, extra) if extra else values
+
+    def _stop(self, hub: str, say: Callable[[str], None]) -> str:
+        say("helm uninstall")
+        try:
+            self.helm.uninstall(hub, hub)
+        except ReleaseNotFound:
+            return "already stopped (no release)"
+        return "release uninstalled; namespace, Secret and volumes kept"
+
+    def _delete(self, hub: str, say: Callable[[str], None]) -> str:
+        ns = hub
+        applied = records.read_record(self.cluster, ns)
+        blockers = self._unarchived(ns, applied)
+        if blockers:
+            raise RefusedDelete(f"refused: {ns} holds student files without a verified archive: "
+                                f"{'; '.join(blockers)}. Archive them first; nothing was changed.")
+        if self.helm.status(hub, ns) is not None:
+            say("helm uninstall")
+            try:
+                self.helm.uninstall(hub, ns)
+            except ReleaseNotFound:
+                pass
+        # Again after the uninstall: a student may have started a server (and so a claim) in between.
+        blockers = self._unarchived(ns, applied)
+        if blockers:
+            raise RefusedDelete(f"release uninstalled, namespace {ns} kept: {'; '.join(blockers)} "
+                                "appeared without a verified archive")
+        say("deleting namespace")
+        try:
+            self.cluster.delete("v1", "Namespace", None, ns)
+        except NotFound:
+            pass
+        # The personal store's PV is cluster-scoped and would stay Released with a stale claimRef. Its reclaim
+        # policy is Retain, and it only points at the shared export: deleting it never touches a file.
+        gone = 0
+        try:
+            volumes = self.cluster.list("v1", "PersistentVolume", None, MANAGED_SELECTOR)
+        except UnsupportedKind:
+            volumes = []
+        for pv in volumes:
+            if ((pv.get("spec") or {}).get("claimRef") or {}).get("namespace") == ns:
+                self.cluster.delete("v1", "PersistentVolume", None, pv["metadata"]["name"])
+                gone += 1
+        return f"namespace {ns} deleted" + (f" ({gone} personal-store PV reference removed)" if gone else "")
+
+    def _unarchived(self, ns: str, applied: dict | None) -> list[str]:
+        return records.unarchived_claims(records.student_claims(self.cluster, ns), applied,
+                                         records.read_markers(self.cluster))
+
+    def _release_status(self, ns: str):
+        return self.helm.status(ns, ns)
+
+    def _hub_status(self, hub: HubSpec, query_api: bool) -> HubStatus:
+        url = self.hub_url(hub.name) if self.hub_url else hub.url
+        try:
+            release = self.helm.status(hub.name, namespace_name(hub))
+        except (HelmError, ClusterError) as exc:
+            return HubStatus(hub.name, url, up=False, detail=f"cannot ask helm: {_explain(exc)}")
+        if release is None:
+            return HubStatus(hub.name, url, up=False, detail="no release")
+        if not release.deployed:
+            return HubStatus(hub.name, url, up=False, detail=f"release {release.status}: {release.description}")
+        where = f"release deployed (revision {release.revision}, chart {release.chart_version})"
+        if not query_api:
+            return HubStatus(hub.name, url, up=True, detail=where)
+        from hubfleet.hubapi import HubClient
+
+        try:
+            ep = self.endpoint(hub.name)
+            with HubClient(ep.api_url, ep.token, timeout=self.api_timeout) as client:
+                users = client.users()
+        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+            return HubStatus(hub.name, url, up=False, detail=f"{where}; hub API not answering from here: {exc}")
+        servers = sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
+        return HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers, detail=where)
+
+
+class RefusedDelete(RuntimeError):
+    pass
+
+
+def _upgrade_reason(status, current: dict | None, values: dict, chart_version: str) -> str:
+    """Why the release needs helm (empty: it does not). Values compare as helm stores them (JSON)."""
+    if status is None:
+        return "not installed"
+    if not status.deployed:
+        return f"release {status.status}"
+    if status.chart_version and status.chart_version != chart_version:
+        return f"chart {status.chart_version} -> {chart_version}"
+    if _canonical(current or {}) != _canonical(values):
+        return "values changed"
+    return ""
+
+
+def _canonical(value: Any) -> Any:
+    # Helm drops null values from user-supplied values and round-trips numbers through float64 (1.0 -> 1);
+    # Python's 1 == 1.0 covers the latter, dropping None covers the former.
+    value = json.loads(json.dumps(value))
+
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return strip(value)
+
+
+def _merge(base: dict, extra: Mapping[str, Any]) -> dict:
+    """Helm's own rule for several values files: maps merge key by key, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, HelmMissing):
+        return str(exc)
+    if isinstance(exc, ClusterUnavailable):
+        return f"cluster not reachable: {exc}"
+    if isinstance(exc, (MissingProvidedKeys, RefusedDelete, LifecycleNotAvailable, HelmError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
