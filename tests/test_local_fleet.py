@@ -81,8 +81,17 @@ class Fleet:
         return subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
 
 
-def _servers() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"]) if "jupyterhub-singleuser" in " ".join(p.info["cmdline"] or [])]
+def _running_in(state: Path) -> list[psutil.Process]:
+    """Any process working inside the state dir: hubs, proxies, cullers, students' servers (cwd in their course
+    folder under <state>/storage), orphans of a crashed hub. Other test suites' hubs are not counted."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.cwd().startswith(str(state)) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +108,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         try:
             yield f
         finally:
-            seen = f.process_tree() + _servers()
+            seen = f.process_tree() + _running_in(state)
             stop_fleet(state)
             _, alive = psutil.wait_procs(seen, timeout=30)
             assert alive == [], f"left running after down: {alive}"
             assert f.pids() == {}
+            assert _running_in(state) == []
 
 
 def _login(fleet: Fleet, hub: str, user: str) -> httpx.Client:
@@ -181,7 +191,8 @@ def test_down_then_apply_keeps_student_files_and_secrets(fleet: Fleet) -> None:
     secrets = {p: p.read_bytes() for hub in HUBS for p in (fleet.state / "hubs" / hub).iterdir()
                if p.name in ("cookie_secret", "proxy_token", "service_token")}  # fmt: skip
     secrets[fleet.state / "demo-password"] = (fleet.state / "demo-password").read_bytes()
-    before = fleet.process_tree() + _servers()
+    before = fleet.process_tree() + _running_in(fleet.state)
+    assert any("singleuser" in " ".join(p.cmdline()) for p in before)  # alice's server is among them
     assert fleet.cli("down").returncode == 0
     _, alive = psutil.wait_procs(before, timeout=30)
     assert alive == [] and fleet.pids() == {}
@@ -199,10 +210,13 @@ def test_down_then_apply_keeps_student_files_and_secrets(fleet: Fleet) -> None:
 def test_killed_hub_is_restarted_by_a_reconcile_step(fleet: Fleet) -> None:
     hub_pidfile = fleet.state / "hubs" / "tm351-2026j" / "hub.pid.json"
     old = process.read_alive(hub_pidfile)
+    orphans = [p for p in psutil.Process(old.pid).children(recursive=True) if "idle_culler" in " ".join(p.cmdline())]
     os.kill(old.pid, signal.SIGKILL)
     psutil.wait_procs([psutil.Process(old.pid)], timeout=10)
     loop = Reconciler(fleet.catalog, fleet.backend, at=AT)
     report = loop.step()
+    # What the dead hub left in its process group (its idle culler) is cleaned up, not leaked.
+    assert orphans and not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in orphans)
     assert [(r.action.kind, r.action.hub, r.ok) for r in report.results] == [(Kind.start, "tm351-2026j", True)]
     new = process.read_alive(hub_pidfile)
     assert new is not None and new.pid != old.pid

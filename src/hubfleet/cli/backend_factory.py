@@ -32,14 +32,12 @@ def make_backend(
         state = state_dir_for(loaded, state_dir)
         return LocalBackend(state, (storage_root or state / "storage").resolve(), loaded, port=port)
     if kind == "kubernetes":
-        from hubfleet.backends.kubernetes.backend import KubernetesBackend
-        from hubfleet.backends.kubernetes.cluster import ClusterUnavailable, KubernetesCluster
-        from hubfleet.backends.kubernetes.helm import HelmCli, HelmMissing
+        from hubfleet.backends.kubernetes.backend import KubernetesUnavailable, connect
 
         try:
-            return KubernetesBackend(KubernetesCluster(), HelmCli())
-        except (ClusterUnavailable, HelmMissing) as exc:
-            err_console.print(f"[red]{exc}[/]")
-            raise typer.Exit(1) from None
+            return connect(fleet=loaded.catalog.fleet.name)
+        except KubernetesUnavailable as exc:
+            err_console.print(str(exc), markup=False)
+            raise typer.Exit(2) from None
     err_console.print(f"[red]unknown backend {kind!r}; use local or kubernetes[/]")
     raise typer.Exit(2)

@@ -152,6 +152,15 @@ class KubernetesBackend:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda hub: self._hub_status(hub, query_api), spec.hubs))
 
+    def apply_fleet_objects(self, spec: FleetSpec) -> int:
+        """Apply `render_fleet` (fleet namespace, shared image puller, the archiver's personal-store PV/PVC).
+
+        Not a plan action: the Plan is per hub. Call it before `apply`; returns how many objects were written
+        (0 when nothing changed)."""
+        from .fleet import render_fleet
+
+        return sum(bool(self.cluster.apply(obj)) for obj in render_fleet(spec, self.options))
+
     # ------------------------------------------------------------------------------------------ per hub
 
     def _apply_hub(self, actions: list[Action], hub: HubSpec | None, spec: FleetSpec, say: Progress) -> list[ActionResult]:

@@ -64,6 +64,7 @@ class KindInfo:
 # with it); the real client discovers kinds from the server and needs no table.
 BUILTIN_KINDS: tuple[KindInfo, ...] = (
     KindInfo("v1", "Namespace", "namespaces", False),
+    KindInfo("v1", "PersistentVolume", "persistentvolumes", False),
     KindInfo("v1", "ResourceQuota", "resourcequotas", True),
     KindInfo("v1", "LimitRange", "limitranges", True),
     KindInfo("v1", "PersistentVolumeClaim", "persistentvolumeclaims", True),

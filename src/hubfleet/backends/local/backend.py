@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
 from hubfleet.backends.local import process
@@ -288,6 +289,7 @@ class LocalBackend:
         elif hub_alive:
             verb = "updated in place (no restart needed)"
         t0 = time.monotonic()
+        _reap_leftovers(hp)
         if self.own_proxy and process.read_alive(hp.proxy_pidfile) is None:
             say("starting proxy")
             cmd = self._proxy_command(hub.name, ports, hp)
@@ -391,9 +393,46 @@ def _stop_servers(hp: HubPaths, timeout: float = 30.0) -> None:
 
 def _stop_hub(hp: HubPaths) -> bool:
     _stop_servers(hp)
+    _reap_leftovers(hp)  # before stop() forgets the dead hub's record
     stopped = process.stop(hp.hub_pidfile, timeout=20)
     stopped |= process.stop(hp.proxy_pidfile)
     return stopped
+
+
+def _reap_leftovers(hp: HubPaths) -> None:
+    """End the hub-managed services (idle culler) a *crashed* hub left behind.
+
+    JupyterHub starts services in their own session, so they are not in the hub's process group and outlive a
+    kill -9'd hub, holding a token and polling an API that is gone. ``process.stop`` cannot see them once the
+    recorded leader is dead. They are recognised precisely: a process working in this hub's dir whose environment
+    names it as a JupyterHub service of this hub, started after the dead hub. Students' servers (JUPYTERHUB_USER,
+    no service name, cwd in their course folder) are never touched: the restarted hub adopts them.
+    """
+    record = process.read_record(hp.hub_pidfile)
+    if record is None or record.process() is not None:
+        return
+    prefix = f"/hubs/{hp.name}/"
+    leftovers = []
+    for proc in psutil.process_iter(["create_time", "cwd"]):
+        try:
+            if proc.info["cwd"] != str(hp.dir) or proc.info["create_time"] < record.create_time - 0.05:
+                continue
+            env = proc.environ()
+            if env.get("JUPYTERHUB_SERVICE_NAME") and env.get("JUPYTERHUB_BASE_URL") == prefix:
+                leftovers.append(proc)
+        except psutil.Error:
+            pass
+    for proc in leftovers:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(leftovers, timeout=5)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
 
 
 def stop_fleet(state_dir: Path) -> list[str]:

@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hubfleet.backends.local.membership import STAFF_ROLES, HubContext
+from hubfleet.backends.local.membership import HubContext
 from hubfleet.backends.local.secrets import read_secret
 from hubfleet.plan.spec import HubSpec, Phase
 
-__all__ = ["CULLER_SCOPES", "HUBFLEET_SCOPES", "TEMPLATES", "configure", "write_config_file"]
+__all__ = ["CULLER_SCOPES", "HUBFLEET_SCOPES", "TEMPLATES", "configure", "restart_needed", "write_config_file"]
 
 TEMPLATES = Path(__file__).parent / "templates"
 HOST = "127.0.0.1"
@@ -89,6 +89,9 @@ def configure(c: Any, hub_json: str | Path) -> None:
     # JupyterHub >= 5 admits nobody without allow_all or an allow list; our check_allowed is the allow logic.
     # ref: DESIGN.md "Known traps"
     c.Authenticator.allow_all = False
+    # check_allowed (membership.py) *is* the allow config; this only silences "nobody can login" at startup.
+    # ref: https://jupyterhub.readthedocs.io/en/stable/reference/api/auth.html#jupyterhub.auth.Authenticator.any_allow_config
+    c.Authenticator.any_allow_config = True
     c.Authenticator.auth_refresh_age = 300
     c.Authenticator.refresh_pre_spawn = True  # an unenrolled student cannot start a server with an old cookie
 
@@ -161,12 +164,14 @@ def groups(ctx: HubContext) -> dict[str, dict[str, list[str]]]:
 
 
 def template_vars(ctx: HubContext, spec: HubSpec, raw: dict[str, Any]) -> dict[str, Any]:
-    """Variables for templates/*.html. Callables get the current user (or None) on every page render."""
+    """Variables for templates/*.html. Callables get the current user (or None) on every page render, so what
+    comes from hub.json (course list, phases) is live; branding is startup-only (see :func:`restart_needed`)."""
 
     def read_only(user: Any) -> list[str]:
         if user is None:
             return []
-        return [p.key for p in ctx.spec.presentations if p.key in ctx.roles_of(user.name) and ctx.read_only_for(user.name, p.key)]
+        mine = ctx.roles_of(user.name)
+        return [p.key for p in ctx.spec.presentations if p.key in mine and ctx.read_only_for(user.name, p.key)]
 
     def staff_only(user: Any) -> list[str]:
         # Provisioned presentations: the team is in, students are not yet. Shown to the team as a reminder.
@@ -178,11 +183,29 @@ def template_vars(ctx: HubContext, spec: HubSpec, raw: dict[str, Any]) -> dict[s
         "hubfleet_name": spec.branding.name,
         "hubfleet_primary_color": spec.branding.primary_color,
         "hubfleet_login_message": spec.branding.login_message or "",
-        "hubfleet_has_logo": bool(spec.branding.logo),
-        "hubfleet_demo_mode": bool(raw.get("demo_mode", False)),
-        "hubfleet_front_door": str(raw.get("front_door", "/")).rstrip("/") + "/",
-        "hubfleet_courses": [f"{p.key}: {p.title}" for p in spec.presentations],
+        "hubfleet_demo_mode": lambda user: ctx.demo_mode,
+        "hubfleet_front_door": lambda user: ctx.front_door,
+        "hubfleet_courses": lambda user: [f"{p.key}: {p.title}" for p in ctx.spec.presentations],
         "hubfleet_read_only": read_only,
         "hubfleet_staff_only": staff_only,
-        "hubfleet_staff_roles": list(STAFF_ROLES),
     }
+
+
+# hub.json keys and spec fields a running hub only reads at startup. Everything else is re-read live by
+# HubContext (phases, team lists, profiles, storage, seeding, lab config, demo mode, members.json).
+_STARTUP_KEYS = ("hub_dir", "hub_port", "proxy_port", "proxy_api_port", "chp", "cookie_secret_file", "proxy_token_file",
+                 "service_token_file", "start_proxy", "cleanup_servers", "log_level", "singleuser_python")  # fmt: skip
+_STARTUP_SPEC = ("name", "base_path", "admins", "roles", "culling", "branding")
+
+
+def restart_needed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Must a running hub restart to see ``new`` hub.json? (The fleet side asks before restarting, since a restart
+    drops every websocket; students' servers survive it, see cleanup_servers.)"""
+    if old is None:
+        return True
+
+    def startup(doc: dict[str, Any]) -> tuple:
+        spec = doc.get("spec", {})
+        return tuple(doc.get(k) for k in _STARTUP_KEYS) + tuple(json.dumps(spec.get(k), sort_keys=True) for k in _STARTUP_SPEC)
+
+    return startup(old) != startup(new)

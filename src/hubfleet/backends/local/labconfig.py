@@ -61,15 +61,18 @@ def _write_json(path: Path, data: object) -> None:
     os.replace(tmp, path)  # a server starting now reads the old or the new file, never half of one
 
 
-def ensure_traversable(path: Path, stop_at: Path | None = None) -> None:
-    """Add ``o+x`` (traverse, not list or read) to ``path`` and its parents, so a student's server can reach the
-    lab config under the hub dir. Secret files in the hub dir stay 0600, so nothing readable is exposed."""
-    for d in (Path(path), *Path(path).parents):
-        if stop_at is not None and d == stop_at.parent:
-            break
+def ensure_traversable(path: Path, top: Path) -> bool:
+    """Add ``o+x`` (traverse, not list or read) to ``path`` and its parents up to and including ``top`` (the hub
+    dir), so a student's server can reach the lab config. Secret files in the hub dir stay 0600, so nothing
+    readable is exposed. Directories above ``top`` are not ours to change: returns whether they let others in."""
+    path, top = Path(path), Path(top)
+    for d in (path, *path.parents):
         mode = stat.S_IMODE(d.stat().st_mode)
         if not mode & 0o001:
-            d.chmod(mode | 0o011)
+            d.chmod(mode | 0o001)
+        if d == top:
+            break
+    return all(d.stat().st_mode & 0o001 for d in top.parents)
 
 
 def singleuser_command(python: str | None = None) -> list[str]:

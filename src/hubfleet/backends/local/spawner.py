@@ -132,8 +132,8 @@ class HubfleetSpawner(LocalProcessSpawner):
         owner = await asyncio.to_thread(workspace.ensure_system_user, self.user.name, ws.home) if self.isolated else None
         await asyncio.to_thread(self._prepare, ws, pres, owner)
         lab_dir = await asyncio.to_thread(labconfig.write_lab_config, ctx.hub_dir, pres)
-        if owner:
-            await asyncio.to_thread(labconfig.ensure_traversable, lab_dir)
+        if owner and not await asyncio.to_thread(labconfig.ensure_traversable, lab_dir, ctx.hub_dir):
+            raise web.HTTPError(500, f"hubfleet: student accounts cannot reach {lab_dir}: a parent of the state dir is private")
         self._ws, self._owner, self._lab_dir, self._pres = ws, owner, lab_dir, pres
         allow_root = not self.isolated and os.geteuid() == 0
         self.args = labconfig.server_args(ws.home, ws.course_rel, allow_root=allow_root)
