@@ -352,3 +352,19 @@ def test_demo_mode_one_password_and_a_loud_banner(hub_c: LocalHub) -> None:
     (hub_c.storage_root / "home" / "alice" / "scratch").mkdir()
     cwd2 = run_in_kernel(hub_c, "alice", token, "import os; print(os.getcwd())", path="scratch/x.ipynb").strip()
     assert cwd2 == str(hub_c.storage_root / "home" / "alice" / "scratch")
+
+
+def test_hub_restart_keeps_students_servers(hub_c: LocalHub) -> None:
+    """cleanup_servers=False: a config change restarts the hub, not the students' kernels."""
+    b, ok = login(hub_c, "alice", "demo-pass")
+    assert ok.status_code == 302
+    assert b.get(f"{hub_c.base}hub/spawn").status_code == 302  # running already, or started now
+    wait_ready(hub_c, "alice")
+    token = user_token(b, hub_c, "alice")
+    pid_before = run_in_kernel(hub_c, "alice", token, "import os; print(os.getppid())").strip()
+    # descendants=False: the servers JupyterHub started in their own sessions are left alone, as for a restart.
+    process.stop(hub_c.pidfile, timeout=30, descendants=False)
+    hub_c.start()
+    wait_ready(hub_c, "alice")
+    pid_after = run_in_kernel(hub_c, "alice", token, "import os; print(os.getppid())").strip()
+    assert pid_after == pid_before  # the same jupyter server process: kernels were never interrupted

@@ -87,7 +87,7 @@ def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
     if backend.demo_mode:
         password = backend.paths.demo_password.read_text().strip()
         console.print(
-            "\n[bold black on yellow] DEMO MODE [/] not running as root: every server runs as this account, "
+            "\n[bold black on yellow] DEMO MODE [/] (not root, or HUBFLEET_DEMO_MODE=1): every server runs as this account, "
             "students are not isolated from each other. Do not use this for real students."
         )
         console.print(f"Log in as any enrolled user with the demo password: [bold]{password}[/]")

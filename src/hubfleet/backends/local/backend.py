@@ -138,8 +138,9 @@ class LocalBackend:
         with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
             futures = [pool.submit(self._apply_hub, actions, wanted.get(hub), say) for hub, actions in by_hub.items()]
             results = [r for f in futures for r in f.result()]
-        order = {a: i for i, a in enumerate(plan.actions)}
-        report = ApplyReport(results=sorted(results, key=lambda r: order[r.action]))
+        # By identity: actions carry lists in their changes and are not hashable.
+        order = {id(a): i for i, a in enumerate(plan.actions)}
+        report = ApplyReport(results=sorted(results, key=lambda r: order[id(r.action)]))
         self.refresh(spec)
         return report
 
@@ -458,8 +459,8 @@ def _hub_side() -> Any:
 
 def _restart_needed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
     """Does the running hub need a restart to see ``new``? The hub side may say (``restart_needed``); otherwise
-    only presentation phases count as live (HubContext re-reads hub.json; roles, services and admins are loaded at
-    startup), so a phase change alone does not log anyone out."""
+    only presentation phases and enrolment sources count as live (HubContext re-reads hub.json and members.json;
+    roles, services and admins are loaded at startup), so a phase or roster change does not log anyone out."""
     decide = getattr(_hub_side(), "restart_needed", None)
     if decide is not None:
         return bool(decide(old, new))
@@ -468,7 +469,7 @@ def _restart_needed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 
     def startup_view(doc: dict[str, Any]) -> dict[str, Any]:
         spec = dict(doc.get("spec", {}))
-        spec["presentations"] = [{**p, "phase": None} for p in spec.get("presentations", [])]
+        spec["presentations"] = [{**p, "phase": None, "enrolment": None} for p in spec.get("presentations", [])]
         return {**doc, "spec": spec}
 
     return startup_view(old) != startup_view(new)
