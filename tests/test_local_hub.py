@@ -12,8 +12,8 @@ import pwd
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +39,7 @@ fleet:
   name: testuni
   topology: per-presentation
   platform_team: [root-admin]
-  branding: {name: Test University Notebooks, primary_color: "#123456", login_message: Use your test account.}
+  branding: {name: Test University Notebooks, primary_color: "#123456", login_message: Use your test account., logo: logo.svg}
 courses:
   - code: TM351
     title: Data management
@@ -77,6 +77,7 @@ def _catalog(root: Path, fleet: str, rosters: dict[str, str]) -> Path:
     (cat / "material" / "TM351" / "week1.txt").write_text("week 1, version 1\n")
     (cat / "material" / "A233").mkdir(parents=True)
     (cat / "material" / "A233" / "persuasion.txt").write_text("Sir Walter Elliot...\n")
+    (cat / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" id="test-logo"/>')
     (cat / "fleet.yaml").write_text(fleet)
     for name, text in rosters.items():
         (cat / name).write_text(text)
@@ -139,6 +140,8 @@ def test_login_page_is_branded(hub_a: LocalHub) -> None:
     assert "TM351-2026J: Data management" in page.text
     assert "#123456" in page.text
     assert "hubfleet-demo-banner" not in page.text
+    logo = httpx.get(f"{hub_a.origin}{hub_a.base}hub/logo")
+    assert logo.status_code == 200 and "test-logo" in logo.text
 
 
 def test_wrong_password_is_an_ordinary_failed_login(hub_a: LocalHub) -> None:
@@ -159,6 +162,14 @@ def test_tutor_and_admin_may_log_in(hub_a: LocalHub) -> None:
     for user in ("tess", "root-admin"):
         _, resp = login(hub_a, user, f"pw-{user}")
         assert resp.status_code == 302, resp.text[:300]
+
+
+def test_tutor_sees_only_their_presentations_students(hub_a: LocalHub) -> None:
+    """The planner's roles are loaded, and the groups they filter on are seeded from members.json."""
+    b, _ = login(hub_a, "tess", "pw-tess")
+    users = hub_api_as(b, hub_a, "GET", "users")
+    assert users.status_code == 200, users.text
+    assert {u["name"] for u in users.json()} == {"alice", "bob"}
 
 
 def test_kernel_runs_in_course_folder_with_seeded_material(hub_a: LocalHub, alice) -> None:
@@ -232,8 +243,6 @@ def test_hubfleet_service_role_is_minimal(hub_a: LocalHub) -> None:
 
 
 def _wait_stopped(hub: LocalHub, user: str) -> None:
-    import time
-
     with hub.api() as api:
         for _ in range(600):
             if not api.get(f"users/{user}").json().get("servers"):

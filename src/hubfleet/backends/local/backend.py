@@ -285,7 +285,8 @@ class LocalBackend:
         verb = "started"
         if hub_alive and restart:
             say("restarting (startup config changed)")
-            process.stop(hp.hub_pidfile, timeout=20)
+            # Students keep their running servers across a hub restart (cleanup_servers is off).
+            process.stop(hp.hub_pidfile, timeout=20, descendants=False)
             verb = "restarted"
         elif hub_alive:
             verb = "updated in place (no restart needed)"

@@ -62,9 +62,10 @@ def _write_json(path: Path, data: object) -> None:
 
 
 def ensure_traversable(path: Path, top: Path) -> bool:
-    """Add ``o+x`` (traverse, not list or read) to ``path`` and its parents up to and including ``top`` (the hub
-    dir), so a student's server can reach the lab config. Secret files in the hub dir stay 0600, so nothing
-    readable is exposed. Directories above ``top`` are not ours to change: returns whether they let others in."""
+    """Add ``o+x`` (traverse, not list or read) to ``path`` and its parents up to and including ``top`` (the
+    fleet's state dir), so a student's server can reach the lab config. Secret files (cookie secret, tokens,
+    passwords) stay 0600, so nothing readable is exposed. Directories above ``top`` are not ours to change:
+    returns whether they let others in."""
     path, top = Path(path), Path(top)
     for d in (path, *path.parents):
         mode = stat.S_IMODE(d.stat().st_mode)

@@ -26,7 +26,7 @@ from traitlets import Unicode, default
 
 from hubfleet.backends.local import labconfig, workspace
 from hubfleet.backends.local.membership import HubContext
-from hubfleet.plan.spec import ProfileSpec
+from hubfleet.plan.spec import PresentationSpec, ProfileSpec
 from hubfleet.storage.seeding import SeedError, seed
 
 __all__ = ["HubfleetSpawner"]
@@ -113,7 +113,7 @@ class HubfleetSpawner(LocalProcessSpawner):
 
     # -- start / stop ------------------------------------------------------------------------------------------
 
-    def _workspace(self) -> tuple[workspace.Workspace, object]:
+    def _workspace(self) -> tuple[workspace.Workspace, PresentationSpec]:
         ctx = self.context
         profile = self.choose_profile(self.profile_name or None)
         pres = ctx.presentation(profile.presentation)
@@ -132,7 +132,8 @@ class HubfleetSpawner(LocalProcessSpawner):
         owner = await asyncio.to_thread(workspace.ensure_system_user, self.user.name, ws.home) if self.isolated else None
         await asyncio.to_thread(self._prepare, ws, pres, owner)
         lab_dir = await asyncio.to_thread(labconfig.write_lab_config, ctx.hub_dir, pres)
-        if owner and not await asyncio.to_thread(labconfig.ensure_traversable, lab_dir, ctx.hub_dir):
+        # The fleet's state dir is hubfleet's own: traverse-only (o+x) up to it; above it, not ours to change.
+        if owner and not await asyncio.to_thread(labconfig.ensure_traversable, lab_dir, ctx.state_dir):
             raise web.HTTPError(500, f"hubfleet: student accounts cannot reach {lab_dir}: a parent of the state dir is private")
         self._ws, self._owner, self._lab_dir, self._pres = ws, owner, lab_dir, pres
         allow_root = not self.isolated and os.geteuid() == 0
@@ -140,7 +141,7 @@ class HubfleetSpawner(LocalProcessSpawner):
         self.default_url = f"/lab/tree/{ws.course_rel}"
         return await super().start()
 
-    def _prepare(self, ws: workspace.Workspace, pres, owner: workspace.Owner | None) -> None:  # noqa: ANN001
+    def _prepare(self, ws: workspace.Workspace, pres: PresentationSpec, owner: workspace.Owner | None) -> None:
         ctx = self.context
         workspace.prepare(ws, ctx.storage_root, owner)
         read_only = ctx.read_only_for(self.user.name, pres.key)
