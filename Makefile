@@ -1,5 +1,7 @@
 # hubfleet: `make demo` runs the example fleet on the local backend; `make test` installs and runs the tests.
-PYTHON ?= python3
+# Prefer the system interpreter: when hubfleet runs as root, students' servers run as their own accounts and
+# must be able to execute the venv's python (a pyenv build under /root is 0700 and would lock them out).
+PYTHON ?= $(shell /usr/bin/python3 -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo /usr/bin/python3 || echo python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
@@ -32,6 +34,7 @@ bench: install
 	$(PY) benchmarks/enrol_sync.py
 	$(PY) benchmarks/archive.py
 	$(PY) benchmarks/render_scale.py
+	$(PY) benchmarks/k8s_plan.py
 
 docs: install
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md

@@ -174,21 +174,12 @@ def _wait_or_kill(procs: list[psutil.Process], timeout: float, kill_group: Calla
     while alive and time.monotonic() < deadline:
         _reap(reap)
         _gone, alive = psutil.wait_procs(alive, timeout=0.2)
-        # A zombie has exited; only its parent (maybe another hubfleet process) can reap it.
-        alive = [p for p in alive if not _is_zombie(p)]
     if alive:
         kill_group()
         for p in alive:  # members that left the group (setsid) still belong to this process
             _send(p, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=5)
         _reap(reap)
-
-
-def _is_zombie(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
 
 
 def _descendants(proc: psutil.Process) -> list[psutil.Process]:
