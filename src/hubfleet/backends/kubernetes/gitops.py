@@ -109,35 +109,49 @@ def render_tree(spec: FleetSpec, gitops: str | None = None, options: RenderOptio
     return tree
 
 
+_YAML11_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+
+def _represent_str(representer, data: str):
+    # Literal blocks for multi-line strings (config code stays readable); they cannot carry trailing spaces on a
+    # line, so those few stay quoted. Helm and kubectl read YAML 1.1, where an unquoted yes/no/on/off is a
+    # boolean: quote them.
+    if "\n" in data and not any(line.endswith(" ") for line in data.split("\n")):
+        return representer.represent_scalar("tag:yaml.org,2002:str", data, style="|")
+    if data.lower() in _YAML11_WORDS:
+        return representer.represent_scalar("tag:yaml.org,2002:str", data, style='"')
+    return representer.represent_scalar("tag:yaml.org,2002:str", data)
+
+
+def _dumper():
+    from ruamel.yaml import YAML
+
+    # The C emitter (ruamel.yaml.clib) is ~4x faster than the pure-Python round-trip dumper; with 1,000 hubs
+    # the dump, not the rendering, was the cost. Keys come out sorted, which also keeps diffs stable.
+    yaml = YAML(typ="safe", pure=False)
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    yaml.representer.add_representer(str, _represent_str)
+    return yaml
+
+
 def dump_yaml(content) -> str:
     """Block-style YAML; a list is written as a multi-document stream, strings with newlines as literal blocks."""
     import io
 
-    from ruamel.yaml import YAML
-    from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString
-
-    # Helm and kubectl read YAML 1.1, where an unquoted yes/no/on/off is a boolean: quote them.
-    yaml11_words = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
-
-    def literal(node):
-        if isinstance(node, dict):
-            return {k: literal(x) for k, x in node.items()}
-        if isinstance(node, (list, tuple)):
-            return [literal(x) for x in node]
-        if isinstance(node, str) and "\n" in node:
-            # Literal blocks cannot carry trailing spaces on a line; those are rare in config and stay quoted.
-            return LiteralScalarString(node) if not any(line.endswith(" ") for line in node.split("\n")) else node
-        if isinstance(node, str) and node.lower() in yaml11_words:
-            return DoubleQuotedScalarString(node)
-        return node
-
-    yaml = YAML()
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml = _dumper()
     out = io.StringIO()
     if isinstance(content, list):
-        yaml.dump_all([literal(doc) for doc in content], out)
+        yaml.dump_all([_plain(doc) for doc in content], out)
     else:
-        yaml.dump(literal(content), out)
+        yaml.dump(_plain(content), out)
     return out.getvalue()
+
+
+def _plain(node):
+    """Tuples become lists: the safe representer knows only plain types."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    return node
