@@ -117,14 +117,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 def _login(fleet: Fleet, hub: str, user: str) -> httpx.Client:
-    """Log in like a browser, through the front door (form + _xsrf)."""
+    """Sign in like a browser: once at the portal (the fleet's OpenID Connect provider), then the hub's OAuth hop."""
     browser = httpx.Client(base_url=fleet.url, timeout=60)
-    page = browser.get(f"/hubs/{hub}/hub/login")
-    page.raise_for_status()
-    xsrf = re.search(r'name="_xsrf"\s+value="([^"]+)"', page.text).group(1)
     password = (fleet.state / "demo-password").read_text().strip()
-    resp = browser.post(f"/hubs/{hub}/hub/login", data={"username": user, "password": password, "_xsrf": xsrf})
-    assert resp.status_code == 302, resp.text[:500]
+    signed_in = browser.post("/portal/login", data={"username": user, "password": password})
+    assert signed_in.status_code == 303, signed_in.text[:500]
+    home = browser.get(f"/hubs/{hub}/hub/oauth_login", params={"next": f"/hubs/{hub}/hub/home"}, follow_redirects=True)
+    assert home.status_code == 200 and home.url.path == f"/hubs/{hub}/hub/home", home.text[:500]
     return browser
 
 

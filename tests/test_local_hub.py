@@ -26,7 +26,7 @@ from test_local_hub_fixture import (
 )
 
 from hubfleet.backends.local import process
-from hubfleet.backends.local.authenticator import hash_password, verify_password
+from hubfleet.backends.local.members import hash_password, verify_password
 from hubfleet.backends.local.workspace import system_username
 
 pytestmark = pytest.mark.slow
@@ -133,13 +133,15 @@ def test_password_hashes_round_trip() -> None:
     assert not verify_password("S3cret", stored) and not verify_password("s3cret", "garbage")
 
 
-def test_login_page_is_branded(hub_a: LocalHub) -> None:
+def test_login_goes_straight_to_the_portal_and_pages_are_branded(hub_a: LocalHub) -> None:
+    # auto_login: the hub has no password form of its own; the portal (OpenID Connect provider) signs people in.
     page = httpx.get(f"{hub_a.origin}{hub_a.base}hub/login")
-    assert "Test University Notebooks" in page.text
-    assert "Use your test account." in page.text
-    assert "TM351-2026J: Data management" in page.text
-    assert "#123456" in page.text
-    assert "hubfleet-demo-banner" not in page.text
+    assert page.status_code == 302 and "oauth_login" in page.headers["location"]
+    _, forbidden = login(hub_a, "mallory", "pw-mallory")
+    assert "Test University Notebooks" in forbidden.text
+    assert "TM351-2026J: Data management" in forbidden.text
+    assert "#123456" in forbidden.text
+    assert "hubfleet-demo-banner" not in forbidden.text
     logo = httpx.get(f"{hub_a.origin}{hub_a.base}hub/logo")
     assert logo.status_code == 200 and "test-logo" in logo.text
 
@@ -155,7 +157,7 @@ def test_right_password_but_not_enrolled_gets_the_403_page(hub_a: LocalHub) -> N
     assert resp.status_code == 403
     assert "hubfleet-forbidden" in resp.text
     assert "not enrolled on TM351-2026J" in resp.text
-    assert 'href="http://127.0.0.1:8000/"' in resp.text  # the front-door portal
+    assert f'href="{hub_a.origin}/portal/"' in resp.text  # the portal, where her own courses are listed
 
 
 def test_tutor_and_admin_may_log_in(hub_a: LocalHub) -> None:
@@ -345,12 +347,11 @@ def hub_c() -> Iterator[LocalHub]:
 
 
 def test_demo_mode_one_password_and_a_loud_banner(hub_c: LocalHub) -> None:
-    page = httpx.get(f"{hub_c.origin}{hub_c.base}hub/login")
-    assert "hubfleet-demo-banner" in page.text
-    _, denied = login(hub_c, "zed", "demo-pass")
-    assert denied.status_code == 403 and "hubfleet-forbidden" in denied.text
+    _, denied = login(hub_c, "zed", "demo-pass")  # nobody in this fleet: the portal does not know him
+    assert denied.status_code == 401 and "Invalid username or password" in denied.text
     b, ok = login(hub_c, "alice", "demo-pass")
     assert ok.status_code == 302
+    assert "hubfleet-demo-banner" in b.get(f"{hub_c.base}hub/home").text
     assert b.get(f"{hub_c.base}hub/spawn").status_code == 302
     wait_ready(hub_c, "alice")
     token = user_token(b, hub_c, "alice")

@@ -25,7 +25,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from hubfleet.backends.local import process
-from hubfleet.backends.local.authenticator import hash_password
+from hubfleet.backends.local.members import hash_password
 from hubfleet.backends.local.hubconfig import write_config_file
 from hubfleet.backends.local.labconfig import world_executable
 from hubfleet.backends.local.ports import PortBook
@@ -63,7 +63,15 @@ class LocalHub:
     def api(self) -> httpx.Client:
         return httpx.Client(base_url=f"{self.origin}{self.base}hub/api/", headers={"Authorization": f"token {self.token}"}, timeout=30)
 
+    @property
+    def portal_pidfile(self) -> Path:
+        return self.hub_dir / "portal.pid.json"
+
     def start(self, timeout: float = 90) -> None:
+        # The hubs sign in through the portal (the fleet's OpenID Connect provider), so the hub tests run one too.
+        if process.read_alive(self.portal_pidfile) is None:
+            argv = [sys.executable, "-m", "hubfleet.web.portal", "--state", str(self.state), "--port", str(self.raw["portal_port"])]
+            process.start_detached(argv, self.hub_dir, None, self.hub_dir / "logs" / "portal.log", self.portal_pidfile)
         config = write_config_file(self.hub_dir)
         env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
         process.start_detached([str(VENV_BIN / "jupyterhub"), "-f", str(config)], self.hub_dir, env,
@@ -93,6 +101,7 @@ class LocalHub:
                         break
                     time.sleep(0.2)
         process.stop(self.pidfile, timeout=30)
+        process.stop(self.portal_pidfile)
 
     def log_tail(self, n: int = 6000) -> str:
         try:
@@ -129,6 +138,7 @@ def make_hub_dir(root: Path, catalog: Path, hub: str, *, today: dt.date, members
     storage = root / "storage"
     storage.mkdir(exist_ok=True)
     ports = PortBook(state / "ports.json").ports_for(hub)
+    portal_port = PortBook(state / "ports.json").ports_for("_portal").hub_port
     secrets = {name: hub_dir / name for name in ("cookie_secret", "proxy_token", "hubfleet_api_token")}
     for path in secrets.values():
         ensure_secret(path)
@@ -148,7 +158,11 @@ def make_hub_dir(root: Path, catalog: Path, hub: str, *, today: dt.date, members
         "proxy_port": ports.proxy_port,
         "proxy_api_port": ports.proxy_api_port,
         "chp": str(find_chp()),
-        "front_door": "http://127.0.0.1:8000",
+        # The hub's own proxy stands in for the front door (the OAuth callback comes back through it); the portal
+        # listens on its own port.
+        "front_door": f"http://{HOST}:{ports.proxy_port}",
+        "portal_url": f"http://{HOST}:{portal_port}/portal",
+        "portal_port": portal_port,
         "demo_mode": demo,
         "service_token_file": str(secrets["hubfleet_api_token"]),
         "cookie_secret_file": str(secrets["cookie_secret"]),
@@ -188,13 +202,16 @@ def browser(hub: LocalHub) -> httpx.Client:
 
 
 def login(hub: LocalHub, username: str, password: str) -> tuple[httpx.Client, httpx.Response]:
-    """Post the login form like a browser (with _xsrf); returns the client and the POST response."""
+    """Sign in like a browser: at the portal, then the hub's OAuth hop, followed up to the hub's answer to the
+    callback (302 home when admitted, the 403 page when not). A wrong password returns the portal's 401 form."""
     b = browser(hub)
-    page = b.get(f"{hub.base}hub/login")
-    page.raise_for_status()
-    found = re.search(r'name="_xsrf"\s+value="([^"]+)"', page.text)
-    xsrf = found.group(1) if found else b.cookies.get("_xsrf", "")
-    resp = b.post(f"{hub.base}hub/login", data={"username": username, "password": password, "_xsrf": xsrf})
+    portal = hub.raw["portal_url"]
+    resp = b.post(f"{portal}/login", data={"username": username, "password": password})
+    if resp.status_code != 303:
+        return b, resp
+    resp = b.get(f"{hub.base}hub/oauth_login", params={"next": f"{hub.base}hub/home"})
+    while resp.status_code in (302, 303) and "/hub/oauth_callback" not in str(resp.request.url):
+        resp = b.get(resp.headers["location"])
     return b, resp
 
 
@@ -207,7 +224,7 @@ def hub_api_as(b: httpx.Client, hub: LocalHub, method: str, path: str, **kw) -> 
 
 def user_token(b: httpx.Client, hub: LocalHub, username: str) -> str:
     resp = hub_api_as(b, hub, "POST", f"users/{username}/tokens", json={"note": "test", "expires_in": 3600})
-    assert resp.status_code == 201, resp.text
+    assert resp.status_code == 201, resp.text[-300:] + hub.log_tail(3000)
     return resp.json()["token"]
 
 

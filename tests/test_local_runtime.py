@@ -253,9 +253,9 @@ def test_hub_and_proxy_stop_cleanly_with_no_leftovers(tmp_path: Path) -> None:
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"), reason="needs root and useradd")
 def test_local_process_spawner_runs_server_as_fresh_system_user(tmp_path: Path) -> None:
     storage = world_traversable_dir("hubfleet-storage-")
-    home = storage / "home" / "hf-alice"
+    home = storage / "home" / "hf-rtuser"
     home.parent.mkdir(mode=0o755)
-    user = "hf-alice"
+    user = "hf-rtuser"
     subprocess.run(["userdel", "-r", user], capture_output=True)  # a previous aborted run
     subprocess.run(["useradd", "--system", "--create-home", "--home-dir", str(home), "--shell", "/usr/sbin/nologin", user], check=True)
     hub = None

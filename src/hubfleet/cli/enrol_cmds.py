@@ -10,8 +10,8 @@ from rich.table import Table
 
 from hubfleet.cli.backend_factory import StateDirOption, make_backend
 from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, today
-from hubfleet.enrol.membership import SourceError, managed_groups, resolve
-from hubfleet.enrol.sync import HubChanges, run_sync
+from hubfleet.enrol.membership import SourceError
+from hubfleet.enrol.sync import HubChanges, sync_spec
 from hubfleet.plan import plan as make_plan
 
 enrol_app = typer.Typer(help="Enrolment: students, tutors and instructors into each hub's groups.", no_args_is_help=True)
@@ -34,18 +34,18 @@ def sync_catalog(loaded, backend, at, hub: str | None = None, dry_run: bool = Fa
     """Resolve every source first (so an unreadable one changes nothing), then sync hubs concurrently."""
     spec = make_plan(loaded.catalog, at)
     wanted = {hub} if hub else None
-    members = resolve(loaded, spec, wanted)
-    endpoints = {}
-    for name in members:
+
+    def endpoint(name: str) -> tuple[str, str]:
         ep = backend.endpoint(name)
-        endpoints[name] = (ep.api_url, ep.token)
+        return ep.api_url, ep.token
+
     if not show:
-        return run_sync(endpoints, members, managed_groups(loaded), dry_run=dry_run)
+        return sync_spec(loaded, spec, endpoint, hubs=wanted, dry_run=dry_run)
+    total = len([h for h in spec.hubs if wanted is None or h.name in wanted])
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        task = progress.add_task("syncing hubs", total=len(members))
-        return run_sync(endpoints, members, managed_groups(loaded), dry_run=dry_run,
-                        on_done=lambda _r: progress.advance(task))
+        task = progress.add_task("syncing hubs", total=total)
+        return sync_spec(loaded, spec, endpoint, hubs=wanted, dry_run=dry_run, on_done=lambda _r: progress.advance(task))
 
 
 @enrol_app.command("sync")

@@ -22,8 +22,10 @@ from hubfleet.backends.base import ApplyReport
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
 from hubfleet.backends.local.frontdoor import FrontDoorError
 from hubfleet.backends.local.proxy import ProxyNotFound
-from hubfleet.backends.local.reconciler import Reconciler, StepReport
+from hubfleet.backends.local.reconciler import Reconciler, StepReport, sync_enrolment
 from hubfleet.catalog import LoadedCatalog
+from hubfleet.cli.enrol_cmds import print_changes
+from hubfleet.enrol.membership import SourceError
 from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, today
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import Action, Plan
@@ -81,7 +83,8 @@ def _print_report(report: ApplyReport) -> None:
 
 
 def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
-    console.print(f"\n[bold]Portal:[/] {backend.frontdoor.url}/")
+    # One sign-in for every hub: the portal is the fleet's identity provider, so that is where people log in.
+    console.print(f"\n[bold]Portal:[/] {backend.frontdoor.url}/  (sign in at {backend.frontdoor.url}/portal/login)")
     for hub in spec.hubs:
         console.print(f"  {hub.name}: {backend.hub_url(hub.name)}", highlight=False)
     if backend.demo_mode:
@@ -92,7 +95,10 @@ def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
         )
         console.print(f"Log in as any enrolled user with the demo password: [bold]{password}[/]")
     else:
-        console.print(f"Per-user passwords (hand them out; mode 0600): [bold]{backend.paths.passwords_txt}[/]")
+        console.print(
+            f"Log in with your username and the password the operator gives you; per-user passwords "
+            f"(hand them out; mode 0600): [bold]{backend.paths.passwords_txt}[/]"
+        )
 
 
 def _say(action: Action, message: str) -> None:
@@ -132,9 +138,10 @@ def up(
     print_plan(spec, plan)
     report = _apply(backend, plan, spec)
     _print_report(report)
+    synced = _sync(backend, spec)
     _print_access(backend, spec)
     if detach:
-        raise typer.Exit(0 if report.ok else 1)
+        raise typer.Exit(0 if report.ok and synced else 1)
     console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops the fleet.")
     loop = Reconciler(catalog, backend, at=date if at else None)
     try:
@@ -143,6 +150,20 @@ def up(
         console.print("\nStopping the fleet (no data is deleted) ...")
         stopped = stop_fleet(backend.paths.state)
         console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal.")
+
+
+def _sync(backend: LocalBackend, spec: FleetSpec) -> bool:
+    """Put enrolled students into their hubs' groups right after an apply, so they can log in at once."""
+    up = {h.name for h in backend.status(spec) if h.up}
+    if not up:
+        return True
+    try:
+        results = sync_enrolment(backend, spec, hubs=up)
+    except SourceError as exc:
+        err_console.print(str(exc), markup=False)
+        return False
+    print_changes(results, dry_run=False)
+    return not any(r.error for r in results)
 
 
 def apply(
@@ -173,8 +194,9 @@ def apply(
             raise typer.Exit(1)
     report = _apply(backend, plan, spec)
     _print_report(report)
+    synced = _sync(backend, spec)
     _print_access(backend, spec)
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(0 if report.ok and synced else 1)
 
 
 def status(
@@ -194,6 +216,9 @@ def status(
     backend = _backend(catalog, loaded, state_dir, storage_root, port)
     phases = {h.name: ", ".join(f"{p.key} {p.phase.value}" for p in h.presentations) for h in spec.hubs}
     rows = backend.status(spec)
+    # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
+    for problem in backend.archiving.problems():
+        err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
     if as_json:
         print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
         return

@@ -34,6 +34,7 @@ class HubMembers:
     groups: dict[str, set[str]] = field(default_factory=dict)
     roles: dict[str, dict[str, str]] = field(default_factory=dict)  # username -> {presentation key: role}
     idp_groups: dict[str, tuple[str, str]] = field(default_factory=dict)  # idp group -> (presentation, role)
+    additive_groups: set[str] = field(default_factory=set)  # fed at login by idp claims: never emptied by a sync
 
     @property
     def users(self) -> set[str]:
@@ -88,7 +89,11 @@ def resolve_hub(
     for pres in hub.presentations:
         for src in pres.enrolment:
             if src.get("idp_group"):
-                members.idp_groups[src["idp_group"]] = (pres.key, src.get("role", "student"))
+                role = src.get("role", "student")
+                members.idp_groups[src["idp_group"]] = (pres.key, role)
+                members.additive_groups.add(
+                    {"student": pres.group, "tutor": pres.tutor_group, "instructor": pres.instructor_group}[role]
+                )
                 continue
             names = _source_members(loaded, src, directory, pres.key)
             for user, role in _roles_of(loaded, src, names).items():

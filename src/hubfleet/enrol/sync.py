@@ -12,8 +12,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from hubfleet.enrol.membership import HubMembers
+from collections.abc import Callable
+
+from hubfleet.catalog.loader import LoadedCatalog
+from hubfleet.enrol.membership import HubMembers, managed_groups, resolve
 from hubfleet.hubapi.client import AsyncHubClient, fan_out
+from hubfleet.plan.spec import FleetSpec
 
 
 CREATE_CHUNK = 1000
@@ -70,7 +74,9 @@ def compute(desired: HubMembers, groups: dict[str, set[str]], managed: set[str])
         change = GroupChange(group=name, create=have is None)
         have = have or set()
         change.add = sorted(want - have)
-        change.remove = sorted(have - want)
+        # Members who joined through their identity provider's group claim are not in any roster: the
+        # provider, checked at each login, is the authority for them, so a sync only ever adds to such groups.
+        change.remove = [] if name in desired.additive_groups else sorted(have - want)
         if change.create or change.add or change.remove:
             changes.groups.append(change)
     for name in sorted((managed & set(groups)) - set(desired.groups)):
@@ -138,3 +144,21 @@ async def sync_fleet(
 
 def run_sync(*args, **kwargs) -> list[HubChanges]:
     return asyncio.run(sync_fleet(*args, **kwargs))
+
+
+def sync_spec(
+    loaded: LoadedCatalog,
+    spec: FleetSpec,
+    endpoint: Callable[[str], tuple[str, str]],
+    *,
+    hubs: set[str] | None = None,
+    dry_run: bool = False,
+    on_done=None,
+) -> list[HubChanges]:
+    """Resolve every source for the planned hubs (raising SourceError before any write), then sync them.
+
+    ``endpoint(hub) -> (api_url, token)`` comes from the backend, so `enrol sync`, `apply` and `up` share this.
+    """
+    members = resolve(loaded, spec, hubs)
+    endpoints = {name: endpoint(name) for name in members}
+    return run_sync(endpoints, members, managed_groups(loaded), dry_run=dry_run, on_done=on_done)

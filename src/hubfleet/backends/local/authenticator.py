@@ -1,78 +1,39 @@
-"""The local hubs' password authenticator, until single sign-on (OIDC/LDAP/LTI) is wired in.
+"""How a local hub knows who is at the keyboard, and whether they belong here.
 
-Two password sources, both written once by the fleet side (``backend.py``):
+Identity and admission are separate:
 
-* demo mode: ``<state>/demo-password``, one password for every enrolled user (printed by ``hubfleet up``);
-* otherwise: ``<state>/passwords.json`` (mode 0600), ``{username: hash}`` made with :func:`hash_password`.
+* **Identity** comes from the fleet's ``auth`` setting. ``embedded`` and ``oidc`` both run the one OAuth2 /
+  OpenID Connect code path, :class:`HubfleetOAuthenticator` (oauthenticator's ``GenericOAuthenticator``): with
+  ``embedded`` the provider is the fleet's own portal (``hubfleet.web.oidc``), with ``oidc`` the institution's
+  (Keycloak, Entra ID, CILogon...). ``ldap`` and ``lti13`` use the upstream authenticators with the same admission
+  mixed in. The hub never sees a password in the embedded case: the portal checks it, once, for every hub.
+* **Admission** is :class:`AdmissionMixin`: ``membership.HubContext`` decides from the hub's enrolment (the groups
+  enrolment sync wrote, members.json before the first sync) and the presentation phases. Someone who is not
+  admitted gets the 403 page that says why and links to the portal where their own courses are.
 
-Knowing a password is not enough: :class:`HubfleetAuthenticator` then asks :mod:`membership` whether the user
-belongs on *this* hub. A wrong password is an ordinary failed login (the login form again, "Invalid username or
-password"); a right password from someone who is not enrolled, or a student whose course has not opened yet, is a
-403 page that says why and links to the front-door portal, where their own courses are listed.
+``manage_groups`` stays off. With it on, oauthenticator owns every user's groups, sets them from the token at each
+login, and JupyterHub refuses group edits through the REST API, which is exactly what enrolment sync uses
+(CSV/LDAP/static rosters). Instead the token's groups claim is used for one thing only, "auth affinity" enrolment:
+a token carrying a presentation's ``idp_group`` adds the user to that presentation's group at login, through the
+hub's own REST API (the same way the sync writes), before admission is decided.
+ref: https://oauthenticator.readthedocs.io/en/latest/reference/api/gen/oauthenticator.oauth2.html#oauthenticator.oauth2.OAuthenticator.manage_groups
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import os
-import secrets
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 from jupyterhub.auth import Authenticator
+from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
 from traitlets import Unicode
 
 from hubfleet.backends.local.membership import HubContext
+from hubfleet.backends.local.secrets import read_secret
 
-__all__ = ["HubfleetAuthenticator", "NotAdmitted", "hash_password", "load_password_hashes", "verify_password"]
-
-# scrypt is in the standard library and memory-hard; these are the interactive-login parameters from the scrypt
-# paper and Python's docs (16 MiB, ~50 ms), so hashing a 1,500-student roster takes about a minute, not an hour.
-# ref: https://docs.python.org/3/library/hashlib.html#hashlib.scrypt
-# ref: https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html#scrypt
-_N, _R, _P = 2**14, 8, 1
-_DKLEN = 32
-_SCHEME = "scrypt"
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """``scrypt$N$r$p$<salt hex>$<hash hex>``: self-describing, so parameters can be raised later."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, dklen=_DKLEN, maxmem=64 << 20)
-    return f"{_SCHEME}${_N}${_R}${_P}${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    """Constant-time check of ``password`` against a :func:`hash_password` string; False for malformed input."""
-    try:
-        scheme, n, r, p, salt_hex, digest_hex = stored.split("$")
-        if scheme != _SCHEME:
-            return False
-        expected = bytes.fromhex(digest_hex)
-        digest = hashlib.scrypt(
-            password.encode("utf-8"), salt=bytes.fromhex(salt_hex), n=int(n), r=int(r), p=int(p),
-            dklen=len(expected), maxmem=64 << 20,
-        )  # fmt: skip
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(digest, expected)
-
-
-# Checked for unknown usernames so "no such user" costs the same time as "wrong password" (no user enumeration).
-_DUMMY_HASH = hash_password("hubfleet-dummy", salt=b"\0" * 16)
-
-
-def load_password_hashes(path: Path) -> dict[str, str]:
-    """Read passwords.json, refusing one other users can read (it is as good as the passwords for weak ones)."""
-    st = path.stat()
-    if st.st_mode & 0o077:
-        raise PermissionError(f"{path}: mode {oct(st.st_mode & 0o777)} lets other users read it; run `chmod 600 {path}`")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected {{username: hash}}")
-    return {str(k): str(v) for k, v in data.items()}
+__all__ = ["AdmissionMixin", "HubfleetOAuthenticator", "NotAdmitted"]
 
 
 class NotAdmitted(web.HTTPError):
@@ -84,13 +45,15 @@ class NotAdmitted(web.HTTPError):
         self.jupyterhub_message = reason
 
 
-class HubfleetAuthenticator(Authenticator):
-    """Password login + "enrolled on this hub and the course is open" admission, from hub.json/members.json."""
+class AdmissionMixin(Authenticator):
+    """Enrolment- and phase-based admission for any JupyterHub authenticator (mixed in before the upstream class).
+
+    An Authenticator subclass itself (not a plain mixin) so traitlets registers its config traits.
+    """
 
     hub_json = Unicode(config=True, help="Path of this hub's hub.json (written by the fleet side).")
 
     _context: HubContext | None = None
-    _hashes_cache: tuple[int, dict[str, str]] = (-1, {})
 
     @property
     def context(self) -> HubContext:
@@ -98,51 +61,109 @@ class HubfleetAuthenticator(Authenticator):
             self._context = HubContext(Path(self.hub_json))
         return self._context
 
-    # -- password --------------------------------------------------------------------------------------------
+    async def check_allowed(self, username, auth_model=None):  # noqa: ANN001 - JupyterHub's signature
+        """Called only after the identity is proven, so saying *why* leaks nothing to a stranger.
 
-    def _password_ok(self, username: str, password: str) -> bool:
-        ctx = self.context
-        if ctx.demo_mode:
-            demo = (ctx.state_dir / "demo-password").read_text(encoding="utf-8").strip()
-            return bool(demo) and hmac.compare_digest(password.encode(), demo.encode())
-        stored = self._hashes().get(username)
-        ok = verify_password(password, stored or _DUMMY_HASH)
-        return ok and stored is not None
-
-    def _hashes(self) -> dict[str, str]:
-        path = self.context.state_dir / "passwords.json"
-        try:
-            mtime = os.stat(path).st_mtime_ns
-        except FileNotFoundError:
-            self.log.warning("%s does not exist: nobody can log in until the fleet side writes it", path)
-            return {}
-        if mtime != self._hashes_cache[0]:
-            self._hashes_cache = (mtime, load_password_hashes(path))
-        return self._hashes_cache[1]
-
-    async def authenticate(self, handler, data):  # noqa: ANN001 - JupyterHub's signature
-        username = self.normalize_username((data or {}).get("username", "").strip())
-        password = (data or {}).get("password", "")
-        if not username or not password or not self._password_ok(username, password):
-            return None  # JupyterHub shows the login form again with "Invalid username or password"
-        return {"name": username}
-
-    # -- admission ---------------------------------------------------------------------------------------------
-
-    def check_allowed(self, username, authentication=None):  # noqa: ANN001
-        """Only called after a correct password, so saying *why* leaks nothing to a stranger.
-
-        JupyterHub documents raising ``HTTPError(403)`` here to customise the message.
-        ref: https://jupyterhub.readthedocs.io/en/stable/reference/api/auth.html#jupyterhub.auth.Authenticator.authenticate
+        JupyterHub documents raising ``HTTPError(403)`` from here to customise the message.
+        ref: https://jupyterhub.readthedocs.io/en/stable/reference/api/auth.html#jupyterhub.auth.Authenticator.check_allowed
         """
+        await self.enrol_from_token(username, auth_model or {})
         admission = self.context.admission(username)
         if not admission.allowed:
             raise NotAdmitted(username, admission.reason)
         return True
 
-    async def refresh_user(self, user, handler=None):  # noqa: ANN001
-        """Re-check admission every ``auth_refresh_age`` seconds: an unenrolled student's cookie stops working and
-        the next login shows them the 403 page. ref: https://jupyterhub.readthedocs.io/en/stable/reference/authenticators.html#authentication-state"""
+    async def enrol_from_token(self, username: str, auth_model: dict) -> list[str]:
+        """Hook for identity sources that carry group claims; nothing to do for the others."""
+        return []
+
+    async def refresh_user(self, user, handler=None, **kwargs):  # noqa: ANN001
+        """Re-check admission every ``auth_refresh_age`` seconds and before each spawn (``refresh_pre_spawn``).
+
+        A user who is no longer admitted gets the 403 page with the reason, raised here, rather than ``False``
+        ("log in again"): the login would only end at the same 403, and in JupyterHub 6.1 a ``False`` on a
+        cookie-authenticated spawn fails with a 500 (``BaseHandler.refresh_auth`` reads ``_token_authenticated``,
+        which only token authentication sets). ref: jupyterhub/handlers/base.py refresh_auth
+        ref: https://jupyterhub.readthedocs.io/en/stable/reference/authenticators.html#authentication-state
+        """
         if user.name in self.admin_users:
             return True
-        return self.context.admission(user.name).allowed
+        admission = self.context.admission(user.name)
+        if not admission.allowed:
+            raise NotAdmitted(user.name, admission.reason)
+        return True
+
+
+class HubfleetOAuthenticator(AdmissionMixin, GenericOAuthenticator):
+    """GenericOAuthenticator + hubfleet admission + idp_group enrolment at login (``embedded`` and ``oidc``)."""
+
+    groups_claim = Unicode("groups", config=True, help="Userinfo claim listing the user's identity-provider groups.")
+
+    def idp_group_targets(self) -> dict[str, tuple[str, str]]:
+        """``{idp group: (hub group, role)}`` for this hub's presentations with an ``idp_group`` enrolment source."""
+        out: dict[str, tuple[str, str]] = {}
+        for pres in self.context.spec.presentations:
+            by_role = {"student": pres.group, "tutor": pres.tutor_group, "instructor": pres.instructor_group}
+            for source in pres.enrolment:
+                if source.get("idp_group"):
+                    role = source.get("role", "student")
+                    out[source["idp_group"]] = (by_role[role], role)
+        return out
+
+    async def enrol_from_token(self, username: str, auth_model: dict) -> list[str]:
+        """Add the user to the groups their token's idp groups map to; return the hub groups joined.
+
+        Only adds: leaving an idp group is seen at the next login (no longer admitted through it) and by the
+        enrolment sync, which owns removals. Written through the hub's REST API with hubfleet's service token, so
+        the hub's database has one writer path for group membership.
+        """
+        user_info = (auth_model.get("auth_state") or {}).get(self.user_auth_state_key) or {}
+        claimed = user_info.get(self.groups_claim) or []
+        if isinstance(claimed, str):
+            claimed = [claimed]
+        targets = self.idp_group_targets()
+        joined = sorted({targets[g][0] for g in claimed if g in targets})
+        if not joined:
+            return []
+        ctx = self.context
+        mine = ctx.hub_groups(username) or set()
+        missing = [g for g in joined if g not in mine]
+        if not missing:
+            return joined
+        raw = ctx.raw
+        api = f"http://127.0.0.1:{raw['hub_port']}{ctx.spec.base_path}hub/api/"
+        headers = {"Authorization": f"token {read_secret(raw['service_token_file'])}"}
+        async with httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as client:
+            exists = await client.get(f"users/{quote(username)}")
+            if exists.status_code == 404:
+                (await client.post("users", json={"usernames": [username]})).raise_for_status()
+            for group in missing:
+                resp = await client.post(f"groups/{quote(group)}/users", json={"users": [username]})
+                resp.raise_for_status()
+        self.log.info("%s enrolled through identity-provider groups into %s", username, ", ".join(missing))
+        return joined
+
+
+# The LDAP and LTI 1.3 authenticators are optional dependencies: the classes exist only where they are installed,
+# and hubconfig names them only for a catalog that asks for them.
+try:
+    from ldapauthenticator import LDAPAuthenticator
+except ImportError:  # pragma: no cover - depends on the install
+    pass
+else:
+
+    class HubfleetLDAPAuthenticator(AdmissionMixin, LDAPAuthenticator):
+        """Bind against the institution's LDAP; admission from the hub's enrolment as for every auth type."""
+
+    __all__ += ["HubfleetLDAPAuthenticator"]
+
+try:
+    from ltiauthenticator.lti13.auth import LTI13Authenticator
+except ImportError:  # pragma: no cover - depends on the install
+    pass
+else:
+
+    class HubfleetLTI13Authenticator(AdmissionMixin, LTI13Authenticator):
+        """Launch from the LMS (LTI 1.3); admission from the hub's enrolment as for every auth type."""
+
+    __all__ += ["HubfleetLTI13Authenticator"]

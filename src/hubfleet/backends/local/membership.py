@@ -11,12 +11,19 @@ the hub process (authenticator, spawner, templates) asks this module, so the rul
 
 Both files are re-read when their mtime changes, so an enrolment change or a phase change that the fleet side
 writes takes effect at the next login or spawn without restarting the hub (and logging everyone out).
+
+Which enrolment counts: once the hub's database has a presentation's groups (seeded from members.json at hub start,
+then kept exact by ``hubfleet enrol sync``, which also brings LDAP members, and by idp-group enrolment at login),
+those groups are the authority for that presentation: a student the sync took out of the group has lost access,
+whatever an older members.json says. Before the hub's first start (no database yet) members.json is used.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +93,47 @@ class HubContext:
     def front_door(self) -> str:
         return str(self.raw.get("front_door", "/")).rstrip("/") + "/"
 
+    def hub_groups(self, username: str) -> set[str] | None:
+        """The user's groups in this hub's database, or None when there is no database to ask yet."""
+        view = self._db_view(username)
+        return None if view is None else view[1]
+
+    def _db_view(self, username: str) -> tuple[set[str], set[str]] | None:
+        """(groups that exist, the user's groups) read from the hub's sqlite database, read-only.
+
+        A separate read-only connection rather than the hub's ORM session: JupyterHub asks authenticators to manage
+        their own connections (Authenticator.db is deprecated), and the spawner and templates call this too.
+        ref: https://github.com/jupyterhub/jupyterhub/issues/3700
+        """
+        db = self.hub_dir / "jupyterhub.sqlite"
+        if not db.is_file():
+            return None
+        try:
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+                existing = {row[0] for row in conn.execute("SELECT name FROM groups")}
+                mine = {
+                    row[0]
+                    for row in conn.execute(
+                        "SELECT g.name FROM groups g JOIN user_group_map m ON m.group_id = g.id "
+                        "JOIN users u ON u.id = m.user_id WHERE u.name = ?",
+                        (username,),
+                    )
+                }
+        except sqlite3.Error:
+            return None  # the hub is creating its schema right now: fall back to members.json
+        return existing, mine
+
+    def known_users(self) -> set[str]:
+        """Every user this hub's database holds (enrolment sync never deletes one), empty before its first start."""
+        db = self.hub_dir / "jupyterhub.sqlite"
+        if not db.is_file():
+            return set()
+        try:
+            with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+                return {row[0] for row in conn.execute("SELECT name FROM users")}
+        except sqlite3.Error:
+            return set()
+
     def members(self) -> dict[str, dict[str, str]]:
         members_path = self.raw.get("members")
         if not members_path:
@@ -120,11 +168,18 @@ class HubContext:
         """{presentation key: role} for the presentations of this hub; team lists in the spec count as roles."""
         roles: dict[str, str] = {}
         mine = self.members().get(username, {})
+        db = self._db_view(username)
         for pres in self.spec.presentations:
             if username in pres.instructors:
                 roles[pres.key] = "instructor"
             elif username in pres.tutors:
                 roles[pres.key] = "tutor"
+            elif db is not None and pres.group in db[0]:
+                groups = db[1]
+                for role, group in (("instructor", pres.instructor_group), ("tutor", pres.tutor_group), ("student", pres.group)):
+                    if group in groups:
+                        roles[pres.key] = role
+                        break
             elif pres.key in mine:
                 roles[pres.key] = mine[pres.key]
         return roles

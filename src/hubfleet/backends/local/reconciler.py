@@ -19,10 +19,20 @@ from pathlib import Path
 from hubfleet.backends.base import ActionResult, Progress
 from hubfleet.backends.local.backend import LocalBackend
 from hubfleet.catalog import CatalogError, load_catalog
+from hubfleet.enrol.membership import SourceError
+from hubfleet.enrol.sync import HubChanges, sync_spec
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import Kind, Plan
 
-__all__ = ["Reconciler", "StepReport", "catalog_signature"]
+__all__ = ["Reconciler", "StepReport", "catalog_signature", "sync_enrolment"]
+
+
+def sync_enrolment(backend: LocalBackend, spec, hubs: set[str] | None = None) -> list[HubChanges]:
+    def endpoint(name: str) -> tuple[str, str]:
+        ep = backend.endpoint(name)
+        return ep.api_url, ep.token
+
+    return sync_spec(backend.loaded, spec, endpoint, hubs=hubs)
 
 
 @dataclass
@@ -70,6 +80,7 @@ class Reconciler:
         max_delay: float = 300.0,
         stable_after: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        sync_every: float = 300.0,
     ) -> None:
         self.catalog = Path(catalog)
         self.backend = backend
@@ -80,6 +91,10 @@ class Reconciler:
         self.clock = clock
         self._signature = self._current_signature()
         self._backoff: dict[str, _Backoff] = {}
+        # Enrolment sync runs after a catalog change or a hub (re)start, and every sync_every seconds so that
+        # LDAP group changes arrive without hammering the directory every tick.
+        self.sync_every = sync_every
+        self._next_sync = 0.0
 
     def _current_signature(self) -> tuple:
         loaded = self.backend.loaded
@@ -90,6 +105,7 @@ class Reconciler:
         if signature == self._signature:
             return
         self._signature = signature
+        self._next_sync = 0.0
         try:
             self.backend.loaded = load_catalog(self.catalog)
         except CatalogError as exc:
@@ -122,14 +138,36 @@ class Reconciler:
         try:
             if not due:
                 report.notes += self.backend.refresh(spec)
-                return report
-            applied = self.backend.apply(Plan(actions=tuple(due)), spec, progress)
+            else:
+                applied = self.backend.apply(Plan(actions=tuple(due)), spec, progress)
+                report.results = applied.results
+                self._record(applied.results, now)
+                if any(r.ok and r.action.kind in (Kind.create, Kind.start, Kind.update) for r in applied.results):
+                    self._next_sync = 0.0
         except Exception as exc:  # noqa: BLE001 - e.g. the front door's port taken; report it, try again next tick
             report.errors.append(f"reconcile failed: {exc}")
             return report
-        report.results = applied.results
-        self._record(applied.results, now)
+        if now >= self._next_sync:
+            self._sync(spec, report)
+            self._next_sync = now + self.sync_every
         return report
+
+    def _sync(self, spec, report: StepReport) -> None:
+        """Enrolment into the running hubs; an unreadable source changes nothing and is reported."""
+        up = {h.name for h in self.backend.status(spec) if h.up}
+        if not up:
+            return
+        try:
+            results = sync_enrolment(self.backend, spec, hubs=up)
+        except SourceError as exc:
+            report.errors.append(str(exc))
+            return
+        for r in results:
+            if r.error:
+                report.errors.append(f"enrolment sync of {r.hub} failed: {r.error}")
+            elif not r.empty:
+                counts = ", ".join(f"{n} {k}" for k, n in r.counts().items() if n)
+                report.notes.append(f"enrolment {r.hub}: {counts}")
 
     def _record(self, results: list[ActionResult], now: float) -> None:
         for result in results:
