@@ -274,7 +274,7 @@ def test_delete_refused_until_verified_archive_and_student_claim_survives(catalo
         (Kind.archive, "tm351-2026j"), (Kind.stop, "tm351-2026j"), (Kind.delete, "tm351-2026j")]
     report = backend.apply(plan_, spec)
     outcome = {r.action.kind: r for r in report.results}
-    assert "lifecycle not available yet" in outcome[Kind.archive].message and not outcome[Kind.archive].ok
+    assert outcome[Kind.archive].ok and "archive Job hubfleet-archive-tm351-2026j created" in outcome[Kind.archive].message
     assert outcome[Kind.stop].ok  # the release goes; namespace, Secret and claims stay
     assert not outcome[Kind.delete].ok
     assert "claim-tm351-2026j-alice (TM351-2026J)" in outcome[Kind.delete].message

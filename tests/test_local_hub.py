@@ -332,6 +332,8 @@ def test_read_only_presentation_is_frozen_and_announced(hub_b: LocalHub) -> None
     assert (hub_b.storage_root / "home" / "dave" / "A233-2026B").resolve() == course
     home = b.get(f"{hub_b.base}hub/home")
     assert "hubfleet-read-only-banner" in home.text and "A233-2026B has ended" in home.text
+    archive_on = dt.date.fromisoformat(next(p["archive_on"] for p in hub_b.raw["spec"]["presentations"] if p["key"] == "A233-2026B"))
+    assert f"until\n      {archive_on.day} {archive_on:%b %Y}" in home.text, "the banner says when the hub is archived"
 
 
 # -- hub C: demo mode (one OS account) ------------------------------------------------------------------------

@@ -24,5 +24,10 @@ app.command()(local_cmds.apply)
 app.command()(local_cmds.status)
 app.command()(local_cmds.down)
 
+from hubfleet.cli import lifecycle_cmds  # noqa: E402 - the lifecycle's commands, wired last
+
+app.add_typer(lifecycle_cmds.lifecycle_app, name="lifecycle")
+app.add_typer(lifecycle_cmds.archive_app, name="archive")
+
 if __name__ == "__main__":
     app()

@@ -35,6 +35,9 @@ from pathlib import Path, PurePosixPath
 MANIFEST_FORMAT = "hubfleet-archive-manifest/1"
 GZIP_LEVEL = 6
 _CHUNK = 1 << 20
+# hubfleet's own files at the top of a course folder, not the student's work: the read-only marker
+# (backends/local/workspace.READ_ONLY_MARKER). Restored into a new folder it would mislead.
+HUBFLEET_FILES = frozenset({".hubfleet-read-only"})
 
 
 class UnsafeArchive(Exception):
@@ -183,6 +186,8 @@ def _write_tar(src: Path, out: _HashingWriter) -> dict:
             entries = sorted(set(filenames) | {d for d in dirnames if os.path.islink(os.path.join(dirpath, d))})
             for fname in entries:
                 name = prefix + fname
+                if not prefix and fname in HUBFLEET_FILES:
+                    continue
                 st = os.stat(fname, dir_fd=dfd, follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
                     target = os.readlink(fname, dir_fd=dfd)

@@ -15,8 +15,14 @@ failure is reported without stopping the others. Within a hub the plan's order h
 
 `stop` uninstalls the release and keeps the namespace, the Secret and every claim: `start` brings the same hub
 back with the same tokens. `delete` removes the namespace, and is refused while a claim holds student files
-without a verified archive (records.unarchived_claims). Archive and purge belong to the lifecycle (the archive
-Job is not rendered yet): they are reported as not done, and the refusal above keeps the data until they are.
+without a verified archive (records.unarchived_claims); before it goes, the hub's verified markers are copied to
+the fleet namespace so the archived/purged facts outlive it.
+
+`archive` creates the presentation's archive Job (archive_job.py: the same archive.py as the local backend, in a
+ConfigMap), which writes archives to the archive store, verifies them and writes the verified marker. The action
+returns once the Job exists; `delete` keeps refusing until the marker is verified, so the next reconcile after the
+Job finished is the one that deletes. A failed Job is reported and re-created. `purge` runs a purge Job in the
+fleet namespace that deletes the archives and marks the marker purged.
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ class KubernetesUnavailable(RuntimeError):
 
 class LifecycleNotAvailable(NotImplementedError):
     pass
+
+
+class ArchiveJobFailed(RuntimeError):
+    """The archive or purge Job failed; it was re-created, and nothing was deleted."""
 
 
 def connect(kubeconfig: str | None = None, context: str | None = None, **kwargs: Any) -> "KubernetesBackend":
@@ -184,12 +194,76 @@ class KubernetesBackend:
             return self._stop(action.hub, say)
         if action.kind == Kind.delete:
             return self._delete(action.hub, say)
-        # ref: DESIGN.md "Lifecycle": the archive Job and its ledger come with the lifecycle issue.
-        raise LifecycleNotAvailable(
-            f"{action.kind.value} of {action.presentation}: lifecycle not available yet on kubernetes; "
-            f"the hub's data is kept (delete stays refused until a verified archive marker "
-            f"{records.marker_name(action.presentation or '')} exists)"
-        )
+        return self._lifecycle_job(action, spec, say)
+
+    # ------------------------------------------------------------------------------------- archive and purge
+
+    def _lifecycle_job(self, action: Action, spec: FleetSpec, say: Callable[[str], None]) -> str:
+        from .archive_job import DEFAULT_IMAGE, render_archive_job, render_purge_job, support_objects
+
+        pres = next((p for p in spec.retired if p.key == action.presentation), None)
+        if pres is None:
+            raise LifecycleNotAvailable(f"{action.presentation} is not a retired presentation of this spec")
+        marker = records.read_markers(self.cluster).get(pres.key)
+        if action.kind == Kind.archive:
+            if marker and marker.verified:
+                return f"already archived (verified marker {records.marker_name(pres.key)})"
+            ns = action.hub
+            applied = records.read_record(self.cluster, ns) or {}
+            label = records.PRESENTATION_LABEL
+            claims = [c["metadata"]["name"] for c in records.student_claims(self.cluster, ns)
+                      if (c["metadata"].get("labels") or {}).get(label) == records.dns_label(pres.key)
+                      and c["metadata"]["name"] != records.PERSONAL_STORE_CLAIM]
+            # Team members' own folders are never archived away as student work (datahub#7829).
+            team = sorted(set(pres.instructors) | set(pres.tutors) | set(applied.get("admins") or []))
+            image = next((p["image"] for p in applied.get("profiles") or [] if p.get("presentation") == pres.key),
+                         DEFAULT_IMAGE)
+            job = render_archive_job(pres, ns, image, claims, team, self.options,
+                                     portal_url=f"https://{spec.domain}/portal/archives/")
+        else:
+            if marker and marker.purged:
+                return "already purged"
+            ns = self.options.system_namespace
+            self.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns,
+                                "labels": {**MANAGED_BY, "hubfleet.io/fleet": spec.fleet}}})
+            job = render_purge_job(pres, ns, DEFAULT_IMAGE, self.options)
+        say(f"{action.kind.value} Job {job['metadata']['name']}")
+        for obj in support_objects(ns, spec.fleet, self.options):
+            self.cluster.apply(obj)
+        return self._run_job(job, action.kind.value)
+
+    def _run_job(self, job: dict, what: str) -> str:
+        from .archive_job import job_state
+
+        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+        try:
+            live = self.cluster.get("batch/v1", "Job", ns, name)
+        except NotFound:
+            live = None
+        if live is not None:
+            state = job_state(live)
+            if state != "failed":
+                return f"{what} Job {name} {state}; the hub is deleted once its verified marker is there"
+            # A Job's template is immutable and a failed Job does not run again: replace it, and say so loudly.
+            self.cluster.delete("batch/v1", "Job", ns, name)
+            self.cluster.create(job)
+            raise ArchiveJobFailed(f"{what} Job {ns}/{name} failed; re-created it. Nothing was deleted. "
+                                   f"See: kubectl -n {ns} logs job/{name}")
+        self.cluster.create(job)
+        return f"{what} Job {name} created in {ns}; delete waits for its verified marker"
+
+    def _keep_markers(self, ns: str, fleet: str | None) -> int:
+        """Copy the hub namespace's archive markers to the fleet namespace, which outlives it."""
+        found = self.cluster.list("v1", "ConfigMap", ns, f"{records.MARKER_LABEL}=true")
+        if found:
+            system = self.options.system_namespace
+            self.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": system,
+                                "labels": {**MANAGED_BY, **({"hubfleet.io/fleet": fleet} if fleet else {})}}})
+            for cm in found:
+                self.cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "data": cm.get("data") or {},
+                                    "metadata": {"name": cm["metadata"]["name"], "namespace": system,
+                                                 "labels": cm["metadata"].get("labels") or {}}})
+        return len(found)
 
     def _converge(self, hub: HubSpec, spec: FleetSpec, say: Callable[[str], None]) -> str:
         ns = namespace_name(hub)
@@ -247,6 +321,7 @@ class KubernetesBackend:
         if blockers:
             raise RefusedDelete(f"release uninstalled, namespace {ns} kept: {'; '.join(blockers)} "
                                 "appeared without a verified archive")
+        self._keep_markers(ns, (applied or {}).get("labels", {}).get("hubfleet.io/fleet"))
         say("deleting namespace")
         try:
             self.cluster.delete("v1", "Namespace", None, ns)
@@ -345,6 +420,6 @@ def _explain(exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, ClusterUnavailable):
         return f"cluster not reachable: {exc}"
-    if isinstance(exc, (MissingProvidedKeys, RefusedDelete, LifecycleNotAvailable, HelmError)):
+    if isinstance(exc, (MissingProvidedKeys, RefusedDelete, LifecycleNotAvailable, ArchiveJobFailed, HelmError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -11,7 +11,9 @@ Rules this module keeps:
 * A hub is restarted only when something it reads at startup changed; members.json and the fields the hub
   re-reads at runtime are rewritten in place, so students are not logged out by a roster edit.
 * Secrets are generated once (``ensure_secret``) and never rewritten; ports are stable (``PortBook``).
-* Student storage is never touched: deleting a hub moves its dir (with the sqlite db) to ``<state>/retired/``.
+* Student storage is only deleted by the lifecycle (``archiving.py``), after a verified archive; deleting a hub
+  moves its dir (with the sqlite db) to ``<state>/retired/`` and is refused while a presentation of it still
+  holds students' folders without a complete archive phase.
 * One hub's failure is reported in the ApplyReport and does not stop the others; hubs are applied in parallel.
 """
 
@@ -49,7 +51,7 @@ DEMO_ENV = "HUBFLEET_DEMO_MODE"
 
 
 class LifecycleNotAvailable(NotImplementedError):
-    """archive/purge are planned but their executor is not wired into the local backend yet."""
+    """Kept for callers that catch it; the local backend carries out archive and purge now (archiving.py)."""
 
 
 def default_demo_mode() -> bool:
@@ -85,6 +87,8 @@ class LocalBackend:
         # a kill -9'd hub leaves no orphan proxy for JupyterHub's bare-pid cleanup to hunt down.
         # ref: https://jupyterhub.readthedocs.io/en/stable/howto/separate-proxy.html
         self.own_proxy = True
+        self.archive_store: str | None = None  # a directory or URL; None = remembered in the state dir, or default
+        self._spec: FleetSpec | None = None  # the spec apply() runs against, for the lifecycle actions
 
     # -- small helpers -------------------------------------------------------------------------------------------
 
@@ -110,6 +114,14 @@ class LocalBackend:
                 pids |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
         return pids
 
+    @property
+    def archiving(self) -> Any:
+        """The lifecycle's local side (archiving.py): freezing, archive/teardown, purge, audit, restore."""
+        from hubfleet.backends.local.archiving import LocalArchiving
+
+        return LocalArchiving(self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
+                              portal_url=f"http://{HOST}:{self.port}/portal/archives/", store=self.archive_store)
+
     def _service_token(self, hub: str) -> str:
         return read_secret(self.paths.hub(hub).service_token)
 
@@ -128,6 +140,7 @@ class LocalBackend:
     def apply(self, plan: Plan, spec: FleetSpec, progress: Progress | None = None) -> ApplyReport:
         say: Progress = progress or (lambda action, message: None)
         self.paths.state.mkdir(parents=True, exist_ok=True)
+        self._spec = spec
         self.sync_logins(spec)
         by_hub: dict[str, list[Action]] = defaultdict(list)
         for action in plan.actions:
@@ -187,6 +200,7 @@ class LocalBackend:
     def refresh(self, spec: FleetSpec) -> list[str]:
         """Everything besides hub actions: logins, fleet.json for the portal, front door and its routes."""
         notes = [f"members of {h} updated" for h in self.sync_logins(spec)]
+        notes += self.archiving.enforce_read_only(spec)
         up = {h.name: self._alive(h.name) for h in spec.hubs}
         write_json_atomic(self.paths.fleet_json, self._fleet_document(spec, up))
         door = self.frontdoor
@@ -261,9 +275,15 @@ class LocalBackend:
             return "stopped"
         if action.kind == Kind.delete:
             return self._delete(hp)
-        # ref: DESIGN.md "Lifecycle": archive and purge belong to the lifecycle executor (hubfleet.lifecycle), which is
-        # wired in here later; until then the plan shows them and apply reports them as not done.
-        raise LifecycleNotAvailable(f"{action.kind.value} of {action.presentation}: lifecycle not available yet")
+        return self._lifecycle(action, hub, hp, say)
+
+    def _lifecycle(self, action: Action, hub: HubSpec | None, hp: HubPaths, say: Progress) -> str:
+        """archive and purge of one retired presentation (the work: archiving.py and hubfleet.lifecycle)."""
+        if action.kind == Kind.archive and hub is None:
+            say(action, "stopping the hub first, so nobody writes mid-archive")
+            self._stop_hub(hp)
+        say(action, f"{action.kind.value}: running")
+        return self.archiving.carry_out(action.kind.value, action.presentation or "", self._spec)
 
     def _converge(self, hub: HubSpec, say: Any) -> str:
         """Create, update and start are one operation: make files right, (re)start if needed, verify, record."""
@@ -359,9 +379,11 @@ class LocalBackend:
         return _stop_hub(hp)
 
     def _delete(self, hp: HubPaths) -> str:
-        self._stop_hub(hp)
         if not hp.dir.exists():
             return "already gone"
+        # Defence in depth beside _apply_hub's "archive failed" rule, whatever plan asked for the delete.
+        self.archiving.guard_delete(read_json(hp.applied) or {}, self._spec)
+        self._stop_hub(hp)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         target = self.paths.retired / f"{hp.name}-{stamp}"
         self.paths.retired.mkdir(parents=True, exist_ok=True)

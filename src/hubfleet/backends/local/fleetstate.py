@@ -10,6 +10,9 @@ Layout (``<state>`` defaults to ``.hubfleet/`` next to the catalog)::
     <state>/hubs/<hub>/                one hub: hub.json, members.json, jupyterhub_config.py, secrets, sqlite, logs
     <state>/hubs/<hub>/applied.json    the HubSpec last applied *and verified up*; absent = never came up
     <state>/retired/<hub>-<stamp>/     a deleted hub's dir, kept (sqlite included) as a backup
+    <state>/archives.sqlite            the archive ledger (hubfleet.lifecycle.ledger): archived/purged facts
+    <state>/archives/<KEY>/<user>.*    the default archive store (tar.gz + manifest per student)
+    <state>/archive-store              which store this fleet archives to, remembered once chosen
 
 Observing is deliberately cheap (a few small file reads and a psutil lookup per hub) because the ``up`` loop does
 it every few seconds and a no-op reconcile of 20 hubs must stay well under a second.
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from hubfleet.backends.local import process
+from hubfleet.lifecycle.ledger import DEFAULT_NAME as LEDGER_NAME
+from hubfleet.lifecycle.ledger import Ledger
 from hubfleet.plan.diff import FleetState, ObservedHub, ObservedPresentation
 
 __all__ = ["FleetPaths", "HubPaths", "observe_state", "read_json", "write_json_atomic"]
@@ -132,17 +137,35 @@ def _storage_has_files(storage_root: Path, pres: dict[str, Any]) -> bool:
     return next(storage_root.glob(pattern), None) is not None
 
 
-def archive_facts(state: Path, key: str) -> tuple[bool, bool]:
-    """(archived, purged) for a presentation. Hook for the lifecycle work, which is not wired in yet."""
-    return False, False
+def archive_facts(ledger: Ledger | None, key: str) -> tuple[bool, bool]:
+    """(archived, purged) for a presentation, from the archive ledger: archived once every student's archive was
+    verified and their folders removed (and none has been found bad since), purged once the archives are gone.
+    The planner plans archive, delete and purge from these, so each happens once and in that order."""
+    if ledger is None:
+        return False, False
+    return ledger.presentation_state(key)
+
+
+def _open_ledger(state: Path) -> Ledger | None:
+    # Only an existing ledger: observing must not create files in a state dir that never archived anything.
+    return Ledger(state) if (state / LEDGER_NAME).exists() else None
 
 
 def observe_state(paths: FleetPaths, storage_root: Path, *, own_proxy: bool) -> FleetState:
     hubs: dict[str, ObservedHub] = {}
     presentations: dict[str, ObservedPresentation] = {}
+    ledger = _open_ledger(paths.state)
+    try:
+        return _observe(paths, storage_root, own_proxy, ledger, hubs, presentations)
+    finally:
+        if ledger is not None:
+            ledger.close()
 
+
+def _observe(paths: FleetPaths, storage_root: Path, own_proxy: bool, ledger: Ledger | None,
+             hubs: dict[str, ObservedHub], presentations: dict[str, ObservedPresentation]) -> FleetState:
     def note(pres: dict[str, Any]) -> None:
-        archived, purged = archive_facts(paths.state, pres["key"])
+        archived, purged = archive_facts(ledger, pres["key"])
         presentations[pres["key"]] = ObservedPresentation(
             key=pres["key"],
             layout=pres["storage"]["layout"],

@@ -322,6 +322,10 @@ def template_vars(ctx: HubContext, spec: HubSpec, raw: dict[str, Any]) -> dict[s
         "hubfleet_front_door": lambda user: ctx.front_door,
         "hubfleet_courses": lambda user: [f"{p.key}: {p.title}" for p in ctx.spec.presentations],
         "hubfleet_read_only": read_only,
+        # When each read-only presentation is archived, for the banner ("until 10 Jul 2027").
+        "hubfleet_archive_on": lambda user: {
+            p.key: f"{p.archive_on.day} {p.archive_on:%b %Y}" for p in ctx.spec.presentations
+        },
         "hubfleet_staff_only": staff_only,
     }
 

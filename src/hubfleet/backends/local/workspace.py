@@ -27,7 +27,10 @@ from pathlib import Path
 
 from hubfleet.plan.spec import PresentationSpec
 
-__all__ = ["Owner", "Workspace", "ensure_system_user", "is_read_only", "set_read_only", "system_username", "workspace_for"]
+__all__ = [
+    "STUB_NAME", "Owner", "Workspace", "course_dirs", "ensure_system_user", "existing_owner", "give_back", "is_read_only",
+    "remove_course_folder", "set_read_only", "system_username", "workspace_for", "write_stub",
+]
 
 READ_ONLY_MARKER = ".hubfleet-read-only"
 
@@ -221,3 +224,94 @@ def ensure_system_user(username: str, home: Path) -> Owner:
         entry = pwd.getpwnam(name)
     grp.getgrgid(entry.pw_gid)  # fail early if the user group is missing
     return Owner(name, entry.pw_uid, entry.pw_gid)
+
+
+# -- the archive phase: whose folders exist, removing them, the stub left behind ------------------------------
+
+STUB_NAME = "WHERE-ARE-MY-FILES.txt"
+
+
+def course_dirs(storage_root: Path, pres: PresentationSpec) -> dict[str, Path]:
+    """{username: real course folder} of everyone (students and team) with a folder for this presentation.
+
+    Read from the disk, not the roster: a student dropped from the roster mid-presentation still has work to keep.
+    Symlinks are skipped (a student could plant one pointing at someone else's folder).
+    """
+    root = Path(storage_root)
+    name = Path(pres.storage.course_dir).name
+    if pres.storage.layout == "personal-subfolder":
+        candidates = ((home.name, home / name) for home in _subdirs(root / "home"))
+    elif pres.storage.layout == "per-presentation":
+        candidates = ((d.name, d) for d in _subdirs(root / "presentations" / pres.key))
+    else:
+        return {}  # ephemeral: nothing is kept, so nothing is archived
+    return {user: path for user, path in candidates if path.is_dir() and not path.is_symlink()}
+
+
+def _subdirs(parent: Path) -> list[Path]:
+    try:
+        return sorted(p for p in parent.iterdir() if p.is_dir() and not p.is_symlink())
+    except FileNotFoundError:
+        return []
+
+
+def existing_owner(username: str) -> Owner | None:
+    """The student's system user if one was ever created (root mode); never creates one."""
+    try:
+        entry = pwd.getpwnam(system_username(username))
+    except KeyError:
+        return None
+    return Owner(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def remove_course_folder(storage_root: Path, pres: PresentationSpec, username: str, course_dir: Path) -> None:
+    """Delete one student's course folder (the caller has verified its archive), and the per-presentation link.
+
+    shutil.rmtree removes symlinks without following them (fd-based on Linux), so a link a student planted cannot
+    make this delete anything outside the folder. A frozen tree has no write bits: root does not need them, any
+    other account gets them back first (the files are its own in demo mode).
+    """
+    course_dir = Path(course_dir)
+    if course_dir.is_dir() and not course_dir.is_symlink():
+        if os.geteuid() != 0:
+            for path in _walk(course_dir):
+                if path.is_dir():
+                    path.chmod(stat.S_IMODE(path.lstat().st_mode) | 0o700)
+        shutil.rmtree(course_dir)
+    link = Path(storage_root) / "home" / username / Path(pres.storage.course_dir).name
+    if pres.storage.layout == "per-presentation" and link.is_symlink():
+        link.unlink()
+
+
+def write_stub(home: Path, text: str, owner: Owner | None) -> Path:
+    """Write ``<home>/WHERE-ARE-MY-FILES.txt`` atomically, owned by the student. The home is the student's, so the
+    temp file is created O_EXCL|O_NOFOLLOW and renamed over the name: a planted symlink is replaced, never
+    written through."""
+    home = Path(home)
+    if not home.is_dir():
+        home.mkdir(parents=True, mode=0o700)
+        if owner:
+            os.chown(home, owner.uid, owner.gid)
+    if home.is_symlink():
+        raise PermissionError(f"{home} is a symlink; refusing to write the stub through it")
+    target = home / STUB_NAME
+    tmp = home / f".{STUB_NAME}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if owner:
+            os.chown(tmp, owner.uid, owner.gid)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def give_back(path: Path, owner: Owner | None) -> None:
+    """After a restore: the files are the student's again, writable by them (a frozen tree was archived 0440)."""
+    for p in _walk(Path(path)):
+        if owner:
+            os.chown(p, owner.uid, owner.gid, follow_symlinks=False)
+        mode = stat.S_IMODE(p.lstat().st_mode)
+        p.chmod(mode | (0o700 if p.is_dir() else 0o600))
