@@ -10,6 +10,7 @@ from rich.table import Table
 
 from hubfleet.catalog.docs import render_reference
 from hubfleet.catalog.model import Catalog
+from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir_for
 from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, today
 from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import plan_json
@@ -33,7 +34,10 @@ def validate(catalog: Path = CatalogArg) -> None:
 def plan(
     catalog: Path = CatalogArg,
     at: str = AtOption,
-    state: Path = typer.Option(None, "--state", help="Observed state as JSON (FleetState); default: nothing runs."),
+    state: Path = typer.Option(
+        None, "--state", help="Observed state as JSON (FleetState); default: the local fleet's state dir if any."
+    ),
+    state_dir: Path = StateDirOption,
     as_json: bool = typer.Option(False, "--json", help="Print {hubs, actions} as JSON."),
 ) -> None:
     """Show the hubs the catalog implies on a date and the actions needed to get there. Changes nothing.
@@ -42,7 +46,12 @@ def plan(
     """
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
-    observed = FleetState.model_validate_json(state.read_text()) if state else FleetState()
+    if state:
+        observed = FleetState.model_validate_json(state.read_text())
+    elif loaded.catalog.fleet.backend == "local" and state_dir_for(loaded, state_dir).is_dir():
+        observed = make_backend(loaded, state_dir).observe()  # reads the state dir only
+    else:
+        observed = FleetState()  # nothing runs yet (or a cluster: use `hubfleet apply` to see its plan)
     try:
         actions = diff(spec, observed)
     except OrphanError as exc:

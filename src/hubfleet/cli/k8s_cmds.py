@@ -46,3 +46,46 @@ def render(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump_yaml(content), encoding="utf-8")
     console.print(f"wrote {len(tree)} files for {len(spec.hubs)} hubs to {out}")
+
+
+def kubernetes_backend(loaded):
+    """The production backend from the kubeconfig and the helm binary, or exit 2 saying what is missing."""
+    from hubfleet.backends.kubernetes.backend import KubernetesUnavailable, connect
+
+    try:
+        return connect(fleet=loaded.catalog.fleet.name)
+    except KubernetesUnavailable as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+
+
+def apply_kubernetes(loaded, spec, yes: bool) -> None:
+    """`hubfleet apply` for a kubernetes fleet: fleet-level objects, then one helm release per changed hub."""
+    import sys
+
+    from hubfleet.cli.common import orphan_exit, print_plan
+    from hubfleet.plan import OrphanError, diff
+
+    backend = kubernetes_backend(loaded)
+    try:
+        plan = diff(spec, backend.observe())
+    except OrphanError as exc:
+        raise orphan_exit(exc) from None
+    print_plan(spec, plan)
+    if plan and not yes:
+        if not sys.stdin.isatty() or not typer.confirm("Apply this plan?", default=False):
+            err_console.print("[red]Not applied: confirm interactively or pass --yes.[/]")
+            raise typer.Exit(1)
+    backend.apply_fleet_objects(spec)
+    report = backend.apply(plan, spec, lambda action, msg: console.print(f"{action.hub} {action.kind.value}: {msg}"))
+    for r in report.results:
+        mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
+        console.print(f"{mark} {r.action.kind.value} {r.action.hub}: {r.message}", highlight=False)
+    for hub in spec.hubs:
+        console.print(f"  {hub.name}: {hub.url}", highlight=False)
+    console.print("Enrol students with `hubfleet enrol sync` once the hubs answer at their URLs.")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def status_kubernetes(loaded, spec):
+    return kubernetes_backend(loaded).status(spec)

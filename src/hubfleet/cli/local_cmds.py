@@ -24,6 +24,7 @@ from hubfleet.backends.local.frontdoor import FrontDoorError
 from hubfleet.backends.local.proxy import ProxyNotFound
 from hubfleet.backends.local.reconciler import Reconciler, StepReport, sync_enrolment
 from hubfleet.catalog import LoadedCatalog
+from hubfleet.cli import k8s_cmds
 from hubfleet.cli.enrol_cmds import print_changes
 from hubfleet.enrol.membership import SourceError
 from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, today
@@ -180,6 +181,8 @@ def apply(
     """
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
+    if loaded.catalog.fleet.backend == "kubernetes":
+        k8s_cmds.apply_kubernetes(loaded, spec, yes)
     backend = _backend(catalog, loaded, state_dir, storage_root, port)
     try:
         plan = diff(spec, backend.observe())
@@ -213,12 +216,15 @@ def status(
     """
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
-    backend = _backend(catalog, loaded, state_dir, storage_root, port)
     phases = {h.name: ", ".join(f"{p.key} {p.phase.value}" for p in h.presentations) for h in spec.hubs}
-    rows = backend.status(spec)
-    # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
-    for problem in backend.archiving.problems():
-        err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
+    if loaded.catalog.fleet.backend == "kubernetes":
+        rows = k8s_cmds.status_kubernetes(loaded, spec)
+    else:
+        backend = _backend(catalog, loaded, state_dir, storage_root, port)
+        rows = backend.status(spec)
+        # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
+        for problem in backend.archiving.problems():
+            err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
     if as_json:
         print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
         return
