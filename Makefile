@@ -26,7 +26,7 @@ demo: install
 
 test: install
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -rs
 
 bench: install
 	$(PY) benchmarks/plan_scale.py

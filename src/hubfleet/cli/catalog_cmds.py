@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -50,8 +51,12 @@ def plan(
         observed = FleetState.model_validate_json(state.read_text())
     elif loaded.catalog.fleet.backend == "local" and state_dir_for(loaded, state_dir).is_dir():
         observed = make_backend(loaded, state_dir).observe()  # reads the state dir only
+    elif loaded.catalog.fleet.backend == "kubernetes" and os.environ.get("KUBECONFIG"):
+        from hubfleet.cli.k8s_cmds import kubernetes_backend
+
+        observed = kubernetes_backend(loaded).observe()  # namespaces, releases and applied specs; read-only
     else:
-        observed = FleetState()  # nothing runs yet (or a cluster: use `hubfleet apply` to see its plan)
+        observed = FleetState()  # nothing runs yet (or no KUBECONFIG: planned against an empty cluster)
     try:
         actions = diff(spec, observed)
     except OrphanError as exc:
