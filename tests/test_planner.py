@@ -19,7 +19,7 @@ from hubfleet.catalog import load_catalog
 from hubfleet.catalog.model import Catalog
 from hubfleet.plan import FleetState, OrphanError, Phase, diff, plan
 from hubfleet.plan.diff import plan_json
-from hubfleet.plan.topology import TOPOLOGIES, compare
+from hubfleet.plan.planner import TOPOLOGIES, compare
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).parent / "golden"

@@ -15,7 +15,7 @@ from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir
 from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, today
 from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import plan_json
-from hubfleet.plan.topology import compare
+from hubfleet.plan.planner import compare
 
 topology_app = typer.Typer(help="Compare ways of grouping presentations into hubs.", no_args_is_help=True)
 

@@ -77,3 +77,11 @@ def print_plan(spec: FleetSpec, plan: Plan) -> None:
             )
     counts = {k.value: len(plan.of_kind(k)) for k in Kind if plan.of_kind(k)}
     console.print("Plan: " + ", ".join(f"{n} to {k}" for k, n in counts.items()))
+
+
+def print_report(report) -> None:
+    """One line per applied action: ok or FAILED, with the backend's message."""
+    for r in report.results:
+        mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
+        target = r.action.hub + (f" {r.action.presentation}" if r.action.presentation else "")
+        console.print(f"{mark} {r.action.kind.value} {target}: {r.message}", highlight=False)

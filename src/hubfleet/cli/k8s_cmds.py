@@ -63,7 +63,7 @@ def apply_kubernetes(loaded, spec, yes: bool) -> None:
     """`hubfleet apply` for a kubernetes fleet: fleet-level objects, then one helm release per changed hub."""
     import sys
 
-    from hubfleet.cli.common import orphan_exit, print_plan
+    from hubfleet.cli.common import orphan_exit, print_plan, print_report
     from hubfleet.plan import OrphanError, diff
 
     backend = kubernetes_backend(loaded)
@@ -78,9 +78,7 @@ def apply_kubernetes(loaded, spec, yes: bool) -> None:
             raise typer.Exit(1)
     backend.apply_fleet_objects(spec)
     report = backend.apply(plan, spec, lambda action, msg: console.print(f"{action.hub} {action.kind.value}: {msg}"))
-    for r in report.results:
-        mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
-        console.print(f"{mark} {r.action.kind.value} {r.action.hub}: {r.message}", highlight=False)
+    print_report(report)
     for hub in spec.hubs:
         console.print(f"  {hub.name}: {hub.url}", highlight=False)
     console.print("Enrol students with `hubfleet enrol sync` once the hubs answer at their URLs.")

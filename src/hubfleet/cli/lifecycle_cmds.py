@@ -15,7 +15,9 @@ import typer
 from rich.table import Table
 
 from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir_for
-from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, today
+from hubfleet.cli.common import (
+    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
+)
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 
 lifecycle_app = typer.Typer(help="Presentation lifecycle: read-only, archive, teardown, purge.", no_args_is_help=True)
@@ -53,10 +55,7 @@ def run(
         raise orphan_exit(exc) from None
     print_plan(spec, plan_)
     report = backend.apply(plan_, spec, lambda action, message: None)
-    for r in report.results:
-        mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
-        target = r.action.hub + (f" {r.action.presentation}" if r.action.presentation else "")
-        console.print(f"{mark} {r.action.kind.value} {target}: {r.message}", highlight=False)
+    print_report(report)
     problems = backend.archiving.problems(deep=True) if hasattr(backend, "archiving") else []
     for problem in problems:
         err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)

@@ -27,7 +27,9 @@ from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli import k8s_cmds
 from hubfleet.cli.enrol_cmds import print_changes
 from hubfleet.enrol.membership import SourceError
-from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, today
+from hubfleet.cli.common import (
+    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
+)
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import Action, Plan
 from hubfleet.plan.spec import FleetSpec
@@ -76,13 +78,6 @@ def _apply(backend: LocalBackend, plan: Plan, spec: FleetSpec) -> ApplyReport:
         raise typer.Exit(1) from None
 
 
-def _print_report(report: ApplyReport) -> None:
-    for r in report.results:
-        mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
-        target = r.action.hub + (f" {r.action.presentation}" if r.action.presentation else "")
-        console.print(f"{mark} {r.action.kind.value} {target}: {r.message}", highlight=False)
-
-
 def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
     # One sign-in for every hub: the portal is the fleet's identity provider, so that is where people log in.
     console.print(f"\n[bold]Portal:[/] {backend.frontdoor.url}/  (sign in at {backend.frontdoor.url}/portal/login)")
@@ -112,7 +107,7 @@ def _print_step(report: StepReport) -> None:
     for error in report.errors:
         err_console.print(error, markup=False, highlight=False)
     if report.results:
-        _print_report(ApplyReport(report.results))
+        print_report(ApplyReport(report.results))
 
 
 def up(
@@ -138,7 +133,7 @@ def up(
         raise orphan_exit(exc) from None
     print_plan(spec, plan)
     report = _apply(backend, plan, spec)
-    _print_report(report)
+    print_report(report)
     synced = _sync(backend, spec)
     _print_access(backend, spec)
     if detach:
@@ -196,7 +191,7 @@ def apply(
         if not typer.confirm("Apply this plan?", default=False):
             raise typer.Exit(1)
     report = _apply(backend, plan, spec)
-    _print_report(report)
+    print_report(report)
     synced = _sync(backend, spec)
     _print_access(backend, spec)
     raise typer.Exit(0 if report.ok and synced else 1)
