@@ -61,3 +61,18 @@ def write_two_course_catalog(root: Path) -> Path:
 @pytest.fixture
 def two_course_catalog(tmp_path: Path) -> Path:
     return write_two_course_catalog(tmp_path / "catalog")
+
+
+def running_in(state: Path) -> list:
+    """Any live process working inside a fleet's state dir: hubs, proxies, cullers, students' servers (cwd in
+    their course folder under <state>/storage), orphans of a crashed hub. Other suites' hubs are not counted."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.cwd().startswith(str(state)) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found

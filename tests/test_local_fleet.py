@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, write_two_course_catalog
+from conftest import free_port, running_in as _running_in, write_two_course_catalog
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
@@ -79,19 +79,6 @@ class Fleet:
         if args[0] in ("up", "apply", "status"):
             argv += ["--port", str(self.port), "--at", AT.isoformat()]
         return subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-
-
-def _running_in(state: Path) -> list[psutil.Process]:
-    """Any process working inside the state dir: hubs, proxies, cullers, students' servers (cwd in their course
-    folder under <state>/storage), orphans of a crashed hub. Other test suites' hubs are not counted."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.cwd().startswith(str(state)) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port
+from conftest import free_port, running_in as _running_in
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import stop_fleet
@@ -113,17 +113,6 @@ class Fleet:
         page = b.post("/portal/login", data={"username": user, "password": password or self.password, "next": "/portal/"})
         assert page.status_code == 200 and page.url.path == "/portal/", page.text[:400]
         return b
-
-
-def _running_in(state: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.cwd().startswith(str(state)) and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            pass
-    return found
 
 
 @pytest.fixture(scope="module")
