@@ -24,6 +24,8 @@ from hubfleet.backends.kubernetes.backend import KubernetesBackend, KubernetesUn
 from hubfleet.backends.kubernetes.cluster import KindInfo, NotFound
 from hubfleet.backends.kubernetes.fake import FakeCluster
 from hubfleet.backends.kubernetes.helm import FakeHelm
+from hubfleet.backends.kubernetes.material import LABEL as MATERIAL_LABEL
+from hubfleet.backends.kubernetes.material import LIMIT_BYTES
 from hubfleet.backends.kubernetes.validation import validate_chart_values
 from hubfleet.catalog import load_catalog
 from hubfleet.plan import diff, plan
@@ -99,8 +101,8 @@ def helm(cluster):
 
 
 @pytest.fixture
-def backend(cluster, helm):
-    return KubernetesBackend(cluster, helm, concurrency=2)
+def backend(cluster, helm, catalog):
+    return KubernetesBackend(cluster, helm, concurrency=2, catalog_root=catalog)
 
 
 def converge(backend, spec):
@@ -112,6 +114,16 @@ def converge(backend, spec):
 
 def secret_data(cluster) -> dict:
     return {ns: cluster.get("v1", "Secret", ns, "hubfleet")["data"] for ns in HUBS}
+
+
+def material_configmaps(cluster, ns: str) -> list[dict]:
+    return cluster.list("v1", "ConfigMap", ns, f"{MATERIAL_LABEL}=true")
+
+
+def material_names(values: dict) -> set[str]:
+    """The material ConfigMaps a release's profiles mount."""
+    return {v["configMap"]["name"] for p in values["singleuser"]["profileList"]
+            for v in p["kubespawner_override"]["volumes"] if v["name"].startswith("hubfleet-material-")}
 
 
 def add_student_claim(cluster, ns: str, presentation: str, user: str = "alice") -> None:
@@ -153,7 +165,11 @@ def test_create_namespaces_objects_secret_and_release(catalog, cluster, helm, ba
         assert release.values == backend.values_for(hub, spec)
         assert records.read_record(cluster, hub.name) == hub.model_dump(mode="json")
     assert cluster.get("v1", "PersistentVolumeClaim", "m269-2026j", "personal-store")
-    assert cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "hubfleet-material")
+    (material,) = material_configmaps(cluster, "tm351-2026j")
+    assert material["immutable"] is True and material["data"] == {"README.md": "# TM351\n"}
+    assert material_names(helm.releases[("tm351-2026j", "tm351-2026j")].values) == {material["metadata"]["name"]}
+    with pytest.raises(NotFound):  # course material is data in ConfigMaps now, not a claim to keep and fill
+        cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "hubfleet-material")
     assert {hub for hub, _ in seen} == set(HUBS)
     assert any("helm upgrade --install" in m for _, m in seen)
 
@@ -211,12 +227,59 @@ def test_spec_change_without_values_change_makes_no_helm_write(catalog, cluster,
     assert diff(spec2, backend.observe()) == Plan()
 
 
+# ------------------------------------------------------------------------------------------- material
+
+
+def test_material_change_rolls_out_as_a_new_configmap_and_the_old_one_goes(catalog, cluster, helm, backend):
+    spec = spec_of(catalog)
+    converge(backend, spec)
+    (old,) = material_configmaps(cluster, "tm351-2026j")
+    (catalog / "material" / "TM351" / "week1.ipynb").write_text("{}\n")
+    state = backend.observe()
+    assert diff(spec, state) == Plan()  # the spec does not carry material content ...
+    plan_ = backend.material_updates(diff(spec, state), spec, state)  # ... so the backend checks for it
+    assert [(a.kind, a.hub) for a in plan_.actions] == [(Kind.update, "tm351-2026j")]
+    assert "course material changed: material/TM351" in plan_.actions[0].reason
+    helm.counts.clear()
+    report = backend.apply(plan_, spec)
+    assert report.ok, [r.message for r in report.failures]
+    (new,) = material_configmaps(cluster, "tm351-2026j")  # the old version pruned after the upgrade
+    assert new["metadata"]["name"] != old["metadata"]["name"]
+    assert set(new["data"]) == {"README.md", "week1.ipynb"}
+    assert material_names(helm.releases[("tm351-2026j", "tm351-2026j")].values) == {new["metadata"]["name"]}
+    assert helm.counts["upgrade_install"] == 1
+    state = backend.observe()
+    assert backend.material_updates(diff(spec, state), spec, state) == Plan()
+    cluster.reset_counters()
+    assert backend.apply(Plan(actions=(Action(kind=Kind.update, hub="tm351-2026j"),)), spec).ok
+    assert cluster.write_count == 0
+
+
+def test_oversized_material_fails_that_hub_only_and_writes_nothing_for_it(catalog, cluster, helm, backend):
+    (catalog / "material" / "TM351" / "data.csv").write_bytes(b"x" * (LIMIT_BYTES + 1))
+    spec = spec_of(catalog)
+    report = backend.apply(diff(spec, backend.observe()), spec)
+    assert [r.action.hub for r in report.failures] == ["tm351-2026j"]
+    message = report.failures[0].message
+    assert "'material/TM351'" in message and "900 KiB" in message and "image" in message
+    with pytest.raises(NotFound):
+        cluster.get("v1", "Namespace", None, "tm351-2026j")
+
+
+def test_a_seeding_hub_needs_the_catalog_root(catalog, cluster, helm):
+    backend = KubernetesBackend(cluster, helm)
+    spec = spec_of(catalog)
+    report = backend.apply(diff(spec, backend.observe()), spec)
+    assert [r.action.hub for r in report.failures] == ["tm351-2026j"]
+    assert "catalog_root" in report.failures[0].message
+
+
 # ------------------------------------------------------------------------------------------- failures
 
 
 def test_helm_failure_on_one_hub_does_not_stop_the_others(catalog, cluster):
     helm = FakeHelm(cluster, fail_on={"tm351-2026j": "Error: INSTALLATION FAILED: context deadline exceeded"})
-    backend = KubernetesBackend(cluster, helm, concurrency=3)
+    backend = KubernetesBackend(cluster, helm, concurrency=3, catalog_root=catalog)
     spec = spec_of(catalog)
     report = backend.apply(diff(spec, backend.observe()), spec)
     outcome = {r.action.hub: r for r in report.results}
@@ -280,7 +343,6 @@ def test_delete_refused_until_verified_archive_and_student_claim_survives(catalo
     assert "claim-tm351-2026j-alice (TM351-2026J)" in outcome[Kind.delete].message
     assert ("tm351-2026j", "tm351-2026j") not in helm.releases
     assert cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "claim-tm351-2026j-alice")
-    assert cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "hubfleet-material")  # kept by policy
     with pytest.raises(NotFound):  # the chart's own hub-db-dir went with the release, as helm does
         cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "hub-db-dir")
 
@@ -351,7 +413,7 @@ def test_status_counts_users_and_survives_unreachable_hubs(catalog, cluster, hel
     try:
         urls = {"tm351-2026j": f"http://127.0.0.1:{server.server_port}/", "m269-2026j": "http://127.0.0.1:9/"}
         backend = KubernetesBackend(cluster, helm, hub_url=lambda hub: urls.get(hub, "http://127.0.0.1:9/"),
-                                    api_timeout=2)
+                                    api_timeout=2, catalog_root=catalog)
         spec = spec_of(catalog)
         plan_ = diff(spec, backend.observe())
         backend.apply(Plan(actions=tuple(a for a in plan_.actions if a.hub != "w101-2026j")), spec)
@@ -367,7 +429,8 @@ def test_status_counts_users_and_survives_unreachable_hubs(catalog, cluster, hel
 
 
 def test_extra_values_are_laid_over_and_stay_idempotent(catalog, cluster, helm):
-    backend = KubernetesBackend(cluster, helm, extra_values={"proxy": {"service": {"type": "NodePort"}}})
+    backend = KubernetesBackend(cluster, helm, extra_values={"proxy": {"service": {"type": "NodePort"}}},
+                                catalog_root=catalog)
     spec = spec_of(catalog)
     converge(backend, spec)
     values = helm.releases[("w101-2026j", "w101-2026j")].values
@@ -401,7 +464,7 @@ class _CountingHelm(FakeHelm):
 @pytest.mark.parametrize("concurrency", [1, 2])
 def test_concurrency_bounds_parallel_releases(catalog, cluster, concurrency):
     helm = _CountingHelm(cluster)
-    backend = KubernetesBackend(cluster, helm, concurrency=concurrency)
+    backend = KubernetesBackend(cluster, helm, concurrency=concurrency, catalog_root=catalog)
     converge(backend, spec_of(catalog))
     assert 1 <= helm.peak <= concurrency
     assert helm.counts["upgrade_install"] == 3

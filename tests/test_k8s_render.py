@@ -5,8 +5,10 @@ Regenerate the golden files with ``UPDATE_GOLDEN=1 pytest tests/test_k8s_render.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +20,8 @@ from hubfleet.backends.kubernetes import spawn_policy
 from hubfleet.backends.kubernetes.fleet import render_fleet
 from hubfleet.backends.kubernetes.gitops import dump_yaml, render_gitops, render_tree
 from hubfleet.backends.kubernetes.manifests import render_manifests
+from hubfleet.backends.kubernetes.material import LABEL as MATERIAL_LABEL
+from hubfleet.backends.kubernetes.material import LIMIT_BYTES, File, MaterialError, read_material
 from hubfleet.backends.kubernetes.validation import (
     SchemaNotFound,
     check_custom_resource,
@@ -42,6 +46,11 @@ def fleet_spec(topology: str, catalog: Catalog | None = None, date: dt.date = DA
     return plan(catalog.model_copy(update={"fleet": fleet}), date)
 
 
+def shipped(spec):
+    """The fixture catalog's seed material, read as `hubfleet render` and apply read it."""
+    return read_material(FIXTURE, spec)
+
+
 @pytest.fixture(scope="module", params=TOPOLOGIES)
 def spec(request):
     return fleet_spec(request.param)
@@ -52,7 +61,7 @@ def spec(request):
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_golden(topology):
-    tree = render_tree(fleet_spec(topology), "argocd")
+    tree = render_tree(fleet_spec(topology), "argocd", material=shipped(fleet_spec(topology)))
     root = GOLDEN / topology
     if os.environ.get("UPDATE_GOLDEN"):
         shutil.rmtree(root, ignore_errors=True)
@@ -70,12 +79,12 @@ def test_golden(topology):
 
 def test_values_pass_chart_schema(spec):
     for hub in spec.hubs:
-        assert validate_chart_values(render_values(hub, spec)) == [], hub.name
+        assert validate_chart_values(render_values(hub, spec, material=shipped(spec))) == [], hub.name
 
 
 def test_manifests_pass_kubernetes_validate(spec):
     pytest.importorskip("kubernetes_validate")
-    objects = render_fleet(spec) + [o for hub in spec.hubs for o in render_manifests(hub, spec)]
+    objects = render_fleet(spec) + [o for hub in spec.hubs for o in render_manifests(hub, spec, material=shipped(spec))]
     for obj in objects:
         assert validate_manifest(obj, "1.32.0") == []
 
@@ -84,7 +93,7 @@ def test_manifests_pass_kubernetes_validate(spec):
 def test_gitops_objects_are_well_formed_and_pinned(spec, kind):
     pytest.importorskip("kubernetes_validate")
     for hub in spec.hubs:
-        doc = render_gitops(hub, spec, kind)
+        doc = render_gitops(hub, spec, kind, material=shipped(spec))
         assert (doc["apiVersion"], doc["kind"]) == ("v1", "List")  # what kubectl apply -f takes as one doc
         for obj in doc["items"]:
             with pytest.raises(SchemaNotFound):  # CRDs: kubernetes-validate has no schema, check the shape
@@ -139,7 +148,7 @@ def test_profiles_filtered_by_group_and_forbidden_profile_refused_with_403():
     spec = fleet_spec("per-course")
     hub = spec.hub("tm351")
     assert len(hub.presentations) == 2
-    c = _exec_policy(render_values(hub, spec))
+    c = _exec_policy(render_values(hub, spec, material=shipped(spec)))
     listing = c.KubeSpawner.profile_list
     mine = {p["slug"] for p in listing(SimpleNamespace(user=_user("ada", "tm351-2026b")))}
     assert mine == {p.name for p in hub.profiles if p.presentation == "TM351-2026B"}
@@ -165,7 +174,7 @@ def test_profiles_filtered_by_group_and_forbidden_profile_refused_with_403():
 def test_modify_pod_hook_pins_personal_store_subpaths_to_hubfleet_escaping():
     spec = fleet_spec("per-presentation")
     hub = spec.hub("tm351-2026b")
-    values = render_values(hub, spec)
+    values = render_values(hub, spec, material=shipped(spec))
     c = _exec_policy(values)
     override = values["singleuser"]["profileList"][0]["kubespawner_override"]
 
@@ -194,36 +203,165 @@ def test_inlined_escape_equals_the_library_one(name):
 # ----------------------------------------------------------------------------------------------- seeding
 
 
-def test_rendered_seed_command_runs_the_shipped_seeding_py(tmp_path):
+def materialise(cm: dict, volume: dict, mount: Path) -> None:
+    """Project a ConfigMap volume the way kubelet's atomic writer does: the files in a hidden timestamped
+    directory, ``..data`` a symlink to it, and each top-level name a symlink into ``..data``."""
+    payload = {k: v.encode() for k, v in cm.get("data", {}).items()}
+    payload.update({k: base64.b64decode(v) for k, v in cm.get("binaryData", {}).items()})
+    stamp = mount / "..2026_07_01_12_00_00.000000001"
+    items = volume["configMap"].get("items") or [{"key": k, "path": k} for k in payload]
+    for item in items:
+        dest = stamp / item["path"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(payload[item["key"]])
+        dest.chmod(item.get("mode", 0o644))
+    (mount / "..data").symlink_to(stamp.name)
+    for top in {item["path"].split("/")[0] for item in items}:
+        (mount / top).symlink_to(f"..data/{top}")
+
+
+def pod_run(root: Path, hub, spec, material, home: Path) -> list[list[str]]:
+    """The first profile's seed commands, with every ConfigMap volume its init containers mount (seeding.py,
+    the material) laid out under ``root`` as kubelet would, and the student's home at ``home``."""
+    override = render_values(hub, spec, material=material)["singleuser"]["profileList"][0]["kubespawner_override"]
+    objects = {o["metadata"]["name"]: o for o in render_manifests(hub, spec, material=material)}
+    volumes = {v["name"]: v for v in override["volumes"]}
+    swap = {"/home/{username}": str(home)}
+    for init in override["init_containers"]:
+        for m in init["volumeMounts"]:
+            if m["name"] == "home":
+                continue
+            swap[m["mountPath"]] = str(root / m["mountPath"].lstrip("/"))
+            mount = root / m["mountPath"].lstrip("/")
+            if not mount.exists():
+                mount.mkdir(parents=True)
+                materialise(objects[volumes[m["name"]]["configMap"]["name"]], volumes[m["name"]], mount)
+    commands = []
+    for init in override["init_containers"]:
+        argv = []
+        for arg in init["command"]:
+            for old, new in sorted(swap.items(), key=lambda kv: -len(kv[0])):
+                arg = arg.replace(old, new)
+            argv.append(arg)
+        if os.geteuid() != 0:  # --uid/--gid chown to the notebook user, which only root may do
+            argv = argv[: argv.index("--uid")]
+        commands.append(argv)
+    return commands
+
+
+def tree_of(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != ".hubfleet-seed.json"}
+
+
+def test_rendered_seed_command_seeds_the_material_configmap_as_kubelet_mounts_it(tmp_path):
     spec = fleet_spec("per-presentation")
     hub = spec.hub("tm351-2026b")
     pres = hub.presentations[0]
-    override = render_values(hub, spec)["singleuser"]["profileList"][0]["kubespawner_override"]
-    (init,) = override["init_containers"]
-    shipped = next(o for o in render_manifests(hub, spec) if o["metadata"]["name"] == "hubfleet-seeding")
-    (tmp_path / "opt").mkdir()
-    (tmp_path / "opt" / "seeding.py").write_text(shipped["data"]["seeding.py"])
+    material = shipped(spec)
+    (init,) = render_values(hub, spec, material=material)["singleuser"]["profileList"][0][
+        "kubespawner_override"]["init_containers"]
+    assert init["command"][init["command"].index("--policy") + 1] == "if-unchanged"
     home = tmp_path / "home" / "ada"
     home.mkdir(parents=True)
-    # The pod's paths, mapped onto temp dirs the way the volume mounts map them.
-    swap = {"/opt/hubfleet": str(tmp_path / "opt"), "/srv/hubfleet/material": str(FIXTURE),
-            "/home/{username}": str(home)}
-    argv = []
-    for arg in init["command"]:
-        for old, new in swap.items():
-            arg = arg.replace(old, new)
-        argv.append(arg)
-    assert argv[argv.index("--policy") + 1] == "if-unchanged"
-    if os.geteuid() != 0:  # --uid/--gid chown to the notebook user, which only root may do
-        argv = argv[: argv.index("--uid")]
-    run = lambda: subprocess.run(argv, capture_output=True, text=True, check=True)  # noqa: E731
-    run()
+    (argv,) = pod_run(tmp_path / "pod-1", hub, spec, material, home)
+    run = lambda cmd: subprocess.run(cmd, capture_output=True, text=True, check=True)  # noqa: E731
+
+    # Why the command reads <mount>/..data: the mount's visible entries are symlinks, which seeding.py skips,
+    # and the real files sit in kubelet's timestamped directory, which would be copied under its own name.
+    mount = Path(argv[argv.index("--source") + 1]).parent
+    root_target = tmp_path / "from-mount-root"
+    run([*argv[:argv.index("--source")], "--source", str(mount), "--target", str(root_target),
+         "--policy", "never"])
+    assert tree_of(root_target) and all(rel.startswith("..2026") for rel in tree_of(root_target))
+
+    run(argv)
     target = Path(course_dir(pres).replace("/home/{username}", str(home)))
-    assert (target / "README.md").read_text() == "readme\n"
-    assert (target / "notebooks" / "01-intro.md").exists()
+    assert tree_of(target) == tree_of(FIXTURE / "material" / "TM351")  # the catalog's tree, byte for byte
     (target / "README.md").write_text("my notes\n")
-    run()  # a restart: the student's edit survives
+    run(argv)  # a restart: the student's edit survives
     assert (target / "README.md").read_text() == "my notes\n"
+
+    # The course team updates the material: a new ConfigMap, and the next spawn seeds it if-unchanged.
+    v2 = {**material, "material/TM351": {
+        **material["material/TM351"],
+        "README.md": File(b"readme v2\n"),
+        "notebooks/01-intro.md": File(b"intro v2\n"),
+        "bin/check.sh": File(b"#!/bin/sh\necho ok\n", executable=True),
+        "data/logo.png": File(bytes(range(256))),
+    }}
+    (argv2,) = pod_run(tmp_path / "pod-2", hub, spec, v2, home)
+    run(argv2)
+    assert (target / "README.md").read_text() == "my notes\n"  # the student's edit is theirs
+    assert (target / "notebooks" / "01-intro.md").read_text() == "intro v2\n"  # untouched: updated
+    assert (target / "data" / "logo.png").read_bytes() == bytes(range(256))  # binaryData round-trips
+    assert os.access(target / "bin" / "check.sh", os.X_OK)  # the item's mode keeps scripts runnable
+
+
+def test_material_configmaps_are_valid_content_named_and_referenced():
+    pytest.importorskip("kubernetes_validate")
+    spec = fleet_spec("per-presentation")
+    hub = spec.hub("tm351-2026b")
+    odd = {"material/TM351": {"README.md": File(b"readme\n"), "a b/ü.txt": File("ü\n".encode()),
+                              "..hidden": File(b"x"), "nested/deep/run.sh": File(b"#!/bin/sh\n", True),
+                              "img.png": File(b"\x89PNG\r\n\x1a\n\x00")}}
+    odd["material/TM351"].pop("..hidden")  # a top-level '..name' is refused (kubelet reserves it): see below
+    cms = [o for o in render_manifests(hub, spec, material=odd) if o["metadata"]["labels"].get(MATERIAL_LABEL)]
+    (cm,) = cms
+    assert validate_manifest(cm) == []
+    assert cm["immutable"] is True and set(cm["binaryData"]) == {"img.png"}
+    key_ok = re.compile(r"^[-._a-zA-Z0-9]+$")
+    assert all(key_ok.match(k) and not k.startswith("..") for k in {**cm["data"], **cm["binaryData"]})
+    assert re.fullmatch(r"hubfleet-material-material-tm351-[0-9a-f]{8}", cm["metadata"]["name"])
+    override = render_values(hub, spec, material=odd)["singleuser"]["profileList"][0]["kubespawner_override"]
+    (vol,) = [v for v in override["volumes"] if v["name"].startswith("hubfleet-material-")]
+    assert vol["configMap"]["name"] == cm["metadata"]["name"]
+    assert sorted(i["path"] for i in vol["configMap"]["items"]) == sorted(odd["material/TM351"])
+    assert {i["key"] for i in vol["configMap"]["items"]} == {**cm["data"], **cm["binaryData"]}.keys()
+    # The pod the profile makes passes the API's schema, material volume and mounts included.
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "jupyter-ada"},
+           "spec": {"initContainers": override["init_containers"], "volumes": override["volumes"],
+                    "containers": [{"name": "notebook", "image": "img", "volumeMounts": override["volume_mounts"]}]}}
+    assert validate_manifest(pod) == []
+    # A content change is a new name, and the profile follows it.
+    changed = {"material/TM351": {**odd["material/TM351"], "README.md": File(b"readme v2\n")}}
+    (cm2,) = [o for o in render_manifests(hub, spec, material=changed) if o["metadata"]["labels"].get(MATERIAL_LABEL)]
+    assert cm2["metadata"]["name"] != cm["metadata"]["name"]
+    override2 = render_values(hub, spec, material=changed)["singleuser"]["profileList"][0]["kubespawner_override"]
+    assert cm2["metadata"]["name"] in {v.get("configMap", {}).get("name") for v in override2["volumes"]}
+    with pytest.raises(MaterialError, match="reserved"):
+        render_manifests(hub, spec, material={"material/TM351": {"..hidden": File(b"x")}})
+
+
+def test_oversized_material_is_a_clear_error_at_render_time(tmp_path):
+    spec = fleet_spec("per-presentation")
+    hub = spec.hub("tm351-2026b")
+    big = {"material/TM351": {"data.csv": File(b"x" * LIMIT_BYTES)}}
+    for render in (render_values, render_manifests):
+        with pytest.raises(MaterialError, match=r"'material/TM351'.*limited to 900 KiB.*course image"):
+            render(hub, spec, material=big)
+    with pytest.raises(MaterialError, match="was not read"):  # rendering a seeding hub without its material
+        render_values(hub, spec)
+    # Read from disk: stops at the limit instead of loading the file, and the CLI says why with exit 2.
+    catalog = tmp_path / "catalog"
+    shutil.copytree(FIXTURE, catalog)
+    (catalog / "material" / "TM351" / "data.csv").write_bytes(b"x" * (LIMIT_BYTES + 1))
+    with pytest.raises(MaterialError, match="'material/TM351'"):
+        read_material(catalog, spec)
+    result = _render_cli(catalog, tmp_path / "out")
+    assert result.exit_code == 2 and "900 KiB" in result.output
+
+
+def test_read_material_ships_regular_files_inside_the_source_only(tmp_path):
+    (tmp_path / "material" / "TM351" / "sub").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("not course material\n")
+    (tmp_path / "material" / "TM351" / "sub" / "a.py").write_text("print(1)\n")
+    (tmp_path / "material" / "TM351" / "run.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "material" / "TM351" / "run.sh").chmod(0o755)
+    (tmp_path / "material" / "TM351" / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "material" / "TM351" / "up").symlink_to(tmp_path)
+    files = read_material(tmp_path, fleet_spec("per-presentation").hub("tm351-2026b"))["material/TM351"]
+    assert files == {"sub/a.py": File(b"print(1)\n"), "run.sh": File(b"#!/bin/sh\n", True)}
 
 
 # ------------------------------------------------------------------------------------ roles and phases
@@ -231,7 +369,7 @@ def test_rendered_seed_command_runs_the_shipped_seeding_py(tmp_path):
 
 def test_role_scopes_are_filtered_to_a_group_and_only_the_platform_team_is_admin(spec):
     for hub in spec.hubs:
-        values = render_values(hub, spec)
+        values = render_values(hub, spec, material=shipped(spec))
         roles = values["hub"]["loadRoles"]
         students = {p.group for p in hub.presentations}
         for name, role in roles.items():
@@ -250,7 +388,7 @@ def test_read_only_phase_mounts_the_course_folder_read_only_and_does_not_seed():
     spec = fleet_spec("per-presentation")
     for hub in spec.hubs:
         pres = hub.presentations[0]
-        for profile in render_values(hub, spec)["singleuser"]["profileList"]:
+        for profile in render_values(hub, spec, material=shipped(spec))["singleuser"]["profileList"]:
             o = profile["kubespawner_override"]
             at_course = [m for m in o["volume_mounts"] if m["mountPath"] == course_dir(pres)]
             if pres.phase.value == "read-only":
@@ -265,11 +403,11 @@ def test_read_only_phase_mounts_the_course_folder_read_only_and_does_not_seed():
 
 def test_per_presentation_layout_is_a_dynamic_claim_named_after_the_presentation():
     spec = fleet_spec("per-presentation")
-    storage = render_values(spec.hub("m269-2026b"), spec)["singleuser"]["storage"]
+    storage = render_values(spec.hub("m269-2026b"), spec, material=shipped(spec))["singleuser"]["storage"]
     assert storage["type"] == "dynamic" and storage["capacity"] == "2Gi"
     assert "m269-2026b" in storage["dynamic"]["pvcNameTemplate"]
     assert storage["homeMountPath"] == "/home/jovyan"  # container_user: jovyan
-    store = render_values(spec.hub("tm351-2026b"), spec)["singleuser"]["storage"]
+    store = render_values(spec.hub("tm351-2026b"), spec, material=shipped(spec))["singleuser"]["storage"]
     assert store["type"] == "static" and store["static"]["pvcName"] == "personal-store"
 
 
@@ -295,7 +433,7 @@ def _synthetic(n: int) -> Catalog:
 def _cluster_footprint(n: int) -> tuple[int, int]:
     spec = fleet_spec("per-presentation", _synthetic(n), dt.date(2026, 11, 1))
     assert len(spec.hubs) == n
-    tree = render_tree(spec)
+    tree = render_tree(spec, material=shipped(spec))
     objects = [o for content in tree.values() if isinstance(content, list) for o in content]
     kinds = sum(o["kind"] in CLUSTER_WIDE for o in objects)
     enabled = sum(bool(v[a][b].get("enabled")) for k, v in tree.items() if k.endswith("values.yaml")
@@ -323,8 +461,7 @@ def test_render_command_writes_the_tree(tmp_path):
     app = typer.Typer()
     app.command()(k8s_cmds.render)
     app.command()(lambda: None)  # two commands, so typer keeps the command name as in main.py
-    result = CliRunner().invoke(app, ["render", str(FIXTURE), "--out", str(tmp_path), "--at", "2026-07-01",
-                                      "--gitops", "flux"])
+    result = _render_cli(FIXTURE, tmp_path, "--gitops", "flux")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "_fleet" / "manifests.yaml").is_file()
     for hub in ("tm351-2025j", "tm351-2026b", "m269-2026b"):
@@ -333,5 +470,19 @@ def test_render_command_writes_the_tree(tmp_path):
 
     docs = list(YAML(typ="safe").load_all((tmp_path / "tm351-2026b" / "manifests.yaml").read_text()))
     assert docs[0]["kind"] == "Namespace" and docs[0]["metadata"]["name"] == "tm351-2026b"
+    material = [d for d in docs if (d["metadata"].get("labels") or {}).get(MATERIAL_LABEL)]
+    assert [d["data"]["README.md"] for d in material] == ["readme\n"]  # the catalog's material, read by the CLI
     bad = CliRunner().invoke(app, ["render", str(FIXTURE), "--out", str(tmp_path), "--gitops", "helmfile"])
     assert bad.exit_code == 2
+
+
+def _render_cli(catalog: Path, out: Path, *extra: str):
+    import typer
+    from typer.testing import CliRunner
+
+    from hubfleet.cli import k8s_cmds
+
+    app = typer.Typer()
+    app.command()(k8s_cmds.render)
+    app.command()(lambda: None)  # two commands, so typer keeps the command name as in main.py
+    return CliRunner().invoke(app, ["render", str(catalog), "--out", str(out), "--at", "2026-07-01", *extra])

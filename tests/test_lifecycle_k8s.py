@@ -36,7 +36,7 @@ def setup(tmp_path):
     catalog = write_catalog(tmp_path / "catalog")
     cluster = FakeCluster()
     helm = FakeHelm(cluster)
-    return catalog, cluster, helm, KubernetesBackend(cluster, helm, concurrency=2)
+    return catalog, cluster, helm, KubernetesBackend(cluster, helm, concurrency=2, catalog_root=catalog)
 
 
 def _pres(catalog, key, date):

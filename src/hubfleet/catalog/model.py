@@ -92,7 +92,13 @@ class Storage(Strict):
 class SeedStep(Strict):
     """Course material copied into the course folder on first start."""
 
-    source: str = Field(description="A directory of material, relative to the file that names it.")
+    source: str = Field(
+        description=(
+            "A directory of material, relative to the file that names it. Regular files only (symlinks are "
+            "skipped). On Kubernetes each source ships as a ConfigMap, so it must stay under 900 KiB (file "
+            "contents plus paths): bake larger material (datasets, media) into the course image instead."
+        )
+    )
     target: str = Field(".", description="Where in the course folder it goes; `.` is the course folder itself.")
     overwrite: Overwrite = Field(
         "if-unchanged",

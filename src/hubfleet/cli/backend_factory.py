@@ -35,7 +35,7 @@ def make_backend(
         from hubfleet.backends.kubernetes.backend import KubernetesUnavailable, connect
 
         try:
-            return connect(fleet=loaded.catalog.fleet.name)
+            return connect(fleet=loaded.catalog.fleet.name, catalog_root=loaded.root)
         except KubernetesUnavailable as exc:
             err_console.print(str(exc), markup=False)
             raise typer.Exit(2) from None

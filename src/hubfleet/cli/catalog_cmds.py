@@ -47,6 +47,7 @@ def plan(
     """
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
+    k8s = None
     if state:
         observed = FleetState.model_validate_json(state.read_text())
     elif loaded.catalog.fleet.backend == "local" and state_dir_for(loaded, state_dir).is_dir():
@@ -54,13 +55,17 @@ def plan(
     elif loaded.catalog.fleet.backend == "kubernetes" and os.environ.get("KUBECONFIG"):
         from hubfleet.cli.k8s_cmds import kubernetes_backend
 
-        observed = kubernetes_backend(loaded).observe()  # namespaces, releases and applied specs; read-only
+        k8s = kubernetes_backend(loaded)
+        observed = k8s.observe()  # namespaces, releases and applied specs; read-only
     else:
         observed = FleetState()  # nothing runs yet (or no KUBECONFIG: planned against an empty cluster)
     try:
         actions = diff(spec, observed)
     except OrphanError as exc:
         raise orphan_exit(exc) from None
+    if k8s is not None:
+        # Course material is content, not spec: only the cluster can say a hub's material changed.
+        actions = k8s.material_updates(actions, spec, observed)
     if as_json:
         print(plan_json(spec, actions))
         return

@@ -1,6 +1,6 @@
 """``hubfleet render``: the Kubernetes backend's files for a catalog on a date, for review or a GitOps repo.
 
-Thin: load, plan, ``render_tree``, write. Writes nothing outside ``--out``; files of hubs no longer wanted are
+Thin: load, plan, read the seed material, ``render_tree``, write. Writes nothing outside ``--out``; files of hubs no longer wanted are
 left alone (removing a hub is the plan/apply step's decision, not a renderer's).
 """
 
@@ -26,6 +26,7 @@ def render(
     Example: hubfleet render examples/university --backend kubernetes --out build/k8s --at 2026-10-03 --gitops argocd
     """
     from hubfleet.backends.kubernetes.gitops import KINDS, dump_yaml, render_tree
+    from hubfleet.backends.kubernetes.material import read_material
 
     if backend != "kubernetes":
         err_console.print(f"[red]--backend {backend}: only `kubernetes` renders files[/]")
@@ -37,8 +38,8 @@ def render(
     fleet = loaded.catalog.fleet.model_copy(update={"backend": "kubernetes"})
     spec = make_plan(loaded.catalog.model_copy(update={"fleet": fleet}), today(at))
     try:
-        tree = render_tree(spec, gitops)
-    except ValueError as exc:
+        tree = render_tree(spec, gitops, material=read_material(loaded.root, spec))
+    except ValueError as exc:  # includes MaterialError: a missing or oversized seed source
         err_console.print(f"[red]{exc}[/]", markup=False)
         raise typer.Exit(2) from None
     for rel, content in tree.items():
@@ -53,7 +54,7 @@ def kubernetes_backend(loaded):
     from hubfleet.backends.kubernetes.backend import KubernetesUnavailable, connect
 
     try:
-        return connect(fleet=loaded.catalog.fleet.name)
+        return connect(fleet=loaded.catalog.fleet.name, catalog_root=loaded.root)
     except KubernetesUnavailable as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(2) from None
@@ -63,14 +64,22 @@ def apply_kubernetes(loaded, spec, yes: bool) -> None:
     """`hubfleet apply` for a kubernetes fleet: fleet-level objects, then one helm release per changed hub."""
     import sys
 
+    from hubfleet.backends.kubernetes.material import MaterialError
     from hubfleet.cli.common import orphan_exit, print_plan, print_report
     from hubfleet.plan import OrphanError, diff
 
     backend = kubernetes_backend(loaded)
+    state = backend.observe()
     try:
-        plan = diff(spec, backend.observe())
+        plan = diff(spec, state)
     except OrphanError as exc:
         raise orphan_exit(exc) from None
+    try:
+        # Material is not in the spec: changed material is an update the planner cannot see on its own.
+        plan = backend.material_updates(plan, spec, state)
+    except MaterialError as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
     print_plan(spec, plan)
     if plan and not yes:
         if not sys.stdin.isatty() or not typer.confirm("Apply this plan?", default=False):

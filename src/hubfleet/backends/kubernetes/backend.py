@@ -2,13 +2,19 @@
 
 One hub's converge (create, update and start are the same operation, as in the local backend):
 
-1. apply the namespace objects `render_manifests` gives (Namespace with cost labels, quota, limits, claims kept
-   on uninstall) with `apply_object`, which writes nothing when an object already matches;
+1. read the hub's seed material from the catalog (`catalog_root`) and apply the namespace objects
+   `render_manifests` gives (Namespace with cost labels, quota, limits, claims kept on uninstall) with
+   `apply_object`, which writes nothing when an object already matches. Material ConfigMaps are content-named
+   and immutable: created when absent, never updated (material.py);
 2. make sure the hub's Secret exists (secrets.py: generated once, never overwritten);
 3. compare the rendered values with what the release holds (`helm get values`) and run `helm upgrade --install`
    only if they differ, the release is not deployed, or it runs another chart version. So an update whose spec
    change does not reach the values (dates, enrolment sources) costs no helm write and no hub restart;
-4. record the applied spec (records.py) — last, so a failed release is retried by the next plan.
+4. delete material ConfigMaps no profile names any more (after the release stopped pointing at them);
+5. record the applied spec (records.py) — last, so a failed release is retried by the next plan.
+
+Course material is not in the spec, so a plan cannot see it change: `material_updates` adds an `update` for each
+running hub whose wanted material ConfigMaps are not all in its namespace.
 
 Hubs are independent: their action lists run in parallel (`concurrency` releases at a time) and one hub's
 failure is reported without stopping the others. Within a hub the plan's order holds.
@@ -32,12 +38,14 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
 from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
+from . import material as mat
 from . import records
 from .cluster import Cluster, ClusterError, ClusterUnavailable, NotFound, UnsupportedKind
 from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
@@ -99,11 +107,14 @@ class KubernetesBackend:
         hub_url: Callable[[str], str] | None = None,
         helm_timeout: float = 600,
         api_timeout: float = 5,
+        catalog_root: Path | None = None,
     ):
         """`fleet` limits observe to one fleet's namespaces (several fleets may share a cluster).
         `extra_values` is laid over each hub's rendered values (site choices the catalog does not hold:
         node selectors, the proxy's service type); `hub_url(hub)` overrides where this process reaches a hub
-        (default https://{hub}.{domain}/, from the applied spec), e.g. through a NodePort in tests."""
+        (default https://{hub}.{domain}/, from the applied spec), e.g. through a NodePort in tests.
+        `catalog_root` is where seed sources are read from (they are relative to it); a hub that seeds
+        cannot be converged without it."""
         self.cluster, self.helm = cluster, helm
         self.chart, self.chart_version = chart, chart_version
         self.concurrency = max(1, concurrency)
@@ -112,6 +123,7 @@ class KubernetesBackend:
         self.extra_values = extra_values
         self.hub_url = hub_url
         self.helm_timeout, self.api_timeout = helm_timeout, api_timeout
+        self.catalog_root = catalog_root
 
     # ---------------------------------------------------------------------------------------- the contract
 
@@ -267,14 +279,18 @@ class KubernetesBackend:
 
     def _converge(self, hub: HubSpec, spec: FleetSpec, say: Callable[[str], None]) -> str:
         ns = namespace_name(hub)
+        material = self.material_for(hub)  # first: a missing or oversized source changes nothing
         say("namespace objects")
-        written, secret = 0, "kept"
-        for obj in render_manifests(hub, spec, self.options):
+        written, secret, shipped = 0, "kept", set()
+        for obj in render_manifests(hub, spec, self.options, material):
             if obj["kind"] == "Secret" and obj["apiVersion"] == "v1":
                 secret = ensure_hub_secret(self.cluster, obj)
+            elif mat.LABEL in obj["metadata"]["labels"]:
+                written += self._ensure_material(obj)
+                shipped.add(obj["metadata"]["name"])
             else:
                 written += bool(self.cluster.apply(obj))
-        values = self.values_for(hub, spec)
+        values = self.values_for(hub, spec, material)
         status = self.helm.status(hub.name, ns)
         current = self.helm.get_values(hub.name, ns) if status is not None else None
         reason = _upgrade_reason(status, current, values, self.chart_version)
@@ -286,14 +302,70 @@ class KubernetesBackend:
             done = f"release {release.status} (revision {release.revision}, {reason})"
         else:
             done = "release unchanged (values equal)"
+        written += self._prune_material(ns, shipped)
         records.write_record(self.cluster, ns, hub.name, hub.model_dump(mode="json"), self.chart_version)
         return f"{written} namespace object(s) written; secret {secret}; {done}"
 
-    def values_for(self, hub: HubSpec, spec: FleetSpec) -> dict:
+    def values_for(self, hub: HubSpec, spec: FleetSpec, material: mat.Material | None = None) -> dict:
         """The values helm gets for a hub: rendered, then the site's extra values laid over them."""
-        values = render_values(hub, spec, options=self.options)
+        if material is None:
+            material = self.material_for(hub)
+        values = render_values(hub, spec, options=self.options, material=material)
         extra = self.extra_values(hub) if callable(self.extra_values) else self.extra_values
         return _merge(values, extra) if extra else values
+
+    # ------------------------------------------------------------------------------------------ material
+
+    def material_for(self, hub: HubSpec) -> dict[str, dict[str, mat.File]]:
+        """The hub's seed material, read from the catalog on each converge (a few hundred KiB at most)."""
+        wanted = mat.sources([hub])
+        if not wanted:
+            return {}
+        if self.catalog_root is None:
+            raise mat.MaterialError(f"hub {hub.name} seeds {', '.join(wanted)}, but this backend was given no "
+                                    "catalog_root to read seed material from")
+        return mat.read_material(self.catalog_root, hub)
+
+    def _ensure_material(self, obj: dict) -> bool:
+        """Create a material ConfigMap if absent. Its name is its content, so one that exists is left alone
+        (no apply: that would copy up to 900 KiB into an annotation); one someone changed is put back."""
+        meta = obj["metadata"]
+        try:
+            live = self.cluster.get("v1", "ConfigMap", meta["namespace"], meta["name"])
+        except NotFound:
+            self.cluster.create(obj)
+            return True
+        if all(live.get(k) == obj.get(k) for k in ("data", "binaryData", "immutable")):
+            return False
+        self.cluster.delete("v1", "ConfigMap", meta["namespace"], meta["name"])
+        self.cluster.create(obj)
+        return True
+
+    def _prune_material(self, ns: str, keep: set[str]) -> int:
+        """Delete older material versions. Running pods keep what they mounted; new spawns use the new name."""
+        old = [cm["metadata"]["name"] for cm in self.cluster.list("v1", "ConfigMap", ns, f"{mat.LABEL}=true")]
+        for name in (n for n in old if n not in keep):
+            self.cluster.delete("v1", "ConfigMap", ns, name)
+        return len(set(old) - keep)
+
+    def material_updates(self, plan: Plan, spec: FleetSpec, state: FleetState) -> Plan:
+        """`plan` plus an `update` for each running hub whose current material is not all in the cluster: the
+        spec does not carry material content, so only this read-only check (one list call) sees it change."""
+        busy = {a.hub for a in plan.actions}
+        candidates = [h for h in spec.hubs if h.name not in busy and mat.sources([h])
+                      and state.hubs.get(h.name) and state.hubs[h.name].running]
+        if not candidates:
+            return plan
+        live = {(cm["metadata"]["namespace"], cm["metadata"]["name"])
+                for cm in self.cluster.list("v1", "ConfigMap", None, f"{mat.LABEL}=true")}
+        extra = []
+        for hub in candidates:
+            ns, material = namespace_name(hub), self.material_for(hub)
+            missing = [s for s in material if (ns, mat.configmap_name(s, material[s])) not in live]
+            if missing:
+                extra.append(Action(kind=Kind.update, hub=hub.name,
+                                    reason=f"course material changed: {', '.join(missing)}"))
+        return Plan(actions=plan.actions + tuple(extra)) if extra else plan
 
     def _stop(self, hub: str, say: Callable[[str], None]) -> str:
         say("helm uninstall")
@@ -420,6 +492,7 @@ def _explain(exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, ClusterUnavailable):
         return f"cluster not reachable: {exc}"
-    if isinstance(exc, (MissingProvidedKeys, RefusedDelete, LifecycleNotAvailable, ArchiveJobFailed, HelmError)):
+    if isinstance(exc, (MissingProvidedKeys, RefusedDelete, LifecycleNotAvailable, ArchiveJobFailed, HelmError,
+                        mat.MaterialError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

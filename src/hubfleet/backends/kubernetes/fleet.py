@@ -34,7 +34,6 @@ class RenderOptions:
     nfs_path: str = "/export"
     personal_store_capacity: str = "10Ti"  # nominal: NFS does not enforce a PV's capacity
     storage_class: str | None = None  # dynamic per-student claims; None = the cluster default
-    material_storage_class: str | None = None  # must offer ReadOnlyMany/ReadWriteMany
     ingress_class: str | None = "nginx"
     cluster_issuer: str = "letsencrypt"
     concurrency: float = 0.5  # share of a hub's students with a server running at the busiest hour

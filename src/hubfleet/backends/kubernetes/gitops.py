@@ -2,7 +2,9 @@
 
 Both pin the chart to the version the values were validated against (4.4.0) and carry the values inline, so
 the Git commit *is* the deployed configuration. The namespace objects (``render_manifests``) are applied
-separately, before the release: they hold the Secret and claims the release refers to.
+separately, before the release: they hold the Secret, claims and course material the release refers to. Apply
+them with ``kubectl apply --server-side`` (or create): a material ConfigMap may exceed the 256 KiB annotation a
+client-side apply copies it into.
 
 Argo CD renders with ``helm template``, where Helm's ``lookup`` returns nothing; z2jh then regenerates its
 own secrets on every sync. hubfleet's tokens come from its own Secret (see spawn_policy), and z2jh's
@@ -16,6 +18,7 @@ chart's existing-secret path, never into Git.
 from __future__ import annotations
 
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from hubfleet.backends.kubernetes.material import Material
 from hubfleet.backends.kubernetes.manifests import namespace_name
 from hubfleet.backends.kubernetes.values import render_values
 from hubfleet.plan.spec import FleetSpec, HubSpec
@@ -81,29 +84,31 @@ def _flux(hub: HubSpec, fleet: FleetSpec, values: dict, options: RenderOptions) 
 
 def render_gitops(
     hub: HubSpec, fleet: FleetSpec, kind: str = "argocd", options: RenderOptions = DEFAULT_OPTIONS,
-    values: dict | None = None,
+    values: dict | None = None, material: Material | None = None,
 ) -> dict:
     """A ``v1/List`` of the GitOps objects for one hub (Argo CD: an Application; Flux: a HelmRepository and a
     HelmRelease). A List is what ``kubectl apply -f`` takes as one document."""
     if kind not in KINDS:
         raise ValueError(f"gitops kind {kind!r}: expected one of {', '.join(KINDS)}")
-    values = values if values is not None else render_values(hub, fleet, options=options)
+    values = values if values is not None else render_values(hub, fleet, options=options, material=material)
     build = _argocd if kind == "argocd" else _flux
     return {"apiVersion": "v1", "kind": "List", "items": build(hub, fleet, values, options)}
 
 
-def render_tree(spec: FleetSpec, gitops: str | None = None, options: RenderOptions = DEFAULT_OPTIONS) -> dict:
+def render_tree(spec: FleetSpec, gitops: str | None = None, options: RenderOptions = DEFAULT_OPTIONS,
+                material: Material | None = None) -> dict:
     """Relative path -> content (a values dict, or a list of objects for a multi-document file), for the
     whole fleet: ``<hub>/values.yaml``, ``<hub>/manifests.yaml``, ``[<hub>/<gitops>.yaml]``,
-    ``_fleet/manifests.yaml``. Pure: writing it out is the caller's business."""
+    ``_fleet/manifests.yaml``. Pure: writing it out is the caller's business, and so is reading the seed
+    ``material`` (``material.read_material(catalog_root, spec)``)."""
     from hubfleet.backends.kubernetes.fleet import render_fleet
     from hubfleet.backends.kubernetes.manifests import render_manifests
 
     tree: dict = {"_fleet/manifests.yaml": render_fleet(spec, options)}
     for hub in spec.hubs:
-        values = render_values(hub, spec, options=options)
+        values = render_values(hub, spec, options=options, material=material)
         tree[f"{hub.name}/values.yaml"] = values
-        tree[f"{hub.name}/manifests.yaml"] = render_manifests(hub, spec, options)
+        tree[f"{hub.name}/manifests.yaml"] = render_manifests(hub, spec, options, material)
         if gitops:
             tree[f"{hub.name}/{gitops}.yaml"] = render_gitops(hub, spec, gitops, options, values=values)["items"]
     return tree

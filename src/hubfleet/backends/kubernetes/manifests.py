@@ -6,9 +6,9 @@ name. A prefix (``hub-``) would buy nothing but longer names and would make a hu
 namespace no less dangerous, so such names are refused instead.
 # ref: https://infrastructure.2i2c.org/hub-deployment-guide/new-cluster/ (namespace per hub)
 
-Everything here that holds student data (the personal-store claim, the course material claim) carries
-``helm.sh/resource-policy: keep`` and is applied outside the Helm release, so neither ``helm uninstall`` nor
-a GitOps prune can delete it.
+Everything here that holds student data (the personal-store claim) carries ``helm.sh/resource-policy: keep``
+and is applied outside the Helm release, so neither ``helm uninstall`` nor a GitOps prune can delete it. Course
+material is not state: it ships as immutable, content-named ConfigMaps (material.py), one per seed source.
 
 Sizing (ResourceQuota), readable on purpose, for ``N`` expected students and concurrency share ``f``
 (``RenderOptions.concurrency``, 0.5 by default):
@@ -19,7 +19,7 @@ Sizing (ResourceQuota), readable on purpose, for ``N`` expected students and con
     limits.*           = the same with each profile's limit (the guarantee when it has none)
     pods               = concurrent + 10
     persistentvolumeclaims = N for each per-presentation layout presentation + 5
-    requests.storage   = N * size for each per-presentation presentation + 1Gi (hub db) + 11Gi (store, material)
+    requests.storage   = N * size for each per-presentation presentation + 1Gi (hub db) + 1Gi (store, nominal)
 
 The LimitRange gives containers that state no resources (hub, proxy, seeding init containers) a default, so
 the quota does not reject them: with a requests quota, Kubernetes refuses pods that state none.
@@ -33,8 +33,9 @@ import json
 import math
 from pathlib import Path
 
+from hubfleet.backends.kubernetes import material as m
 from hubfleet.backends.kubernetes import values as v
-from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, KEEP, MANAGED_BY, RenderOptions, personal_store_pair
+from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, personal_store_pair
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
@@ -81,7 +82,7 @@ def sizing(hub: HubSpec, options: RenderOptions) -> dict[str, str]:
     mem_lim = max((memory_bytes(p.memory_limit or p.memory) for p in hub.profiles if p.memory_limit or p.memory),
                   default=mem)
     dynamic = [p for p in hub.presentations if p.storage.layout == "per-presentation"]
-    storage = sum(p.expected_students * memory_bytes(p.storage.size or "5Gi") for p in dynamic) + 12 * GIB
+    storage = sum(p.expected_students * memory_bytes(p.storage.size or "5Gi") for p in dynamic) + 2 * GIB
     return {
         "requests.cpu": _cores(concurrent * cpu + 1),
         "requests.memory": _gi(concurrent * mem + 2 * GIB),
@@ -114,7 +115,9 @@ def hub_secret(hub: HubSpec, ns: str, labels: dict, options: RenderOptions) -> d
             "metadata": _meta(options.secret_name, ns, labels, annotations)}
 
 
-def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DEFAULT_OPTIONS) -> list[dict]:
+def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DEFAULT_OPTIONS,
+                     material: m.Material | None = None) -> list[dict]:
+    """The hub namespace's objects. ``material`` (``material.read_material``) is required when the hub seeds."""
     ns = namespace_name(hub)
     labels = dict(hub.labels)
     hard = sizing(hub, options)
@@ -140,19 +143,11 @@ def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DE
     if any(p.storage.layout == "personal-subfolder" for p in hub.presentations):
         objects += personal_store_pair(ns, f"{fleet.fleet}-{hub.name}-personal-store", options)
         objects[-1]["spec"]["resources"]["requests"]["storage"] = "1Gi"  # nominal: keeps the quota honest
-    if any(p.seed for p in hub.presentations):
+    if any(m.seeds(p) for p in hub.presentations):
         objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta("hubfleet-seeding", ns, labels),
                         "data": {"seeding.py": seeding_source()}})
-        material = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": _meta("hubfleet-material", ns, labels, {**KEEP, "hubfleet.io/synced-from": "catalog"}),
-            # Apply syncs each seed source into it (relative paths as in the catalog); pods mount it read-only.
-            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "10Gi"}}},
-        }
-        if options.material_storage_class:
-            material["spec"]["storageClassName"] = options.material_storage_class
-        objects.append(material)
+        objects += [m.configmap(source, m.files_of(material or {}, source), ns, labels)
+                    for source in m.sources([hub])]
     if not v.extensions_uniform(hub):
         for p in hub.presentations:
             files = v.lab_files(p)

@@ -17,8 +17,8 @@ namespace (`hubfleet-system`) so it outlives the hub's namespace; observe accept
 
 Student claims: the PVCs KubeSpawner creates (label `component=singleuser-storage`), attributed to a
 presentation by the `hubfleet.io/presentation` label the renderer puts on them (`storage_extra_labels`), and the
-hub's `personal-store` claim, which covers every personal-subfolder presentation of the hub. Course material and
-the hub database are not student files and never hold a delete back.
+hub's `personal-store` claim, which covers every personal-subfolder presentation of the hub. The hub database is
+not student files and never holds a delete back (course material is not a claim at all: see material.py).
 """
 
 from __future__ import annotations

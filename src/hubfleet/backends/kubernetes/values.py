@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import posixpath
 
-from hubfleet.backends.kubernetes import branding, spawn_policy
+from hubfleet.backends.kubernetes import branding, material, spawn_policy
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import dns_label
 from hubfleet.catalog.quantities import cpu_cores
 from hubfleet.plan.spec import FleetSpec, HubSpec, Phase, PresentationSpec, ProfileSpec
 
 SEEDING_DIR = "/opt/hubfleet"
-MATERIAL_DIR = "/srv/hubfleet/material"
+MATERIAL_DIR = material.MATERIAL_DIR
 TOKEN_ENV = "HUBFLEET_API_TOKEN"
 # Keys of the per-hub Secret hubfleet generates once (manifests.hub_secret); values never hold a secret.
 SECRET_KEYS = ("hubfleet-api-token", "oauth-client-secret", "ldap-bind-password")
@@ -118,34 +119,47 @@ def home_mounts(p: PresentationSpec) -> list[dict]:
     return mounts
 
 
-def _volumes(p: PresentationSpec, lab_configmap: str | None) -> list[dict]:
+def material_volumes(p: PresentationSpec, shipped: Material) -> list[tuple[dict, str]]:
+    """(volume, mount path) per distinct seed source of a seeding presentation: its content-named ConfigMap."""
+    if not material.seeds(p):
+        return []
+    out, mounts = [], {}
+    for i, source in enumerate(dict.fromkeys(s.source for s in p.seed)):
+        path = material.mount_dir(source)
+        if path in mounts:
+            raise material.MaterialError(f"{p.key}: seed sources {mounts[path]!r} and {source!r} would both be "
+                                         f"mounted at {path}; rename one of the directories")
+        mounts[path] = source
+        out.append((material.volume(f"hubfleet-material-{i}", source, material.files_of(shipped, source)), path))
+    return out
+
+
+def _volumes(p: PresentationSpec, lab_configmap: str | None, shipped: Material) -> list[dict]:
     vols = storage_volumes(p)
     if p.storage.layout == "per-presentation" and read_only(p):
         vols.append({"name": "scratch", "emptyDir": {}})
     if p.storage.layout == "ephemeral":
         vols += [{"name": f"mount-{m.name}", "emptyDir": {}} for m in p.storage.extra_mounts]
-    if p.seed and not read_only(p):
+    if material.seeds(p):
         vols.append({"name": "hubfleet-seeding", "configMap": {"name": "hubfleet-seeding"}})
-        vols.append({"name": "hubfleet-material",
-                     "persistentVolumeClaim": {"claimName": "hubfleet-material", "readOnly": True}})
+        vols += [vol for vol, _ in material_volumes(p, shipped)]
     if lab_configmap:
         vols.append({"name": "hubfleet-lab", "configMap": {"name": lab_configmap}})
     return vols
 
 
-def seed_init_containers(p: PresentationSpec, image: str, options: RenderOptions) -> list[dict]:
+def seed_init_containers(p: PresentationSpec, image: str, options: RenderOptions, shipped: Material) -> list[dict]:
     """One init container per seed step, running the very seeding.py the local backend uses.
 
     Runs as root only to create files owned by the notebook user (--uid/--gid), before the notebook
     starts: no race with start.sh, and a failure shows in the pod's events. Not in the read-only phase.
     """
-    if read_only(p) or not p.seed:
+    if not material.seeds(p):
         return []
     mounts = [
         _mount("home", home_path(p), _store_subpath(p)),
         _mount("hubfleet-seeding", SEEDING_DIR, ro=True),
-        _mount("hubfleet-material", MATERIAL_DIR, ro=True),
-    ]
+    ] + [_mount(vol["name"], path, ro=True) for vol, path in material_volumes(p, shipped)]
     out = []
     for i, step in enumerate(p.seed):
         out.append({
@@ -161,7 +175,7 @@ def seed_init_containers(p: PresentationSpec, image: str, options: RenderOptions
 def seed_command(p: PresentationSpec, source: str, target: str, policy: str, options: RenderOptions) -> list[str]:
     return [
         "python3", f"{SEEDING_DIR}/seeding.py",
-        "--source", posixpath.normpath(posixpath.join(MATERIAL_DIR, source)),
+        "--source", material.seed_dir(source),
         "--target", posixpath.normpath(posixpath.join(course_dir(p), target)),
         "--policy", policy,
         "--uid", str(options.nb_uid), "--gid", str(options.nb_gid),
@@ -194,7 +208,8 @@ def _cpu(value: str | None) -> float | None:
     return None if value is None else cpu_cores(value)
 
 
-def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_configmap: str | None) -> dict:
+def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_configmap: str | None,
+                  shipped: Material) -> dict:
     p = next(x for x in hub.presentations if x.key == prof.presentation)
     mounts = home_mounts(p)
     if lab_configmap:
@@ -208,9 +223,9 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
         "working_dir": course_dir(p),
         "notebook_dir": course_dir(p),  # a kernel started over REST without a path runs here, not in HOME
         "environment": environment(hub, p, options),
-        "volumes": _volumes(p, lab_configmap),
+        "volumes": _volumes(p, lab_configmap, shipped),
         "volume_mounts": mounts,
-        "init_containers": seed_init_containers(p, prof.image, options),
+        "init_containers": seed_init_containers(p, prof.image, options, shipped),
         "uid": 0 if p.container_user == "username" else options.nb_uid,
         "fs_gid": options.nb_gid,
         "storage_extra_labels": {"hubfleet.io/presentation": dns_label(p.key)},
@@ -360,16 +375,20 @@ def load_roles(hub: HubSpec) -> dict:
 
 
 def render_values(
-    hub: HubSpec, fleet: FleetSpec, *, secrets_ref: str | None = None, options: RenderOptions = DEFAULT_OPTIONS
+    hub: HubSpec, fleet: FleetSpec, *, secrets_ref: str | None = None, options: RenderOptions = DEFAULT_OPTIONS,
+    material: Material | None = None,
 ) -> dict:
-    """z2jh 4.4.0 values for one hub. ``secrets_ref`` names the hub's Secret (default: options.secret_name)."""
+    """z2jh 4.4.0 values for one hub. ``secrets_ref`` names the hub's Secret (default: options.secret_name).
+    ``material`` is the seed material (``material.read_material``); a hub that seeds cannot render without it,
+    since its profiles name the content-hashed ConfigMaps."""
+    shipped = material or {}
     if secrets_ref:
         options = RenderOptions(**{**options.__dict__, "secret_name": secrets_ref})
     first = hub.presentations[0]
     uniform = extensions_uniform(hub)
     profiles = [
         profile_entry(hub, prof, options, None if uniform or not lab_files(_pres(hub, prof))
-                      else lab_configmap_name(_pres(hub, prof)))
+                      else lab_configmap_name(_pres(hub, prof)), shipped)
         for prof in hub.profiles
     ]
     host = f"{hub.name}.{fleet.domain}"
