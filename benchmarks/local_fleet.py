@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import socket
 import statistics
 import sys
@@ -70,7 +71,11 @@ def login_to_ready(url: str, hub: str, user: str, password: str) -> float:
     """Sign in at the portal (the fleet's OIDC provider), take the hub's OAuth hop, spawn, poll until ready."""
     browser = httpx.Client(base_url=url, timeout=120)
     t0 = time.perf_counter()
-    resp = browser.post("/portal/login", data={"username": user, "password": password})
+    # The form first: it sets the portal's CSRF cookie and carries the token the POST must send back.
+    form = browser.get("/portal/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token, form.text[:300]
+    resp = browser.post("/portal/login", data={"username": user, "password": password, "csrf_token": token.group(1)})
     assert resp.status_code == 303, resp.text[:300]
     home = browser.get(f"/hubs/{hub}/hub/oauth_login", params={"next": f"/hubs/{hub}/hub/home"}, follow_redirects=True)
     assert home.status_code == 200, home.text[:300]

@@ -1,15 +1,19 @@
 """Shared test setup: tests import their fixtures from the modules beside them (hub_fixture, ldap_server).
 
-Also: free ports and a small two-course catalog on disk, for the real-process fleet tests.
+Also: free ports, a small two-course catalog on disk for the real-process fleet tests, and ``portal_sign_in``,
+the one way tests sign in at the portal's form.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -19,6 +23,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+_CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def portal_sign_in(client: httpx.Client, username: str, password: str, *, portal: str = "/portal",
+                   next: str | None = None, **kw: Any) -> httpx.Response:  # noqa: A002 - the form field's name
+    """Sign in at the portal like a browser: GET the form (which sets the CSRF cookie and carries the token), then
+    POST it with the token. ``portal`` is the portal's URL or path; ``kw`` goes to the POST (e.g.
+    ``follow_redirects``). Returns the POST's response: 303 on success (or the page it leads to when followed)."""
+    page = client.get(f"{portal}/login", params={"next": next} if next else None)
+    found = _CSRF_INPUT.search(page.text)
+    assert found, f"no csrf_token on the portal's sign-in page ({page.status_code}): {page.text[:300]}"
+    data = {"username": username, "password": password, "csrf_token": found.group(1)} | ({"next": next} if next else {})
+    return client.post(f"{portal}/login", data=data, **kw)
 
 
 def write_two_course_catalog(root: Path) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, running_in as _running_in, write_two_course_catalog
+from conftest import free_port, portal_sign_in, running_in as _running_in, write_two_course_catalog
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
@@ -107,7 +107,7 @@ def _login(fleet: Fleet, hub: str, user: str) -> httpx.Client:
     """Sign in like a browser: once at the portal (the fleet's OpenID Connect provider), then the hub's OAuth hop."""
     browser = httpx.Client(base_url=fleet.url, timeout=60)
     password = (fleet.state / "demo-password").read_text().strip()
-    signed_in = browser.post("/portal/login", data={"username": user, "password": password})
+    signed_in = portal_sign_in(browser, user, password)
     assert signed_in.status_code == 303, signed_in.text[:500]
     home = browser.get(f"/hubs/{hub}/hub/oauth_login", params={"next": f"/hubs/{hub}/hub/home"}, follow_redirects=True)
     assert home.status_code == 200 and home.url.path == f"/hubs/{hub}/hub/home", home.text[:500]

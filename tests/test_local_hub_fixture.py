@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from conftest import portal_sign_in
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -206,7 +207,7 @@ def login(hub: LocalHub, username: str, password: str) -> tuple[httpx.Client, ht
     callback (302 home when admitted, the 403 page when not). A wrong password returns the portal's 401 form."""
     b = browser(hub)
     portal = hub.raw["portal_url"]
-    resp = b.post(f"{portal}/login", data={"username": username, "password": password})
+    resp = portal_sign_in(b, username, password, portal=portal)
     if resp.status_code != 303:
         return b, resp
     resp = b.get(f"{hub.base}hub/oauth_login", params={"next": f"{hub.base}hub/home"})

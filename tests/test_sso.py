@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, running_in as _running_in
+from conftest import free_port, portal_sign_in, running_in as _running_in
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import stop_fleet
@@ -110,7 +110,7 @@ class Fleet:
     def sign_in(self, user: str, password: str | None = None) -> httpx.Client:
         """Sign in once at the portal, as a person would."""
         b = self.browser()
-        page = b.post("/portal/login", data={"username": user, "password": password or self.password, "next": "/portal/"})
+        page = portal_sign_in(b, user, password or self.password, next="/portal/")
         assert page.status_code == 200 and page.url.path == "/portal/", page.text[:400]
         return b
 
@@ -199,7 +199,7 @@ def test_authorize_refuses_an_unregistered_redirect_without_redirecting(fleet: F
 
 
 def test_wrong_password_is_refused_at_the_portal(fleet: Fleet) -> None:
-    resp = fleet.browser().post("/portal/login", data={"username": "alice", "password": "nope"})
+    resp = portal_sign_in(fleet.browser(), "alice", "nope")
     assert resp.status_code == 401 and "Invalid username or password" in resp.text
     assert "hubfleet-portal-session" not in resp.cookies
 
@@ -232,8 +232,7 @@ def test_anonymous_visitor_gets_the_public_list_and_a_sign_in_link(fleet: Fleet)
     b = fleet.browser()
     form = open_hub(b, "m269")
     assert form.url.path == "/portal/login" and 'name="password"' in form.text
-    back = b.post("/portal/login", data={"username": "carol", "password": fleet.password,
-                                         "next": form.url.params["next"]}, follow_redirects=False)  # fmt: skip
+    back = portal_sign_in(b, "carol", fleet.password, next=form.url.params["next"], follow_redirects=False)
     assert back.headers["location"].startswith("/portal/oauth/authorize?")
 
 
@@ -255,7 +254,7 @@ def test_student_of_one_course_opening_another_hub_gets_the_403_page(fleet: Flee
 
 def test_student_posting_another_presentations_profile_gets_403(fleet: Fleet) -> None:
     b = fleet.browser()
-    b.post("/portal/login", data={"username": "dan", "password": fleet.password})
+    portal_sign_in(b, "dan", fleet.password)
     assert _hub_login(b, "tm351").status_code == 200
     forbidden = _as_user(b, "tm351", "POST", "users/dan/server", json={"profile": "tm351-2026j-default"})
     assert forbidden.status_code == 403, forbidden.text
@@ -319,6 +318,21 @@ def test_student_removed_from_the_roster_loses_access_but_keeps_files(fleet: Fle
     assert open_hub(again, "tm351").status_code == 403
     essay = next((fleet.state / "storage").rglob("TM351-2026J/essay.txt"))
     assert essay.read_text() == "my essay"
+
+
+def test_signing_out_of_a_hub_signs_out_of_the_portal_after_a_confirming_post(fleet: Fleet) -> None:
+    """Single sign-out: the hub's "sign out" ends at the portal's end_session_endpoint, which (being a GET) only
+    asks; its button POSTs with the form token, and then the next hub visit needs the password again."""
+    b = fleet.sign_in("alice")
+    assert _hub_login(b, "m269").status_code == 200
+    confirm = b.get("/hubs/m269/hub/logout")
+    assert confirm.url.path == "/portal/logout" and 'id="confirm-sign-out"' in confirm.text
+    assert 'id="portal-user">alice<' in b.get("/portal/").text  # the GET alone signed nobody out
+    assert b.post("/portal/logout", data={}).status_code == 403  # nor does a POST without the token
+    token = re.search(r'name="csrf_token" value="([^"]+)"', confirm.text).group(1)
+    done = b.post("/portal/logout", data={"csrf_token": token})
+    assert done.status_code == 200 and done.url.path == "/" and 'id="portal-login"' in done.text
+    assert open_hub(b, "m269").url.path == "/portal/login"
 
 
 # -- a real browser --------------------------------------------------------------------------------------------------

@@ -8,8 +8,13 @@ server under ``/hubs/`` (see ``auth.py``). Routers of other features mount under
 
 It reads ``<state>/fleet.json`` (written by the local backend at every apply and reconcile) and the hub dirs on each
 request, so it never needs a restart and holds no state of its own beyond three secrets generated once in
-``<state>/portal/`` (session secret, access-token secret, signing key). Run detached by the front door as
-``python -m hubfleet.web.portal --state <state> --port <port>``.
+``<state>/portal/`` (session secret, access-token secret, signing key) and, in memory, the OIDC codes and the
+failed sign-in counters. Run detached by the front door as ``python -m hubfleet.web.portal --state <state> --port
+<port>``.
+
+Its two browser forms that change state, sign-in and sign-out, carry a CSRF token (``csrf.py``); a GET never
+changes state: ``GET /portal/logout`` (where a hub's "sign out" lands, as the provider's end_session_endpoint)
+only asks to confirm, and the confirmation is a POST. Failed sign-ins are rate-limited (``throttle.py``).
 """
 
 from __future__ import annotations
@@ -17,11 +22,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import mimetypes
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -30,7 +38,9 @@ from fastapi.templating import Jinja2Templates
 from hubfleet.backends.local.secrets import ensure_secret
 from hubfleet.web import oidc
 from hubfleet.web.auth import PORTAL_PREFIX, SessionSigner, current_user
+from hubfleet.web.csrf import CSRF_FIELD, CsrfGuard
 from hubfleet.web.directory import UserDirectory
+from hubfleet.web.throttle import SignInThrottle
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -76,7 +86,12 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-def create_app(source: PortalSource) -> FastAPI:
+_FORGED = "This sign-in form has expired or did not come from this site, so nobody was signed in. Please sign in again."
+_NO_STORE = {"Cache-Control": "no-store"}  # pages carrying a form token are never cached
+
+
+def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic) -> FastAPI:
+    """The portal app; ``clock`` (monotonic seconds) drives the sign-in rate limit, so tests can move time."""
     app = FastAPI(title="hubfleet portal", docs_url=None, redoc_url=None, openapi_url=None)
     TEMPLATES.env.filters["date"] = _date
     secrets_dir = source.state / "portal"
@@ -85,6 +100,8 @@ def create_app(source: PortalSource) -> FastAPI:
     app.state.directory = directory
     app.state.templates = TEMPLATES
     app.state.session_signer = SessionSigner(secrets_dir / "session_secret")
+    app.state.csrf = csrf = CsrfGuard(secrets_dir / "session_secret")
+    app.state.throttle = throttle = SignInThrottle(clock=clock)
     app.state.oidc = oidc.Provider(
         directory, oidc.load_or_create_key(secrets_dir / "oidc_signing_key.json"), ensure_secret(secrets_dir / "token_secret")
     )
@@ -96,8 +113,17 @@ def create_app(source: PortalSource) -> FastAPI:
 
     app.state.page_context = page_context
 
-    def render(request: Request, template: str, status: int = 200, **extra: Any) -> HTMLResponse:
-        return TEMPLATES.TemplateResponse(request, template, page_context(**extra), status_code=status)
+    def render(request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
+               **extra: Any) -> HTMLResponse:  # fmt: skip
+        """A page with the fleet's branding and a form token (``csrf_token``) for any form on it."""
+        token, nonce = csrf.issue(request)
+        response = TEMPLATES.TemplateResponse(request, template, page_context(csrf_token=token, **extra),
+                                              status_code=status, headers={**_NO_STORE, **(headers or {})})  # fmt: skip
+        csrf.set_cookie(request, response, nonce)
+        return response
+
+    def client_ip(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
 
     # -- public, at the root ---------------------------------------------------------------------------------------
 
@@ -145,20 +171,49 @@ def create_app(source: PortalSource) -> FastAPI:
     @portal.post("/login", response_class=HTMLResponse)
     def login(
         request: Request, username: str = Form(""), password: str = Form(""), next: str = Form(""),  # noqa: A002
+        csrf_token: str = Form("", alias=CSRF_FIELD),
     ) -> Response:
-        name = username.strip().lower()
+        if not csrf.check(request, csrf_token):
+            # Login CSRF: a page elsewhere posting someone's credentials. No session, no counting, a fresh form;
+            # the posted username is not echoed back (it came from that other page).
+            return render(request, "login.html", status=403, next=_safe_next(next), username="", error=_FORGED,
+                          demo=directory.demo_mode())  # fmt: skip
+        name, ip = username.strip().lower(), client_ip(request)
+        wait = throttle.retry_after(name, ip)
+        if wait is not None:
+            minutes = max(1, math.ceil(wait / 60))
+            message = (f"Too many failed sign-ins for this account or from this network. Try again in {minutes} "
+                       f"minute{'s' if minutes != 1 else ''}.")  # fmt: skip
+            return render(request, "error.html", status=429, headers={"Retry-After": str(math.ceil(wait))},
+                          message=message, back=f"{PORTAL_PREFIX}/login?{urlencode({'next': _safe_next(next)})}",
+                          back_label="Back to sign in")  # fmt: skip
         if not directory.verify(name, password) or not directory.exists(name):
+            throttle.failed(name, ip)
             # One message for "no such user" and "wrong password": the form must not reveal who exists.
             return render(request, "login.html", status=401, next=_safe_next(next), username=username,
                           error="Invalid username or password.", demo=directory.demo_mode())  # fmt: skip
+        throttle.succeeded(name)
         response = RedirectResponse(_safe_next(next), status_code=303)
-        app.state.session_signer.login(response, name, secure=request.url.scheme == "https")
+        secure = request.url.scheme == "https"
+        app.state.session_signer.login(response, name, secure=secure)
+        csrf.rotate(request, response)
         return response
 
-    @portal.api_route("/logout", methods=["GET", "POST"], response_class=HTMLResponse)
-    def logout(request: Request) -> Response:
+    @portal.get("/logout", response_class=HTMLResponse)
+    def logout_confirm(request: Request) -> Response:
+        # Where a hub's "sign out" lands (the provider's end_session_endpoint). A GET must not sign anyone out (a
+        # link or an <img> on any page could), so it asks, and the button POSTs with a form token.
+        # ref: OpenID Connect RP-Initiated Logout 1.0 §2 (the OP should ask the user whether to log out).
+        return render(request, "logout.html", user=current_user(request))
+
+    @portal.post("/logout", response_class=HTMLResponse)
+    def logout(request: Request, csrf_token: str = Form("", alias=CSRF_FIELD)) -> Response:
+        if not csrf.check(request, csrf_token):
+            return render(request, "logout.html", status=403, user=current_user(request),
+                          error="That sign-out did not come from this site's own button, so nothing was changed.")  # fmt: skip
         response = RedirectResponse("/", status_code=303)
         app.state.session_signer.logout(response)
+        csrf.rotate(request, response)
         return response
 
     app.include_router(portal, prefix=PORTAL_PREFIX)
