@@ -83,11 +83,15 @@ def _add(members: HubMembers, pres: PresentationSpec, user: str, role: str) -> N
 
 
 def resolve_hub(
-    loaded: LoadedCatalog, hub: HubSpec, directory: LdapDirectory | None = None
+    loaded: LoadedCatalog, hub: HubSpec, directory: LdapDirectory | None = None, *, live: bool = True
 ) -> HubMembers:
+    """``live=False`` resolves only what the catalog itself holds (rosters, lists, team), with no directory
+    lookups: what a hub can know at startup; the sync adds LDAP members to the groups afterwards."""
     members = HubMembers(hub=hub.name)
     for pres in hub.presentations:
         for src in pres.enrolment:
+            if src.get("ldap") is not None and not live:
+                continue
             if src.get("idp_group"):
                 role = src.get("role", "student")
                 members.idp_groups[src["idp_group"]] = (pres.key, role)

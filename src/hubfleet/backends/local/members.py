@@ -23,6 +23,7 @@ from typing import Any
 from hubfleet.backends.local.fleetstate import read_json, write_json_atomic
 from hubfleet.backends.local.secrets import ensure_secret
 from hubfleet.catalog.loader import LoadedCatalog
+from hubfleet.enrol.membership import resolve_hub
 from hubfleet.plan.spec import HubSpec
 
 __all__ = ["PasswordBook", "demo_password", "hash_password", "hub_members", "verify_password"]
@@ -58,32 +59,13 @@ def verify_password(password: str, stored: str) -> bool:
         return False
     return hmac.compare_digest(digest, expected)
 
-# When someone appears twice (a tutor also listed in the roster) they get the most privileged role.
-_RANK = {"student": 0, "tutor": 1, "instructor": 2}
-
-
-def _grant(members: dict[str, dict[str, str]], user: str, key: str, role: str) -> None:
-    current = members.setdefault(user, {}).get(key)
-    if current is None or _RANK[role] > _RANK[current]:
-        members[user][key] = role
-
 
 def hub_members(hub: HubSpec, loaded: LoadedCatalog) -> dict[str, dict[str, str]]:
-    """``{username: {KEY: role}}`` for every presentation of one hub, from the catalog alone."""
-    members: dict[str, dict[str, str]] = {}
-    for pres in hub.presentations:
-        for source in pres.enrolment:
-            if "csv" in source:
-                for member in loaded.rosters.get(source["csv"], []):
-                    _grant(members, member.username, pres.key, member.role)
-            elif "users" in source:
-                for user in source["users"]:
-                    _grant(members, user, pres.key, source.get("role", "student"))
-        for user in pres.tutors:
-            _grant(members, user, pres.key, "tutor")
-        for user in pres.instructors:
-            _grant(members, user, pres.key, "instructor")
-    return {u: dict(sorted(r.items())) for u, r in sorted(members.items())}
+    """``{username: {KEY: role}}`` for every presentation of one hub, from the catalog alone (members.json).
+
+    The same resolution the enrolment sync uses, without live LDAP lookups: those reach the hub as groups."""
+    roles = resolve_hub(loaded, hub, live=False).roles
+    return {u: dict(sorted(r.items())) for u, r in sorted(roles.items())}
 
 
 def demo_password(state: Path) -> str:
