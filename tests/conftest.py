@@ -40,6 +40,19 @@ def portal_sign_in(client: httpx.Client, username: str, password: str, *, portal
     return client.post(f"{portal}/login", data=data, **kw)
 
 
+def write_m269(root: Path) -> None:
+    """M269: a static users list (carol, alice), open on 2026-11-01; shared by the fleet catalogs of the tests."""
+    (root / "courses" / "M269.yaml").write_text(textwrap.dedent("""\
+        code: M269
+        title: Algorithms, data structures and computability
+        presentations:
+          - id: 2026J
+            start: 2026-10-10
+            end: 2027-06-01
+            enrolment: [{users: [carol, alice]}]
+        """))
+
+
 def write_two_course_catalog(root: Path) -> Path:
     """TM351 (CSV roster, seeded with material) and M269 (a static users list); both open on 2026-11-01."""
     (root / "courses").mkdir(parents=True)
@@ -65,15 +78,7 @@ def write_two_course_catalog(root: Path) -> Path:
             end: 2027-06-10
             enrolment: [{csv: ../enrolments/TM351-2026J.csv}]
         """))
-    (root / "courses" / "M269.yaml").write_text(textwrap.dedent("""\
-        code: M269
-        title: Algorithms, data structures and computability
-        presentations:
-          - id: 2026J
-            start: 2026-10-10
-            end: 2027-06-01
-            enrolment: [{users: [carol, alice]}]
-        """))
+    write_m269(root)
     return root
 
 

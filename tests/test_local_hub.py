@@ -253,19 +253,14 @@ def _wait_stopped(hub: LocalHub, user: str) -> None:
     raise AssertionError(f"{user}'s server did not stop")
 
 
-def test_idle_hub_memory(hub_a: LocalHub, capsys) -> None:
-    """Not an assertion on time or size: prints the RSS of the hub, its CHP and its culler (students' servers,
-    also children of the hub, are counted apart)."""
+def test_idle_culler_and_proxy_run_under_the_hub(hub_a: LocalHub) -> None:
+    """jupyterhub-idle-culler is a hub-managed service, and this hub (start_proxy default) runs its own node CHP.
+    Their memory is measured in benchmarks/local_fleet.py, not here."""
     proc = process.read_alive(hub_a.pidfile).process()
-    parts: dict[str, int] = {}
-    for p in [proc, *proc.children(recursive=True)]:
-        cmd = " ".join(p.cmdline())
-        role = ("chp" if "configurable-http-proxy" in cmd else "culler" if "idle_culler" in cmd
-                else "hub" if p.pid == proc.pid else "servers+kernels")  # fmt: skip
-        parts[role] = parts.get(role, 0) + p.memory_info().rss
-    with capsys.disabled():
-        print("\nhub RSS:", {k: f"{v / 2**20:.0f} MiB" for k, v in parts.items()})
-    assert {"hub", "chp", "culler"} <= set(parts)
+    commands = [" ".join(p.cmdline()) for p in proc.children(recursive=True)]
+    assert any("configurable-http-proxy" in c for c in commands), commands
+    culler = [c for c in commands if "jupyterhub_idle_culler" in c or "idle_culler" in c]
+    assert culler and "--timeout=" in culler[0], commands
 
 
 # -- hub B: two presentations (one read-only), per-presentation storage ---------------------------------------

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, portal_sign_in, running_in as _running_in
+from conftest import free_port, portal_sign_in, running_in as _running_in, write_m269
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import stop_fleet
@@ -66,15 +66,7 @@ def write_catalog(root: Path) -> Path:
             end: 2027-07-01
             enrolment: [{users: [dan]}, {idp_group: tm351-affinity}]
         """))
-    (root / "courses" / "M269.yaml").write_text(textwrap.dedent("""\
-        code: M269
-        title: Algorithms, data structures and computability
-        presentations:
-          - id: 2026J
-            start: 2026-10-10
-            end: 2027-06-01
-            enrolment: [{users: [carol, alice]}]
-        """))
+    write_m269(root)
     return root
 
 

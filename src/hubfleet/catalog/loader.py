@@ -62,13 +62,6 @@ def _rebase_paths(data: Any, file_dir: Path, root: Path) -> None:
             _rebase_paths(item, file_dir, root)
 
 
-def _display(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root.parent)) if root.parent != path.parent.parent else str(path)
-    except ValueError:
-        return str(path)
-
-
 def readable_path(data: Any, loc: DataPath) -> str:
     """``courses[TM351].presentations[2026J].end`` from a data path, naming list items by their id."""
     out = ""

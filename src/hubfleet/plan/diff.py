@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hubfleet.plan.spec import FleetSpec, HubSpec, Phase
+from hubfleet.plan.spec import FleetSpec, Phase
 
 
 class ObservedPresentation(BaseModel):
@@ -196,7 +196,3 @@ def plan_json(spec: FleetSpec, plan: Plan) -> str:
         for h in spec.hubs
     ]
     return json.dumps({"date": spec.date.isoformat(), "hubs": hubs, "actions": [a.model_dump(mode="json") for a in plan.actions]}, indent=2)
-
-
-def hub_from_state(seen: ObservedHub) -> HubSpec:
-    return HubSpec.model_validate(seen.applied)
