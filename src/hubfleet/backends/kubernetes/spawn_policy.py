@@ -77,6 +77,12 @@ def hubfleet_pre_spawn_hook(spawner):
         raise _web.HTTPError(403, "profile %r is not available to %s" % (slug, spawner.user.name))
 
 
+def _hubfleet_field(obj, attr, key):
+    """A field of a kubernetes model or of the plain dict KubeSpawner leaves in its place: init containers
+    come from config as dicts and KubeSpawner converts only the container, not its volume_mounts."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, attr, None)
+
+
 def hubfleet_modify_pod_hook(spawner, pod):
     """Pin the user segment of every personal-store subPath (``home/<user>/...``) to hubfleet's escaping."""
     store = HUBFLEET["personal_store"]
@@ -84,11 +90,15 @@ def hubfleet_modify_pod_hook(spawner, pod):
         return pod
     containers = list(pod.spec.containers or []) + list(pod.spec.init_containers or [])
     for container in containers:
-        for mount in container.volume_mounts or []:
-            parts = (mount.sub_path or "").split("/")
-            if mount.name == store["volume"] and len(parts) >= 2 and parts[0] == store["prefix"]:
+        for mount in _hubfleet_field(container, "volume_mounts", "volumeMounts") or []:
+            parts = (_hubfleet_field(mount, "sub_path", "subPath") or "").split("/")
+            name = _hubfleet_field(mount, "name", "name")
+            if name == store["volume"] and len(parts) >= 2 and parts[0] == store["prefix"]:
                 parts[1] = hubfleet_escape(spawner.user.name)
-                mount.sub_path = "/".join(parts)
+                if isinstance(mount, dict):
+                    mount["subPath"] = "/".join(parts)
+                else:
+                    mount.sub_path = "/".join(parts)
     return pod
 
 
