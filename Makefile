@@ -38,6 +38,7 @@ bench: install
 	$(PY) benchmarks/archive.py
 	$(PY) benchmarks/render_scale.py
 	$(PY) benchmarks/k8s_plan.py
+	$(PY) benchmarks/z2jh_spawn.py
 
 docs: install
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md
