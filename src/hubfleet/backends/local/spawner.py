@@ -154,7 +154,7 @@ class HubfleetSpawner(LocalProcessSpawner):
                 try:
                     report = seed(
                         ctx.catalog_root / step.source, ws.course_dir / step.target, step.overwrite,
-                        uid=owner.uid if owner else None, gid=owner.gid if owner else None,
+                        uid=owner.uid if owner else None, gid=owner.gid if owner else None, base=ws.course_dir,
                     )  # fmt: skip
                     self.log.info("seeded %s for %s: %s", step.source, self.user.name, report.summary())
                 except SeedError as exc:
