@@ -171,10 +171,14 @@ def _data_loc(data: Any, loc: tuple) -> DataPath:
     """Drop pydantic's union tags and function names from an error location, keeping real data keys."""
     path: list[Any] = []
     node = data
+    tagged = False
     for part in loc:
+        # Each union level has one tag, and it can also be a real key after it (enrolment[0].users.users[1]).
         after_union = path[-1:] == ["auth"] or path[-2:-1] == ["enrolment"]
-        if after_union and part in _UNION_TAGS:
+        if after_union and part in _UNION_TAGS and not tagged:
+            tagged = True
             continue
+        tagged = False
         if isinstance(node, dict) and part in node:
             path.append(part)
             node = node[part]
