@@ -323,11 +323,15 @@ def test_two_logins_that_would_share_a_unix_account_are_refused(root, monkeypatc
 
 
 def test_a_storage_clash_names_the_roster_row_and_the_list(root, monkeypatch):
-    # storage_name is injective (96-bit hash on cut names); force a clash to see both places named.
+    # storage_name is injective (a 96-bit hash on cut names): force a clash to see both places named.
+    roster = root / "enrolments" / "TM351-2026J.csv"
+    roster.write_text(roster.read_text().replace("bob,", "bob.jones,"))
+    m269 = root / "courses" / "M269.yaml"
+    m269.write_text(m269.read_text().replace("[carol, alice]", "[carol.white, alice]"))
     real = naming.storage_name
-    monkeypatch.setattr(naming, "storage_name", lambda u: "same" if u in ("bob", "carol") else real(u))
-    refused(root, monkeypatch, "enrolments/TM351-2026J.csv:3:1: 'bob' and 'carol' (courses/M269.yaml:7:26) would "
-            "share the storage folder 'same'", "")
+    monkeypatch.setattr(naming, "storage_name", lambda u: "same" if u in ("bob.jones", "carol.white") else real(u))
+    refused(root, monkeypatch, "enrolments/TM351-2026J.csv:3:1: 'bob.jones' and 'carol.white' (courses/M269.yaml:7:26) "
+            "would share the storage folder 'same'", "")
 
 
 def test_the_fixture_catalog_itself_is_valid(root, monkeypatch):

@@ -8,9 +8,10 @@ loader, which reads files anyway.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from posixpath import isabs, normpath
-from typing import TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from hubfleet.catalog import naming
 from hubfleet.catalog.model import Catalog, Overrides, Resources
@@ -162,29 +163,42 @@ def _limit_findings(layers: list[tuple[tuple, Resources | None]], reported: set[
 # -- one account and one storage path per person --------------------------------------------------------------
 
 
-def shared_names(entries: Iterable[tuple[str, T]], prefix: str) -> Iterator[tuple[T, str]]:
-    """Two different usernames that would get one Unix account or one storage name: (where of the second, why).
+class Shared(NamedTuple):
+    """Two different people that one Unix account or one storage folder would serve."""
 
-    ``storage_name`` and ``unix_account`` are injective except for the hashed tail of a cut long name, so this
-    can only fire for long names; it is checked anyway, because sharing an account means sharing files.
+    where: Any  # of the second one seen (the caller's own handle: a data path, a CSV row)
+    first_where: Any
+    username: str
+    first: str
+    what: str  # "Unix account" | "storage folder"
+    name: str
+
+    def message(self, first_at: str) -> str:
+        return (f"'{self.username}' and '{self.first}' ({first_at}) would share the {self.what} '{self.name}' and so "
+                "each other's files; one of the two logins must change (or set another fleet.account_prefix)")
+
+
+def shared_names(entries: Iterable[tuple[str, T]], prefix: str) -> Iterator[Shared]:
+    """Two different usernames that would get one Unix account or one storage name.
+
+    ``storage_name`` and ``unix_account`` are injective except for the hashed tail of a cut long name, so only
+    names that get cut can clash; they are checked anyway, because sharing an account means sharing files.
     """
+    uncut = re.compile(rf"[a-z0-9]{{1,{min(naming.USERNAME_MAX, 32 - len(prefix))}}}")  # stored as is, uncut
     by_storage: dict[str, tuple[str, T]] = {}
     by_account: dict[str, tuple[str, T]] = {}
     seen: set[str] = set()
     for username, where in entries:
-        if username in seen:
+        if username in seen or uncut.fullmatch(username):
             continue
         seen.add(username)
         for table, name, what in (
             (by_storage, naming.storage_name(username), "storage folder"),
             (by_account, naming.unix_account(prefix, username), "Unix account"),
         ):
-            other = table.setdefault(name, (username, where))
-            if other[0] != username:
-                yield where, (
-                    f"'{username}' and '{other[0]}' ({other[1]}) would share the {what} '{name}' and so each "
-                    "other's files; one of the two logins must change (or set another fleet.account_prefix)"
-                )
+            first, first_where = table.setdefault(name, (username, where))
+            if first != username:
+                yield Shared(where, first_where, username, first, what, name)
                 break
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,7 +20,7 @@ from hubfleet.catalog import naming
 from hubfleet.catalog.boundary import outside_catalog, shared_names
 from hubfleet.catalog.errors import CatalogError, Location, Problem
 from hubfleet.catalog.model import Catalog, Course, Fleet
-from hubfleet.catalog.roster import Member, RosterErrors, parse_roster
+from hubfleet.catalog.roster import Member, Roster, RosterErrors, read_roster
 from hubfleet.catalog.semantics import check_semantics
 from hubfleet.catalog.source import DataPath, SourceMap, read_yaml
 
@@ -88,36 +89,30 @@ def _links_out(catalog: Catalog, root: Path) -> list[tuple[tuple, str]]:
     return found
 
 
-class _Place(NamedTuple):
-    location: Location
-    path: str
-
-    def __str__(self) -> str:
-        return str(self.location)
-
-
-def _usernames(catalog: Catalog, data: Any, smap: SourceMap, rosters: dict[str, tuple[str, list[Member]]]):
-    """Every username the catalog itself enrols, with where it is written (rosters: the CSV row)."""
-
-    def place(loc: tuple) -> _Place:
-        return _Place(smap.locate(loc), readable_path(data, loc))
-
+def _usernames(catalog: Catalog, rosters: dict[str, tuple[str, Roster]]) -> Iterator[tuple[str, tuple]]:
+    """Every username the catalog itself enrols, with where it is written: a data path, or ("csv", file, row, col)."""
     fleet = catalog.fleet
     for i, name in enumerate(fleet.platform_team):
-        yield name, place(("fleet", "platform_team", i))
+        yield name, ("fleet", "platform_team", i)
     for ci, course in enumerate(catalog.courses):
         levels = [(("courses", ci), course)]
         levels += [(("courses", ci, "presentations", pi), pres) for pi, pres in enumerate(course.presentations)]
         for path, level in levels:
             for role in ("instructors", "tutors"):
                 for i, name in enumerate(getattr(level.team, role) if level.team else []):
-                    yield name, place(path + ("team", role, i))
+                    yield name, path + ("team", role, i)
             for si, src in enumerate(getattr(level, "enrolment", [])):
                 for i, name in enumerate(getattr(src, "users", None) or []):
-                    yield name, place(path + ("enrolment", si, "users", i))
-    for display, members in rosters.values():
-        for m in members:
-            yield m.username, _Place(Location(display, m.row, m.col), "")
+                    yield name, path + ("enrolment", si, "users", i)
+    for display, roster in rosters.values():
+        for m in roster.members:
+            yield m.username, ("csv", display, roster.rows[m.username], roster.col)
+
+
+def _place(where: tuple, data: Any, smap: SourceMap) -> tuple[Location, str]:
+    if where[0] == "csv":
+        return Location(where[1], where[2], where[3]), ""
+    return smap.locate(where), readable_path(data, where)
 
 
 def _readable(root: Path, rel: str) -> bool:
@@ -347,7 +342,7 @@ def _load(target: Path) -> LoadedCatalog:
         problems.append(Problem(smap.locate(loc), readable_path(data, loc), message))
 
     rosters: dict[str, list[Member]] = {}
-    shown: dict[str, tuple[str, list[Member]]] = {}  # csv -> (its display path, members) for the clash check
+    shown: dict[str, tuple[str, Roster]] = {}  # csv -> (its display path, roster) for the clash check
     for ci, course in enumerate(catalog.courses):
         for pi, pres in enumerate(course.presentations):
             for si, src in enumerate(pres.enrolment):
@@ -357,15 +352,16 @@ def _load(target: Path) -> LoadedCatalog:
                 columns = src.columns.model_dump() if src.columns else None
                 csv_display = os.path.normpath(os.path.join(fleet_file.parent, rel))
                 try:
-                    rosters[rel] = parse_roster(root / rel, src.preset, columns, src.role)
-                    shown[rel] = (csv_display, rosters[rel])
+                    roster = read_roster(root / rel, src.preset, columns, src.role)
+                    rosters[rel], shown[rel] = roster.members, (csv_display, roster)
                 except RosterErrors as bad:
                     for e in bad.errors:
                         loc = ("courses", ci, "presentations", pi, "enrolment", si, "csv")
                         problems.append(Problem(Location(csv_display, e.row, e.col), readable_path(data, loc), e.detail))
     prefix = naming.account_prefix(catalog.fleet.name, catalog.fleet.account_prefix)
-    for where, message in shared_names(_usernames(catalog, data, smap, shown), prefix):
-        problems.append(Problem(where.location, where.path, message))
+    for clash in shared_names(_usernames(catalog, shown), prefix):
+        (loc, path), (first_loc, _) = _place(clash.where, data, smap), _place(clash.first_where, data, smap)
+        problems.append(Problem(loc, path, clash.message(str(first_loc))))
     if problems:
         raise CatalogError(problems)
     return LoadedCatalog(catalog=catalog, root=root, sources=smap, rosters=rosters)

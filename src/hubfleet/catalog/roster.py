@@ -40,9 +40,6 @@ _NOT_MEMBER = "-"  # role-map result for rows listed but not enrolled (observers
 class Member:
     username: str
     role: str  # student | tutor | instructor
-    # Where the member's first row is (1-based), so validate can name it; not part of a member's identity.
-    row: int = field(default=0, compare=False, repr=False)
-    col: int = field(default=0, compare=False, repr=False)
 
 
 class RosterError(Exception):
@@ -131,7 +128,21 @@ PRESETS: dict[str, _Preset] = {
 def parse_roster(
     path: Path, preset: str = "hubfleet", columns: Mapping[str, Any] | None = None, default_role: str = "student"
 ) -> list[Member]:
-    """Read a roster file into members, in file order, without duplicates.
+    """Read a roster file into members, in file order, without duplicates (see ``read_roster``)."""
+    return read_roster(path, preset, columns, default_role).members
+
+
+@dataclass(frozen=True)
+class Roster:
+    members: list[Member]
+    rows: dict[str, int]  # username -> the 1-based line of its first row, so validate can point at it
+    col: int  # the 1-based column of the usernames
+
+
+def read_roster(
+    path: Path, preset: str = "hubfleet", columns: Mapping[str, Any] | None = None, default_role: str = "student"
+) -> Roster:
+    """Read a roster file into members, in file order, without duplicates, with where each one is.
 
     Raises ``RosterErrors`` with every problem in the file; ``ValueError`` for a bad preset or
     default role (a programming error: the catalog schema already restricts both).
@@ -224,7 +235,7 @@ class _Parser:
     def error(self, row: int, col: int, detail: str) -> None:
         self.errors.append(RosterError(self.file, row, col, detail))
 
-    def parse(self, text: str) -> list[Member]:
+    def parse(self, text: str) -> Roster:
         first = text.lstrip("\r\n").split("\n", 1)[0]
         reader = self.reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(first))
         header, header_line = self._header(reader)
@@ -297,8 +308,7 @@ class _Parser:
                 )
         if self.errors:
             raise RosterErrors(self.errors)
-        col = username_i + 1
-        return [Member(u, r, first_row[u], col) for u, r in members.items()]
+        return Roster([Member(u, r) for u, r in members.items()], first_row, username_i + 1)
 
     def _header(self, reader: Any) -> tuple[list[str] | None, int]:
         for cells in reader:
