@@ -96,6 +96,13 @@ def test_seed_source_of_the_whole_catalog_is_refused(root, monkeypatch):
     refused(root, monkeypatch, "courses/X1.yaml:7:17: courses[X1].seed[0].source:", "the catalog folder itself")
 
 
+def test_seed_source_holding_the_rosters_is_refused(root, monkeypatch):
+    # Inside the catalog, but every student would get every TM351 student's name.
+    course(root, X1 + "seed: [{source: ../enrolments}]\n")
+    refused(root, monkeypatch, "courses/X1.yaml:7:17: courses[X1].seed[0].source:",
+            "holds the roster 'enrolments/TM351-2026J.csv'")
+
+
 def test_seed_target_absolute_is_refused(root, monkeypatch):
     course(root, X1 + "seed: [{source: ../material/TM351, target: /etc/cron.d}]\n")
     refused(root, monkeypatch, "courses/X1.yaml:7:44: courses[X1].seed[0].target:", "not relative to the course folder")
@@ -300,6 +307,14 @@ def test_extension_ids_are_checked(root, monkeypatch):
     course(root, X1 + 'extensions: {disabled: ["@jupyterlab/extensionmanager-extension", "</script><script>x"]}\n')
     refused(root, monkeypatch, "courses/X1.yaml:7:67: courses[X1].extensions.disabled[1]:",
             "not a JupyterLab extension or plugin id")
+
+
+def test_extension_settings_are_plain_json(root, monkeypatch):
+    # A YAML date would make the generated overrides.json unwritable at spawn time.
+    course(root, X1 + 'extensions: {settings: {"@jupyterlab/notebook-extension:tracker": {since: 2026-01-01}}}\n')
+    refused(root, monkeypatch,
+            "courses/X1.yaml:7:67: courses[X1].extensions.settings.@jupyterlab/notebook-extension:tracker:",
+            "is not a JSON value (a date?)")
 
 
 def test_catalog_without_courses_is_an_error_not_a_stop_everything(root, monkeypatch):

@@ -47,6 +47,33 @@ def seed_source_problem(rel: str) -> str | None:
     return None
 
 
+def _private(catalog: Catalog) -> list[tuple[str, str]]:
+    """(root-relative path, what) of catalog files students must never get: rosters, passwords, course files."""
+    out = [(src.csv, "the roster") for c in catalog.courses for p in c.presentations for src in p.enrolment
+           if getattr(src, "csv", None)]
+    if users_file := getattr(catalog.fleet.auth, "users_file", None):
+        out.append((users_file, "the users file (passwords)"))
+    return out + [("courses/", "the course files")]
+
+
+def _seeds_with_private_files(catalog: Catalog) -> Iterator[Finding]:
+    """Seed material is copied to every student: a source folder that holds a roster would hand out the names of
+    every student of a course (or the embedded login's passwords)."""
+    private = _private(catalog)
+    for path, ov in _overrides(catalog):
+        for i, step in enumerate(ov.seed or []):
+            source = normpath(step.source)
+            if seed_source_problem(step.source):
+                continue  # reported by semantics
+            for rel, what in private:
+                if normpath(rel).startswith(source + "/") or (rel.endswith("/") and rel.rstrip("/") == source):
+                    yield path + ("seed", i, "source"), (
+                        f"seed source '{source}' holds {what} '{rel.rstrip('/')}', which would be copied to every "
+                        "student; keep course material and rosters in separate folders"
+                    )
+                    break
+
+
 # -- reserved hub names ---------------------------------------------------------------------------------------
 
 
@@ -203,7 +230,8 @@ def shared_names(entries: Iterable[tuple[str, T]], prefix: str) -> Iterator[Shar
 
 
 def check_boundaries(catalog: Catalog) -> list[Finding]:
-    return [*_reserved(catalog), *_mounts(catalog), *_defaults(catalog), *_resources(catalog)]
+    return [*_reserved(catalog), *_mounts(catalog), *_defaults(catalog), *_resources(catalog),
+            *_seeds_with_private_files(catalog)]
 
 
 __all__ = ["check_boundaries", "outside_catalog", "seed_source_problem", "shared_names"]

@@ -9,6 +9,7 @@ quantifiers over overlapping classes) and runs on length-capped input.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -72,6 +73,27 @@ def check_extension(value: object) -> str:
             f"{value!r} is not a JupyterLab extension or plugin id: use an npm package name (lower case, "
             "e.g. @jupyterlab/notebook-extension), optionally followed by ':plugin' (e.g. ':tracker')"
         )
+    return value
+
+
+# -- generated JSON config --------------------------------------------------------------------------------
+
+
+def check_json(value: dict) -> dict:
+    """Settings end up in JupyterLab's ``overrides.json``: plain JSON only (YAML would also give dates, ``.inf``)."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if bad := next((k for k in item if not isinstance(k, str)), None):
+                raise ValueError(f"key {bad!r} is not text; quote it (JupyterLab settings are JSON)")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item} is not a JSON number; use a finite number")
+        elif item is not None and not isinstance(item, (str, int, float, bool)):
+            raise ValueError(f"{item!r} is not a JSON value (a date?); quote it: JupyterLab settings are JSON")
     return value
 
 

@@ -12,10 +12,10 @@ import datetime as dt
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from hubfleet.catalog import naming
-from hubfleet.catalog.grammar import Domain, ExtensionId, ImageRef, Username
+from hubfleet.catalog.grammar import Domain, ExtensionId, ImageRef, Username, check_json
 from hubfleet.catalog.quantities import Cpu, Memory
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -180,7 +180,7 @@ class Extensions(Strict):
         description="Extension or plugin ids to disable (`page_config.json`): an npm package name, optionally "
         "with `:plugin`, e.g. `@jupyterlab/extensionmanager-extension`.",
     )
-    settings: dict[ExtensionId, dict] = Field(
+    settings: dict[ExtensionId, Annotated[dict, AfterValidator(check_json)]] = Field(
         default_factory=dict,
         description="Settings overrides per plugin id (`overrides.json`), e.g. `@jupyterlab/notebook-extension:tracker`.",
     )
