@@ -137,7 +137,7 @@ def _rebase_paths(data: Any, file_dir: Path, root: Path) -> None:
         for key, value in data.items():
             if (key,) in _PATH_KEYS and isinstance(value, str) and value and not os.path.isabs(value):
                 data[key] = os.path.normpath(os.path.relpath(file_dir / value, root))
-            else:
+            elif key != "settings":  # JupyterLab settings are the course's data: a "source" there is not a path
                 _rebase_paths(value, file_dir, root)
     elif isinstance(data, list):
         for item in data:
