@@ -185,7 +185,15 @@ def _mode(st_mode: int) -> str:
     return format(st_mode & MODE_MASK, "04o")
 
 
-def _frozen_originals(src: Path) -> dict:
+ORIGINALS_TAG = "\n#originals "
+
+
+def originals_record(originals: dict) -> str:
+    """The line ``workspace.set_read_only`` appends to its marker: what the freeze is about to change."""
+    return ORIGINALS_TAG + json.dumps(originals, separators=(",", ":")) + "\n"
+
+
+def frozen_originals(src: Path) -> dict:
     """What the read-only freeze changed: {relative path: [mode, uid, gid]} as the student had it, recorded by
     ``workspace.set_read_only`` in its marker. Trusted only from a marker the student cannot have written (root's,
     or ours in single-account demo mode); anything else is read as no record."""
@@ -202,7 +210,7 @@ def _frozen_originals(src: Path) -> dict:
             text = fh.read(64 << 20).decode("utf-8", "replace")
     finally:
         os.close(fd)
-    _, sep, record = text.partition("\n#originals ")
+    _, sep, record = text.partition(ORIGINALS_TAG)
     try:
         return json.loads(record) if sep else {}
     except ValueError:
@@ -217,7 +225,7 @@ def _write_tar(src: Path, out: _HashingWriter) -> dict:
     hardlinks: list[dict] = []
     skipped: list[dict] = []
     first_name: dict[tuple[int, int], str] = {}  # (dev, inode) of a multiply linked file -> its first name
-    originals = _frozen_originals(src)
+    originals = frozen_originals(src)
 
     def owner(name: str, st: os.stat_result) -> tuple[int, int, int]:
         mode, uid, gid = originals.get(name, (st.st_mode, st.st_uid, st.st_gid))
