@@ -173,6 +173,7 @@ def set_read_only(course_dir: Path, read_only: bool, owner: Owner | None = None)
     # What the freeze changes is recorded in the marker, so the archive keeps, and a thaw gives back, the student's
     # own modes and owners (not the frozen 0440 root-owned ones).
     originals: dict = {}
+    first_seen: dict[tuple[int, int], list[int]] = {}  # a hard-linked file is met once per name, frozen at the first
     if not read_only:
         originals = frozen_originals(course_dir)
         marker.unlink()
@@ -181,7 +182,8 @@ def set_read_only(course_dir: Path, read_only: bool, owner: Owner | None = None)
         is_dir = stat.S_ISDIR(st.st_mode)
         rel = path.relative_to(course_dir).as_posix()
         if read_only:
-            originals[rel] = [stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid]
+            originals[rel] = first_seen.setdefault((st.st_dev, st.st_ino), [stat.S_IMODE(st.st_mode), st.st_uid,
+                                                                            st.st_gid])
         if not read_only and rel in originals:
             mode, uid, gid = originals[rel]
             if owner:
