@@ -146,7 +146,12 @@ def _extract(archive: Path, manifest: Path, target: Path, owner: tuple[int, int]
 
             def sink(chunk: bytes | None) -> None:
                 if chunk is not None:
-                    os.write(fd, chunk)
+                    try:
+                        while chunk:
+                            chunk = chunk[os.write(fd, chunk):]
+                    except OSError:
+                        os.close(fd)  # the disk is full, say: no descriptor left open on the target
+                        raise
                     return
                 who = ids(entry)
                 if who:
