@@ -272,6 +272,18 @@ def test_kill_9_mid_run_then_rerun_gives_the_same_archives(tmp_path: Path) -> No
     assert len(lines) == 24 and all(r["ok"] for r in lines)
 
 
+def test_two_runs_at_once_do_not_clobber_each_other(tmp_path: Path) -> None:
+    src = tmp_path / "homes"
+    for i in range(6):
+        make_course_folder(src / f"student{i}", seed=i, random_bytes=1_500_000)
+    runs = [_run_many(src, tmp_path / "out") for _ in range(2)]
+    outs = [r.communicate() for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outs
+    assert not list((tmp_path / "out").glob("*.partial"))
+    for man in (tmp_path / "out").glob("*.manifest.json"):
+        assert verify_archive(man.with_name(man.name.replace(".manifest.json", ".tar.gz")), man).ok
+
+
 def test_ledger_roundtrip(tmp_path: Path) -> None:
     t0 = datetime(2027, 7, 10, 9, 0, tzinfo=timezone.utc)
     state = tmp_path / "state"
@@ -301,6 +313,12 @@ def test_ledger_roundtrip(tmp_path: Path) -> None:
         # A new archive with different content voids the old verification.
         ledger.record("TM351-2026J", "alice", "/new.tar.gz", "d" * 64, 5)
         assert not ledger.verified("TM351-2026J", "alice")
+        # One row per archive file: the old one stays (superseded), and a recorded file is never re-recorded as
+        # different content.
+        assert [(r.location, r.superseded) for r in ledger.for_student("alice") if r.presentation == "TM351-2026J"] == [
+            ("s3://archives/TM351-2026J/alice.tar.gz", True), ("/new.tar.gz", False)]
+        with pytest.raises(LedgerError, match="never overwritten"):
+            ledger.record("TM351-2026J", "alice", "/new.tar.gz", "e" * 64, 5)
 
     mode = sqlite3.connect(state / "archives.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

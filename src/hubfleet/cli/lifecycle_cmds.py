@@ -119,6 +119,8 @@ def list_archives(
                   title=f"{len(rows)} archive(s)")
     for r in rows:
         state = "[red]" + r.problem + "[/]" if r.problem else (f"{r.verified_at:%Y-%m-%d}" if r.verified_at else "no")
+        if r.superseded:
+            state = f"superseded (kept): {state}"
         table.add_row(r.presentation, r.student, state, f"{r.removed_at:%Y-%m-%d}" if r.removed_at else "",
                       f"{r.purged_at:%Y-%m-%d}" if r.purged_at else "", f"{r.bytes / 1e6:.1f}", r.sha256[:12] + "…",
                       r.location)
@@ -145,7 +147,8 @@ def restore(
     if into is not None and into not in by_key:
         err_console.print(f"[red]--into {into}: no such presentation in the catalog (or it is not planned now)[/]")
         raise typer.Exit(2)
-    rows = [r for r in backend.archiving.records(presentation, user) if not r.purged_at]
+    # The current archive of each student (one archived again has older, superseded ones, kept as evidence).
+    rows = [r for r in backend.archiving.records(presentation, user) if not r.purged_at and not r.superseded]
     if not rows:
         err_console.print(f"[red]No archive of {presentation}{' for ' + user if user else ''} to restore.[/]")
         raise typer.Exit(1)
