@@ -270,6 +270,8 @@ def test_corrupted_archive_blocks_teardown_and_is_loud(fleet: Fleet) -> None:
     run = fleet.cli("lifecycle", "run", at=TM351_ARCHIVED)
     assert run.returncode != 0, run.stdout
     assert "ben" in run.stdout + run.stderr and "corrupt" in (run.stdout + run.stderr)
+    # The closing line is built from what the run did (rich wraps it: compare words).
+    assert "No course folder was removed." in " ".join(run.stderr.split())
     for user in ("ana", "ben"):
         assert fleet.course_dir("TM351-2026J", user).is_dir()  # all or nothing: no folder removed
     assert (fleet.state / "hubs" / "tm351-2026j").is_dir()  # and the hub not deleted
@@ -283,6 +285,10 @@ def test_next_run_rearchives_then_tears_down_and_leaves_a_stub(fleet: Fleet) -> 
     ana_before = _tree(fleet.course_dir("TM351-2026J", "ana"))
     run = fleet.cli("lifecycle", "run", at=TM351_ARCHIVED)
     assert run.returncode == 0, run.stdout + run.stderr
+    # Said before deleting: what the archives hold; and at the end, what was removed, each after its own check.
+    said = " ".join(run.stdout.split())
+    assert "TM351-2026J: the archives of 2 student(s) hold" in said
+    assert said.index("student(s) hold") < said.index("2 course folder(s) removed")
 
     out = fleet.state / "archives" / "TM351-2026J"
     with tarfile.open(out / "ana.tar.gz") as tar:
@@ -294,6 +300,8 @@ def test_next_run_rearchives_then_tears_down_and_leaves_a_stub(fleet: Fleet) -> 
     assert set(rows) == {"ana", "ben"}  # tutor and instructor are not archived as student work
     assert all(r.ok and r.removed_at and r.removed_at >= r.verified_at for r in rows.values())
     assert rows["ana"].sha256 == hashlib.sha256((out / "ana.tar.gz").read_bytes()).hexdigest()
+    # Ben's damaged archive was not overwritten: his new one has its own name; the old one is kept as evidence.
+    assert Path(rows["ben"].location).name == "ben.2.tar.gz" and (out / "ben.tar.gz").is_file()
     for user in ("ana", "ben"):
         assert not fleet.course_dir("TM351-2026J", user).exists()
         stub = (fleet.storage / "home" / user / workspace.STUB_NAME).read_text()

@@ -35,13 +35,24 @@ LABEL = "hubfleet.io/archive-job"
 DEFAULT_IMAGE = "python:3.12-slim"
 
 
+# The lifecycle modules the Job runs, as the ``hubfleet.lifecycle`` package (all standard library only): the same
+# engine, journal and archiver the local backend imports, so both backends keep the same guarantees.
+# ConfigMap key -> path under CODE_DIR (keys cannot hold '/').
+SHIPPED = {
+    "hubfleet.__init__.py": "hubfleet/__init__.py",
+    "lifecycle.__init__.py": "hubfleet/lifecycle/__init__.py",
+    **{f"{m}.py": f"hubfleet/lifecycle/{m}.py"
+       for m in ("archive", "engine", "faultpoints", "jobrunner", "ledger", "restoring", "store")},
+}
+
+
 @functools.lru_cache(maxsize=1)
 def shipped_code() -> dict[str, str]:
-    """archive.py and jobrunner.py, byte for byte as the local backend imports them."""
-    from hubfleet.lifecycle import archive, jobrunner
+    """The modules of ``SHIPPED``, byte for byte as the local backend imports them."""
+    import hubfleet
 
-    return {"archive.py": Path(archive.__file__).read_text(encoding="utf-8"),
-            "jobrunner.py": Path(jobrunner.__file__).read_text(encoding="utf-8")}
+    root = Path(hubfleet.__file__).resolve().parent.parent
+    return {key: (root / path).read_text(encoding="utf-8") for key, path in SHIPPED.items()}
 
 
 def job_name(kind: str, presentation: str) -> str:
@@ -103,8 +114,9 @@ def _job(ns: str, name: str, presentation: str, image: str, args: list[str], vol
                     "containers": [{
                         "name": "archiver",
                         "image": image,
-                        "command": ["python3", f"{CODE_DIR}/jobrunner.py", *args],
-                        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+                        "command": ["python3", "-m", "hubfleet.lifecycle.jobrunner", *args],
+                        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+                                {"name": "PYTHONPATH", "value": CODE_DIR}],
                         # Two cores: archive_many runs one process per core (benchmarks/archive.py).
                         "resources": {"requests": {"cpu": "2", "memory": "1Gi"},
                                       "limits": {"cpu": "2", "memory": "2Gi"}},
@@ -113,7 +125,8 @@ def _job(ns: str, name: str, presentation: str, image: str, args: list[str], vol
                         "volumeMounts": [{"name": "code", "mountPath": CODE_DIR, "readOnly": True},
                                          {"name": "archives", "mountPath": "/archives"}, *mounts],
                     }],
-                    "volumes": [{"name": "code", "configMap": {"name": ARCHIVER}},
+                    "volumes": [{"name": "code", "configMap": {"name": ARCHIVER, "items": [
+                                    {"key": k, "path": v} for k, v in SHIPPED.items()]}},
                                 {"name": "archives", "persistentVolumeClaim": {"claimName": STORE_CLAIM}}, *volumes],
                 },
             },

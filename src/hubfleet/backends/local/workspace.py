@@ -25,10 +25,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from hubfleet.lifecycle.archive import frozen_originals, originals_record
+from hubfleet.lifecycle.restoring import remove_tree
 from hubfleet.plan.spec import PresentationSpec
 
 __all__ = [
-    "STUB_NAME", "Owner", "Workspace", "course_dirs", "ensure_system_user", "existing_owner", "give_back", "is_read_only",
+    "STUB_NAME", "Owner", "Workspace", "course_dirs", "ensure_system_user", "existing_owner", "is_read_only",
     "remove_course_folder", "set_read_only", "system_username", "workspace_for", "write_stub",
 ]
 
@@ -88,8 +90,9 @@ def _map(inside: str, prefix: str, real: Path) -> Path | None:
     return None
 
 
-def prepare(ws: Workspace, storage_root: Path, owner: Owner | None) -> None:
-    """Create the directories (idempotent). With an owner (root mode): 0711 parents, 0700 owned homes."""
+def prepare(ws: Workspace, storage_root: Path, owner: Owner | None, *, mounts: bool = True) -> None:
+    """Create the directories (idempotent). With an owner (root mode): 0711 parents, 0700 owned homes.
+    ``mounts=False``: not the extra mounts' directories (a restore extracts first, then calls ``make_mounts``)."""
     for parent in {ws.home.parent, ws.course_dir.parent}:
         _mkdir_chain(storage_root, parent, 0o711 if owner else 0o755)
     _own_dir(ws.home, owner)
@@ -103,6 +106,12 @@ def prepare(ws: Workspace, storage_root: Path, owner: Owner | None) -> None:
                 os.chown(ws.course_path, owner.uid, owner.gid, follow_symlinks=False)
     else:
         _own_dir(ws.course_dir, owner)
+    if mounts:
+        make_mounts(ws, owner)
+
+
+def make_mounts(ws: Workspace, owner: Owner | None) -> None:
+    """The extra mounts' directories inside the home or course folder (those not there yet)."""
     for mount in ws.mounts:
         for d in reversed([mount, *mount.parents]):
             if d == ws.home or d == ws.course_dir or not (ws.home in d.parents or ws.course_dir in d.parents):
@@ -161,11 +170,26 @@ def set_read_only(course_dir: Path, read_only: bool, owner: Owner | None = None)
     marker = course_dir / READ_ONLY_MARKER
     if not course_dir.is_dir() or course_dir.is_symlink() or read_only == marker.exists():
         return
+    # What the freeze changes is recorded in the marker, so the archive keeps, and a thaw gives back, the student's
+    # own modes and owners (not the frozen 0440 root-owned ones).
+    originals: dict = {}
+    first_seen: dict[tuple[int, int], list[int]] = {}  # a hard-linked file is met once per name, frozen at the first
     if not read_only:
+        originals = frozen_originals(course_dir)
         marker.unlink()
     for path in _walk(course_dir):
         st = path.lstat()
         is_dir = stat.S_ISDIR(st.st_mode)
+        rel = path.relative_to(course_dir).as_posix()
+        if read_only:
+            originals[rel] = first_seen.setdefault((st.st_dev, st.st_ino), [stat.S_IMODE(st.st_mode), st.st_uid,
+                                                                            st.st_gid])
+        if not read_only and rel in originals:
+            mode, uid, gid = originals[rel]
+            if owner:
+                os.chown(path, uid, gid, follow_symlinks=False)
+            path.chmod(mode & 0o1777)
+            continue
         if read_only:
             if owner:
                 os.chown(path, 0, owner.gid, follow_symlinks=False)
@@ -178,7 +202,8 @@ def set_read_only(course_dir: Path, read_only: bool, owner: Owner | None = None)
             mode = stat.S_IMODE(st.st_mode) | 0o200
             path.chmod(mode | 0o700 if is_dir else mode)
     if read_only:
-        marker.write_text("This folder is read-only: the presentation has ended. Download what you need.\n")
+        marker.write_text("This folder is read-only: the presentation has ended. Download what you need.\n"
+                          + originals_record(originals))
         marker.chmod(0o444)
         if owner:
             os.chown(marker, 0, owner.gid)
@@ -264,20 +289,17 @@ def existing_owner(username: str) -> Owner | None:
     return Owner(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def remove_course_folder(storage_root: Path, pres: PresentationSpec, username: str, course_dir: Path) -> None:
-    """Delete one student's course folder (the caller has verified its archive), and the per-presentation link.
+def remove_course_folder(storage_root: Path, pres: PresentationSpec, username: str, course_dir: Path | None,
+                         halfway=None) -> None:
+    """Delete one student's course folder (the caller has verified its archive and journalled the intent), and the
+    per-presentation link. Gone already is fine (a removal a killed run started, finished now).
 
-    shutil.rmtree removes symlinks without following them (fd-based on Linux), so a link a student planted cannot
-    make this delete anything outside the folder. A frozen tree has no write bits: root does not need them, any
-    other account gets them back first (the files are its own in demo mode).
+    ``remove_tree`` unlinks symlinks without following them (fd-based), so a link a student planted cannot make this
+    delete anything outside the folder. A frozen tree has no write bits: root does not need them, any other account
+    gets them back first (the files are its own in demo mode).
     """
-    course_dir = Path(course_dir)
-    if course_dir.is_dir() and not course_dir.is_symlink():
-        if os.geteuid() != 0:
-            for path in _walk(course_dir):
-                if path.is_dir():
-                    path.chmod(stat.S_IMODE(path.lstat().st_mode) | 0o700)
-        shutil.rmtree(course_dir)
+    if course_dir is not None and Path(course_dir).is_dir() and not Path(course_dir).is_symlink():
+        remove_tree(Path(course_dir), halfway)
     link = Path(storage_root) / "home" / username / Path(pres.storage.course_dir).name
     if pres.storage.layout == "per-presentation" and link.is_symlink():
         link.unlink()
@@ -306,12 +328,3 @@ def write_stub(home: Path, text: str, owner: Owner | None) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def give_back(path: Path, owner: Owner | None) -> None:
-    """After a restore: the files are the student's again, writable by them (a frozen tree was archived 0440)."""
-    for p in _walk(Path(path)):
-        if owner:
-            os.chown(p, owner.uid, owner.gid, follow_symlinks=False)
-        mode = stat.S_IMODE(p.lstat().st_mode)
-        p.chmod(mode | (0o700 if p.is_dir() else 0o600))
