@@ -23,11 +23,13 @@ import datetime as dt
 import os
 import shutil
 import sys
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -45,9 +47,13 @@ from hubfleet.hubapi import HubClient
 from hubfleet.plan.diff import Action, FleetState, Kind, Plan
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
-__all__ = ["LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "stop_fleet"]
+__all__ = ["ApplyCancelled", "LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "fleet_processes", "stop_fleet"]
 
 DEMO_ENV = "HUBFLEET_DEMO_MODE"
+
+
+class ApplyCancelled(RuntimeError):
+    """The apply was interrupted (Ctrl-C, SIGTERM from ``hubfleet down``): nothing new is started after this."""
 
 
 class LifecycleNotAvailable(NotImplementedError):
@@ -89,6 +95,9 @@ class LocalBackend:
         self.own_proxy = True
         self.archive_store: str | None = None  # a directory or URL; None = remembered in the state dir, or default
         self._spec: FleetSpec | None = None  # the spec apply() runs against, for the lifecycle actions
+        # Set when the caller is interrupted mid-apply: the worker threads stop at their next step instead of starting
+        # more hubs behind the back of the `down` that interrupted them.
+        self.cancelled = threading.Event()
 
     # -- small helpers -------------------------------------------------------------------------------------------
 
@@ -147,10 +156,17 @@ class LocalBackend:
             by_hub[action.hub].append(action)
         wanted = {h.name: h for h in spec.hubs}
         # Hubs are independent, so they start in parallel (a hub takes seconds to boot); within a hub the plan's
-        # order holds (archive before stop before delete).
-        with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
+        # order holds (archive before stop before delete). Not a `with` block: on Ctrl-C/SIGTERM the workers must be
+        # told to stop *before* waiting for them, or they would go on starting hubs for minutes.
+        pool = ThreadPoolExecutor(max_workers=max(1, self.parallel))
+        try:
             futures = [pool.submit(self._apply_hub, actions, wanted.get(hub), say) for hub, actions in by_hub.items()]
             results = [r for f in futures for r in f.result()]
+        except BaseException:
+            self.cancelled.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
         # By identity: actions carry lists in their changes and are not hashable.
         order = {id(a): i for i, a in enumerate(plan.actions)}
         report = ApplyReport(results=sorted(results, key=lambda r: order[id(r.action)]))
@@ -255,6 +271,7 @@ class LocalBackend:
         archive_failed = False
         for action in actions:
             try:
+                self._check_cancelled()
                 if action.kind == Kind.delete and archive_failed:
                     raise RuntimeError("kept: a presentation of this hub is not archived yet")
                 message = self._do(action, hub, say)
@@ -285,6 +302,10 @@ class LocalBackend:
         say(action, f"{action.kind.value}: running")
         return self.archiving.carry_out(action.kind.value, action.presentation or "", self._spec)
 
+    def _check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise ApplyCancelled("interrupted: not started")
+
     def _converge(self, hub: HubSpec, say: Any) -> str:
         """Create, update and start are one operation: make files right, (re)start if needed, verify, record."""
         hp = self.paths.hub(hub.name)
@@ -312,11 +333,15 @@ class LocalBackend:
             verb = "updated in place (no restart needed)"
         t0 = time.monotonic()
         _reap_leftovers(hp)
+        self._check_cancelled()
         if self.own_proxy and process.read_alive(hp.proxy_pidfile) is None:
             say("starting proxy")
             cmd = self._proxy_command(hub.name, ports, hp)
             process.start_detached(cmd.argv, hp.dir, cmd.env(), hp.proxy_log, hp.proxy_pidfile)
+        self._check_cancelled()
         if process.read_alive(hp.hub_pidfile) is None:
+            # start_detached also finds a hub of this dir whose record was lost and waits on it instead of starting
+            # a second one on the same database: a slow start is not a crash.
             say("starting hub")
             argv = [str(Path(sys.prefix) / "bin" / "jupyterhub"), "-f", str(hp.config)]
             env = dict(os.environ)
@@ -364,6 +389,7 @@ class LocalBackend:
         headers = {"Authorization": f"token {read_secret(hp.service_token)}"}
         deadline = time.monotonic() + self.hub_timeout
         while True:
+            self._check_cancelled()
             try:
                 if httpx.get(url, headers=headers, timeout=5).status_code == 200:
                     return
@@ -463,14 +489,69 @@ def stop_fleet(state_dir: Path) -> list[str]:
     """Stop every hub, hub proxy, the front door and the portal of a state dir; return the hubs stopped.
 
     Needs no catalog (``hubfleet down`` must work even when the catalog is broken). No file is deleted: the next
-    apply starts the same hubs with the same secrets, ports and student files.
+    apply starts the same hubs with the same secrets, ports and student files. After the recorded processes, every
+    process of the fleet that no record names any more (``fleet_processes``) is stopped too, so what is left running
+    afterwards is nothing. The caller holds the state lock (``statelock``), or a writer could start hubs again.
     """
     paths = FleetPaths(Path(state_dir).resolve())
     names = paths.hub_names()
     with ThreadPoolExecutor(max_workers=8) as pool:
         stopped = [n for n, s in zip(names, pool.map(lambda n: _stop_hub(paths.hub(n)), names)) if s]
     FrontDoor(paths, 0).stop()
+    leftovers = fleet_processes(paths.state)
+    for proc in leftovers:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(leftovers, timeout=10)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
     return stopped
+
+
+def fleet_processes(state_dir: Path) -> list[psutil.Process]:
+    """Every live process of the fleet in ``state_dir``, recorded or not: what hubfleet started (hubs, proxies, the
+    front door, the portal: marked by ``process.MARKER_ENV``), and what the hubs started (idle cullers, students'
+    servers), recognised by the hub API port they talk to *and* a working dir in this fleet's state dir or storage.
+    The port alone is not enough: a stopped fleet keeps its ports on record and another fleet may be using one."""
+    paths = FleetPaths(Path(state_dir).resolve())
+    found = {p.pid: p for p in process.marked(paths.state)}
+    hub_ports: set[int] = set()
+    roots = {str(paths.state)}
+    for name in paths.hub_names():
+        raw = read_json(paths.hub(name).hub_json) or {}
+        if raw.get("hub_port"):
+            hub_ports.add(int(raw["hub_port"]))
+        if raw.get("storage_root"):
+            roots.add(str(raw["storage_root"]))
+    if hub_ports:
+        for proc in psutil.process_iter():
+            if proc.pid in found:
+                continue
+            try:
+                env = proc.environ()
+                port = urlsplit(env.get("JUPYTERHUB_API_URL", "")).port
+                if port in hub_ports and any(_within(proc.cwd(), root) for root in roots):
+                    found[proc.pid] = proc
+            except (psutil.Error, ValueError):
+                pass
+    return [p for p in found.values() if _alive(p)]
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _hub_side() -> Any:
