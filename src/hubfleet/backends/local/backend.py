@@ -36,12 +36,13 @@ import psutil
 
 from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
 from hubfleet.backends.local import process
-from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, observe_state, read_json, write_json_atomic
+from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor
 from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
 from hubfleet.backends.local.ports import HubPorts, PortBook
 from hubfleet.backends.local.proxy import ProxyCommand, find_chp
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
+from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
 from hubfleet.plan.diff import Action, FleetState, Kind, Plan
@@ -148,7 +149,7 @@ class LocalBackend:
 
     def apply(self, plan: Plan, spec: FleetSpec, progress: Progress | None = None) -> ApplyReport:
         say: Progress = progress or (lambda action, message: None)
-        self.paths.state.mkdir(parents=True, exist_ok=True)
+        self.lock_down()
         self._spec = spec
         self.sync_logins(spec)
         by_hub: dict[str, list[Action]] = defaultdict(list)
@@ -171,10 +172,22 @@ class LocalBackend:
         order = {id(a): i for i, a in enumerate(plan.actions)}
         report = ApplyReport(results=sorted(results, key=lambda r: order[id(r.action)]))
         self.refresh(spec)
+        self.lock_down()  # whatever this apply created (logs, sqlite -wal/-shm, archives) is private now
         return report
+
+    def lock_down(self) -> None:
+        """The state dir and a local archive store elsewhere: private to hubfleet (fleetstate.lock_down)."""
+        store = None
+        remembered = self.paths.state / "archive-store"
+        location = self.archive_store or (remembered.read_text().strip() if remembered.is_file() else "")
+        if location and ("://" not in location or location.startswith("file://")):
+            store = Path(location.removeprefix("file://"))
+        lock_down(self.paths.state, self.storage_root, store)
 
     def status(self, spec: FleetSpec) -> list[HubStatus]:
         out = []
+        # Said on every hub's row: a server without a memory limit can take memory from every other hub.
+        limits_note = "" if self.demo_mode else _limits_note()
         for hub in spec.hubs:
             hp = self.paths.hub(hub.name)
             url = self.hub_url(hub.name)
@@ -187,7 +200,7 @@ class LocalBackend:
                 with HubClient(ep.api_url, ep.token, timeout=5) as client:
                     users = client.users()
                 servers = sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
-                out.append(HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers))
+                out.append(HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers, detail=limits_note))
             except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
                 out.append(HubStatus(hub.name, url, up=False, detail=f"process up, API not answering: {exc}"))
         return out
@@ -370,6 +383,9 @@ class LocalBackend:
             "proxy_token_file": str(hp.proxy_token),
             "members": str(hp.members),
             "start_proxy": not self.own_proxy,
+            # Students' Unix accounts (root mode) are per fleet: naming.unix_account(account_prefix, username).
+            "fleet": self.loaded.catalog.fleet.name,
+            "account_prefix": naming.account_prefix(self.loaded.catalog.fleet.name, self.loaded.catalog.fleet.account_prefix),
         }
 
     def _proxy_command(self, hub: str, ports: HubPorts, hp: HubPaths) -> ProxyCommand:
@@ -552,6 +568,13 @@ def _alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _limits_note() -> str:
+    from hubfleet.backends.local.cgroups import availability
+
+    ok, how = availability()
+    return "" if ok else how
 
 
 def _hub_side() -> Any:
