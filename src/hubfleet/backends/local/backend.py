@@ -24,7 +24,6 @@ import os
 import shutil
 import sys
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,8 @@ from typing import Any
 import httpx
 import psutil
 
-from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.executor import run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor
@@ -142,18 +142,9 @@ class LocalBackend:
         self.paths.state.mkdir(parents=True, exist_ok=True)
         self._spec = spec
         self.sync_logins(spec)
-        by_hub: dict[str, list[Action]] = defaultdict(list)
-        for action in plan.actions:
-            by_hub[action.hub].append(action)
         wanted = {h.name: h for h in spec.hubs}
-        # Hubs are independent, so they start in parallel (a hub takes seconds to boot); within a hub the plan's
-        # order holds (archive before stop before delete).
-        with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
-            futures = [pool.submit(self._apply_hub, actions, wanted.get(hub), say) for hub, actions in by_hub.items()]
-            results = [r for f in futures for r in f.result()]
-        # By identity: actions carry lists in their changes and are not hashable.
-        order = {id(a): i for i, a in enumerate(plan.actions)}
-        report = ApplyReport(results=sorted(results, key=lambda r: order[id(r.action)]))
+        # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds.
+        report = run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), say), concurrency=self.parallel, say=say)
         self.refresh(spec)
         return report
 
@@ -249,21 +240,6 @@ class LocalBackend:
         return stop_fleet(self.paths.state)
 
     # -- per-hub actions ---------------------------------------------------------------------------------------------
-
-    def _apply_hub(self, actions: list[Action], hub: HubSpec | None, say: Progress) -> list[ActionResult]:
-        results = []
-        archive_failed = False
-        for action in actions:
-            try:
-                if action.kind == Kind.delete and archive_failed:
-                    raise RuntimeError("kept: a presentation of this hub is not archived yet")
-                message = self._do(action, hub, say)
-                results.append(ActionResult(action, ok=True, message=message))
-            except Exception as exc:  # noqa: BLE001 - one hub's failure must not stop the others
-                archive_failed |= action.kind == Kind.archive
-                say(action, f"failed: {exc}")
-                results.append(ActionResult(action, ok=False, message=str(exc)))
-        return results
 
     def _do(self, action: Action, hub: HubSpec | None, say: Progress) -> str:
         hp = self.paths.hub(action.hub)
