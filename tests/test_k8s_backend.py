@@ -131,6 +131,7 @@ def add_student_claim(cluster, ns: str, presentation: str, user: str = "alice") 
     cluster.create({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": f"claim-{presentation}-{user}", "namespace": ns,
+                     "annotations": {"hub.jupyter.org/username": user},
                      "labels": {"app": "jupyterhub", "component": "singleuser-storage",
                                 "hub.jupyter.org/username": user, "hubfleet.io/presentation": presentation}},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},

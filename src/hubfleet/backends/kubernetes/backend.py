@@ -194,7 +194,7 @@ class KubernetesBackend:
     # ------------------------------------------------------------------------------------- archive and purge
 
     def _lifecycle_job(self, action: Action, spec: FleetSpec, say: Callable[[str], None]) -> str:
-        from .archive_job import DEFAULT_IMAGE, render_archive_job, render_purge_job, support_objects
+        from .archive_job import DEFAULT_IMAGE, claim_users, render_archive_job, render_purge_job, support_objects
 
         pres = next((p for p in spec.retired if p.key == action.presentation), None)
         if pres is None:
@@ -206,9 +206,9 @@ class KubernetesBackend:
             ns = action.hub
             applied = records.read_record(self.cluster, ns) or {}
             label = records.PRESENTATION_LABEL
-            claims = [c["metadata"]["name"] for c in records.student_claims(self.cluster, ns)
-                      if (c["metadata"].get("labels") or {}).get(label) == records.dns_label(pres.key)
-                      and c["metadata"]["name"] != records.PERSONAL_STORE_CLAIM]
+            claims = claim_users([c for c in records.student_claims(self.cluster, ns)
+                                  if (c["metadata"].get("labels") or {}).get(label) == records.dns_label(pres.key)
+                                  and c["metadata"]["name"] != records.PERSONAL_STORE_CLAIM])
             # Team members' own folders are never archived away as student work (datahub#7829).
             team = sorted(set(pres.instructors) | set(pres.tutors) | set(applied.get("admins") or []))
             image = next((p["image"] for p in applied.get("profiles") or [] if p.get("presentation") == pres.key),
