@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import posixpath
 
-from hubfleet.backends.kubernetes import branding, material, spawn_policy
+from hubfleet.backends.kubernetes import branding, idp_groups, material, spawn_policy
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
 from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import account_prefix, dns_label
@@ -300,14 +300,6 @@ def _storage(p: PresentationSpec) -> dict:
     return {**common, "type": "none"}
 
 
-def hub_groups(hub: HubSpec) -> list[str]:
-    return sorted({g for p in hub.presentations for g in (p.group, p.tutor_group, p.instructor_group)})
-
-
-def idp_groups(hub: HubSpec) -> list[str]:
-    return sorted({s["idp_group"] for p in hub.presentations for s in p.enrolment if s.get("idp_group")})
-
-
 def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple[dict, dict]:
     """(hub.config, extra hub env) for the fleet's authenticator. Secrets only ever come from our Secret."""
     auth, host = hub.auth, f"https://{hub.name}.{fleet.domain}"
@@ -331,12 +323,9 @@ def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple
             "userdata_url": issuer + u,
             "scope": ["openid", "profile", "email"],
             "username_claim": auth.get("username_claim", "preferred_username"),
-            "claim_groups_key": auth.get("groups_claim", "groups"),
-            # The IdP's groups become JupyterHub groups at each login (JupyterHub 5 manage_groups). They
-            # replace memberships made over the API, so enrolment sync re-applies its groups after a login.
-            # ref: https://oauthenticator.readthedocs.io/en/latest/reference/api/gen/oauthenticator.generic.html
-            "manage_groups": True,
-            "allowed_groups": sorted(set(hub_groups(hub)) | set(idp_groups(hub))),
+            # Enrolment sync owns group memberships; idp groups only add at login (idp_groups.py, the local
+            # backend's rule). manage_groups would reset them from the token at every login.
+            "manage_groups": False,
         }
         env["OAUTH_CLIENT_SECRET"] = from_secret("oauth-client-secret")  # read by OAuthenticator itself
         config = {"JupyterHub": {"authenticator_class": "generic-oauth"}, "GenericOAuthenticator": oauth}
@@ -365,6 +354,13 @@ def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple
         raise ValueError(f"hub {hub.name}: auth type {kind!r} has no Kubernetes rendering")
     config["Authenticator"] = base
     return config, env
+
+
+def idp_config(hub: HubSpec) -> dict[str, str]:
+    """The identity-provider group rule, for the hubs that log in through OAuth (oidc, embedded)."""
+    if hub.auth["type"] not in ("oidc", "embedded"):
+        return {}
+    return {"15-hubfleet-idp-groups": idp_groups.hub_config(hub, hub.auth.get("groups_claim", "groups"))}
 
 
 def load_roles(hub: HubSpec) -> dict:
@@ -415,6 +411,7 @@ def render_values(
                                                                     "key": "hubfleet-api-token"}}},
                          **auth_env},
             "extraConfig": {"10-hubfleet-spawn-policy": spawn_policy.hub_config(policy),
+                            **idp_config(hub),
                             "20-hubfleet-branding": branding.HUB_CONFIG},
             "extraFiles": branding.template_files(),
             "templateVars": branding.template_vars(hub, fleet),
