@@ -25,7 +25,6 @@ import shutil
 import sys
 import threading
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,8 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.executor import run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor
@@ -152,25 +152,10 @@ class LocalBackend:
         self.lock_down()
         self._spec = spec
         self.sync_logins(spec)
-        by_hub: dict[str, list[Action]] = defaultdict(list)
-        for action in plan.actions:
-            by_hub[action.hub].append(action)
         wanted = {h.name: h for h in spec.hubs}
-        # Hubs are independent, so they start in parallel (a hub takes seconds to boot); within a hub the plan's
-        # order holds (archive before stop before delete). Not a `with` block: on Ctrl-C/SIGTERM the workers must be
-        # told to stop *before* waiting for them, or they would go on starting hubs for minutes.
-        pool = ThreadPoolExecutor(max_workers=max(1, self.parallel))
-        try:
-            futures = [pool.submit(self._apply_hub, actions, wanted.get(hub), say) for hub, actions in by_hub.items()]
-            results = [r for f in futures for r in f.result()]
-        except BaseException:
-            self.cancelled.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown()
-        # By identity: actions carry lists in their changes and are not hashable.
-        order = {id(a): i for i, a in enumerate(plan.actions)}
-        report = ApplyReport(results=sorted(results, key=lambda r: order[id(r.action)]))
+        # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds.
+        report = run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), say), concurrency=self.parallel, say=say,
+                          on_interrupt=self.cancelled.set)
         self.refresh(spec)
         self.lock_down()  # whatever this apply created (logs, sqlite -wal/-shm, archives) is private now
         return report
@@ -279,23 +264,8 @@ class LocalBackend:
 
     # -- per-hub actions ---------------------------------------------------------------------------------------------
 
-    def _apply_hub(self, actions: list[Action], hub: HubSpec | None, say: Progress) -> list[ActionResult]:
-        results = []
-        archive_failed = False
-        for action in actions:
-            try:
-                self._check_cancelled()
-                if action.kind == Kind.delete and archive_failed:
-                    raise RuntimeError("kept: a presentation of this hub is not archived yet")
-                message = self._do(action, hub, say)
-                results.append(ActionResult(action, ok=True, message=message))
-            except Exception as exc:  # noqa: BLE001 - one hub's failure must not stop the others
-                archive_failed |= action.kind == Kind.archive
-                say(action, f"failed: {exc}")
-                results.append(ActionResult(action, ok=False, message=str(exc)))
-        return results
-
     def _do(self, action: Action, hub: HubSpec | None, say: Progress) -> str:
+        self._check_cancelled()  # a `down` during this apply: start nothing more
         hp = self.paths.hub(action.hub)
         if action.kind in (Kind.create, Kind.update, Kind.start):
             assert hub is not None, f"{action.kind.value} of a hub the spec does not have"
@@ -423,7 +393,7 @@ class LocalBackend:
     def _delete(self, hp: HubPaths) -> str:
         if not hp.dir.exists():
             return "already gone"
-        # Defence in depth beside _apply_hub's "archive failed" rule, whatever plan asked for the delete.
+        # Defence in depth beside run_plan's "archive failed" rule, whatever plan asked for the delete.
         self.archiving.guard_delete(read_json(hp.applied) or {}, self._spec)
         self._stop_hub(hp)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
