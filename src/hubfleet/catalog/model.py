@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from hubfleet.catalog import naming
 from hubfleet.catalog.quantities import Cpu, Memory
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -347,6 +348,17 @@ class Fleet(Strict):
     platform_team: list[str] = Field(
         default_factory=list, description="Usernames with admin on every hub; nobody else is a global admin."
     )
+    account_prefix: str | None = Field(
+        None,
+        description="Local backend as root: the prefix of students' Unix accounts (2-8 lower-case letters or digits, "
+        "then `-`). Unset means `hf` + 4 hex digits of the fleet's name, so two fleets on one machine never share "
+        "an account. Frozen: changing it gives every student a new account that cannot read their old files.",
+    )
+
+    @field_validator("account_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        return None if value is None else naming.account_prefix("", value)
 
 
 class Catalog(Strict):

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# One username grammar for rosters, static lists and directories: it is also a path component and
-# a Kubernetes label value after escaping, so it is deliberately narrower than what IdPs allow.
-USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+from hubfleet.catalog.naming import USERNAME_RULE, is_username, normalise_username
+
 
 ROLES = ("student", "tutor", "instructor")
 # When one cell lists several roles (Moodle: "Student, Non-editing teacher") the person gets the
@@ -32,7 +30,6 @@ ROLES = ("student", "tutor", "instructor")
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 _NOT_MEMBER = "-"  # role-map result for rows listed but not enrolled (observers, "No roles")
-_USERNAME_RULE = "lower-case letters, digits, '.', '_' and '-'; start with a letter or digit; at most 64 characters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +210,7 @@ class _Parser:
 
         members: dict[str, str] = {}  # username -> role, insertion-ordered like the file
         first_row: dict[str, int] = {}
-        match = USERNAME_RE.fullmatch
+        match = is_username  # one grammar for rosters, static lists and teams (hubfleet.catalog.naming)
         skip_first = self.spec.skip_first_cell
         # Exact cells ("Registered") hit first; other spellings fall back to a normalised lookup.
         status_values = dict(self.spec.status_values) | {v.capitalize(): k for v, k in self.spec.status_values.items()}
@@ -255,7 +252,7 @@ class _Parser:
                     continue  # a listed non-member (observer, "No roles")
 
             value = cells[username_i] if username_i < n else ""
-            username = value.strip().lower()
+            username = normalise_username(value)
             if not match(username):
                 self._bad_username(value, row, username_i + 1, n)
                 continue
@@ -331,7 +328,4 @@ class _Parser:
         if col > n or not value.strip():
             self.error(row, col, f"the {name!r} cell is empty; every member needs a login name, so fill it in or delete the row")
             return
-        hint = ""
-        if "@" in value:
-            hint = "; it looks like an email address, so export the login name instead or point `columns: {username: ...}` at it"
-        self.error(row, col, f"username {value.strip()!r} is not a valid username ({_USERNAME_RULE}){hint}")
+        self.error(row, col, f"username {value.strip()!r} is not a valid username ({USERNAME_RULE})")

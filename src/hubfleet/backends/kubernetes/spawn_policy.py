@@ -12,7 +12,7 @@ It does three things, all keyed by data the renderer injects as JSON (``HUBFLEET
    list alone is not enough: kubespawner falls back to the base config when the filtered list is empty,
    and a REST client can post any ``user_options``. The hook runs before kubespawner applies the profile.
 3. ``modify_pod_hook`` pins the subPath of every mount on the shared personal store to hubfleet's own
-   username escaping (``hubfleet.catalog.naming.escape_username``, inlined below because the hub image
+   username escaping (``hubfleet.catalog.naming.storage_name``, inlined below because the hub image
    does not have hubfleet installed). Why not kubespawner's ``{username}``: kubespawner 7 (z2jh 4)
    replaced its slug scheme ("escape" -> "safe"), and on a static store the subPath *is* the identity
    of a student's files, so that upgrade moved homes. Our escaping is fixed, shared with the local
@@ -42,14 +42,18 @@ HUBFLEET = _json.loads(__HUBFLEET_DATA__)
 
 
 def hubfleet_escape(name):
-    """Same as hubfleet.catalog.naming.escape_username: keep [a-z0-9-], write other bytes as -xx."""
+    """Same as hubfleet.catalog.naming.storage_name (injective): keep [a-z0-9], write other bytes as -xx."""
+    import hashlib as _hashlib
     out = []
-    for ch in name.lower():
-        if ("a" <= ch <= "z") or ("0" <= ch <= "9") or ch == "-":
+    for ch in name:
+        if ("a" <= ch <= "z") or ("0" <= ch <= "9"):
             out.append(ch)
         else:
             out.extend("-%02x" % b for b in ch.encode())
-    return "".join(out)
+    out = "".join(out)
+    if len(out) > 128:
+        out = "%s_%s" % (out[:103], _hashlib.sha256(name.encode()).hexdigest()[:24])
+    return out
 
 
 def hubfleet_allowed(user):
