@@ -24,7 +24,7 @@ import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -34,7 +34,6 @@ from conftest import browser_client, free_port, running_in
 from hub_fixture import world_traversable_dir
 
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
-from hubfleet.backends.local.workspace import system_username
 from hubfleet.catalog import load_catalog
 from hubfleet.hubapi import HubClient
 from hubfleet.plan import diff, plan
@@ -53,6 +52,7 @@ pytestmark = [
 class Fleet:
     state: Path
     backend: LocalBackend
+    accounts: set[str] = field(default_factory=set)  # the students' system accounts, removed at teardown
 
     def doc(self) -> dict:
         return json.loads((self.state / "fleet.json").read_text())
@@ -87,6 +87,9 @@ class Fleet:
         with self.api() as api:
             api.start_server(user)
         _until(lambda: self.server(user).get("ready"))
+        uid = _server_process(user).uids().real
+        assert uid != os.geteuid(), f"{user}'s server runs as the hub's account: students must be system users here"
+        self.accounts.add(pwd.getpwuid(uid).pw_name)
 
     def stop(self, user: str) -> None:
         with self.api() as api:
@@ -127,8 +130,8 @@ def fleet() -> Iterator[Fleet]:
         seen = running_in(state)
         stop_fleet(state)
         _, alive = psutil.wait_procs(seen, timeout=30)
-        for user in (ATTACKER, VICTIM):
-            subprocess.run(["userdel", system_username(user)], capture_output=True)
+        for account in f.accounts:
+            subprocess.run(["userdel", account], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
         assert alive == [], f"left running after down: {alive}"
 
@@ -175,7 +178,7 @@ async function step(name, fn) { try { out[name] = await fn(); } catch (e) { out[
 def _plant_page(fleet: Fleet) -> str:
     """What mallory does from her own account: an ``extra_static_paths`` entry in her ``~/.jupyter`` config and the
     page beside it; after a restart her server serves it to anyone. Returns the page's URL."""
-    proc = next(p for p in psutil.process_iter() if _env(p).get("JUPYTERHUB_USER") == ATTACKER)
+    proc = _server_process(ATTACKER)
     uid, home = proc.uids().real, _env(proc)["HOME"]
     mine = Path(f"/proc/{proc.pid}/root{home}")  # her home as her server sees it (works inside a mount namespace)
     page = EVIL % {k: json.dumps(v) for k, v in {
@@ -256,6 +259,10 @@ def _tokens(fleet: Fleet, user: str) -> list[str]:
     finally:
         db.close()
     return sorted(str(r[0]) for r in rows)
+
+
+def _server_process(user: str) -> psutil.Process:
+    return next(p for p in psutil.process_iter() if _env(p).get("JUPYTERHUB_USER") == user)
 
 
 def _env(proc: psutil.Process) -> dict[str, str]:
