@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,19 @@ def test_local_layout_gives_portal_hubs_and_students_hosts_of_their_own() -> Non
     assert hosts.hosts_lines(["m269"], {"m269": ["alice"]}) == [
         "127.0.0.1 localhost", "127.0.0.1 portal.localhost", "127.0.0.1 m269.localhost", "127.0.0.1 alice.m269.localhost",
     ]  # fmt: skip
+    # A username that is no DNS label gets JupyterHub's own name for its host (the hub routes by that name).
+    dotted = hosts.user_host("m269", "a.smith")
+    assert dotted.endswith(".m269.localhost") and dotted.count(".") == 2 and dotted != "a.smith.m269.localhost"
+
+
+def test_hosts_command_prints_lines_for_clients_that_cannot_resolve_them(two_course_catalog: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "hubfleet.cli.main", "hosts", str(two_course_catalog), "--users",
+                          "--at", "2026-11-01"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[:2] == ["127.0.0.1 localhost", "127.0.0.1 portal.localhost"]
+    assert {"127.0.0.1 tm351-2026j.localhost", "127.0.0.1 alice.tm351-2026j.localhost",
+            "127.0.0.1 alice.m269-2026j.localhost", "127.0.0.1 tina.tm351-2026j.localhost"} <= set(lines)  # fmt: skip
 
 
 def _lookups(routes: dict[str, dict], paths: list[str]) -> list[str | None]:

@@ -65,10 +65,17 @@ class FleetHosts:
         """A hub's public URL with its trailing slash; also its ``JupyterHub.subdomain_host`` (without the slash)."""
         return self._origin(self.hub_host(hub)) + "/"
 
-    def hosts_lines(self, hubs: list[str], users: dict[str, list[str]] | None = None) -> list[str]:
-        """/etc/hosts lines for clients that cannot resolve ``*.{domain}`` (hosts files have no wildcards, so each
-        student's server host needs its own line: ``{user}.{hub}.{domain}``)."""
+    def user_host(self, hub: str, user: str) -> str:
+        """A student's server host, as JupyterHub names it (its default ``idna`` subdomain hook: a name that is not a
+        valid DNS label, e.g. ``a.smith``, becomes a stripped name plus a hash)."""
+        from jupyterhub.utils import subdomain_hook_idna  # the hub's own rule, so the two never disagree
+
+        return subdomain_hook_idna(user, self.hub_host(hub), "user")
+
+    def hosts_lines(self, hubs: list[str], users: dict[str, list[str]] | None = None, ip: str = "127.0.0.1") -> list[str]:
+        """/etc/hosts lines for clients that cannot resolve ``*.{domain}``. Hosts files have no wildcards, so each
+        student's server host needs its own line (``users``: ``{hub: [username, ...]}``)."""
         names = [self.domain, self.portal_host] + [self.hub_host(h) for h in hubs]
         for hub, people in (users or {}).items():
-            names += [f"{u}.{self.hub_host(hub)}" for u in people]
-        return [f"127.0.0.1 {name}" for name in names]
+            names += [self.user_host(hub, u) for u in people]
+        return [f"{ip} {name}" for name in names]
