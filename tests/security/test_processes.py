@@ -29,6 +29,7 @@ from conftest import free_port, running_in, write_two_course_catalog
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
+from hubfleet.backends.local.reconciler import Reconciler
 from hubfleet.catalog import load_catalog
 from hubfleet.plan import diff, plan
 
@@ -154,6 +155,17 @@ def test_an_apply_that_would_stop_most_of_the_fleet_is_refused(fleet: Fleet, tmp
         assert f"{hub}: {key} is no longer in the catalog" in message
     assert {h: [p.pid for p in fleet.hub_processes(h)] for h in HUBS} == pids  # nothing was stopped
     assert not (fleet.state / "hubs" / "b123-2026j").exists()  # nor created
+
+
+def test_the_up_loop_holds_back_a_mass_stop_and_says_so_once(fleet: Fleet) -> None:
+    backend = LocalBackend(fleet.state, fleet.state / "storage", load_catalog(fleet.catalog), port=fleet.port)
+    pids = {h: [p.pid for p in fleet.hub_processes(h)] for h in HUBS}
+    # A date at which both presentations have ended: the plan stops both hubs, all of the running fleet.
+    loop = Reconciler(fleet.catalog, backend, at=dt.date(2027, 8, 1))
+    report = loop.step()
+    assert report.results == [] and "would stop 2 of the 2 running hub(s)" in report.errors[0]
+    assert {h: [p.pid for p in fleet.hub_processes(h)] for h in HUBS} == pids
+    assert loop.step().errors == []  # held back quietly from then on, not a message every few seconds
 
 
 def test_a_hub_is_never_started_twice(fleet: Fleet) -> None:

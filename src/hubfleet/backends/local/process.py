@@ -74,6 +74,13 @@ class ProcessRecord:
             return current == self.boot_id and _start_ticks(proc.pid) == self.start_ticks
         return abs(proc.create_time() - self.create_time) <= _CREATE_TIME_TOLERANCE
 
+    def started_before(self, proc: psutil.Process) -> bool:
+        """Did ``proc`` start after this record's process (by kernel start ticks when both are known)?"""
+        ticks = _start_ticks(proc.pid)
+        if self.start_ticks is not None and ticks is not None and self.boot_id == _boot_id():
+            return ticks >= self.start_ticks
+        return proc.create_time() >= self.create_time - _CREATE_TIME_TOLERANCE
+
     def rss_bytes(self, *, children: bool = True) -> int:
         """Resident memory of the process (and, by default, all its descendants); 0 if gone."""
         proc = self.process()
