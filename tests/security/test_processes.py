@@ -236,3 +236,51 @@ def test_down_during_ups_first_apply_leaves_nothing_running(fleet: Fleet) -> Non
     finally:
         if up.poll() is None:
             up.kill()
+
+
+_HOLD = """
+import os, sys, time
+from pathlib import Path
+from hubfleet.backends.local.statelock import StateLock
+lock = StateLock(Path(sys.argv[1]), "hubfleet lifecycle run demo")
+lock.acquire()
+if sys.argv[2] == "fork" and os.fork() == 0:
+    time.sleep(300)  # a forked worker: it inherited the locked descriptor
+    os._exit(0)
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+def _holding(tmp_path: Path, mode: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path), mode], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    from hubfleet.backends.local.statelock import StateLock, StateLocked
+
+    holder = _holding(tmp_path, "plain")
+    with pytest.raises(StateLocked, match=f"`hubfleet lifecycle run demo` \\(pid {holder.pid}, since "):
+        StateLock(tmp_path).acquire()
+    holder.kill()
+    holder.wait()
+    StateLock(tmp_path).acquire()  # the kernel dropped the lock with the process
+
+
+def test_workers_that_outlive_their_parent_keep_the_fleet_and_are_named(tmp_path: Path) -> None:
+    from hubfleet.backends.local.statelock import StateLock, StateLocked
+
+    parent = _holding(tmp_path, "fork")
+    (worker,) = psutil.Process(parent.pid).children()
+    parent.kill()  # kill -9 of the main process only: its worker lives on, and may still be writing
+    parent.wait()
+    try:
+        with pytest.raises(StateLocked) as refused:
+            StateLock(tmp_path).acquire()
+        assert f"pid {parent.pid} (gone; still held by its child process(es) {worker.pid}" in str(refused.value)
+    finally:
+        worker.kill()
+        psutil.wait_procs([worker], timeout=10)
+    StateLock(tmp_path).acquire()

@@ -24,7 +24,7 @@ from hubfleet.backends.local.backend import LocalBackend, fleet_processes, stop_
 from hubfleet.backends.local.frontdoor import FrontDoorError
 from hubfleet.backends.local.proxy import ProxyNotFound
 from hubfleet.backends.local.reconciler import Reconciler, StepReport, sync_enrolment
-from hubfleet.backends.local.statelock import StateLock, stop_holder
+from hubfleet.backends.local.statelock import StateLock, holder as lock_holder, stop_holder
 from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli import k8s_cmds
 from hubfleet.cli.enrol_cmds import print_changes
@@ -238,6 +238,9 @@ def status(
     else:
         backend = _backend(catalog, loaded, state_dir, storage_root, port)
         rows = backend.status(spec)
+        who = lock_holder(backend.paths.state)
+        if who is not None:
+            err_console.print(f"in use by {who.describe()}", markup=False, highlight=False, soft_wrap=True)
         # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
         for problem in backend.archiving.problems():
             err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
