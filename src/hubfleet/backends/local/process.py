@@ -19,6 +19,7 @@ second, ``stop`` stops it, and ``hubfleet down`` sweeps every one of a state dir
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -225,7 +226,9 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
+@functools.cache
 def _boot_id() -> str | None:
+    # Constant for the life of this process (a reboot ends it), so read once: observe() checks records every tick.
     try:
         return _BOOT_ID.read_text().strip()
     except OSError:
