@@ -82,8 +82,10 @@ class FrontDoor:
 
     @property
     def portal_internal_url(self) -> str:
-        """The portal's private address, for the hubs' server-to-server OAuth calls (no name to resolve)."""
-        return f"http://{HOST}:{self._ports()[1]}"
+        """Where the hubs make their server-to-server OAuth calls: the front door by address (no name to resolve;
+        an unknown host reaches its default target, the portal, which answers machine paths on any host). The
+        portal itself listens on a unix socket only the front door can reach."""
+        return f"http://{HOST}:{self.port}"
 
     proxy_pidfile = property(lambda self: self.dir / "proxy.pid.json")
     portal_pidfile = property(lambda self: self.dir / "portal.pid.json")
@@ -229,8 +231,10 @@ class FrontDoor:
         """Make the host routes equal ``portal.<domain>`` plus ``{hub: proxy_port}`` (each hub with its subdomains);
         return what changed (for the progress log)."""
         changed = []
-        portal_port = (read_json(self.settings_file) or {}).get("portal_port") or self._ports()[1]
-        wanted = {f"/{self.hosts.portal_host}": {"target": f"http://{HOST}:{portal_port}"}}
+        sock = (read_json(self.settings_file) or {}).get("portal_socket")
+        if not sock:
+            raise FrontDoorError("the front door is not started (no portal socket on record)")
+        wanted = {f"/{self.hosts.portal_host}": {"target": f"unix+http://{quote(sock, safe='')}"}}
         for hub, port in targets.items():
             wanted[f"/{self.hosts.hub_host(hub)}"] = {"target": f"http://{HOST}:{port}", "subdomains": True}
         with self._api() as api:
