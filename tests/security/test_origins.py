@@ -262,7 +262,16 @@ def _tokens(fleet: Fleet, user: str) -> list[str]:
 
 
 def _server_process(user: str) -> psutil.Process:
-    return next(p for p in psutil.process_iter() if _env(p).get("JUPYTERHUB_USER") == user)
+    """The server itself, not the sandbox around it (bwrap and setpriv carry its environment too, as root)."""
+    return next(p for p in psutil.process_iter() if _env(p).get("JUPYTERHUB_USER") == user
+                and _name(p) not in {"bwrap", "setpriv"})
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return ""
 
 
 def _env(proc: psutil.Process) -> dict[str, str]:

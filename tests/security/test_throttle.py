@@ -45,7 +45,6 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
 
 
 def client_from(door: FrontDoor, address: str) -> httpx.Client:
-    # The portal's own host (portal.localhost) like a browser, connecting from ``address``.
     return httpx.Client(base_url=door.url, transport=LoopbackTransport(local_address=address), timeout=30)
 
 
