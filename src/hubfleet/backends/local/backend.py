@@ -464,7 +464,7 @@ def _reap_leftovers(hp: HubPaths) -> None:
     leftovers = []
     for proc in psutil.process_iter(["create_time", "cwd"]):
         try:
-            if proc.info["cwd"] != str(hp.dir) or proc.info["create_time"] < record.create_time - 0.05:
+            if proc.info["cwd"] != str(hp.dir) or not record.started_before(proc):
                 continue
             env = proc.environ()
             if env.get("JUPYTERHUB_SERVICE_NAME") and env.get("JUPYTERHUB_BASE_URL") == prefix:
