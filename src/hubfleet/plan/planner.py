@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from hubfleet.catalog.model import Catalog, Course, Culling, Image, Presentation, Resources, Storage, Topology
-from hubfleet.catalog.naming import course_dir_name, dns_label, group_name, hub_name, presentation_key
+from hubfleet.catalog.naming import account_prefix, course_dir_name, dns_label, group_name, hub_name, presentation_key
 from hubfleet.plan.spec import (
     BrandingSpec,
     CullingSpec,
@@ -221,6 +221,7 @@ def plan(catalog: Catalog, today: dt.date) -> FleetSpec:
         domain=fleet.domain,
         date=today,
         hubs=tuple(hubs),
+        account_prefix=account_prefix(fleet.name, fleet.account_prefix),
         retired=tuple(retired),
     )
 
