@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from hubfleet.lifecycle.archive import MODE_MASK, UnsafeArchive, VerifyResult, _scan, verify_archive
+from hubfleet.lifecycle.readback import MODE_MASK, UnsafeArchive, VerifyResult, _scan, verify_archive
 
 __all__ = ["compare_tree", "remove_tree", "restore"]
 

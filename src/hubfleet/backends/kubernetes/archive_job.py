@@ -42,7 +42,7 @@ SHIPPED = {
     "hubfleet.__init__.py": "hubfleet/__init__.py",
     "lifecycle.__init__.py": "hubfleet/lifecycle/__init__.py",
     **{f"{m}.py": f"hubfleet/lifecycle/{m}.py"
-       for m in ("archive", "engine", "faultpoints", "jobrunner", "ledger", "restoring", "store")},
+       for m in ("archive", "engine", "faultpoints", "jobrunner", "ledger", "readback", "restoring", "store")},
 }
 
 
