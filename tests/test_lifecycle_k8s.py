@@ -50,9 +50,10 @@ def test_jobs_render_valid_and_ship_the_same_archive_code(setup):
     m269 = _pres(catalog, "M269-2026J", TM351_ARCHIVED)
     tm351 = _pres(catalog, "TM351-2026J", TM351_ARCHIVED)
     objects = support_objects("tm351-2026j", "testuni", DEFAULT_OPTIONS) + [
-        render_archive_job(tm351, "tm351-2026j", "img:1", ["claim-tm351-2026j-alice", "claim-tm351-2026j-bob"],
+        render_archive_job(tm351, "tm351-2026j", "img:1", {"claim-tm351-2026j-alice": "alice",
+                                                             "claim-tm351-2026j-bob": "bob"},
                            ["tina"], DEFAULT_OPTIONS),
-        render_archive_job(m269, "m269-2026j", "img:1", [], [], DEFAULT_OPTIONS, portal_url="https://x/portal/archives/"),
+        render_archive_job(m269, "m269-2026j", "img:1", {}, [], DEFAULT_OPTIONS, portal_url="https://x/portal/archives/"),
         render_purge_job(tm351, "hubfleet-system", "python:3.12-slim", DEFAULT_OPTIONS),
     ]
     for obj in objects:

@@ -128,13 +128,6 @@ def test_thaw_gives_back_the_students_own_modes(tmp_path: Path) -> None:
     assert modes == {"shared": 0o751, "group.csv": 0o664, "mine.txt": 0o400}
 
 
-def test_system_usernames_are_valid_and_distinct() -> None:
-    assert workspace.system_username("alice") == "hf-alice"
-    odd = [workspace.system_username(u) for u in ("a.smith@x", "a-smith-x", "A.Smith@x", "x" * 40)]
-    assert len(set(odd)) == 4
-    assert all(len(n) <= 32 and n.startswith("hf-") and n.replace("-", "").replace("_", "").isalnum() for n in odd)
-
-
 def test_config_file_is_two_lines_and_restart_rules(ctx: HubContext) -> None:
     path = hubconfig.write_config_file(ctx.hub_dir)
     assert path.read_text().splitlines() == [

@@ -18,6 +18,7 @@ from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir
 from hubfleet.cli.common import (
     AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
 )
+from hubfleet.cli.guards import AllowMassStopOption, hold_state, refuse_mass_stop
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 
 lifecycle_app = typer.Typer(help="Presentation lifecycle: read-only, archive, teardown, purge.", no_args_is_help=True)
@@ -39,6 +40,7 @@ def run(
     storage_root: Path = StorageOption,
     archive_store: str = StoreOption,
     port: int = PortOption,
+    allow_mass_stop: bool = AllowMassStopOption,
 ) -> None:
     """Carry out every phase change due at the date: freeze, archive + verify + tear down, delete hubs, purge.
 
@@ -49,17 +51,19 @@ def run(
     backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
     if hasattr(backend, "archive_store"):
         backend.archive_store = archive_store
-    # The state-dir lock (one `lifecycle run` / `apply` per fleet at a time) is taken here, around everything below,
-    # once it lands (branch procs): `with state_lock(state_dir_for(loaded, state_dir)):`.
+    if getattr(backend, "name", None) == "local":
+        hold_state(state_dir_for(loaded, state_dir))  # one writer per state dir (up, apply, lifecycle run, ...)
     archiving = getattr(backend, "archiving", None)
     if archiving is not None:
         # What the archives hold, and anything they could not hold, printed before any folder is deleted.
         archiving.say = lambda line: console.print(line, markup=False, highlight=False)
     try:
-        plan_ = diff(spec, backend.observe())
+        state = backend.observe()
+        plan_ = diff(spec, state)
     except OrphanError as exc:
         raise orphan_exit(exc) from None
     print_plan(spec, plan_)
+    refuse_mass_stop(plan_, state, spec, allow_mass_stop)
     report = backend.apply(plan_, spec, lambda action, message: None)
     print_report(report)
     problems = archiving.problems(deep=True) if archiving is not None else []
@@ -142,6 +146,7 @@ def restore(
     Example: hubfleet archive restore examples/university --presentation TM351-2026J --user alice --into TM351-2027J
     """
     loaded, backend = _local(catalog, state_dir, storage_root)
+    hold_state(state_dir_for(loaded, state_dir))  # restoring writes students' folders and the ledger
     spec = make_plan(loaded.catalog, today(None))
     by_key = {p.key: p for p in spec.all_presentations()}
     if into is not None and into not in by_key:

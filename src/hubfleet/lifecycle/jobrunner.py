@@ -115,6 +115,10 @@ class JobTeardown:
 
     def stub(self, folder: StudentFolder) -> None:
         home = self.src_root / "home" / folder.stem
+        if home.is_symlink():
+            # The Job's by-username view: an emptyDir that only its own init container writes, linking each username
+            # to the real home (archive_job.student_view). One level, resolved here; a link below it is not followed.
+            home = Path(os.readlink(home))
         if home.is_dir() and not home.is_symlink():
             text = stub_text(folder.student, self.ledger.for_student(folder.student), self.portal_url)
             tmp = home / f".{STUB_NAME}.{os.getpid()}.tmp"

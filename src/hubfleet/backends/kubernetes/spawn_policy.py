@@ -11,14 +11,23 @@ It does three things, all keyed by data the renderer injects as JSON (``HUBFLEET
 2. ``pre_spawn_hook`` refuses, with HTTP 403, a profile the server's owner may not use. The filtered
    list alone is not enough: kubespawner falls back to the base config when the filtered list is empty,
    and a REST client can post any ``user_options``. The hook runs before kubespawner applies the profile.
-3. ``modify_pod_hook`` pins the subPath of every mount on the shared personal store to hubfleet's own
-   username escaping (``hubfleet.catalog.naming.escape_username``, inlined below because the hub image
-   does not have hubfleet installed). Why not kubespawner's ``{username}``: kubespawner 7 (z2jh 4)
-   replaced its slug scheme ("escape" -> "safe"), and on a static store the subPath *is* the identity
-   of a student's files, so that upgrade moved homes. Our escaping is fixed, shared with the local
-   backend and the archiver, and a test keeps the inlined copy equal to the library one. The values still
-   say ``{username}`` so that, should the hook ever not run, each user still gets a directory of their own.
+3. The same callable makes each profile personal: ``{hubfleet_account}`` and ``{hubfleet_storage}`` in its
+   ``kubespawner_override`` become the user's Unix account (``hubfleet.catalog.naming.unix_account``) and storage
+   name (``storage_name``), inlined below because the hub image does not have hubfleet installed; tests keep the
+   copies equal to the library for every username.
+   Why not kubespawner's ``{username}``: kubespawner 7 expands it with its own slug ("safe" scheme, e.g.
+   ``alice-smith---63425827``) in volumes, mounts and env, JupyterHub expands ``notebook_dir`` with the raw name,
+   and ``working_dir`` is expanded only when the spawner is constructed, never from a profile, so the home mount,
+   the root dir and the working dir disagreed for any escaped name. And z2jh 3 -> 4 changed the slug scheme: on
+   a static store the subPath *is* the identity of a student's files, so that upgrade moved homes. Ours is fixed
+   and shared with the local backend and the archiver.
    # ref: https://z2jh.jupyter.org/en/stable/administrator/upgrading/upgrade-3-to-4.html
+   # ref: https://github.com/jupyterhub/kubespawner/blob/7.0.0/kubespawner/spawner.py (_expand_user_properties)
+   The notebook user inside the container is the Unix account (docker-stacks' start.sh renames jovyan to NB_USER
+   and makes /home/NB_USER its home): a valid login for usermod for every username (letter first, at most 32
+   characters), which a storage name is not (``élodie`` -> ``-c3-a9lodie``; long e-mail logins). The files stay
+   at subPath ``home/<storage name>``. The placeholders are not kubespawner's, so a profile applied without this
+   callable fails the spawn (KeyError) instead of mounting someone else's directory.
    Dynamic PVC names (per-presentation layout) are left to kubespawner: ``remember_pvc_name`` keeps a
    created claim's name in the spawner state, and the archiver finds claims by label and annotation.
 
@@ -33,6 +42,7 @@ import json
 
 # The code below is what runs inside the hub. Keep it dependency-free beyond tornado (JupyterHub's own).
 HUB_CONFIG = r'''# --- hubfleet spawn policy (generated; do not edit by hand) ---
+import hashlib as _hashlib
 import json as _json
 import os as _os
 
@@ -42,14 +52,38 @@ HUBFLEET = _json.loads(__HUBFLEET_DATA__)
 
 
 def hubfleet_escape(name):
-    """Same as hubfleet.catalog.naming.escape_username: keep [a-z0-9-], write other bytes as -xx."""
+    """Same as hubfleet.catalog.naming.storage_name (injective): keep [a-z0-9], write other bytes as -xx."""
     out = []
-    for ch in name.lower():
-        if ("a" <= ch <= "z") or ("0" <= ch <= "9") or ch == "-":
+    for ch in name:
+        if ("a" <= ch <= "z") or ("0" <= ch <= "9"):
             out.append(ch)
         else:
             out.extend("-%02x" % b for b in ch.encode())
-    return "".join(out)
+    out = "".join(out)
+    if len(out) > 128:
+        out = "%s_%s" % (out[:103], _hashlib.sha256(name.encode()).hexdigest()[:24])
+    return out
+
+
+def hubfleet_account(name):
+    """Same as hubfleet.catalog.naming.unix_account: the fleet's prefix + storage name, at most 32 characters."""
+    prefix, stored = HUBFLEET["account_prefix"], hubfleet_escape(name)
+    if len(prefix) + len(stored) <= 32:
+        return prefix + stored
+    keep = 32 - len(prefix) - 9
+    return "%s%s_%s" % (prefix, stored[:keep], _hashlib.sha256(name.encode()).hexdigest()[:8])
+
+
+def hubfleet_personal(value, name):
+    """``value`` (a profile, or any part of one) with the user's account and storage name filled in."""
+    if isinstance(value, str):
+        return value.replace("{hubfleet_account}", hubfleet_account(name)).replace(
+            "{hubfleet_storage}", hubfleet_escape(name))
+    if isinstance(value, list):
+        return [hubfleet_personal(v, name) for v in value]
+    if isinstance(value, dict):
+        return {k: hubfleet_personal(v, name) for k, v in value.items()}
+    return value
 
 
 def hubfleet_allowed(user):
@@ -65,7 +99,7 @@ _HUBFLEET_PROFILES = list(c.KubeSpawner.get("profile_list") or [])  # singleuser
 
 def hubfleet_profile_list(spawner):
     allowed = set(hubfleet_allowed(spawner.user))
-    return [p for p in _HUBFLEET_PROFILES if p.get("slug") in allowed]
+    return [hubfleet_personal(p, spawner.user.name) for p in _HUBFLEET_PROFILES if p.get("slug") in allowed]
 
 
 def hubfleet_pre_spawn_hook(spawner):
@@ -77,24 +111,8 @@ def hubfleet_pre_spawn_hook(spawner):
         raise _web.HTTPError(403, "profile %r is not available to %s" % (slug, spawner.user.name))
 
 
-def hubfleet_modify_pod_hook(spawner, pod):
-    """Pin the user segment of every personal-store subPath (``home/<user>/...``) to hubfleet's escaping."""
-    store = HUBFLEET["personal_store"]
-    if not store:
-        return pod
-    containers = list(pod.spec.containers or []) + list(pod.spec.init_containers or [])
-    for container in containers:
-        for mount in container.volume_mounts or []:
-            parts = (mount.sub_path or "").split("/")
-            if mount.name == store["volume"] and len(parts) >= 2 and parts[0] == store["prefix"]:
-                parts[1] = hubfleet_escape(spawner.user.name)
-                mount.sub_path = "/".join(parts)
-    return pod
-
-
 c.KubeSpawner.profile_list = hubfleet_profile_list
 c.KubeSpawner.pre_spawn_hook = hubfleet_pre_spawn_hook
-c.KubeSpawner.modify_pod_hook = hubfleet_modify_pod_hook
 
 # hubfleet's service: the token comes from our Secret through hub.extraEnv, never from values.
 c.JupyterHub.services = [s for s in (c.JupyterHub.get("services") or []) if s.get("name") != "hubfleet"] + [
@@ -110,11 +128,14 @@ def hub_config(data: dict) -> str:
     return HUB_CONFIG.replace(PLACEHOLDER, repr(json.dumps(data, sort_keys=True, separators=(",", ":"))), 1)
 
 
-def policy_data(profiles: list[dict], personal_store: dict | None, token_env: str) -> dict:
-    """What the hub code needs: each profile's slug and groups, which mounts sit on the personal store
-    (``{"volume": "home", "prefix": "home"}``: subPaths there are ``home/<user>/...``), the token env var."""
+ACCOUNT = "{hubfleet_account}"  # in a profile: the user's Unix account (the notebook user, /home/<account>)
+STORAGE = "{hubfleet_storage}"  # in a profile: the user's storage name (subPaths on the personal store)
+
+
+def policy_data(profiles: list[dict], token_env: str, account_prefix: str) -> dict:
+    """What the hub code needs: each profile's slug and groups, the fleet's account prefix, the token env var."""
     return {
         "profiles": [{"slug": p["slug"], "groups": list(p["groups"])} for p in profiles],
-        "personal_store": personal_store,
+        "account_prefix": account_prefix,
         "service_token_env": token_env,
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hubfleet.backends.local import workspace
 from hubfleet.backends.local.fleetstate import FleetPaths
+from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.catalog.naming import storage_name
 from hubfleet.lifecycle.archive import VerifyResult
@@ -76,7 +77,8 @@ class LocalArchiving:
                 for u, p in workspace.course_dirs(self.storage_root, pres).items() if u not in team]
 
     def owner(self, user: str) -> workspace.Owner | None:
-        return None if self.demo_mode else workspace.existing_owner(user)
+        fleet = self.loaded.catalog.fleet
+        return None if self.demo_mode else workspace.existing_owner(user, naming.account_prefix(fleet.name, fleet.account_prefix))
 
     # -- read-only: storage level, every reconcile ------------------------------------------------------------------
 
@@ -132,7 +134,7 @@ class LocalArchiving:
 
     def _write_stub(self, ledger: Ledger, student: str) -> None:
         text = stub_text(student, ledger.for_student(student), self.portal_url, str(self.loaded.root))
-        workspace.write_stub(self.storage_root / "home" / student, text, self.owner(student))
+        workspace.write_stub(self.storage_root / "home" / naming.storage_name(student), text, self.owner(student))
 
     def problems(self, deep: bool = False) -> list[str]:
         if not (self.paths.state / "archives.sqlite").exists():
