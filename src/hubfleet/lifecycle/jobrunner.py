@@ -33,6 +33,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from hubfleet.catalog.naming import storage_name
 from hubfleet.lifecycle.engine import Archiver, StudentFolder, stub_text
 from hubfleet.lifecycle.ledger import Ledger
 from hubfleet.lifecycle.restoring import remove_tree
@@ -114,7 +115,7 @@ class JobTeardown:
         self.ledger, self.src_root, self.portal_url = ledger, src_root, portal_url
 
     def stub(self, folder: StudentFolder) -> None:
-        home = self.src_root / "home" / folder.stem
+        home = self.src_root / "home" / folder.student
         if home.is_symlink():
             # The Job's by-username view: an emptyDir that only its own init container writes, linking each username
             # to the real home (archive_job.student_view). One level, resolved here; a link below it is not followed.
@@ -134,7 +135,8 @@ class JobTeardown:
 
 def run_archive(args: argparse.Namespace, api: Api | None) -> int:
     exclude = {u for u in (args.exclude or "").split(",") if u}
-    folders = [StudentFolder(u, p, u) for u, p in student_folders(args.layout, args.src_root, args.course_folder,
+    # Folders are named by username here (the Job's view, see archive_job.py); archive files by storage name.
+    folders = [StudentFolder(u, p, storage_name(u)) for u, p in student_folders(args.layout, args.src_root, args.course_folder,
                                                                    exclude)]
     (args.dest / args.presentation).mkdir(parents=True, exist_ok=True)
     with Ledger(journal_path(args.dest, args.presentation), wal=False) as ledger:

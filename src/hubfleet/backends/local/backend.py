@@ -132,8 +132,13 @@ class LocalBackend:
         """The lifecycle's local side (archiving.py): freezing, archive/teardown, purge, audit, restore."""
         from hubfleet.backends.local.archiving import LocalArchiving
 
-        return LocalArchiving(self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
-                              portal_url=f"{self.hosts.portal_url}/portal/archives/", store=self.archive_store)
+        # One per backend (per store): the CLI hangs its `say` on it and reads back the outcomes of what apply did.
+        cached = self.__dict__.get("_archiving")
+        if cached is None or cached.store_spec != self.archive_store:
+            cached = self.__dict__["_archiving"] = LocalArchiving(
+                self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
+                portal_url=f"{self.hosts.portal_url}/portal/archives/", store=self.archive_store)
+        return cached
 
     def _service_token(self, hub: str) -> str:
         return read_secret(self.paths.hub(hub).service_token)
