@@ -217,7 +217,7 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
     p = next(x for x in hub.presentations if x.key == prof.presentation)
     mounts = home_mounts(p)
     if lab_configmap:
-        mounts += lab_mounts()
+        mounts += lab_mounts(lab_files(p))
     override = {
         "image": prof.image,
         "cpu_guarantee": _cpu(prof.cpu),
@@ -252,10 +252,6 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
     return entry
 
 
-def extensions_uniform(hub: HubSpec) -> bool:
-    return len({p.extensions.model_dump_json() for p in hub.presentations}) <= 1
-
-
 def lab_configmap_name(p: PresentationSpec) -> str:
     return f"lab-{dns_label(p.key)}"
 
@@ -271,20 +267,11 @@ def lab_files(p: PresentationSpec) -> dict[str, dict]:
     return files
 
 
-def lab_mounts() -> list[dict]:
-    out = [_mount("hubfleet-lab", LAB_PAGE_CONFIG, "page_config.json", ro=True)]
-    out += [_mount("hubfleet-lab", path, "overrides.json", ro=True) for path in LAB_OVERRIDES]
-    return out
-
-
-def _singleuser_extra_files(p: PresentationSpec) -> dict:
-    files = lab_files(p)
-    out = {}
-    if "page_config.json" in files:
-        out["lab-page-config"] = {"mountPath": LAB_PAGE_CONFIG, "data": files["page_config.json"]}
+def lab_mounts(files: dict[str, dict]) -> list[dict]:
+    """Mounts of the files ``lab_files`` made (a subPath naming a missing key would mount an empty directory)."""
+    out = [_mount("hubfleet-lab", LAB_PAGE_CONFIG, "page_config.json", ro=True)] if "page_config.json" in files else []
     if "overrides.json" in files:
-        for i, path in enumerate(LAB_OVERRIDES):
-            out[f"lab-overrides-{i}"] = {"mountPath": path, "data": files["overrides.json"]}
+        out += [_mount("hubfleet-lab", path, "overrides.json", ro=True) for path in LAB_OVERRIDES]
     return out
 
 
@@ -385,10 +372,11 @@ def render_values(
     if secrets_ref:
         options = RenderOptions(**{**options.__dict__, "secret_name": secrets_ref})
     first = hub.presentations[0]
-    uniform = extensions_uniform(hub)
+    # JupyterLab settings travel with each profile: kubespawner replaces a list trait from a profile, so the
+    # chart's hub-wide singleuser.extraFiles mounts would never reach a pod that has a profile.
     profiles = [
-        profile_entry(hub, prof, options, None if uniform or not lab_files(_pres(hub, prof))
-                      else lab_configmap_name(_pres(hub, prof)), shipped)
+        profile_entry(hub, prof, options, lab_configmap_name(_pres(hub, prof)) if lab_files(_pres(hub, prof))
+                      else None, shipped)
         for prof in hub.profiles
     ]
     host = f"{hub.name}.{fleet.domain}"
@@ -432,7 +420,7 @@ def render_values(
             # ref: https://z2jh.jupyter.org/en/stable/administrator/security.html#audit-cloud-metadata-server-access
             "cloudMetadata": {"blockWithIptables": False},
             "storage": _storage(first),
-            "extraFiles": _singleuser_extra_files(first) if uniform else {},
+            "extraFiles": {},
             "profileList": profiles,
         },
         "cull": {
