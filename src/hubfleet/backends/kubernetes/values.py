@@ -1,25 +1,26 @@
 """``render_values(hub, fleet) -> dict``: a HubSpec as Zero-to-JupyterHub 4.4.0 values, using the chart's own
-mechanisms wherever it has one (profileList, storage, extraFiles, loadRoles, cull, ingress).
+mechanisms wherever it has one (profileList, storage, loadRoles, cull, ingress).
 
 Per-presentation settings live in each profile's ``kubespawner_override``, because one hub can host several
 presentations (per-course, per-unit, central topologies) that differ in course folder, storage, seed and
 phase. kubespawner *replaces* list traits from an override (only dict traits such as ``environment`` are
-merged), so each profile carries its complete ``volumes``/``volume_mounts``/``init_containers``; the
-hub-wide ``singleuser.storage`` mirrors the first presentation, which is what a single-presentation hub uses.
+merged), so each profile carries its complete ``volumes``/``volume_mounts``/``init_containers``, JupyterLab
+settings included; the hub-wide ``singleuser.storage`` mirrors the first presentation for the chart's sake, but
+every spawn goes through a profile.
 # ref: https://jupyterhub-kubespawner.readthedocs.io/en/latest/spawner.html#kubespawner.KubeSpawner.profile_list
 
-Storage layouts (all mount the student's storage as volume ``home``, which the seeding init containers and the
-spawn policy's subPath pinning refer to by that name):
+Storage layouts (all mount the student's storage as volume ``home``, which the seeding init containers refer to
+by that name):
 
 - ``personal-subfolder``: the shared personal store (``static``, claim ``personal-store``), subPath
   ``home/<storage name>``; the server starts in the course folder.
+- ``per-presentation``: one dynamic claim per student per presentation, named after the presentation so
+  next year's presentation never reuses this year's claim.
+- ``ephemeral``: an ``emptyDir``; nothing survives the pod.
 
 Per-user names: the spec's ``{username}`` becomes ``spawn_policy.ACCOUNT`` in paths inside the container (the
 notebook user's home is ``/home/<unix account>``) and ``spawn_policy.STORAGE`` in subPaths; the hub fills both
 in per user when it hands out the profiles (why not kubespawner's own ``{username}``: see spawn_policy).
-- ``per-presentation``: one dynamic claim per student per presentation, named after the presentation so
-  next year's presentation never reuses this year's claim.
-- ``ephemeral``: an ``emptyDir``; nothing survives the pod.
 
 Read-only phase: the course folder is mounted ``readOnly`` over itself and no seeding runs, so students can
 open and download their files but not change them; the rest of the home stays writable for Jupyter's own
