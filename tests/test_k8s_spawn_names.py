@@ -166,7 +166,7 @@ def test_each_presentation_of_a_shared_hub_starts_in_its_own_folder():
         agreement(pod, "Alice.Smith", spec.account_prefix, prof.presentation)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(username=usernames)
 def test_agreement_holds_for_any_username(seeded, username):
     spec, values = seeded
