@@ -357,7 +357,7 @@ class LocalBackend:
     def _delete(self, hp: HubPaths) -> str:
         if not hp.dir.exists():
             return "already gone"
-        # Defence in depth beside _apply_hub's "archive failed" rule, whatever plan asked for the delete.
+        # Defence in depth beside run_plan's "archive failed" rule (backends/executor.py), whatever plan asked for the delete.
         self.archiving.guard_delete(read_json(hp.applied) or {}, self._spec)
         self._stop_hub(hp)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
