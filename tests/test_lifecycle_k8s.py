@@ -22,7 +22,7 @@ from hubfleet.backends.kubernetes.fake import FakeCluster
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS
 from hubfleet.backends.kubernetes.helm import FakeHelm
 from hubfleet.backends.kubernetes.validation import validate_manifest
-from hubfleet.lifecycle import archive, jobrunner
+from hubfleet.lifecycle import archive, engine, jobrunner, ledger
 from hubfleet.lifecycle.archive import verify_archive
 from hubfleet.plan import diff
 from hubfleet.plan.diff import Kind, Plan
@@ -61,7 +61,12 @@ def test_jobs_render_valid_and_ship_the_same_archive_code(setup):
     job = objects[-3]["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m for m in job["containers"][0]["volumeMounts"]}
     assert mounts["/students/alice"]["readOnly"] and mounts["/students/bob"]["readOnly"]
-    assert job["containers"][0]["command"][:3] == ["python3", "/opt/hubfleet/jobrunner.py", "archive"]
+    assert job["containers"][0]["command"][:4] == ["python3", "-m", "hubfleet.lifecycle.jobrunner", "archive"]
+    # The Job runs the lifecycle package itself (engine, journal, archiver), laid out from the ConfigMap's keys.
+    (code,) = [v for v in job["volumes"] if v["name"] == "code"]
+    laid_out = {i["path"]: shipped_code()[i["key"]] for i in code["configMap"]["items"]}
+    assert laid_out["hubfleet/lifecycle/engine.py"] == Path(engine.__file__).read_text()
+    assert laid_out["hubfleet/lifecycle/ledger.py"] == Path(ledger.__file__).read_text()
     assert "--exclude" in job["containers"][0]["command"] and "tina" in job["containers"][0]["command"]
     personal = objects[-2]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--teardown" in personal and "/store" in personal

@@ -11,6 +11,7 @@ Results come back in the plan's order, matched by position: actions are frozen p
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,10 +26,17 @@ class ArchiveNotDone(RuntimeError):
     """A delete skipped because an archive of the same hub failed earlier in this apply."""
 
 
+class ApplyCancelled(RuntimeError):
+    """The apply was interrupted (Ctrl-C, SIGTERM from ``hubfleet down``): nothing new is started after this."""
+
+
 def run_plan(plan: Plan, do: Do, *, concurrency: int, say: Progress,
-             explain: Callable[[Exception], str] = str) -> ApplyReport:
+             explain: Callable[[Exception], str] = str, cancelled: threading.Event | None = None) -> ApplyReport:
     """Carry out ``plan`` with ``do``, ``concurrency`` hubs at a time; ``explain`` turns an exception into the
-    message a person reads (the backend knows which of its errors are already phrased for people)."""
+    message a person reads (the backend knows which of its errors are already phrased for people).
+
+    ``cancelled``: set when the caller is interrupted (Ctrl-C, SIGTERM); actions not yet started then fail with
+    "interrupted: not started" instead of starting hubs behind the back of the ``down`` that interrupted them."""
     by_hub: dict[str, list[int]] = {}
     for position, action in enumerate(plan.actions):
         by_hub.setdefault(action.hub, []).append(position)
@@ -39,6 +47,8 @@ def run_plan(plan: Plan, do: Do, *, concurrency: int, say: Progress,
         for position in positions:
             action = plan.actions[position]
             try:
+                if cancelled is not None and cancelled.is_set():
+                    raise ApplyCancelled("interrupted: not started")
                 if action.kind == Kind.delete and archive_failed:
                     raise ArchiveNotDone("kept: a presentation of this hub is not archived yet")
                 results[position] = ActionResult(action, ok=True, message=do(action))
@@ -48,7 +58,16 @@ def run_plan(plan: Plan, do: Do, *, concurrency: int, say: Progress,
                 say(action, f"failed: {message}")
                 results[position] = ActionResult(action, ok=False, message=message)
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    # Not a `with` block: on an interrupt the workers must be told to stop *before* waiting for them, or they would
+    # go on starting hubs for minutes.
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
         for future in [pool.submit(run_hub, positions) for positions in by_hub.values()]:
             future.result()
+    except BaseException:
+        if cancelled is not None:
+            cancelled.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown()
     return ApplyReport(results=[r for r in results if r is not None])

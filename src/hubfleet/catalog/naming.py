@@ -15,6 +15,27 @@ def dns_label(text: str) -> str:
     return text.strip().lower()
 
 
+# Hub names are hosts (``{hub}.{domain}``) and Kubernetes namespaces; these belong to something else.
+RESERVED_HUBS = {
+    "portal": "the portal's own host",
+    "hubfleet": "used by hubfleet itself",
+    "hubfleet-system": "hubfleet's own namespace",
+    "default": "a Kubernetes system namespace",
+    "kube-system": "a Kubernetes system namespace",
+    "kube-public": "a Kubernetes system namespace",
+    "kube-node-lease": "a Kubernetes system namespace",
+}
+
+
+def is_reserved_hub(name: str) -> bool:
+    """Whether a hub name would take the portal's host or a namespace Kubernetes or hubfleet owns."""
+    return name in RESERVED_HUBS or name.startswith("kube-") or name.startswith("_")
+
+
+def reserved_why(name: str) -> str:
+    return RESERVED_HUBS.get(name) or ("reserved for Kubernetes (kube-*)" if name.startswith("kube-") else "reserved")
+
+
 def presentation_key(course: str, presentation: str) -> str:
     """The human key of a presentation, as staff type it: ``TM351-2026J``."""
     return f"{course}-{presentation}"

@@ -36,16 +36,18 @@ from pathlib import Path
 from hubfleet.backends.kubernetes import material as m
 from hubfleet.backends.kubernetes import values as v
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, personal_store_pair
+from hubfleet.catalog import naming
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
-RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", "hubfleet-system"}
+RESERVED_NAMESPACES = set(naming.RESERVED_HUBS)  # one list: validate refuses the same names with a location
 GIB = 2**30
 
 
 def namespace_name(hub: HubSpec) -> str:
-    if hub.name in RESERVED_NAMESPACES or hub.name.startswith("kube-"):
-        raise ValueError(f"hub {hub.name!r} would share a system namespace; rename the course or fleet")
+    # validate refuses these with file and line (hubfleet.catalog.boundary); this guards a spec built elsewhere.
+    if hub.name in RESERVED_NAMESPACES or naming.is_reserved_hub(hub.name):
+        raise ValueError(f"hub {hub.name!r} is {naming.reserved_why(hub.name)}; rename the course or fleet")
     return hub.name
 
 

@@ -182,6 +182,7 @@ def seed_command(p: PresentationSpec, source: str, target: str, policy: str, opt
         "python3", f"{SEEDING_DIR}/seeding.py",
         "--source", material.seed_dir(source),
         "--target", posixpath.normpath(posixpath.join(course_dir(p), target)),
+        "--base", course_dir(p),  # the part of the target below the course folder is walked without following links
         "--policy", policy,
         "--uid", str(options.nb_uid), "--gid", str(options.nb_gid),
     ]

@@ -23,29 +23,32 @@ import datetime as dt
 import os
 import shutil
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
 
 from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
-from hubfleet.backends.executor import run_plan
+from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
-from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, observe_state, read_json, write_json_atomic
+from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor
 from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
 from hubfleet.backends.local.ports import HubPorts, PortBook
 from hubfleet.backends.local.proxy import ProxyCommand, find_chp
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
+from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
 from hubfleet.plan.diff import Action, FleetState, Kind, Plan
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
-__all__ = ["LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "stop_fleet"]
+__all__ = ["ApplyCancelled", "LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "fleet_processes", "stop_fleet"]
 
 DEMO_ENV = "HUBFLEET_DEMO_MODE"
 
@@ -89,6 +92,9 @@ class LocalBackend:
         self.own_proxy = True
         self.archive_store: str | None = None  # a directory or URL; None = remembered in the state dir, or default
         self._spec: FleetSpec | None = None  # the spec apply() runs against, for the lifecycle actions
+        # Set when the caller is interrupted mid-apply: the worker threads stop at their next step instead of starting
+        # more hubs behind the back of the `down` that interrupted them.
+        self.cancelled = threading.Event()
 
     # -- small helpers -------------------------------------------------------------------------------------------
 
@@ -139,17 +145,31 @@ class LocalBackend:
 
     def apply(self, plan: Plan, spec: FleetSpec, progress: Progress | None = None) -> ApplyReport:
         say: Progress = progress or (lambda action, message: None)
-        self.paths.state.mkdir(parents=True, exist_ok=True)
+        self.lock_down()
         self._spec = spec
         self.sync_logins(spec)
         wanted = {h.name: h for h in spec.hubs}
-        # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds.
-        report = run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), say), concurrency=self.parallel, say=say)
+        # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds. An interrupt
+        # sets self.cancelled, so the workers stop at their next step too.
+        report = run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), say), concurrency=self.parallel, say=say,
+                          cancelled=self.cancelled)
         self.refresh(spec)
+        self.lock_down()  # whatever this apply created (logs, sqlite -wal/-shm, archives) is private now
         return report
+
+    def lock_down(self) -> None:
+        """The state dir and a local archive store elsewhere: private to hubfleet (fleetstate.lock_down)."""
+        store = None
+        remembered = self.paths.state / "archive-store"
+        location = self.archive_store or (remembered.read_text().strip() if remembered.is_file() else "")
+        if location and ("://" not in location or location.startswith("file://")):
+            store = Path(location.removeprefix("file://"))
+        lock_down(self.paths.state, self.storage_root, store)
 
     def status(self, spec: FleetSpec) -> list[HubStatus]:
         out = []
+        # Said on every hub's row: a server without a memory limit can take memory from every other hub.
+        limits_note = "" if self.demo_mode else _limits_note()
         for hub in spec.hubs:
             hp = self.paths.hub(hub.name)
             url = self.hub_url(hub.name)
@@ -162,7 +182,7 @@ class LocalBackend:
                 with HubClient(ep.api_url, ep.token, timeout=5) as client:
                     users = client.users()
                 servers = sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
-                out.append(HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers))
+                out.append(HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers, detail=limits_note))
             except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
                 out.append(HubStatus(hub.name, url, up=False, detail=f"process up, API not answering: {exc}"))
         return out
@@ -261,6 +281,10 @@ class LocalBackend:
         say(action, f"{action.kind.value}: running")
         return self.archiving.carry_out(action.kind.value, action.presentation or "", self._spec)
 
+    def _check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise ApplyCancelled("interrupted: not started")
+
     def _converge(self, hub: HubSpec, say: Any) -> str:
         """Create, update and start are one operation: make files right, (re)start if needed, verify, record."""
         hp = self.paths.hub(hub.name)
@@ -288,11 +312,15 @@ class LocalBackend:
             verb = "updated in place (no restart needed)"
         t0 = time.monotonic()
         _reap_leftovers(hp)
+        self._check_cancelled()
         if self.own_proxy and process.read_alive(hp.proxy_pidfile) is None:
             say("starting proxy")
             cmd = self._proxy_command(hub.name, ports, hp)
             process.start_detached(cmd.argv, hp.dir, cmd.env(), hp.proxy_log, hp.proxy_pidfile)
+        self._check_cancelled()
         if process.read_alive(hp.hub_pidfile) is None:
+            # start_detached also finds a hub of this dir whose record was lost and waits on it instead of starting
+            # a second one on the same database: a slow start is not a crash.
             say("starting hub")
             argv = [str(Path(sys.prefix) / "bin" / "jupyterhub"), "-f", str(hp.config)]
             env = dict(os.environ)
@@ -321,6 +349,9 @@ class LocalBackend:
             "proxy_token_file": str(hp.proxy_token),
             "members": str(hp.members),
             "start_proxy": not self.own_proxy,
+            # Students' Unix accounts (root mode) are per fleet: naming.unix_account(account_prefix, username).
+            "fleet": self.loaded.catalog.fleet.name,
+            "account_prefix": naming.account_prefix(self.loaded.catalog.fleet.name, self.loaded.catalog.fleet.account_prefix),
         }
 
     def _proxy_command(self, hub: str, ports: HubPorts, hp: HubPaths) -> ProxyCommand:
@@ -340,6 +371,7 @@ class LocalBackend:
         headers = {"Authorization": f"token {read_secret(hp.service_token)}"}
         deadline = time.monotonic() + self.hub_timeout
         while True:
+            self._check_cancelled()
             try:
                 if httpx.get(url, headers=headers, timeout=5).status_code == 200:
                     return
@@ -439,14 +471,76 @@ def stop_fleet(state_dir: Path) -> list[str]:
     """Stop every hub, hub proxy, the front door and the portal of a state dir; return the hubs stopped.
 
     Needs no catalog (``hubfleet down`` must work even when the catalog is broken). No file is deleted: the next
-    apply starts the same hubs with the same secrets, ports and student files.
+    apply starts the same hubs with the same secrets, ports and student files. After the recorded processes, every
+    process of the fleet that no record names any more (``fleet_processes``) is stopped too, so what is left running
+    afterwards is nothing. The caller holds the state lock (``statelock``), or a writer could start hubs again.
     """
     paths = FleetPaths(Path(state_dir).resolve())
     names = paths.hub_names()
     with ThreadPoolExecutor(max_workers=8) as pool:
         stopped = [n for n, s in zip(names, pool.map(lambda n: _stop_hub(paths.hub(n)), names)) if s]
     FrontDoor(paths, 0).stop()
+    leftovers = fleet_processes(paths.state)
+    for proc in leftovers:
+        try:
+            proc.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(leftovers, timeout=10)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
     return stopped
+
+
+def fleet_processes(state_dir: Path) -> list[psutil.Process]:
+    """Every live process of the fleet in ``state_dir``, recorded or not: what hubfleet started (hubs, proxies, the
+    front door, the portal: marked by ``process.MARKER_ENV``), and what the hubs started (idle cullers, students'
+    servers), recognised by the hub API port they talk to *and* a working dir in this fleet's state dir or storage.
+    The port alone is not enough: a stopped fleet keeps its ports on record and another fleet may be using one."""
+    paths = FleetPaths(Path(state_dir).resolve())
+    found = {p.pid: p for p in process.marked(paths.state)}
+    hub_ports: set[int] = set()
+    roots = {str(paths.state)}
+    for name in paths.hub_names():
+        raw = read_json(paths.hub(name).hub_json) or {}
+        if raw.get("hub_port"):
+            hub_ports.add(int(raw["hub_port"]))
+        if raw.get("storage_root"):
+            roots.add(str(raw["storage_root"]))
+    if hub_ports:
+        for proc in psutil.process_iter():
+            if proc.pid in found:
+                continue
+            try:
+                env = proc.environ()
+                port = urlsplit(env.get("JUPYTERHUB_API_URL", "")).port
+                if port in hub_ports and any(_within(proc.cwd(), root) for root in roots):
+                    found[proc.pid] = proc
+            except (psutil.Error, ValueError):
+                pass
+    return [p for p in found.values() if _alive(p)]
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _limits_note() -> str:
+    from hubfleet.backends.local.cgroups import availability
+
+    ok, how = availability()
+    return "" if ok else how
 
 
 def _hub_side() -> Any:

@@ -65,6 +65,9 @@ def configure(c: Any, hub_json: str | Path) -> None:
     spec = HubSpec.model_validate(raw["spec"])
     ctx = HubContext(Path(hub_json))
     hub_dir = Path(raw["hub_dir"])
+    # Everything the hub creates (sqlite -wal/-shm, the proxy pid file, lab config dirs before their chmod) is
+    # private to the hub's account; files meant for students get explicit modes. See docs/security.md.
+    os.umask(0o077)
 
     # -- network: public side through this hub's CHP, hub API on its own port --------------------------------
     c.JupyterHub.bind_url = f"http://{HOST}:{raw['proxy_port']}{spec.base_path}"
