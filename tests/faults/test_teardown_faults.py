@@ -102,9 +102,8 @@ class World:
         return self.root / "storage"
 
     def folder(self, user: str) -> Path:
-        # The local backend keeps homes under storage names; the Job sees them by username (its init container's
-        # view, archive_job.student_view).
-        return self.storage / "home" / (storage_name(user) if self.backend == "local" else user) / KEY
+        # Both backends see homes under storage names (the Job decodes them back to usernames with naming.username_of).
+        return self.storage / "home" / storage_name(user) / KEY
 
     @property
     def archives(self) -> Path:
