@@ -83,8 +83,10 @@ class FrontDoor:
 
     @property
     def portal_internal_url(self) -> str:
-        """The portal's private address, for the hubs' server-to-server OAuth calls (no name to resolve)."""
-        return f"http://{HOST}:{self._ports()[1]}"
+        """Where the hubs make their server-to-server OAuth calls: the front door on the loopback, by address (the hub
+        process may have no resolver for ``*.localhost``); an unknown host reaches the portal, which serves its
+        provider endpoints on any host (``portal.py``)."""
+        return f"http://{HOST}:{self.port}"
 
     proxy_pidfile = property(lambda self: self.dir / "proxy.pid.json")
     portal_pidfile = property(lambda self: self.dir / "portal.pid.json")
@@ -161,7 +163,7 @@ class FrontDoor:
                 executable=self.chp, ip=HOST, port=self.port, api_ip=HOST, api_port=api_port, auth_token=token,
                 log_level="warn",
             )
-            argv = cmd.argv + ["--default-target", f"unix+http://{quote(str(sock), safe='')}", "--host-routing",
+            argv = cmd.argv + ["--default-target", _unix_target(sock), "--host-routing",
                                "--storage-backend", str(HOST_STORE)]  # fmt: skip
             try:
                 process.start_detached(argv, self.paths.state, cmd.env(), self.dir / "proxy.log", self.proxy_pidfile)
@@ -230,8 +232,8 @@ class FrontDoor:
         """Make the host routes equal ``portal.<domain>`` plus ``{hub: proxy_port}`` (each hub with its subdomains);
         return what changed (for the progress log)."""
         changed = []
-        portal_port = (read_json(self.settings_file) or {}).get("portal_port") or self._ports()[1]
-        wanted = {f"/{self.hosts.portal_host}": {"target": f"http://{HOST}:{portal_port}"}}
+        sock = (read_json(self.settings_file) or {}).get("portal_socket")
+        wanted = {f"/{self.hosts.portal_host}": {"target": _unix_target(Path(sock))}} if sock else {}
         for hub, port in targets.items():
             wanted[f"/{self.hosts.hub_host(hub)}"] = {"target": f"http://{HOST}:{port}", "subdomains": True}
         with self._api() as api:
@@ -248,6 +250,10 @@ class FrontDoor:
                 api.delete(f"routes{path}").raise_for_status()
                 changed.append(f"route {path.lstrip('/')} removed")
         return changed
+
+
+def _unix_target(sock: Path) -> str:
+    return f"unix+http://{quote(str(sock), safe='')}"
 
 
 def _listeners(port: int) -> set[int | None]:
