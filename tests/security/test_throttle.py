@@ -45,7 +45,6 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
 
 
 def client_from(door: FrontDoor, address: str) -> httpx.Client:
-    # door.url is the portal's host (portal.localhost): connect to 127.0.0.1 from ``address``, name that host.
     return httpx.Client(base_url=door.url, transport=LoopbackTransport(local_address=address), timeout=30)
 
 

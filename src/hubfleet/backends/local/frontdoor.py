@@ -83,9 +83,9 @@ class FrontDoor:
 
     @property
     def portal_internal_url(self) -> str:
-        """Where the hubs make their server-to-server OAuth calls: the front door on the loopback, by address (the hub
-        process may have no resolver for ``*.localhost``); an unknown host reaches the portal, which serves its
-        provider endpoints on any host (``portal.py``)."""
+        """Where the hubs make their server-to-server OAuth calls: the front door by address (no name to resolve;
+        an unknown host reaches its default target, the portal, which answers machine paths on any host). The
+        portal itself listens on a unix socket only the front door can reach."""
         return f"http://{HOST}:{self.port}"
 
     proxy_pidfile = property(lambda self: self.dir / "proxy.pid.json")
@@ -163,7 +163,7 @@ class FrontDoor:
                 executable=self.chp, ip=HOST, port=self.port, api_ip=HOST, api_port=api_port, auth_token=token,
                 log_level="warn",
             )
-            argv = cmd.argv + ["--default-target", _unix_target(sock), "--host-routing",
+            argv = cmd.argv + ["--default-target", f"unix+http://{quote(str(sock), safe='')}", "--host-routing",
                                "--storage-backend", str(HOST_STORE)]  # fmt: skip
             try:
                 process.start_detached(argv, self.paths.state, cmd.env(), self.dir / "proxy.log", self.proxy_pidfile)
@@ -233,7 +233,9 @@ class FrontDoor:
         return what changed (for the progress log)."""
         changed = []
         sock = (read_json(self.settings_file) or {}).get("portal_socket")
-        wanted = {f"/{self.hosts.portal_host}": {"target": _unix_target(Path(sock))}} if sock else {}
+        if not sock:
+            raise FrontDoorError("the front door is not started (no portal socket on record)")
+        wanted = {f"/{self.hosts.portal_host}": {"target": f"unix+http://{quote(sock, safe='')}"}}
         for hub, port in targets.items():
             wanted[f"/{self.hosts.hub_host(hub)}"] = {"target": f"http://{HOST}:{port}", "subdomains": True}
         with self._api() as api:
@@ -250,10 +252,6 @@ class FrontDoor:
                 api.delete(f"routes{path}").raise_for_status()
                 changed.append(f"route {path.lstrip('/')} removed")
         return changed
-
-
-def _unix_target(sock: Path) -> str:
-    return f"unix+http://{quote(str(sock), safe='')}"
 
 
 def _listeners(port: int) -> set[int | None]:
