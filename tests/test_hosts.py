@@ -27,7 +27,6 @@ def test_local_layout_gives_portal_hubs_and_students_hosts_of_their_own() -> Non
     hosts = FleetHosts("localhost", 8123)
     assert hosts.portal_url == "http://portal.localhost:8123"
     assert hosts.hub_url("tm351-2026j") == "http://tm351-2026j.localhost:8123/"
-    assert hosts.bare_url == "http://localhost:8123"
     assert FleetHosts("hubs.example.org", 80).hub_url("m269") == "http://m269.hubs.example.org/"
     # For clients without *.localhost: one /etc/hosts line per name (hosts files have no wildcards).
     assert hosts.hosts_lines(["m269"], {"m269": ["alice"]}) == [
