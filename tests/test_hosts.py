@@ -27,7 +27,6 @@ def test_local_layout_gives_portal_hubs_and_students_hosts_of_their_own() -> Non
     hosts = FleetHosts("localhost", 8123)
     assert hosts.portal_url == "http://portal.localhost:8123"
     assert hosts.hub_url("tm351-2026j") == "http://tm351-2026j.localhost:8123/"
-    assert hosts.bare_url == "http://localhost:8123"
     assert FleetHosts("hubs.example.org", 80).hub_url("m269") == "http://m269.hubs.example.org/"
     # For clients without *.localhost: one /etc/hosts line per name (hosts files have no wildcards).
     assert hosts.hosts_lines(["m269"], {"m269": ["alice"]}) == [
@@ -98,3 +97,41 @@ def test_kubernetes_hub_has_a_wildcard_host_for_its_students_with_tls() -> None:
         assert values["hub"]["config"]["JupyterHub"]["subdomain_host"] == f"https://{host}"
         assert values["ingress"]["hosts"] == [host, f"*.{host}"]
         assert values["ingress"]["tls"] == [{"hosts": [host, f"*.{host}"], "secretName": f"{hub.name}-tls"}]
+
+
+@pytest.fixture
+def portal(tmp_path: Path):  # noqa: ANN201
+    """The portal app in process, as the fleet runs it: fleet.json names its own host."""
+    from fastapi.testclient import TestClient
+
+    from hubfleet.backends.local.members import hash_password
+    from hubfleet.web.portal import PortalSource, create_app
+
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "fleet.json").write_text(json.dumps({"fleet": "f", "portal_url": "http://portal.localhost:8000",
+                                                  "front_door": "http://portal.localhost:8000", "hubs": []}))  # fmt: skip
+    (state / "passwords.json").write_text(json.dumps({"alice": hash_password("alice-pw")}))
+    (state / "passwords.json").chmod(0o600)
+    return TestClient(create_app(PortalSource(state)), base_url="http://portal.localhost:8000", follow_redirects=False)
+
+
+def test_portal_serves_its_own_host_only_and_redirects_any_other(portal) -> None:  # noqa: ANN001
+    assert portal.get("/").status_code == 200
+    for other in ("http://localhost:8000", "http://alice.tm351.localhost:8000", "http://127.0.0.1:8000"):
+        moved = portal.get(f"{other}/portal/login?next=/portal/")
+        assert moved.status_code == 307 and moved.headers["location"] == "http://portal.localhost:8000/portal/login?next=/portal/"
+    # The provider's machine endpoints answer the hubs at the front door's address, whatever the host.
+    assert portal.post("http://127.0.0.1:8000/portal/oauth/token", data={"grant_type": "authorization_code"}).status_code == 401
+    assert portal.get("http://127.0.0.1:8000/healthz").status_code == 200
+
+
+def test_portal_forms_refuse_posts_from_a_sibling_host(portal) -> None:  # noqa: ANN001
+    """A student's host (alice.tm351.localhost) is same-site with the portal for a browser on some setups, and may
+    toss cookies onto a shared parent domain: only the portal's own pages may post its forms."""
+    from conftest import portal_sign_in
+
+    forged = portal_sign_in(portal, "alice", "alice-pw", headers={"Sec-Fetch-Site": "same-site"})
+    assert forged.status_code == 403 and "hubfleet-portal-session" not in forged.cookies
+    own = portal_sign_in(portal, "alice", "alice-pw", headers={"Sec-Fetch-Site": "same-origin"})
+    assert own.status_code == 303

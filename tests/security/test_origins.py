@@ -262,16 +262,16 @@ def _tokens(fleet: Fleet, user: str) -> list[str]:
 
 
 def _server_process(user: str) -> psutil.Process:
-    """The server itself, not the sandbox around it (bwrap and setpriv carry its environment too, as root)."""
-    return next(p for p in psutil.process_iter() if _env(p).get("JUPYTERHUB_USER") == user
-                and _name(p) not in {"bwrap", "setpriv"})
-
-
-def _name(proc: psutil.Process) -> str:
-    try:
-        return proc.name()
-    except psutil.Error:
-        return ""
+    """The user's jupyterhub-singleuser process itself (inside its sandbox when there is one, not bwrap)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if (_env(proc).get("JUPYTERHUB_USER") == user and proc.name() != "bwrap"
+                    and any("singleuser" in part for part in proc.cmdline())):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return min(found, key=lambda p: p.create_time())
 
 
 def _env(proc: psutil.Process) -> dict[str, str]:

@@ -87,6 +87,9 @@ def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
     console.print(f"\n[bold]Portal:[/] {backend.frontdoor.url}/  (sign in at {backend.frontdoor.url}/portal/login)")
     for hub in spec.hubs:
         console.print(f"  {hub.name}: {backend.hub_url(hub.name)}", highlight=False)
+    # Browsers resolve *.localhost themselves; other clients need the host named (README "Hosts").
+    console.print(f"  (each on a host of its own; a client that cannot resolve them connects to 127.0.0.1:"
+                  f"{backend.port} and names the host, e.g. curl --resolve, or `hubfleet hosts`)", highlight=False)  # fmt: skip
     if backend.demo_mode:
         password = backend.paths.demo_password.read_text().strip()
         console.print(

@@ -155,7 +155,6 @@ class LocalBackend:
         say: Progress = progress or (lambda action, message: None)
         self.lock_down()
         self._spec = spec
-        self._portal_internal = self.frontdoor.portal_internal_url  # once, not from every hub's thread
         self.sync_logins(spec)
         wanted = {h.name: h for h in spec.hubs}
         # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds. An interrupt
@@ -352,11 +351,11 @@ class LocalBackend:
             "proxy_port": ports.proxy_port,
             "proxy_api_port": ports.proxy_api_port,
             "chp": str(self.chp),
-            # Where people start (the portal), this hub's own host, and the portal's private address for the
+            # Where people start (the portal), this hub's own host, and the front door by address for the
             # hub's server-to-server OAuth calls. ``hub_url`` turns on students' hosts of their own (hubconfig.py).
             "front_door": self.hosts.portal_url,
             "hub_url": self.hub_url(hub.name),
-            "portal_internal_url": self._portal_internal_url() + "/portal",
+            "portal_internal_url": self.frontdoor.portal_internal_url + "/portal",
             "demo_mode": self.demo_mode,
             "service_token_file": str(hp.service_token),
             "cookie_secret_file": str(hp.cookie_secret),
@@ -379,10 +378,6 @@ class LocalBackend:
             error_target=f"http://{HOST}:{ports.hub_port}/hub/error",
             host_routing=True,  # the hub routes each student's host to their server (JupyterHub.subdomain_host)
         )
-
-    def _portal_internal_url(self) -> str:
-        internal = getattr(self, "_portal_internal", None)
-        return internal or self.frontdoor.portal_internal_url
 
     def _wait_api(self, hub: str, ports: HubPorts, hp: HubPaths) -> None:
         """Up means: the hub process lives and answers ``/hub/api/user`` through its proxy *with our token*."""

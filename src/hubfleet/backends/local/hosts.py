@@ -45,11 +45,6 @@ class FleetHosts:
         return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
 
     @property
-    def bare_url(self) -> str:
-        """``http://localhost:PORT``: only redirects to the portal."""
-        return self._origin(self.domain)
-
-    @property
     def portal_host(self) -> str:
         return f"{PORTAL_LABEL}.{self.domain}"
 

@@ -140,7 +140,7 @@ def portal_urls(raw: dict[str, Any]) -> tuple[str, str]:
 
     Both default to ``front_door`` + ``/portal``. The fleet names them apart: the browser goes to the portal's host
     (``http://portal.localhost:PORT``), which the hub process may not resolve (glibc does not know ``*.localhost``),
-    so its server-to-server calls go to the portal's private address (``portal_internal_url``).
+    so its server-to-server calls go to the front door by address (``portal_internal_url``, ``http://127.0.0.1:PORT``).
     """
     public = str(raw.get("portal_url") or str(raw.get("front_door", "")).rstrip("/") + "/portal").rstrip("/")
     return public, str(raw.get("portal_internal_url") or public).rstrip("/")
