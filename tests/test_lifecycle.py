@@ -353,7 +353,7 @@ def test_restore_into_a_new_presentation_gives_the_same_hashes(fleet: Fleet) -> 
         st = (restored / rel).lstat()
         assert st.st_mode & 0o7777 == mode, (rel, oct(st.st_mode))
         if ROOT:
-            assert st.st_uid == workspace.existing_owner("ana").uid, rel
+            assert st.st_uid == workspace.existing_owner("ana", PREFIX).uid, rel
     _write_as("ana", restored / "notes.txt", b"carrying on next year\n")  # hers again, and writable
     again = fleet.cli("archive", "restore", "--presentation", "TM351-2026J", "--user", "ana", "--into", "M269-2026J")
     assert again.returncode != 0  # never over existing work
