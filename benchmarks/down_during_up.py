@@ -84,7 +84,8 @@ def main() -> None:
         n, t0 = 1000, time.perf_counter()
         for _ in range(n):
             process.read_alive(Path(tmp) / "s.pid.json")
-        rows.append(("process.read_alive (per record, every tick)", f"{(time.perf_counter() - t0) / n * 1e6:.0f} us", ""))
+        per_call = (time.perf_counter() - t0) / n * 1e6
+        rows.append(("process.read_alive (per record, every tick)", f"{per_call:.0f} us", ""))
         t0 = time.perf_counter()
         process.marked(tmp)
         rows.append(("process.marked scan (start, stop, down)", f"{(time.perf_counter() - t0) * 1e3:.1f} ms",

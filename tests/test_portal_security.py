@@ -264,3 +264,34 @@ def test_forwarded_for_is_only_the_front_doors_last_entry(tmp_path: Path) -> Non
     for i in range(5):
         assert portal_sign_in(browser(direct), "alice", "guess", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code == 401
     assert portal_sign_in(browser(direct), "alice", "alice-pw").status_code == 429
+
+
+def test_on_a_shared_network_the_owners_own_browser_is_not_slowed_by_a_classmate(app, clock: Clock) -> None:  # noqa: ANN001
+    """A lab (or campus wifi) is one address behind NAT: a classmate there cannot slow down the owner's browser,
+    which signed in before, even though it comes from the same address."""
+    lab = "10.1.1.1"
+    owners_browser = from_client(app, lab)
+    assert portal_sign_in(owners_browser, "alice", "alice-pw").status_code == 303  # once, last week
+    sign_out(owners_browser)
+    classmate = from_client(app, lab)
+    for _ in range(20):
+        assert portal_sign_in(classmate, "alice", "guess").status_code in (401, 429)
+    assert portal_sign_in(from_client(app, lab), "alice", "alice-pw").status_code == 429  # an unknown browser waits
+    assert portal_sign_in(owners_browser, "alice", "alice-pw").status_code == 303  # the owner's does not
+    assert signed_in_as(owners_browser) == "alice"
+
+
+def test_a_device_cookie_only_counts_for_its_own_user(app, clock: Clock) -> None:  # noqa: ANN001
+    lab = "10.1.1.2"
+    bobs_browser = from_client(app, lab)
+    assert portal_sign_in(bobs_browser, "bob", "bob-pw").status_code == 303
+    sign_out(bobs_browser)
+    # Bob's known browser trying alice is just another client on the lab's address: it is slowed down like one.
+    for _ in range(5):
+        assert portal_sign_in(from_client(app, lab), "alice", "guess").status_code == 401
+    assert portal_sign_in(bobs_browser, "alice", "guess").status_code == 429
+
+
+def sign_out(b: TestClient) -> None:
+    assert b.post("/portal/logout", data={"csrf_token": token_of(b.get("/portal/logout").text)}).status_code == 303
+    assert signed_in_as(b) is None

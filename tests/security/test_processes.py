@@ -45,7 +45,8 @@ class Fleet:
     port: int
 
     def argv(self, *args: str, catalog: Path | None = None) -> list[str]:
-        argv = [sys.executable, "-m", "hubfleet.cli.main", *args, str(catalog or self.catalog), "--state-dir", str(self.state)]
+        argv = [sys.executable, "-m", "hubfleet.cli.main", *args, str(catalog or self.catalog),
+                "--state-dir", str(self.state)]  # fmt: skip
         if args[0] in ("up", "apply"):
             argv += ["--port", str(self.port), "--at", AT.isoformat()]
         return argv
@@ -209,7 +210,7 @@ def test_a_hub_is_never_started_twice(fleet: Fleet) -> None:
 
 
 def _freeze_next_hub(pidfile: Path, old_pid: int) -> None:
-    """Stop (SIGSTOP) the next hub process recorded in ``pidfile`` as soon as it appears: a hub that is slow to start."""
+    """SIGSTOP the next hub process recorded in ``pidfile`` as soon as it appears: a hub that is slow to start."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         record = process.read_record(pidfile)

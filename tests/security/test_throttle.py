@@ -60,8 +60,8 @@ def test_made_up_forwarded_for_headers_do_not_dodge_the_throttle(door: FrontDoor
 
 def test_an_attackers_failures_do_not_lock_the_owner_out(door: FrontDoor) -> None:
     with client_from(door, "127.0.0.2") as attacker:
-        statuses = [portal_sign_in(attacker, "alice", f"guess{i}", headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code
-                    for i in range(40)]  # fmt: skip
+        statuses = [portal_sign_in(attacker, "alice", f"guess{i}", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+                    .status_code for i in range(40)]  # fmt: skip
         assert 429 in statuses, statuses
         refused = portal_sign_in(attacker, "alice", PASSWORDS["alice"])
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0

@@ -286,7 +286,8 @@ def down(
         lock.release()
     if left:
         for proc in left:
-            err_console.print(f"still running: pid {proc.pid} {' '.join(_cmdline(proc))}", markup=False, highlight=False)
+            err_console.print(f"still running: pid {proc.pid} {' '.join(_cmdline(proc))}", markup=False,
+                              highlight=False)  # fmt: skip
         err_console.print("[red]Some processes of the fleet would not stop (see above).[/]")
         raise typer.Exit(1)
     console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal; nothing of the fleet is running. "

@@ -40,7 +40,8 @@ class MassStop:
 
     def lines(self) -> list[str]:
         head = (f"this plan would stop {len(self.hubs)} of the {self.running} running hub(s), more than "
-                f"{MASS_STOP_SHARE:.0%} of them (the guard against a missing catalog folder or a wrong --at date):")  # fmt: skip
+                f"{MASS_STOP_SHARE:.0%} of them (the guard against a missing catalog folder or a wrong --at "
+                "date):")  # fmt: skip
         return [head, *(f"  {hub}: {why}" for hub, why in self.hubs)]
 
 

@@ -45,6 +45,7 @@ from hubfleet.backends.local.secrets import ensure_secret
 from hubfleet.web import oidc
 from hubfleet.web.auth import PORTAL_PREFIX, SessionSigner, current_user
 from hubfleet.web.csrf import CSRF_FIELD, CsrfGuard
+from hubfleet.web.devices import DeviceCookies
 from hubfleet.web.directory import UserDirectory
 from hubfleet.web.throttle import SignInThrottle
 
@@ -149,6 +150,7 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
     app.state.session_signer = SessionSigner(secrets_dir / "session_secret")
     app.state.csrf = csrf = CsrfGuard(secrets_dir / "session_secret")
     app.state.throttle = throttle = SignInThrottle(clock=clock)
+    devices = DeviceCookies(secrets_dir / "session_secret", PORTAL_PREFIX)
     app.state.oidc = oidc.Provider(
         directory, oidc.load_or_create_key(secrets_dir / "oidc_signing_key.json"), ensure_secret(secrets_dir / "token_secret")
     )
@@ -229,7 +231,11 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
             # the posted username is not echoed back (it came from that other page).
             return render(request, "login.html", status=403, next=_safe_next(next), username="", error=_FORGED,
                           demo=directory.demo_mode())  # fmt: skip
-        name, client = username.strip().lower(), client_address(request, behind_front_door)
+        name = username.strip().lower()
+        # A browser that signed in as this user before counts as a client of its own (devices.py), so failures by
+        # others on the same network (a lab, campus wifi behind one address) do not slow its owner down.
+        device = devices.device(request, name)
+        client = f"device:{device}" if device else client_address(request, behind_front_door)
         wait = throttle.retry_after(name, client)
         if wait is not None:
             message = f"Too many failed sign-ins from here. Try again in {_duration(wait)}."
@@ -245,6 +251,7 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         response = RedirectResponse(_safe_next(next), status_code=303)
         secure = request.url.scheme == "https"
         app.state.session_signer.login(response, name, secure=secure)
+        devices.remember(request, response, name, secure=secure)
         csrf.rotate(request, response)
         return response
 

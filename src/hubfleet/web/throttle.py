@@ -13,9 +13,11 @@ purpose before an exam. Keyed by (username, client), an attacker's failures slow
 the owner signs in from their own. Refused attempts are not counted (they would push the delay forever), and a
 successful sign-in clears that (username, client) pair. A key is forgotten ``forget`` seconds after its last failure.
 
-What "client" means is the caller's job (``portal.client_address``): the address the front door saw, never a header a
-client can write. The counters live in this process's memory: the portal is one uvicorn worker, so every attempt is
-seen here; a restart forgets them, which at worst grants another ``free`` attempts.
+What "client" means is the caller's job: the address the front door saw (``portal.client_address``), never a
+header a client can write; or a known device of that user (``devices.py``), so that a classmate behind the same
+NAT address cannot slow down the owner's own browser. The counters live in this process's memory: the portal is
+one uvicorn worker, so every attempt is seen here; a restart forgets them, which at worst grants another ``free``
+attempts.
 
 Known limit: guessing one account from many real addresses (a botnet) is slowed per address only; the answer to
 that is password strength (``members.PasswordBook`` generates them) or the institution's own identity provider.

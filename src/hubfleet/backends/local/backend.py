@@ -29,7 +29,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -44,6 +43,7 @@ from hubfleet.backends.local.members import PasswordBook, demo_password, hub_mem
 from hubfleet.backends.local.ports import HubPorts, PortBook
 from hubfleet.backends.local.proxy import ProxyCommand, find_chp
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
+from hubfleet.backends.local.strays import end_strays, fleet_processes
 from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
@@ -494,60 +494,8 @@ def stop_fleet(state_dir: Path) -> list[str]:
     with ThreadPoolExecutor(max_workers=8) as pool:
         stopped = [n for n, s in zip(names, pool.map(lambda n: _stop_hub(paths.hub(n)), names)) if s]
     FrontDoor(paths, 0).stop()
-    leftovers = fleet_processes(paths.state)
-    for proc in leftovers:
-        try:
-            proc.terminate()
-        except psutil.Error:
-            pass
-    _, alive = psutil.wait_procs(leftovers, timeout=10)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(alive, timeout=5)
+    end_strays(paths.state)
     return stopped
-
-
-def fleet_processes(state_dir: Path) -> list[psutil.Process]:
-    """Every live process of the fleet in ``state_dir``, recorded or not: what hubfleet started (hubs, proxies, the
-    front door, the portal: marked by ``process.MARKER_ENV``), and what the hubs started (idle cullers, students'
-    servers), recognised by the hub API port they talk to *and* a working dir in this fleet's state dir or storage.
-    The port alone is not enough: a stopped fleet keeps its ports on record and another fleet may be using one."""
-    paths = FleetPaths(Path(state_dir).resolve())
-    found = {p.pid: p for p in process.marked(paths.state)}
-    hub_ports: set[int] = set()
-    roots = {str(paths.state)}
-    for name in paths.hub_names():
-        raw = read_json(paths.hub(name).hub_json) or {}
-        if raw.get("hub_port"):
-            hub_ports.add(int(raw["hub_port"]))
-        if raw.get("storage_root"):
-            roots.add(str(raw["storage_root"]))
-    if hub_ports:
-        for proc in psutil.process_iter():
-            if proc.pid in found:
-                continue
-            try:
-                env = proc.environ()
-                port = urlsplit(env.get("JUPYTERHUB_API_URL", "")).port
-                if port in hub_ports and any(_within(proc.cwd(), root) for root in roots):
-                    found[proc.pid] = proc
-            except (psutil.Error, ValueError):
-                pass
-    return [p for p in found.values() if _alive(p)]
-
-
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def _limits_note() -> str:

@@ -203,7 +203,8 @@ class FrontDoor:
                 if resp.status_code == 200 and fleet_id is None:
                     return
                 if fleet_id is not None and resp.status_code in (200, 404):
-                    answered = resp.json().get("fleet") if resp.headers.get("content-type", "").startswith("application/json") else None
+                    is_json = resp.headers.get("content-type", "").startswith("application/json")
+                    answered = resp.json().get("fleet") if is_json else None
                     if answered == fleet_id:
                         return
                     raise PortTaken(self.port, f"another service (it answers {url} but not as this fleet's front door; "

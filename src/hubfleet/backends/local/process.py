@@ -31,7 +31,9 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["MARKER_ENV", "ProcessRecord", "StartFailed", "marked", "read_alive", "read_record", "start_detached", "stop"]
+__all__ = [
+    "MARKER_ENV", "ProcessRecord", "StartFailed", "marked", "read_alive", "read_record", "start_detached", "stop",
+]
 
 MARKER_ENV = "HUBFLEET_PIDFILE"
 # Only for records without start ticks (written by older versions): btime may have moved by a second or two since.
