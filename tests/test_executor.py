@@ -55,3 +55,38 @@ def test_a_failed_archive_keeps_the_hub_and_other_hubs_carry_on():
     assert not outcome[("h3", Kind.delete)].ok and "not archived" in outcome[("h3", Kind.delete)].message
     assert outcome[("h3", Kind.stop)].ok and outcome[("h1", Kind.update)].ok and outcome[("h2", Kind.create)].ok
     assert ("h3", "failed: explained: archive store full") in said
+
+
+def test_an_interrupt_stops_the_actions_not_yet_started():
+    cancelled, archiving = threading.Event(), threading.Event()
+    started = []
+
+    def do(action):
+        started.append((action.hub, action.kind))
+        if action.hub == "h1":
+            assert archiving.wait(10)
+            raise KeyboardInterrupt  # Ctrl-C arrives while h1 converges and h3 archives
+        archiving.set()
+        assert cancelled.wait(10)
+        return "ok"
+
+    plan = Plan(actions=(Action(kind=Kind.update, hub="h1"), Action(kind=Kind.archive, hub="h3", presentation="X"),
+                         Action(kind=Kind.stop, hub="h3"), Action(kind=Kind.delete, hub="h3")))
+    try:
+        run_plan(plan, do, concurrency=2, say=lambda a, m: None, cancelled=cancelled)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt must reach the caller")
+    # The running archive finished; nothing after it started behind the caller's back.
+    assert cancelled.is_set() and sorted(started) == [("h1", Kind.update), ("h3", Kind.archive)]
+
+
+def test_after_an_interrupt_every_later_action_says_it_did_not_start():
+    cancelled = threading.Event()
+    plan = Plan(actions=(Action(kind=Kind.update, hub="h1"), Action(kind=Kind.stop, hub="h1"),
+                         Action(kind=Kind.delete, hub="h1")))
+    report = run_plan(plan, lambda a: cancelled.set() or "ok", concurrency=1, say=lambda a, m: None,
+                      cancelled=cancelled)
+    assert [r.ok for r in report.results] == [True, False, False]
+    assert all(r.message == "interrupted: not started" for r in report.results[1:])

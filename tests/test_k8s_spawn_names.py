@@ -27,7 +27,8 @@ from kubespawner import KubeSpawner
 from test_k8s_render import fleet_spec, shipped
 from traitlets.config import Config
 
-from hubfleet.backends.kubernetes.values import render_values
+from hubfleet.backends.kubernetes.manifests import render_manifests
+from hubfleet.backends.kubernetes.values import LAB_OVERRIDES, LAB_PAGE_CONFIG, lab_files, render_values
 from hubfleet.catalog.naming import USERNAME_MAX, is_username, storage_name, unix_account
 
 NAMES = ["ada", "alice.smith", "Alice.Smith", "josé", "a.smith@example.ac.uk", "élodie", "12345678",
@@ -58,10 +59,17 @@ def hub_config(values: dict) -> Config:
     c.KubeSpawner.profile_list = values["singleuser"]["profileList"]
     c.KubeSpawner.environment = dict(values["singleuser"]["extraEnv"])
     c.KubeSpawner.cmd = [values["singleuser"]["cmd"]]
+    volumes, mounts = {}, {}
     if storage["type"] == "static":
-        c.KubeSpawner.volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "personal-store"}}}
-        c.KubeSpawner.volume_mounts = {"home": {"name": "home", "mountPath": storage["homeMountPath"],
-                                                "subPath": storage["static"]["subPath"]}}
+        volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "personal-store"}}}
+        mounts = {"home": {"name": "home", "mountPath": storage["homeMountPath"], "subPath": storage["static"]["subPath"]}}
+    files = values["singleuser"].get("extraFiles") or {}
+    if files:  # as the chart does: one Secret volume "files", a subPath mount per file
+        volumes["files"] = {"name": "files", "secret": {"secretName": "singleuser",
+                                                        "items": [{"key": k, "path": k} for k in files]}}
+        for i, (key, details) in enumerate(files.items()):
+            mounts[f"{i}-files"] = {"mountPath": details["mountPath"], "subPath": key, "name": "files"}
+    c.KubeSpawner.volumes, c.KubeSpawner.volume_mounts = volumes, mounts
     for name, code in sorted(values["hub"]["extraConfig"].items()):
         if "spawn-policy" in name:
             exec(compile(code, name, "exec"), {"c": c})
@@ -158,7 +166,7 @@ def test_each_presentation_of_a_shared_hub_starts_in_its_own_folder():
         agreement(pod, "Alice.Smith", spec.account_prefix, prof.presentation)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(username=usernames)
 def test_agreement_holds_for_any_username(seeded, username):
     spec, values = seeded
@@ -169,3 +177,33 @@ def test_agreement_holds_for_any_username(seeded, username):
 def test_the_usermod_check_is_real():
     assert Path("/usr/sbin/usermod").exists() or Path("/sbin/usermod").exists()
     assert valid_login("ada") and not valid_login("-ada") and not valid_login("a" * 33)
+
+
+@pytest.mark.parametrize("topology", ["per-presentation", "per-course"])
+def test_every_server_gets_its_presentations_jupyterlab_settings(topology):
+    # kubespawner replaces list traits from a profile, so anything only in the hub-wide config (the chart's
+    # singleuser.extraFiles) never reaches a pod: the settings must travel with each profile.
+    spec = fleet_spec(topology)
+    checked = 0
+    for hub in spec.hubs:
+        values = render_values(hub, spec, material=shipped(spec))
+        objects = {o["metadata"]["name"]: o for o in render_manifests(hub, spec, material=shipped(spec))}
+        for prof in hub.profiles:
+            pres = next(p for p in hub.presentations if p.key == prof.presentation)
+            wanted = lab_files(pres)
+            pod = pod_for(values, "ada", [pres.group], prof.name)
+            (main,) = pod["spec"]["containers"]
+            volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+            seen = {}
+            for m in main["volumeMounts"]:
+                if m["mountPath"] == LAB_PAGE_CONFIG or m["mountPath"] in LAB_OVERRIDES:
+                    cm = objects[volumes[m["name"]]["configMap"]["name"]]
+                    seen[m["mountPath"]] = json.loads(cm["data"][m["subPath"]])
+            expected = {}
+            if "page_config.json" in wanted:
+                expected[LAB_PAGE_CONFIG] = wanted["page_config.json"]
+            if "overrides.json" in wanted:
+                expected.update({path: wanted["overrides.json"] for path in LAB_OVERRIDES})
+            assert seen == expected, (hub.name, prof.name)
+            checked += bool(expected)
+    assert checked  # the fixture's courses do configure JupyterLab

@@ -270,7 +270,8 @@ def test_instructor_stops_own_students_server_but_not_others(fleet: Fleet) -> No
     assert _hub_login(b, "tm351").status_code == 200
     made = _as_user(b, "tm351", "POST", "users/ivan/tokens", json={"note": "helping students", "expires_in": 600})
     assert made.status_code == 201, made.text
-    api = browser_client(f"{_hub(fleet.port, 'tm351')}hub/api/", headers={"Authorization": f"token {made.json()['token']}"})
+    api = browser_client(f"{_hub(fleet.port, 'tm351')}hub/api/", headers={"Authorization": f"token {made.json()['token']}"},
+                         timeout=60)  # a stop can take seconds on a loaded machine
     # Presentation A (his): alice's server stops.
     assert api.delete("users/alice/server").status_code in (202, 204)
     _until(lambda: _no_server(fleet, "tm351", "alice"))

@@ -11,6 +11,7 @@ Results come back in the plan's order, matched by position: actions are frozen p
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,13 +26,17 @@ class ArchiveNotDone(RuntimeError):
     """A delete skipped because an archive of the same hub failed earlier in this apply."""
 
 
+class ApplyCancelled(RuntimeError):
+    """The apply was interrupted (Ctrl-C, SIGTERM from ``hubfleet down``): nothing new is started after this."""
+
+
 def run_plan(plan: Plan, do: Do, *, concurrency: int, say: Progress,
-             explain: Callable[[Exception], str] = str, on_interrupt: Callable[[], None] | None = None) -> ApplyReport:
+             explain: Callable[[Exception], str] = str, cancelled: threading.Event | None = None) -> ApplyReport:
     """Carry out ``plan`` with ``do``, ``concurrency`` hubs at a time; ``explain`` turns an exception into the
     message a person reads (the backend knows which of its errors are already phrased for people).
 
-    On Ctrl-C/SIGTERM ``on_interrupt`` tells the running actions to stop *before* the pool is waited for, or the
-    workers would go on starting hubs for minutes (``hubfleet down`` during an ``up``)."""
+    ``cancelled``: set when the caller is interrupted (Ctrl-C, SIGTERM); actions not yet started then fail with
+    "interrupted: not started" instead of starting hubs behind the back of the ``down`` that interrupted them."""
     by_hub: dict[str, list[int]] = {}
     for position, action in enumerate(plan.actions):
         by_hub.setdefault(action.hub, []).append(position)
@@ -42,6 +47,8 @@ def run_plan(plan: Plan, do: Do, *, concurrency: int, say: Progress,
         for position in positions:
             action = plan.actions[position]
             try:
+                if cancelled is not None and cancelled.is_set():
+                    raise ApplyCancelled("interrupted: not started")
                 if action.kind == Kind.delete and archive_failed:
                     raise ArchiveNotDone("kept: a presentation of this hub is not archived yet")
                 results[position] = ActionResult(action, ok=True, message=do(action))
@@ -51,13 +58,15 @@ def run_plan(plan: Plan, do: Do, *, concurrency: int, say: Progress,
                 say(action, f"failed: {message}")
                 results[position] = ActionResult(action, ok=False, message=message)
 
+    # Not a `with` block: on an interrupt the workers must be told to stop *before* waiting for them, or they would
+    # go on starting hubs for minutes.
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
     try:
         for future in [pool.submit(run_hub, positions) for positions in by_hub.values()]:
             future.result()
     except BaseException:
-        if on_interrupt is not None:
-            on_interrupt()
+        if cancelled is not None:
+            cancelled.set()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()

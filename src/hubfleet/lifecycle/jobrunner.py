@@ -33,6 +33,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from hubfleet.catalog.naming import storage_name, username_of
 from hubfleet.lifecycle.engine import Archiver, StudentFolder, stub_text
 from hubfleet.lifecycle.ledger import Ledger
 from hubfleet.lifecycle.restoring import remove_tree
@@ -48,12 +49,20 @@ def dns_label(text: str) -> str:
     return text.strip().lower()
 
 
-def student_folders(layout: str, src_root: Path, course_folder: str, exclude: set[str]) -> list[tuple[str, Path]]:
+
+
+def student_folders(layout: str, src_root: Path, course_folder: str, exclude: set[str]) -> list[StudentFolder]:
+    """Each student's course folder, named by username (what the ledger, the marker and ``exclude`` use), the
+    archive named by storage name as on the local backend. Personal store: ``home/<storage name>``, decoded (a
+    name that does not decode keeps its directory name); per-presentation: each claim is mounted at
+    ``<src_root>/<username>`` (archive_job.py)."""
     if layout == "personal-subfolder":
-        pairs = [(h.name, h / course_folder) for h in sorted((src_root / "home").iterdir()) if h.is_dir()]
-    else:  # per-presentation: each student's claim is mounted at <src_root>/<username>
-        pairs = [(d.name, d) for d in sorted(src_root.iterdir()) if d.is_dir()]
-    return [(u, p) for u, p in pairs if u not in exclude and p.is_dir() and not p.is_symlink()]
+        found = [(username_of(h.name) or h.name, h / course_folder, h.name)
+                 for h in sorted((src_root / "home").iterdir()) if h.is_dir()]
+    else:
+        found = [(d.name, d, storage_name(d.name)) for d in sorted(src_root.iterdir()) if d.is_dir()]
+    return [StudentFolder(u, p, stem) for u, p, stem in found
+            if u not in exclude and p.is_dir() and not p.is_symlink()]
 
 
 def marker(namespace: str, presentation: str, *, layout: str, volume: str, archives: dict[str, str],
@@ -115,10 +124,6 @@ class JobTeardown:
 
     def stub(self, folder: StudentFolder) -> None:
         home = self.src_root / "home" / folder.stem
-        if home.is_symlink():
-            # The Job's by-username view: an emptyDir that only its own init container writes, linking each username
-            # to the real home (archive_job.student_view). One level, resolved here; a link below it is not followed.
-            home = Path(os.readlink(home))
         if home.is_dir() and not home.is_symlink():
             text = stub_text(folder.student, self.ledger.for_student(folder.student), self.portal_url)
             tmp = home / f".{STUB_NAME}.{os.getpid()}.tmp"
@@ -134,8 +139,7 @@ class JobTeardown:
 
 def run_archive(args: argparse.Namespace, api: Api | None) -> int:
     exclude = {u for u in (args.exclude or "").split(",") if u}
-    folders = [StudentFolder(u, p, u) for u, p in student_folders(args.layout, args.src_root, args.course_folder,
-                                                                   exclude)]
+    folders = student_folders(args.layout, args.src_root, args.course_folder, exclude)
     (args.dest / args.presentation).mkdir(parents=True, exist_ok=True)
     with Ledger(journal_path(args.dest, args.presentation), wal=False) as ledger:
         archiver = Archiver(LocalStore(args.dest), ledger, args.dest / ".staging", workers=args.workers,

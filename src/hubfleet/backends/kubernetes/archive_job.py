@@ -16,10 +16,8 @@ What the archive Job mounts and writes:
 
 Students are named by their usernames in archives, the marker and the ledger (and ``--exclude`` compares
 usernames), never by a directory name: per-presentation claims are mounted at ``/students/<username>``, the
-username from the annotation KubeSpawner puts on every claim it makes; the personal store is mounted at
-``/personal-store`` and an init container links ``/store/home/<username>`` to each ``home/<storage name>`` there,
-decoding the storage name (``naming.storage_name`` is injective and, below its 128-character cut, decodable; a
-name it cannot decode keeps its directory name). # ref: kubespawner 7.0.0 _build_common_annotations
+username from the annotation KubeSpawner puts on every claim it makes; on the personal store the Job decodes each
+``home/<storage name>`` (jobrunner.username_of). # ref: kubespawner 7.0.0 _build_common_annotations
 
 Per-presentation layout: one volume per student claim. Clusters whose block storage limits volumes per node
 (e.g. ~25-39 on cloud disks) need an RWX storage class for hubs of that size; this is a known limit.
@@ -28,8 +26,6 @@ Per-presentation layout: one volume per student claim. Clusters whose block stor
 from __future__ import annotations
 
 import functools
-import inspect
-import textwrap
 from pathlib import Path
 
 from hubfleet.backends.kubernetes.fleet import KEEP, MANAGED_BY, RenderOptions
@@ -51,8 +47,11 @@ USERNAME_ANNOTATION = "hub.jupyter.org/username"  # KubeSpawner's, on every clai
 SHIPPED = {
     "hubfleet.__init__.py": "hubfleet/__init__.py",
     "lifecycle.__init__.py": "hubfleet/lifecycle/__init__.py",
+    # naming.storage_name names the archive files; the catalog package itself (pydantic, YAML) is not shipped.
+    "catalog.__init__.py": "hubfleet/catalog/__init__.py",
+    "naming.py": "hubfleet/catalog/naming.py",
     **{f"{m}.py": f"hubfleet/lifecycle/{m}.py"
-       for m in ("archive", "engine", "faultpoints", "jobrunner", "ledger", "restoring", "store")},
+       for m in ("archive", "engine", "faultpoints", "jobrunner", "ledger", "readback", "restoring", "store")},
 }
 
 
@@ -62,7 +61,9 @@ def shipped_code() -> dict[str, str]:
     import hubfleet
 
     root = Path(hubfleet.__file__).resolve().parent.parent
-    return {key: (root / path).read_text(encoding="utf-8") for key, path in SHIPPED.items()}
+    code = {key: (root / path).read_text(encoding="utf-8") for key, path in SHIPPED.items()
+            if key != "catalog.__init__.py"}
+    return {**code, "catalog.__init__.py": '"""In the archive Job: only naming.py of the catalog package."""\n'}
 
 
 def job_name(kind: str, presentation: str) -> str:
@@ -103,7 +104,7 @@ def support_objects(ns: str, fleet: str, options: RenderOptions, *, archive_nfs_
 
 
 def _job(ns: str, name: str, presentation: str, image: str, args: list[str], volumes: list[dict],
-         mounts: list[dict], options: RenderOptions, init: list[dict] | None = None) -> dict:
+         mounts: list[dict], options: RenderOptions) -> dict:
     labels = {LABEL: "true", "hubfleet.io/presentation": dns_label(presentation)}
     return {
         "apiVersion": "batch/v1",
@@ -118,7 +119,6 @@ def _job(ns: str, name: str, presentation: str, image: str, args: list[str], vol
                 "spec": {
                     "serviceAccountName": ARCHIVER,
                     "restartPolicy": "Never",
-                    **({"initContainers": init} if init else {}),
                     # The students' files belong to the notebook user; reading them needs no more than that.
                     "securityContext": {"runAsUser": options.nb_uid, "runAsGroup": options.nb_gid,
                                         "fsGroup": options.nb_gid},
@@ -151,30 +151,18 @@ def render_archive_job(pres: PresentationSpec, ns: str, image: str, claims: dict
     username (``claim_users``), each mounted at /students/<username>; ignored for the personal store."""
     args = ["archive", "--presentation", pres.key, "--layout", pres.storage.layout, "--volume", pres.storage.volume,
             "--dest", "/archives", "--exclude", ",".join(sorted(team)), "--namespace", ns]
-    init = None
     if pres.storage.layout == "personal-subfolder":
         args += ["--src-root", "/store", "--course-folder", Path(pres.storage.course_dir).name, "--teardown",
                  "--portal-url", portal_url]
-        volumes = [{"name": "store", "persistentVolumeClaim": {"claimName": "personal-store"}},
-                   {"name": "by-username", "emptyDir": {}}]
-        mounts = [{"name": "store", "mountPath": "/personal-store"}, {"name": "by-username", "mountPath": "/store"}]
-        init = [{
-            "name": "by-username",
-            "image": image,
-            "command": ["python3", "-c", f"{STUDENT_VIEW}\nimport sys\nstudent_view(sys.argv[1], sys.argv[2])\n",
-                        "/personal-store/home", "/store/home"],
-            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": [{"name": "store", "mountPath": "/personal-store", "readOnly": True},
-                             {"name": "by-username", "mountPath": "/store"}],
-        }]
+        volumes = [{"name": "store", "persistentVolumeClaim": {"claimName": "personal-store"}}]
+        mounts = [{"name": "store", "mountPath": "/store"}]
     else:
         args += ["--src-root", "/students"]
         volumes, mounts = [], []
         for i, (claim, user) in enumerate(sorted(claims.items())):
             volumes.append({"name": f"s{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
             mounts.append({"name": f"s{i}", "mountPath": f"/students/{user}", "readOnly": True})
-    return _job(ns, job_name("archive", pres.key), pres.key, image, args, volumes, mounts, options, init)
+    return _job(ns, job_name("archive", pres.key), pres.key, image, args, volumes, mounts, options)
 
 
 def claim_users(claims: list[dict]) -> dict[str, str]:
@@ -190,48 +178,6 @@ def claim_users(claims: list[dict]) -> dict[str, str]:
                              f"annotate it with the owner's username, then run the archive again")
         out[meta["name"]] = user
     return out
-
-
-def student_view(src: str, view: str) -> None:
-    """Link ``view/<username>`` to each ``src/<storage name>``. Runs in the archive Job's init container, shipped as
-    its own source text, so it uses the standard library only and restates ``naming.storage_name`` and the
-    username grammar (tests keep them equal to the library's)."""
-    import hashlib
-    import os
-    import re
-    import sys
-
-    def storage_name(name):
-        out = "".join(ch if "a" <= ch <= "z" or "0" <= ch <= "9" else "".join(f"-{b:02x}" for b in ch.encode())
-                      for ch in name)
-        return out if len(out) <= 128 else f"{out[:103]}_{hashlib.sha256(name.encode()).hexdigest()[:24]}"
-
-    def username_of(stored):  # storage_name's inverse; None for a cut name or a name it never makes
-        raw, i = bytearray(), 0
-        while i < len(stored):
-            if stored[i] == "-" and re.fullmatch(r"[0-9a-f]{2}", stored[i + 1:i + 3]):
-                raw.append(int(stored[i + 1:i + 3], 16))
-                i += 3
-            else:
-                raw += stored[i].encode()
-                i += 1
-        try:
-            name = raw.decode()
-        except UnicodeDecodeError:
-            return None
-        valid = len(name) <= 64 and re.fullmatch(r"[^\W_][\w.@+-]*", name) and name == name.lower()
-        return name if valid and storage_name(name) == stored else None
-
-    os.makedirs(view, exist_ok=True)
-    for stored in sorted(os.listdir(src)):
-        name = username_of(stored) or stored
-        if os.path.lexists(os.path.join(view, name)):
-            sys.exit(f"student_view: {stored} and another folder are both {name}; nothing archived")
-        os.symlink(os.path.join(src, stored), os.path.join(view, name))
-        print(f"{name} <- {stored}" if name != stored else f"{stored}: not a storage name, kept as is")
-
-
-STUDENT_VIEW = textwrap.dedent(inspect.getsource(student_view))
 
 
 def render_purge_job(pres: PresentationSpec, ns: str, image: str, options: RenderOptions) -> dict:

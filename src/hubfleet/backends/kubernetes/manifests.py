@@ -150,15 +150,14 @@ def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DE
                         "data": {"seeding.py": seeding_source()}})
         objects += [m.configmap(source, m.files_of(material or {}, source), ns, labels)
                     for source in m.sources([hub])]
-    if not v.extensions_uniform(hub):
-        for p in hub.presentations:
-            files = v.lab_files(p)
-            if files:
-                objects.append({
-                    "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": _meta(v.lab_configmap_name(p), ns, labels),
-                    "data": {k: json.dumps(d, indent=1, sort_keys=True) for k, d in files.items()},
-                })
+    for p in hub.presentations:  # JupyterLab settings, mounted by each presentation's profiles
+        files = v.lab_files(p)
+        if files:
+            objects.append({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": _meta(v.lab_configmap_name(p), ns, labels),
+                "data": {k: json.dumps(d, indent=1, sort_keys=True) for k, d in files.items()},
+            })
     return objects
 
 

@@ -1,7 +1,8 @@
 """The Python every hub runs from ``hub.extraConfig``: who may start which profile, and where homes live.
 
 The chart cannot express either rule in values, so this one template is rendered into each hub's values
-and also ``exec``'d by the tests with fake spawners, users and pods (``tests/test_k8s_render.py``).
+and also ``exec``'d by the tests: with fake spawners (``tests/test_k8s_render.py``) and with real KubeSpawner 7.0.0
+building pods in-process (``tests/test_k8s_spawn_names.py``).
 
 It does three things, all keyed by data the renderer injects as JSON (``HUBFLEET``):
 

@@ -1,25 +1,26 @@
 """``render_values(hub, fleet) -> dict``: a HubSpec as Zero-to-JupyterHub 4.4.0 values, using the chart's own
-mechanisms wherever it has one (profileList, storage, extraFiles, loadRoles, cull, ingress).
+mechanisms wherever it has one (profileList, storage, loadRoles, cull, ingress).
 
 Per-presentation settings live in each profile's ``kubespawner_override``, because one hub can host several
 presentations (per-course, per-unit, central topologies) that differ in course folder, storage, seed and
 phase. kubespawner *replaces* list traits from an override (only dict traits such as ``environment`` are
-merged), so each profile carries its complete ``volumes``/``volume_mounts``/``init_containers``; the
-hub-wide ``singleuser.storage`` mirrors the first presentation, which is what a single-presentation hub uses.
+merged), so each profile carries its complete ``volumes``/``volume_mounts``/``init_containers``, JupyterLab
+settings included; the hub-wide ``singleuser.storage`` mirrors the first presentation for the chart's sake, but
+every spawn goes through a profile.
 # ref: https://jupyterhub-kubespawner.readthedocs.io/en/latest/spawner.html#kubespawner.KubeSpawner.profile_list
 
-Storage layouts (all mount the student's storage as volume ``home``, which the seeding init containers and the
-spawn policy's subPath pinning refer to by that name):
+Storage layouts (all mount the student's storage as volume ``home``, which the seeding init containers refer to
+by that name):
 
 - ``personal-subfolder``: the shared personal store (``static``, claim ``personal-store``), subPath
   ``home/<storage name>``; the server starts in the course folder.
+- ``per-presentation``: one dynamic claim per student per presentation, named after the presentation so
+  next year's presentation never reuses this year's claim.
+- ``ephemeral``: an ``emptyDir``; nothing survives the pod.
 
 Per-user names: the spec's ``{username}`` becomes ``spawn_policy.ACCOUNT`` in paths inside the container (the
 notebook user's home is ``/home/<unix account>``) and ``spawn_policy.STORAGE`` in subPaths; the hub fills both
 in per user when it hands out the profiles (why not kubespawner's own ``{username}``: see spawn_policy).
-- ``per-presentation``: one dynamic claim per student per presentation, named after the presentation so
-  next year's presentation never reuses this year's claim.
-- ``ephemeral``: an ``emptyDir``; nothing survives the pod.
 
 Read-only phase: the course folder is mounted ``readOnly`` over itself and no seeding runs, so students can
 open and download their files but not change them; the rest of the home stays writable for Jupyter's own
@@ -218,7 +219,7 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
     p = next(x for x in hub.presentations if x.key == prof.presentation)
     mounts = home_mounts(p)
     if lab_configmap:
-        mounts += lab_mounts()
+        mounts += lab_mounts(lab_files(p))
     override = {
         "image": prof.image,
         "cpu_guarantee": _cpu(prof.cpu),
@@ -253,10 +254,6 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
     return entry
 
 
-def extensions_uniform(hub: HubSpec) -> bool:
-    return len({p.extensions.model_dump_json() for p in hub.presentations}) <= 1
-
-
 def lab_configmap_name(p: PresentationSpec) -> str:
     return f"lab-{dns_label(p.key)}"
 
@@ -272,20 +269,11 @@ def lab_files(p: PresentationSpec) -> dict[str, dict]:
     return files
 
 
-def lab_mounts() -> list[dict]:
-    out = [_mount("hubfleet-lab", LAB_PAGE_CONFIG, "page_config.json", ro=True)]
-    out += [_mount("hubfleet-lab", path, "overrides.json", ro=True) for path in LAB_OVERRIDES]
-    return out
-
-
-def _singleuser_extra_files(p: PresentationSpec) -> dict:
-    files = lab_files(p)
-    out = {}
-    if "page_config.json" in files:
-        out["lab-page-config"] = {"mountPath": LAB_PAGE_CONFIG, "data": files["page_config.json"]}
+def lab_mounts(files: dict[str, dict]) -> list[dict]:
+    """Mounts of the files ``lab_files`` made (a subPath naming a missing key would mount an empty directory)."""
+    out = [_mount("hubfleet-lab", LAB_PAGE_CONFIG, "page_config.json", ro=True)] if "page_config.json" in files else []
     if "overrides.json" in files:
-        for i, path in enumerate(LAB_OVERRIDES):
-            out[f"lab-overrides-{i}"] = {"mountPath": path, "data": files["overrides.json"]}
+        out += [_mount("hubfleet-lab", path, "overrides.json", ro=True) for path in LAB_OVERRIDES]
     return out
 
 
@@ -386,10 +374,11 @@ def render_values(
     if secrets_ref:
         options = RenderOptions(**{**options.__dict__, "secret_name": secrets_ref})
     first = hub.presentations[0]
-    uniform = extensions_uniform(hub)
+    # JupyterLab settings travel with each profile: kubespawner replaces a list trait from a profile, so the
+    # chart's hub-wide singleuser.extraFiles mounts would never reach a pod that has a profile.
     profiles = [
-        profile_entry(hub, prof, options, None if uniform or not lab_files(_pres(hub, prof))
-                      else lab_configmap_name(_pres(hub, prof)), shipped)
+        profile_entry(hub, prof, options, lab_configmap_name(_pres(hub, prof)) if lab_files(_pres(hub, prof))
+                      else None, shipped)
         for prof in hub.profiles
     ]
     host = f"{hub.name}.{fleet.domain}"
@@ -439,7 +428,7 @@ def render_values(
             # ref: https://z2jh.jupyter.org/en/stable/administrator/security.html#audit-cloud-metadata-server-access
             "cloudMetadata": {"blockWithIptables": False},
             "storage": _storage(first),
-            "extraFiles": _singleuser_extra_files(first) if uniform else {},
+            "extraFiles": {},
             "profileList": profiles,
         },
         "cull": {

@@ -35,7 +35,7 @@ import httpx
 import psutil
 
 from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
-from hubfleet.backends.executor import run_plan
+from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor
@@ -53,10 +53,6 @@ from hubfleet.plan.spec import FleetSpec, HubSpec
 __all__ = ["ApplyCancelled", "LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "fleet_processes", "stop_fleet"]
 
 DEMO_ENV = "HUBFLEET_DEMO_MODE"
-
-
-class ApplyCancelled(RuntimeError):
-    """The apply was interrupted (Ctrl-C, SIGTERM from ``hubfleet down``): nothing new is started after this."""
 
 
 class LifecycleNotAvailable(NotImplementedError):
@@ -132,8 +128,13 @@ class LocalBackend:
         """The lifecycle's local side (archiving.py): freezing, archive/teardown, purge, audit, restore."""
         from hubfleet.backends.local.archiving import LocalArchiving
 
-        return LocalArchiving(self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
-                              portal_url=f"{self.hosts.portal_url}/portal/archives/", store=self.archive_store)
+        # One per backend (per store): the CLI hangs its `say` on it and reads back the outcomes of what apply did.
+        cached = self.__dict__.get("_archiving")
+        if cached is None or cached.store_spec != self.archive_store:
+            cached = self.__dict__["_archiving"] = LocalArchiving(
+                self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
+                portal_url=f"{self.hosts.portal_url}/portal/archives/", store=self.archive_store)
+        return cached
 
     def _service_token(self, hub: str) -> str:
         return read_secret(self.paths.hub(hub).service_token)
@@ -157,9 +158,10 @@ class LocalBackend:
         self._portal_internal = self.frontdoor.portal_internal_url  # once, not from every hub's thread
         self.sync_logins(spec)
         wanted = {h.name: h for h in spec.hubs}
-        # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds.
+        # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds. An interrupt
+        # sets self.cancelled, so the workers stop at their next step too.
         report = run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), say), concurrency=self.parallel, say=say,
-                          on_interrupt=self.cancelled.set)
+                          cancelled=self.cancelled)
         self.refresh(spec)
         self.lock_down()  # whatever this apply created (logs, sqlite -wal/-shm, archives) is private now
         return report
@@ -406,7 +408,7 @@ class LocalBackend:
     def _delete(self, hp: HubPaths) -> str:
         if not hp.dir.exists():
             return "already gone"
-        # Defence in depth beside run_plan's "archive failed" rule, whatever plan asked for the delete.
+        # Defence in depth beside run_plan's "archive failed" rule (backends/executor.py), whatever plan asked for the delete.
         self.archiving.guard_delete(read_json(hp.applied) or {}, self._spec)
         self._stop_hub(hp)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -464,7 +466,7 @@ def _reap_leftovers(hp: HubPaths) -> None:
     leftovers = []
     for proc in psutil.process_iter(["create_time", "cwd"]):
         try:
-            if proc.info["cwd"] != str(hp.dir) or proc.info["create_time"] < record.create_time - 0.05:
+            if proc.info["cwd"] != str(hp.dir) or not record.started_before(proc):
                 continue
             env = proc.environ()
             if env.get("JUPYTERHUB_SERVICE_NAME") and env.get("JUPYTERHUB_BASE_URL") == prefix:

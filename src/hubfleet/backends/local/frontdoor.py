@@ -4,8 +4,9 @@ It routes by host (``--host-routing``, see ``hosts.py`` for the layout): ``porta
 FastAPI app run by uvicorn; ``<hub>.<domain>`` and every host below it (that hub's students' servers) to the hub's
 own proxy, which routes each student's host to their server; anything else (the bare ``<domain>``, an unknown
 host) to the portal, which redirects it to the portal's own host. The wildcard needs a route store of our own
-(``hoststore.cjs``): CHP's trie matches whole host names only. Both are detached, tracked processes (pidfile + create time) under
-``<state>/frontdoor/``, so they outlive ``hubfleet apply`` and are found again by the next command.
+(``hoststore.cjs``): CHP's trie matches whole host names only. Proxy and portal are detached, tracked processes
+(pidfile + create time) under ``<state>/frontdoor/``, so they outlive ``hubfleet apply`` and are found again by the
+next command.
 
 CHP keeps routes in memory only, so a restarted front door has none: ``sync_routes`` is called on every
 reconcile and makes the route table equal to the running hubs (one GET when nothing changed).

@@ -72,7 +72,9 @@ class FleetHosts:
 
         return subdomain_hook_idna(user, self.hub_host(hub), "user")
 
-    def hosts_lines(self, hubs: list[str], users: dict[str, list[str]] | None = None, ip: str = "127.0.0.1") -> list[str]:
+    def hosts_lines(
+        self, hubs: list[str], users: dict[str, list[str]] | None = None, ip: str = "127.0.0.1"
+    ) -> list[str]:
         """/etc/hosts lines for clients that cannot resolve ``*.{domain}``. Hosts files have no wildcards, so each
         student's server host needs its own line (``users``: ``{hub: [username, ...]}``)."""
         names = [self.domain, self.portal_host] + [self.hub_host(h) for h in hubs]
