@@ -1,8 +1,8 @@
 """How long `validate` takes on hostile or huge input (issue 16, item 7): the target is under a second per MB.
 
 Builds, in a temporary directory, catalogs whose one course file is (a) a 1 MiB file of the densest valid YAML
-(one short scalar per line), (b) a "billion laughs" alias bomb, (c) 1 MiB just over the limit, and a roster of
-(d) 200,000 rows (~10 MB). Prints the best of 3 runs of `load_catalog` (CPU seconds, and seconds per MB).
+(one short scalar per line), (b) the same with every value refused, (c) a "billion laughs" alias bomb, (d) 1 MiB
+just over the limit, and a roster of (e) 200,000 rows (~5 MB). Prints the best of 3 runs of `load_catalog` (CPU seconds, and seconds per MB).
 
     .venv/bin/python benchmarks/catalog_input.py
 """
@@ -30,6 +30,11 @@ def dense(limit: int) -> str:
         size += len(line)
         i += 1
     return "".join(lines)
+
+
+def bad_names(limit: int) -> str:
+    """About ``limit`` bytes of names validate refuses, one per line: the most errors a file can hold."""
+    return dense(limit).replace("- u", "- -u")
 
 
 def laughs() -> str:
@@ -66,6 +71,7 @@ def run(name: str, course: str, csv: str | None = None) -> None:
 
 def main() -> None:
     run("dense YAML at the limit", dense(MAX_YAML_BYTES))
+    run("1 MiB of refused names", bad_names(MAX_YAML_BYTES * 9 // 10))  # each line gets one more byte
     run("billion laughs", laughs())
     run("YAML over the limit", dense(MAX_YAML_BYTES + 4096))
     run("roster of 200,000 rows", COURSE, roster(200_000))
