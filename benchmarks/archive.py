@@ -197,7 +197,8 @@ def main() -> int:
             label = {"tar": f"tar czf + read-back x{args.workers}", "pigz": f"tar | pigz -p{args.workers} + read-back",
                      "process": "hubfleet archive+verify (processes)",
                      "thread": "hubfleet archive+verify (threads)"}[method]
-            ratio = "" if method in ("tar", "pigz") else f"  {base / wall:4.0%} of the baseline's throughput (target >= 70%)"
+            ratio = ("" if method in ("tar", "pigz")
+                     else f"  {base / wall:4.0%} of the baseline's throughput (target >= 70%)")
             print(f"{label:36s} {wall:6.1f}s wall {mb / wall:6.1f} MB/s  {cpu:6.1f}s CPU {mb / cpu:5.1f} MB/CPU-s"
                   f"  -> {out_mb:,.0f} MB{ratio}")
     finally:

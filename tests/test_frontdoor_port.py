@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, running_in, write_two_course_catalog
+from conftest import browser_client, free_port, running_in, write_two_course_catalog
 
 from hubfleet.backends.local.backend import stop_fleet
 from hubfleet.backends.local.fleetstate import FleetPaths
@@ -65,7 +65,7 @@ def test_a_port_held_by_another_fleets_front_door_names_that_fleet(catalog: Path
         assert run.returncode == 2, run.stdout + run.stderr
         assert f"port {other.port}" in message and f"the front door of the fleet in {other_state}" in message
         # The other fleet is untouched and still answers as itself.
-        assert httpx.get(f"{other.url}/healthz").json()["fleet"] == other.fleet_id()
+        assert httpx.get(f"http://127.0.0.1:{other.port}/healthz").json()["fleet"] == other.fleet_id()
     finally:
         other.stop()
 
@@ -75,7 +75,7 @@ def test_the_public_port_answers_with_this_fleets_identity(tmp_path: Path) -> No
     try:
         for door in doors:
             door.ensure_running()
-        answers = [httpx.get(f"{door.url}/healthz").json()["fleet"] for door in doors]
+        answers = [browser_client().get(f"{door.url}/healthz").json()["fleet"] for door in doors]
         assert answers == [door.fleet_id() for door in doors] and answers[0] != answers[1]
         before = [r.pid for r in doors[0].records()]
         doors[0].ensure_running()  # running already: ready again, same processes (its own port is no obstacle)

@@ -90,8 +90,8 @@ def test_per_presentation_claims_are_mounted_by_the_username_kubespawner_annotat
 
 @settings(max_examples=300)
 @given(usernames)
-def test_the_job_decodes_every_storage_name_it_can_and_encodes_as_the_library(name):
-    assert jobrunner.storage_name(name) == storage_name(name)
+def test_the_job_decodes_every_storage_name_it_can(name):
+    # The Job ships hubfleet.catalog.naming itself (archive_job.SHIPPED), so this is the library's own inverse.
     assert jobrunner.username_of(storage_name(name)) == (name if "_" not in storage_name(name) else None)
 
 

@@ -348,6 +348,12 @@ def test_restore_into_a_new_presentation_gives_the_same_hashes(fleet: Fleet) -> 
     restored = fleet.course_dir("M269-2026J", "ana") / "from-TM351-2026J"
     manifest = json.loads((fleet.state / "archives" / "TM351-2026J" / "ana.manifest.json").read_text())
     assert _tree(restored) == {f["path"]: f["sha256"] for f in manifest["files"]}
+    # Modes and owners as the student had them before the freeze (not the frozen 0440/0550, not root's).
+    for rel, mode in (("notes.txt", 0o644), ("data", 0o755), ("data/rivers.csv", 0o644)):
+        st = (restored / rel).lstat()
+        assert st.st_mode & 0o7777 == mode, (rel, oct(st.st_mode))
+        if ROOT:
+            assert st.st_uid == workspace.existing_owner("ana").uid, rel
     _write_as("ana", restored / "notes.txt", b"carrying on next year\n")  # hers again, and writable
     again = fleet.cli("archive", "restore", "--presentation", "TM351-2026J", "--user", "ana", "--into", "M269-2026J")
     assert again.returncode != 0  # never over existing work

@@ -84,7 +84,8 @@ def test_archive_verify_teardown_and_purge(tmp_path: Path, which: int) -> None:
         out = archiver.archive(KEY, folders, keep_until="2028-07-10", teardown=rec)
         assert out.ok and sorted(out.archived) == ["ana", "ben"] and sorted(rec.removed) == ["ana", "ben"]
         assert sorted(out.removed) == ["ana", "ben"] and not any(f.path.exists() for f in folders)
-        assert said == [f"{KEY}: the archives of 2 student(s) hold 4 files (0.0 MB), 2 folders, 0 symlinks, 0 hard links"]
+        assert said == [f"{KEY}: the archives of 2 student(s) hold 4 files (0.0 MB), 2 folders, 0 symlinks, "
+                        "0 hard links"]
         assert ledger.presentation_state(KEY) == (True, False)
         assert all(r.ok and r.removed_at and r.keep_until == "2028-07-10" for r in ledger.for_presentation(KEY))
         assert audit(ledger, deep=True) == []

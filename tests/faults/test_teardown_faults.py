@@ -32,6 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubfleet.backends.kubernetes.archive_job import SHIPPED, shipped_code
+from hubfleet.catalog.naming import storage_name
 from hubfleet.lifecycle import faultpoints
 from hubfleet.lifecycle.ledger import Ledger
 from hubfleet.lifecycle.restoring import restore
@@ -39,7 +40,7 @@ from hubfleet.lifecycle.store import manifest_location
 
 KEY = "TM351-2026J"
 AT = "2027-07-15"  # TM351-2026J ended 2027-06-10: read-only for 30 days, then archived
-STUDENTS = ["ana", "ben", "cat", "dan"]
+STUDENTS = ["ana", "ben", "cat", "d.smith@ou"]  # an e-mail login: stored as naming.storage_name, never as typed
 DRIVER = Path(__file__).with_name("driver.py")
 CORRUPT = [(s, "corrupt") for s in ("write", "verify", "ledger", "stub")]  # between archive write and deletion
 KILLS = [(s, a) for s in faultpoints.STEPS for a in ("kill-all", "kill-main")]
@@ -101,7 +102,9 @@ class World:
         return self.root / "storage"
 
     def folder(self, user: str) -> Path:
-        return self.storage / "home" / user / KEY
+        # The local backend keeps homes under storage names; the Job sees them by username (its init container's
+        # view, archive_job.student_view).
+        return self.storage / "home" / (storage_name(user) if self.backend == "local" else user) / KEY
 
     @property
     def archives(self) -> Path:
@@ -253,6 +256,7 @@ def check_fault_then_recovery(root: Path, backend: str, faults: list[tuple[str, 
     for user in STUDENTS:
         assert not world.folder(user).exists(), user
         assert rows[user].ok and rows[user].removed_at, rows[user]
+        assert Path(rows[user].location).name.split(".")[0] == storage_name(user)  # the ledger keeps the username
         assert restored_tree(world, rows[user].location, root / "final" / user) == original[user], user
     assert tree(world.folder("tom")) == tree(world.folder("tom"))  # the tutor's folder: exempt, still there
     assert world.folder("tom").is_dir()
@@ -293,9 +297,11 @@ def test_interrupted_removal_is_finished_never_archived_again(tmp_path: Path, ba
     assert got.code == 1 and pending.student in got.output and "interrupted" in got.output, got.output
     assert tree(remnant, modes=False) == remnant_before  # kept as it was: neither archived nor deleted
     assert archive_files(world) == {**files_before, **{k: v for k, v in archive_files(world).items()
-                                                      if k not in files_before and not k.startswith(pending.student)}}
+                                                      if k not in files_before
+                                                      and not k.startswith(storage_name(pending.student))}}
     assert archive.read_bytes() == bytes(damaged)  # the evidence is not overwritten
-    assert not list(world.archives.glob(f"{pending.student}.*.tar.gz"))  # and the remnant got no archive of its own
+    # and the remnant got no archive of its own
+    assert not list(world.archives.glob(f"{storage_name(pending.student)}.*.tar.gz"))
     with world.ledger() as ledger:
         row = ledger.current(KEY, pending.student)
         assert row.id == pending.id and row.problem and row.removal_pending

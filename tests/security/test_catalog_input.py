@@ -185,6 +185,18 @@ def test_roster_with_a_giant_cell_is_a_located_error(root, monkeypatch):
             "the CSV cannot be read here")
 
 
+def test_a_megabyte_of_bad_rows_is_not_fifty_thousand_errors(root, monkeypatch):
+    # Each bad name is an error, but computing and printing 50,000 of them takes minutes: the first 100 are shown.
+    course(root, X1 + "    enrolment:\n      - users:\n" + "".join(f"        - -u{i}\n" for i in range(50_000)))
+    monkeypatch.chdir(root)
+    result = CliRunner().invoke(app, ["validate", "."])
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("courses/X1.yaml:9:11: courses[X1].presentations[p1].enrolment[0].users[0]: '-u0' is not")
+    assert lines[-2:] == ["... and 49900 more (fix these first)", "50000 error(s); nothing was changed."]
+    assert len(lines) == 102
+
+
 def test_roster_outside_the_catalog_is_never_read(root, monkeypatch):
     # Reading /etc/passwd would echo its lines back as "invalid username" errors.
     course(root, X1 + "    enrolment: [{csv: /etc/passwd}]\n")

@@ -29,6 +29,7 @@ from conftest import free_port, running_in, write_two_course_catalog
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
+from hubfleet.backends.local.reconciler import Reconciler
 from hubfleet.catalog import load_catalog
 from hubfleet.plan import diff, plan
 
@@ -156,6 +157,17 @@ def test_an_apply_that_would_stop_most_of_the_fleet_is_refused(fleet: Fleet, tmp
     assert not (fleet.state / "hubs" / "b123-2026j").exists()  # nor created
 
 
+def test_the_up_loop_holds_back_a_mass_stop_and_says_so_once(fleet: Fleet) -> None:
+    backend = LocalBackend(fleet.state, fleet.state / "storage", load_catalog(fleet.catalog), port=fleet.port)
+    pids = {h: [p.pid for p in fleet.hub_processes(h)] for h in HUBS}
+    # A date at which both presentations have ended: the plan stops both hubs, all of the running fleet.
+    loop = Reconciler(fleet.catalog, backend, at=dt.date(2027, 8, 1))
+    report = loop.step()
+    assert report.results == [] and "would stop 2 of the 2 running hub(s)" in report.errors[0]
+    assert {h: [p.pid for p in fleet.hub_processes(h)] for h in HUBS} == pids
+    assert loop.step().errors == []  # held back quietly from then on, not a message every few seconds
+
+
 def test_a_hub_is_never_started_twice(fleet: Fleet) -> None:
     hub = "tm351-2026j"
     pidfile = fleet.state / "hubs" / hub / "hub.pid.json"
@@ -224,3 +236,51 @@ def test_down_during_ups_first_apply_leaves_nothing_running(fleet: Fleet) -> Non
     finally:
         if up.poll() is None:
             up.kill()
+
+
+_HOLD = """
+import os, sys, time
+from pathlib import Path
+from hubfleet.backends.local.statelock import StateLock
+lock = StateLock(Path(sys.argv[1]), "hubfleet lifecycle run demo")
+lock.acquire()
+if sys.argv[2] == "fork" and os.fork() == 0:
+    time.sleep(300)  # a forked worker: it inherited the locked descriptor
+    os._exit(0)
+print("held", flush=True)
+time.sleep(300)
+"""
+
+
+def _holding(tmp_path: Path, mode: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path), mode], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    from hubfleet.backends.local.statelock import StateLock, StateLocked
+
+    holder = _holding(tmp_path, "plain")
+    with pytest.raises(StateLocked, match=f"`hubfleet lifecycle run demo` \\(pid {holder.pid}, since "):
+        StateLock(tmp_path).acquire()
+    holder.kill()
+    holder.wait()
+    StateLock(tmp_path).acquire()  # the kernel dropped the lock with the process
+
+
+def test_workers_that_outlive_their_parent_keep_the_fleet_and_are_named(tmp_path: Path) -> None:
+    from hubfleet.backends.local.statelock import StateLock, StateLocked
+
+    parent = _holding(tmp_path, "fork")
+    (worker,) = psutil.Process(parent.pid).children()
+    parent.kill()  # kill -9 of the main process only: its worker lives on, and may still be writing
+    parent.wait()
+    try:
+        with pytest.raises(StateLocked) as refused:
+            StateLock(tmp_path).acquire()
+        assert f"pid {parent.pid} (gone; still held by its child process(es) {worker.pid}" in str(refused.value)
+    finally:
+        worker.kill()
+        psutil.wait_procs([worker], timeout=10)
+    StateLock(tmp_path).acquire()

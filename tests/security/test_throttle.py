@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, portal_sign_in
+from conftest import LoopbackTransport, free_port, portal_sign_in
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths
@@ -45,7 +45,7 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
 
 
 def client_from(door: FrontDoor, address: str) -> httpx.Client:
-    return httpx.Client(base_url=door.url, transport=httpx.HTTPTransport(local_address=address), timeout=30)
+    return httpx.Client(base_url=door.url, transport=LoopbackTransport(local_address=address), timeout=30)
 
 
 def test_made_up_forwarded_for_headers_do_not_dodge_the_throttle(door: FrontDoor) -> None:

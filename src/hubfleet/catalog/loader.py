@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from hubfleet.catalog import naming
 from hubfleet.catalog.boundary import outside_catalog, shared_names
-from hubfleet.catalog.errors import CatalogError, Location, Problem
+from hubfleet.catalog.errors import MAX_SHOWN, CatalogError, Location, Problem
 from hubfleet.catalog.model import Catalog, Course, Fleet
 from hubfleet.catalog.roster import Member, Roster, RosterErrors, read_roster
 from hubfleet.catalog.semantics import check_semantics
@@ -137,7 +137,7 @@ def _rebase_paths(data: Any, file_dir: Path, root: Path) -> None:
         for key, value in data.items():
             if (key,) in _PATH_KEYS and isinstance(value, str) and value and not os.path.isabs(value):
                 data[key] = os.path.normpath(os.path.relpath(file_dir / value, root))
-            else:
+            elif key != "settings":  # JupyterLab settings are the course's data: a "source" there is not a path
                 _rebase_paths(value, file_dir, root)
     elif isinstance(data, list):
         for item in data:
@@ -327,14 +327,17 @@ def _load(target: Path) -> LoadedCatalog:
     try:
         catalog = Catalog.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
+        errors = exc.errors(include_url=False)
+        for err in errors[:MAX_SHOWN]:
             loc = _data_loc(data, err["loc"])
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 # Blame the discriminator key (auth.type), not the whole mapping.
                 loc += (err["ctx"]["discriminator"].strip("'"),)
             where = smap.locate(loc, key=err["type"] == "extra_forbidden")
             problems.append(Problem(where, readable_path(data, loc), _explain(err, data, loc)))
-        unknown = [_data_loc(data, e["loc"]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if len(errors) > MAX_SHOWN:  # enough to fix first; the cross-field checks would only add more
+            raise CatalogError(problems, omitted=len(errors) - MAX_SHOWN) from None
+        unknown = [_data_loc(data, e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
         problems += _partial_semantics(_without(data, unknown), data, root, smap)
         raise CatalogError(problems) from None
 
@@ -343,6 +346,7 @@ def _load(target: Path) -> LoadedCatalog:
 
     rosters: dict[str, list[Member]] = {}
     shown: dict[str, tuple[str, Roster]] = {}  # csv -> (its display path, roster) for the clash check
+    omitted = 0
     for ci, course in enumerate(catalog.courses):
         for pi, pres in enumerate(course.presentations):
             for si, src in enumerate(pres.enrolment):
@@ -355,7 +359,8 @@ def _load(target: Path) -> LoadedCatalog:
                     roster = read_roster(root / rel, src.preset, columns, src.role)
                     rosters[rel], shown[rel] = roster.members, (csv_display, roster)
                 except RosterErrors as bad:
-                    for e in bad.errors:
+                    omitted += max(0, len(bad.errors) - MAX_SHOWN)
+                    for e in bad.errors[:MAX_SHOWN]:
                         loc = ("courses", ci, "presentations", pi, "enrolment", si, "csv")
                         problems.append(Problem(Location(csv_display, e.row, e.col), readable_path(data, loc), e.detail))
     prefix = naming.account_prefix(catalog.fleet.name, catalog.fleet.account_prefix)
@@ -363,5 +368,5 @@ def _load(target: Path) -> LoadedCatalog:
         (loc, path), (first_loc, _) = _place(clash.where, data, smap), _place(clash.first_where, data, smap)
         problems.append(Problem(loc, path, clash.message(str(first_loc))))
     if problems:
-        raise CatalogError(problems)
+        raise CatalogError(problems, omitted)
     return LoadedCatalog(catalog=catalog, root=root, sources=smap, rosters=rosters)

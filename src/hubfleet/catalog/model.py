@@ -385,7 +385,13 @@ class Fleet(Strict):
     topology: Topology = Field("per-presentation", description="How presentations are grouped into hubs.")
     domain: Domain = Field(
         "localhost",
-        description="Kubernetes: hubs are at `https://{hub}.{domain}`; local: `http://127.0.0.1:8000/hubs/{hub}/`.",
+        description=(
+            "Hubs are at `{hub}.{domain}`, each student's server at `{user}.{hub}.{domain}` (an origin of its own: a "
+            "page a student serves cannot reach the portal, a hub or a classmate), the portal at `portal.{domain}`. "
+            "Kubernetes: `https://`, needs wildcard DNS and a wildcard TLS certificate per hub. Local: "
+            "`http://...:PORT`; the default `localhost` needs no DNS in a browser (it resolves `*.localhost` itself); "
+            "a VM serving other machines sets a wildcard DNS name."
+        ),
     )
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     defaults: Defaults = Field(default_factory=Defaults)

@@ -119,6 +119,25 @@ def storage_name(username: str) -> str:
     return name
 
 
+def username_of(stored: str) -> str | None:
+    """The inverse of :func:`storage_name`: the username whose storage name is ``stored``; None for a cut name or
+    a directory storage_name never makes (``lost+found``, one made by hand). The archive Job names students by it."""
+    raw, i = bytearray(), 0
+    while i < len(stored):
+        if stored[i] == "-" and _HEX2.fullmatch(stored[i + 1:i + 3]):
+            raw.append(int(stored[i + 1:i + 3], 16))
+            i += 3
+        else:
+            raw += stored[i].encode()
+            i += 1
+    try:
+        name = raw.decode()
+    except UnicodeDecodeError:
+        return None
+    return name if is_username(name) and name == name.lower() and storage_name(name) == stored else None
+
+
+_HEX2 = re.compile(r"[0-9a-f]{2}")
 _PREFIX = re.compile(r"[a-z][a-z0-9]{1,7}-")
 _ACCOUNT_MAX = 32  # useradd's limit on Debian
 

@@ -21,10 +21,10 @@ from rich.table import Table
 
 from hubfleet.backends.base import ApplyReport
 from hubfleet.backends.local.backend import LocalBackend, fleet_processes, stop_fleet
-from hubfleet.backends.local.frontdoor import FrontDoorError
+from hubfleet.backends.local.frontdoor import FrontDoorError, PortTaken
 from hubfleet.backends.local.proxy import ProxyNotFound
 from hubfleet.backends.local.reconciler import Reconciler, StepReport, sync_enrolment
-from hubfleet.backends.local.statelock import StateLock, stop_holder
+from hubfleet.backends.local.statelock import StateLock, holder as lock_holder, stop_holder
 from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli import k8s_cmds
 from hubfleet.cli.enrol_cmds import print_changes
@@ -72,13 +72,14 @@ def _progress_display() -> Iterator:
 
 
 def _apply(backend: LocalBackend, plan: Plan, spec: FleetSpec) -> ApplyReport:
-    """Apply with the progress display; fleet-wide faults (no proxy binary, front-door port taken) exit 1."""
+    """Apply with the progress display; fleet-wide faults (no proxy binary, front door failing) exit 1, the front
+    door's port taken by something else exits 2 (input the operator must change: --port)."""
     try:
         with _progress_display() as progress:
             return backend.apply(plan, spec, progress)
     except (FrontDoorError, ProxyNotFound) as exc:
         err_console.print(f"[red]{exc}[/]", highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, PortTaken) else 1) from None
 
 
 def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
@@ -238,6 +239,9 @@ def status(
     else:
         backend = _backend(catalog, loaded, state_dir, storage_root, port)
         rows = backend.status(spec)
+        who = lock_holder(backend.paths.state)
+        if who is not None:
+            err_console.print(f"in use by {who.describe()}", markup=False, highlight=False, soft_wrap=True)
         # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
         for problem in backend.archiving.problems():
             err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)

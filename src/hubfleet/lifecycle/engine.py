@@ -115,7 +115,9 @@ def check_archive(archive: str, manifest: str, expect_sha: str, deep: bool = Tru
         return f"archive is not the one the ledger recorded ({recorded[:12]}… != {expect_sha[:12]}…)"
     if not deep:
         sha, _ = sha256_of(open(archive, "rb"))
-        return None if sha == expect_sha else f"archive corrupt: sha256 {sha[:12]}… is not the recorded {expect_sha[:12]}…"
+        if sha != expect_sha:
+            return f"archive corrupt: sha256 {sha[:12]}… is not the recorded {expect_sha[:12]}…"
+        return None
     check = verify_archive(Path(archive), Path(manifest))
     return None if check.ok else "archive corrupt: " + check.problem()
 
@@ -123,8 +125,8 @@ def check_archive(archive: str, manifest: str, expect_sha: str, deep: bool = Tru
 def _describe(docs: list[dict]) -> tuple[str, list[str]]:
     counts = {k: sum(len(d.get(k, [])) for d in docs) for k in ("files", "dirs", "symlinks", "hardlinks")}
     total = sum(d.get("totals", {}).get("bytes", 0) for d in docs)
-    text = (f"{counts['files']} files ({total / 1e6:,.1f} MB), {counts['dirs']} folders, {counts['symlinks']} symlinks, "
-            f"{counts['hardlinks']} hard links")
+    text = (f"{counts['files']} files ({total / 1e6:,.1f} MB), {counts['dirs']} folders, "
+            f"{counts['symlinks']} symlinks, {counts['hardlinks']} hard links")
     cannot = [f"{d.get('name', '?')}: {s['path']} ({s['reason']})" for d in docs for s in d.get("skipped", [])]
     return text, cannot
 

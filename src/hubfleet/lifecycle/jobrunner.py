@@ -23,10 +23,8 @@ with the namespace, which the controller deletes only after it sees the verified
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import re
 import shutil
 import ssl
 import sys
@@ -35,6 +33,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from hubfleet.catalog.naming import storage_name, username_of
 from hubfleet.lifecycle.engine import Archiver, StudentFolder, stub_text
 from hubfleet.lifecycle.ledger import Ledger
 from hubfleet.lifecycle.restoring import remove_tree
@@ -50,34 +49,6 @@ def dns_label(text: str) -> str:
     return text.strip().lower()
 
 
-def storage_name(username: str) -> str:
-    """The same rule as hubfleet.catalog.naming.storage_name (tests keep them equal): the home's and the archive's
-    name of a user. Restated because the Job ships the lifecycle package only."""
-    out = "".join(ch if "a" <= ch <= "z" or "0" <= ch <= "9" else "".join(f"-{b:02x}" for b in ch.encode())
-                  for ch in username)
-    return out if len(out) <= 128 else f"{out[:103]}_{hashlib.sha256(username.encode()).hexdigest()[:24]}"
-
-
-def username_of(stored: str) -> str | None:
-    """The username whose storage name is ``stored`` (storage_name is injective, and decodable below its cut at
-    128 characters); None for a cut name or a directory storage_name never makes (lost+found, a hand-made one)."""
-    raw, i = bytearray(), 0
-    while i < len(stored):
-        if stored[i] == "-" and re.fullmatch(r"[0-9a-f]{2}", stored[i + 1:i + 3]):
-            raw.append(int(stored[i + 1:i + 3], 16))
-            i += 3
-        else:
-            raw += stored[i].encode()
-            i += 1
-    try:
-        name = raw.decode()
-    except UnicodeDecodeError:
-        return None
-    return name if storage_name(name) == stored and _USERNAME.fullmatch(name) and name == name.lower() else None
-
-
-# hubfleet.catalog.naming's username grammar (is_username), restated like storage_name.
-_USERNAME = re.compile(r"(?=.{1,64}$)[^\W_][\w.@+-]*")
 
 
 def student_folders(layout: str, src_root: Path, course_folder: str, exclude: set[str]) -> list[StudentFolder]:

@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from hubfleet.lifecycle.archive import MODE_MASK, UnsafeArchive, VerifyResult, _scan, verify_archive
+from hubfleet.lifecycle.readback import MODE_MASK, UnsafeArchive, VerifyResult, _scan, verify_archive
 
 __all__ = ["compare_tree", "remove_tree", "restore"]
 
@@ -133,6 +133,7 @@ def _extract(archive: Path, manifest: Path, target: Path, owner: tuple[int, int]
         return (entry["uid"], entry["gid"]) if entry.get("uid") is not None else None
 
     by_file = {f["path"]: f for f in doc["files"]}
+    write_error: list[OSError] = []
     t = _Target(target)
     try:
         for d in doc.get("dirs", []):
@@ -149,8 +150,9 @@ def _extract(archive: Path, manifest: Path, target: Path, owner: tuple[int, int]
                     try:
                         while chunk:
                             chunk = chunk[os.write(fd, chunk):]
-                    except OSError:
+                    except OSError as exc:
                         os.close(fd)  # the disk is full, say: no descriptor left open on the target
+                        write_error.append(exc)
                         raise
                     return
                 who = ids(entry)
@@ -162,6 +164,8 @@ def _extract(archive: Path, manifest: Path, target: Path, owner: tuple[int, int]
             return sink
 
         scan = _scan(archive, manifest, on_file=open_file)
+        if write_error:  # the archive was fine (verified above); writing it out was not
+            scan.error = f"{target}: could not write the restored files: {write_error[0]}"
         if not scan.ok:
             return scan
         for h in doc.get("hardlinks", []):

@@ -177,7 +177,7 @@ class BrandingSpec(Spec):
 class HubSpec(Spec):
     name: str
     url: str
-    base_path: str  # the hub's base URL path, "/hubs/{hub}/" locally, "/" on Kubernetes
+    base_path: str  # the hub's base URL path: "/" (every hub has a host of its own)
     topology: str
     presentations: tuple[PresentationSpec, ...]
     profiles: tuple[ProfileSpec, ...]

@@ -1,6 +1,10 @@
 """The fleet portal behind the front door: the public list of hubs, sign-in, "your courses", and the fleet's
 embedded OpenID Connect provider (``oidc.py``) that every hub signs in through.
 
+It is served on a host of its own, ``portal.<domain>`` (see ``backends/local/hosts.py``): every other host that
+reaches it (the bare ``<domain>``, an unknown name) is redirected there, except the provider's machine endpoints,
+which the hubs call at the portal's private address. So no student's server shares its origin.
+
 URL layout, and why: ``/`` is the public page (every hub and its presentations, and a sign-in link); everything
 that needs to know who you are lives under ``/portal/`` (``/portal/`` is "your courses", ``/portal/login``,
 ``/portal/oauth/...``), because the session cookie is scoped to ``/portal`` so it never reaches a student's own
@@ -34,6 +38,7 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from fastapi.templating import Jinja2Templates
 
 from hubfleet.backends.local.secrets import ensure_secret
@@ -87,6 +92,30 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+# Called server to server (by the hubs, at the portal's private address), never with a browser's cookie.
+_MACHINE_PATHS = frozenset({"/healthz", f"{PORTAL_PREFIX}/oauth/token", f"{PORTAL_PREFIX}/oauth/userinfo",
+                            f"{PORTAL_PREFIX}/oauth/jwks", f"{PORTAL_PREFIX}/.well-known/openid-configuration"})  # fmt: skip
+
+
+class OwnHostOnly(BaseHTTPMiddleware):
+    """Serve pages on the portal's own host only (fleet.json ``portal_url``); redirect any other host there.
+
+    The portal's cookies are host-only, so on another host they would not be sent anyway; redirecting keeps one
+    address for people and bookmarks (``http://localhost:PORT/`` lands on the portal)."""
+
+    def __init__(self, app: Any, source: PortalSource) -> None:
+        super().__init__(app)
+        self.source = source
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        own = str(self.source.fleet().get("portal_url") or "").rstrip("/")
+        host = urlsplit(own).netloc.lower()
+        if own and request.headers.get("host", "").lower() != host and request.url.path not in _MACHINE_PATHS:
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(own + request.url.path + query, status_code=307)
+        return await call_next(request)
+
+
 _FORGED = "This sign-in form has expired or did not come from this site, so nobody was signed in. Please sign in again."
 _NO_STORE = {"Cache-Control": "no-store"}  # pages carrying a form token are never cached
 
@@ -130,6 +159,7 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
                 "role_label": ROLE_LABEL, "prefix": PORTAL_PREFIX, **extra}  # fmt: skip
 
     app.state.page_context = page_context
+    app.add_middleware(OwnHostOnly, source=source)
 
     def render(request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
                **extra: Any) -> HTMLResponse:  # fmt: skip
@@ -176,9 +206,11 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         if user is None:
             # Anonymous: the public list with the sign-in link, as at "/".
             return render(request, "portal.html", hubs=source.fleet().get("hubs", []), user=None, root="/")
-        up = {h["name"]: h.get("up", False) for h in source.fleet().get("hubs", [])}
+        hubs = source.fleet().get("hubs", [])
+        up = {h["name"]: h.get("up", False) for h in hubs}
+        urls = {h["name"]: h.get("url", "") for h in hubs}  # each hub's own host
         courses = directory.enrolments(user)
-        return render(request, "courses.html", user=user, courses=courses, up=up,
+        return render(request, "courses.html", user=user, courses=courses, up=up, urls=urls,
                       staff=any(c.role != "student" for c in courses))  # fmt: skip
 
     @portal.get("/login", response_class=HTMLResponse)

@@ -47,8 +47,11 @@ USERNAME_ANNOTATION = "hub.jupyter.org/username"  # KubeSpawner's, on every clai
 SHIPPED = {
     "hubfleet.__init__.py": "hubfleet/__init__.py",
     "lifecycle.__init__.py": "hubfleet/lifecycle/__init__.py",
+    # naming.storage_name names the archive files; the catalog package itself (pydantic, YAML) is not shipped.
+    "catalog.__init__.py": "hubfleet/catalog/__init__.py",
+    "naming.py": "hubfleet/catalog/naming.py",
     **{f"{m}.py": f"hubfleet/lifecycle/{m}.py"
-       for m in ("archive", "engine", "faultpoints", "jobrunner", "ledger", "restoring", "store")},
+       for m in ("archive", "engine", "faultpoints", "jobrunner", "ledger", "readback", "restoring", "store")},
 }
 
 
@@ -58,7 +61,9 @@ def shipped_code() -> dict[str, str]:
     import hubfleet
 
     root = Path(hubfleet.__file__).resolve().parent.parent
-    return {key: (root / path).read_text(encoding="utf-8") for key, path in SHIPPED.items()}
+    code = {key: (root / path).read_text(encoding="utf-8") for key, path in SHIPPED.items()
+            if key != "catalog.__init__.py"}
+    return {**code, "catalog.__init__.py": '"""In the archive Job: only naming.py of the catalog package."""\n'}
 
 
 def job_name(kind: str, presentation: str) -> str:

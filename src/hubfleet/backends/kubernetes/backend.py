@@ -214,7 +214,7 @@ class KubernetesBackend:
             image = next((p["image"] for p in applied.get("profiles") or [] if p.get("presentation") == pres.key),
                          DEFAULT_IMAGE)
             job = render_archive_job(pres, ns, image, claims, team, self.options,
-                                     portal_url=f"https://{spec.domain}/portal/archives/")
+                                     portal_url=f"https://portal.{spec.domain}/portal/archives/")
         else:
             if marker and marker.purged:
                 return "already purged"

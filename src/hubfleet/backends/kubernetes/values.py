@@ -383,13 +383,19 @@ def render_values(
     ]
     host = f"{hub.name}.{fleet.domain}"
     auth, auth_env = auth_config(hub, fleet, options)
+    # Each student's server on a host of its own, {user}.{hub}.{domain}, so a page a student serves is another
+    # origin than the hub and the portal (issue 16). The chart then starts its proxy with --host-routing; the
+    # ingress takes the hub's host and every host below it, with one wildcard certificate (cert-manager needs a
+    # DNS-01 solver for a wildcard). ref: https://z2jh.jupyter.org/en/stable/resources/reference.html#hub-config-jupyterhub-subdomain-host
+    auth["JupyterHub"]["subdomain_host"] = f"https://{host}"
+    hosts = [host, f"*.{host}"]
     policy = spawn_policy.policy_data([{"slug": p.name, "groups": p.groups} for p in hub.profiles], TOKEN_ENV,
                                       fleet.account_prefix or account_prefix(fleet.fleet))
     ingress = {
         "enabled": True,
-        "hosts": [host],
+        "hosts": hosts,
         "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer},
-        "tls": [{"hosts": [host], "secretName": f"{hub.name}-tls"}],
+        "tls": [{"hosts": hosts, "secretName": f"{hub.name}-tls"}],
     }
     if options.ingress_class:
         ingress["ingressClassName"] = options.ingress_class

@@ -1,7 +1,8 @@
 """LocalBackend: the Backend contract carried out with real processes on this machine.
 
 Each hub is a JupyterHub 6 process (plus its node proxy) under ``<state>/hubs/<hub>/``; a front door on
-127.0.0.1:<port> routes ``/hubs/<hub>/`` to it and serves the portal at ``/``. The file layout is in
+127.0.0.1:<port> routes by host: ``<hub>.<domain>`` and its students' ``<user>.<hub>.<domain>`` to the hub,
+``portal.<domain>`` to the portal (``hosts.py``). The file layout is in
 ``fleetstate.py``; the hub side (config, authenticator, spawner) reads ``hub.json`` and ``members.json``.
 
 Rules this module keeps:
@@ -38,6 +39,7 @@ from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor
+from hubfleet.backends.local.hosts import FleetHosts
 from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
 from hubfleet.backends.local.ports import HubPorts, PortBook
 from hubfleet.backends.local.proxy import ProxyCommand, find_chp
@@ -80,6 +82,7 @@ class LocalBackend:
         self.storage_root = Path(storage_root).resolve()
         self.loaded = loaded
         self.port = port
+        self.hosts = FleetHosts(loaded.catalog.fleet.domain, port)
         self.demo_mode = default_demo_mode() if demo_mode is None else demo_mode
         self.hub_timeout = hub_timeout
         self.parallel = parallel
@@ -106,10 +109,10 @@ class LocalBackend:
 
     @property
     def frontdoor(self) -> FrontDoor:
-        return FrontDoor(self.paths, self.port, self.chp)
+        return FrontDoor(self.paths, self.port, self.chp, self.hosts.domain)
 
     def hub_url(self, hub: str) -> str:
-        return f"http://{HOST}:{self.port}/hubs/{hub}/"
+        return self.hosts.hub_url(hub)
 
     def _owner_pids(self, hp: HubPaths) -> set[int]:
         pids: set[int] = set()
@@ -125,8 +128,13 @@ class LocalBackend:
         """The lifecycle's local side (archiving.py): freezing, archive/teardown, purge, audit, restore."""
         from hubfleet.backends.local.archiving import LocalArchiving
 
-        return LocalArchiving(self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
-                              portal_url=f"http://{HOST}:{self.port}/portal/archives/", store=self.archive_store)
+        # One per backend (per store): the CLI hangs its `say` on it and reads back the outcomes of what apply did.
+        cached = self.__dict__.get("_archiving")
+        if cached is None or cached.store_spec != self.archive_store:
+            cached = self.__dict__["_archiving"] = LocalArchiving(
+                self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
+                portal_url=f"{self.hosts.portal_url}/portal/archives/", store=self.archive_store)
+        return cached
 
     def _service_token(self, hub: str) -> str:
         return read_secret(self.paths.hub(hub).service_token)
@@ -141,12 +149,13 @@ class LocalBackend:
         ports = self.ports.recorded(hub)
         if ports is None:
             raise KeyError(f"hub {hub} has never been created here")
-        return HubEndpoint(api_url=f"http://{HOST}:{ports.proxy_port}/hubs/{hub}/hub/api", token=self._service_token(hub))
+        return HubEndpoint(api_url=f"http://{HOST}:{ports.proxy_port}/hub/api", token=self._service_token(hub))
 
     def apply(self, plan: Plan, spec: FleetSpec, progress: Progress | None = None) -> ApplyReport:
         say: Progress = progress or (lambda action, message: None)
         self.lock_down()
         self._spec = spec
+        self._portal_internal = self.frontdoor.portal_internal_url  # once, not from every hub's thread
         self.sync_logins(spec)
         wanted = {h.name: h for h in spec.hubs}
         # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds. An interrupt
@@ -235,14 +244,14 @@ class LocalBackend:
         return {
             "fleet": spec.fleet,
             "date": spec.date.isoformat(),
-            "front_door": f"http://{HOST}:{self.port}",
+            "front_door": self.hosts.portal_url,
+            "portal_url": self.hosts.portal_url,
             "demo_mode": self.demo_mode,
             "branding": branding,
             "hubs": [
                 {
                     "name": h.name,
                     "url": self.hub_url(h.name),
-                    "path": f"hubs/{h.name}/",  # relative, so the page works behind any host name
                     "up": up.get(h.name, False),
                     "presentations": [
                         {
@@ -262,6 +271,7 @@ class LocalBackend:
     # -- per-hub actions ---------------------------------------------------------------------------------------------
 
     def _do(self, action: Action, hub: HubSpec | None, say: Progress) -> str:
+        self._check_cancelled()  # a `down` during this apply: start nothing more
         hp = self.paths.hub(action.hub)
         if action.kind in (Kind.create, Kind.update, Kind.start):
             assert hub is not None, f"{action.kind.value} of a hub the spec does not have"
@@ -342,7 +352,11 @@ class LocalBackend:
             "proxy_port": ports.proxy_port,
             "proxy_api_port": ports.proxy_api_port,
             "chp": str(self.chp),
-            "front_door": f"http://{HOST}:{self.port}",
+            # Where people start (the portal), this hub's own host, and the portal's private address for the
+            # hub's server-to-server OAuth calls. ``hub_url`` turns on students' hosts of their own (hubconfig.py).
+            "front_door": self.hosts.portal_url,
+            "hub_url": self.hub_url(hub.name),
+            "portal_internal_url": self._portal_internal_url() + "/portal",
             "demo_mode": self.demo_mode,
             "service_token_file": str(hp.service_token),
             "cookie_secret_file": str(hp.cookie_secret),
@@ -362,12 +376,17 @@ class LocalBackend:
             api_ip=HOST,
             api_port=ports.proxy_api_port,
             auth_token=read_secret(hp.proxy_token),
-            error_target=f"http://{HOST}:{ports.hub_port}/hubs/{hub}/hub/error",
+            error_target=f"http://{HOST}:{ports.hub_port}/hub/error",
+            host_routing=True,  # the hub routes each student's host to their server (JupyterHub.subdomain_host)
         )
+
+    def _portal_internal_url(self) -> str:
+        internal = getattr(self, "_portal_internal", None)
+        return internal or self.frontdoor.portal_internal_url
 
     def _wait_api(self, hub: str, ports: HubPorts, hp: HubPaths) -> None:
         """Up means: the hub process lives and answers ``/hub/api/user`` through its proxy *with our token*."""
-        url = f"http://{HOST}:{ports.proxy_port}/hubs/{hub}/hub/api/user"
+        url = f"http://{HOST}:{ports.proxy_port}/hub/api/user"
         headers = {"Authorization": f"token {read_secret(hp.service_token)}"}
         deadline = time.monotonic() + self.hub_timeout
         while True:
@@ -410,7 +429,7 @@ def _stop_servers(hp: HubPaths, timeout: float = 30.0) -> None:
         return
     try:
         token = read_secret(hp.service_token)
-        with HubClient(f"http://{HOST}:{raw['proxy_port']}/hubs/{hp.name}/", token, timeout=10) as api:
+        with HubClient(f"http://{HOST}:{raw['proxy_port']}/hub/api", token, timeout=10) as api:
             users = api.users()
             running = [(u["name"], name) for u in users for name in (u.get("servers") or {})]
             for user, name in running:
@@ -443,11 +462,11 @@ def _reap_leftovers(hp: HubPaths) -> None:
     record = process.read_record(hp.hub_pidfile)
     if record is None or record.process() is not None:
         return
-    prefix = f"/hubs/{hp.name}/"
+    prefix = ((read_json(hp.hub_json) or {}).get("spec") or {}).get("base_path", "/")
     leftovers = []
     for proc in psutil.process_iter(["create_time", "cwd"]):
         try:
-            if proc.info["cwd"] != str(hp.dir) or proc.info["create_time"] < record.create_time - 0.05:
+            if proc.info["cwd"] != str(hp.dir) or not record.started_before(proc):
                 continue
             env = proc.environ()
             if env.get("JUPYTERHUB_SERVICE_NAME") and env.get("JUPYTERHUB_BASE_URL") == prefix:

@@ -76,7 +76,7 @@ def _own_group(controller: str | None) -> str | None:
     return None
 
 
-def _v2_base() -> Path | None:
+def _v2_base(*, enable: bool = True) -> Path | None:
     controllers = ROOT / "cgroup.controllers"
     own = _own_group(None)
     if not controllers.is_file() or own is None or "memory" not in controllers.read_text().split():
@@ -85,6 +85,8 @@ def _v2_base() -> Path | None:
     try:
         enabled = (base / "cgroup.subtree_control").read_text().split()
         if "memory" not in enabled:
+            if not enable:
+                return base if os.access(base / "cgroup.subtree_control", os.W_OK) else None
             # Needs the hub's own group to have no processes of its own (the "no internal processes" rule), as a
             # systemd unit with Delegate=yes arranges. If it does not, v2 is not usable from here.
             (base / "cgroup.subtree_control").write_text("+memory +cpu")
@@ -106,7 +108,7 @@ def availability() -> tuple[bool, str]:
     """(limits can be enforced, what is used or why not) on this machine, for ``status`` and the docs."""
     if os.geteuid() != 0:
         return False, "no per-server memory/CPU limits: not running as root (demo mode)"
-    if _v2_base() is not None:
+    if _v2_base(enable=False) is not None:
         return True, "cgroup v2 (memory.max, cpu.max)"
     if _v1_dir("memory") is not None:
         cpu = "cpu.cfs_quota_us" if _v1_dir("cpu") is not None else "no CPU limit: v1 cpu controller not writable"

@@ -1,8 +1,12 @@
 """The front door: one node configurable-http-proxy on 127.0.0.1:<port> in front of the whole local fleet.
 
-It routes ``/hubs/<hub>/`` to that hub's own proxy and everything else (its default target) to the portal, a
-small FastAPI app run by uvicorn. Both are detached, tracked processes (pidfile + create time) under
-``<state>/frontdoor/``, so they outlive ``hubfleet apply`` and are found again by the next command.
+It routes by host (``--host-routing``, see ``hosts.py`` for the layout): ``portal.<domain>`` to the portal, a small
+FastAPI app run by uvicorn; ``<hub>.<domain>`` and every host below it (that hub's students' servers) to the hub's
+own proxy, which routes each student's host to their server; anything else (the bare ``<domain>``, an unknown
+host) to the portal, which redirects it to the portal's own host. The wildcard needs a route store of our own
+(``hoststore.cjs``): CHP's trie matches whole host names only. Proxy and portal are detached, tracked processes
+(pidfile + create time) under ``<state>/frontdoor/``, so they outlive ``hubfleet apply`` and are found again by the
+next command.
 
 CHP keeps routes in memory only, so a restarted front door has none: ``sync_routes`` is called on every
 reconcile and makes the route table equal to the running hubs (one GET when nothing changed).
@@ -33,6 +37,7 @@ import psutil
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, read_json, write_json_atomic
+from hubfleet.backends.local.hosts import FleetHosts
 from hubfleet.backends.local.ports import PortBook
 from hubfleet.backends.local.proxy import ProxyCommand
 from hubfleet.backends.local.secrets import ensure_secret
@@ -40,6 +45,7 @@ from hubfleet.backends.local.secrets import ensure_secret
 __all__ = ["FrontDoor", "FrontDoorError", "PortTaken"]
 
 HOST = "127.0.0.1"
+HOST_STORE = Path(__file__).with_name("hoststore.cjs")
 # Name in the PortBook for the front door's private ports (API, portal). Not a valid hub name, so no clash.
 _BOOK_NAME = "_frontdoor"
 
@@ -61,16 +67,25 @@ _SUN_PATH_MAX = 100
 
 
 class FrontDoor:
-    def __init__(self, paths: FleetPaths, port: int, chp: Path | None = None) -> None:
+    def __init__(self, paths: FleetPaths, port: int, chp: Path | None = None, domain: str = "localhost") -> None:
         self.paths = paths
         self.port = port
         self.chp = chp
         self.dir = paths.frontdoor
+        self.hosts = FleetHosts(domain, port)
 
     # -- files and addresses -----------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
+        """Where people start: the portal's own host."""
+        return self.hosts.portal_url
+
+    @property
+    def portal_internal_url(self) -> str:
+        """Where the hubs make their server-to-server OAuth calls: the front door by address (no name to resolve;
+        an unknown host reaches its default target, the portal, which answers machine paths on any host). The
+        portal itself listens on a unix socket only the front door can reach."""
         return f"http://{HOST}:{self.port}"
 
     proxy_pidfile = property(lambda self: self.dir / "proxy.pid.json")
@@ -131,7 +146,7 @@ class FrontDoor:
         api_port, _unused = self._ports()
         settings = read_json(self.settings_file) or {}
         sock = self._portal_socket(settings)
-        wanted = {"port": self.port, "api_port": api_port, "portal_socket": str(sock)}
+        wanted = {"port": self.port, "api_port": api_port, "portal_socket": str(sock), "routing": "host"}
         if settings != wanted:
             # Ports moved (another --port, or a foreign process took one): old processes listen in the wrong place.
             process.stop(self.proxy_pidfile)
@@ -148,7 +163,8 @@ class FrontDoor:
                 executable=self.chp, ip=HOST, port=self.port, api_ip=HOST, api_port=api_port, auth_token=token,
                 log_level="warn",
             )
-            argv = cmd.argv + ["--default-target", f"unix+http://{quote(str(sock), safe='')}"]
+            argv = cmd.argv + ["--default-target", f"unix+http://{quote(str(sock), safe='')}", "--host-routing",
+                               "--storage-backend", str(HOST_STORE)]  # fmt: skip
             try:
                 process.start_detached(argv, self.paths.state, cmd.env(), self.dir / "proxy.log", self.proxy_pidfile)
             except process.StartFailed as exc:
@@ -156,7 +172,8 @@ class FrontDoor:
         self._wait("http://portal/healthz", self.portal_pidfile, timeout, "portal", uds=sock)
         self._wait(f"http://{HOST}:{api_port}/api/routes", self.proxy_pidfile, timeout, "front-door proxy", token)
         # What users use: the public port, answering for this fleet (not another fleet that holds the port).
-        self._wait(f"{self.url}/healthz", self.proxy_pidfile, timeout, "front door", fleet_id=fleet_id)
+        # By address, not by the portal's name: *.localhost needs no resolver in browsers but may have none here.
+        self._wait(f"http://{HOST}:{self.port}/healthz", self.proxy_pidfile, timeout, "front door", fleet_id=fleet_id)
 
     def check_port(self) -> None:
         """Raise ``PortTaken`` naming the holder if the public port is held by anything but this fleet's front door."""
@@ -212,20 +229,28 @@ class FrontDoor:
     # -- routes ------------------------------------------------------------------------------------------------
 
     def sync_routes(self, targets: dict[str, int]) -> list[str]:
-        """Make ``/hubs/<hub>`` routes equal ``{hub: proxy_port}``; return what changed (for the progress log)."""
+        """Make the host routes equal ``portal.<domain>`` plus ``{hub: proxy_port}`` (each hub with its subdomains);
+        return what changed (for the progress log)."""
         changed = []
+        sock = (read_json(self.settings_file) or {}).get("portal_socket")
+        if not sock:
+            raise FrontDoorError("the front door is not started (no portal socket on record)")
+        wanted = {f"/{self.hosts.portal_host}": {"target": f"unix+http://{quote(sock, safe='')}"}}
+        for hub, port in targets.items():
+            wanted[f"/{self.hosts.hub_host(hub)}"] = {"target": f"http://{HOST}:{port}", "subdomains": True}
         with self._api() as api:
             resp = api.get("routes")
             resp.raise_for_status()
-            current = {path: r.get("target") for path, r in resp.json().items() if path.startswith("/hubs/")}
-            wanted = {f"/hubs/{hub}": f"http://{HOST}:{port}" for hub, port in targets.items()}
-            for path, target in wanted.items():
-                if current.get(path) != target:
-                    api.post(f"routes{path}", json={"target": target}).raise_for_status()
-                    changed.append(f"route {path} -> {target}")
+            # "/" is the default target (the portal, for redirects): CHP's own, never ours to change.
+            current = {path: {k: r.get(k) for k in ("target", "subdomains") if r.get(k)}
+                       for path, r in resp.json().items() if path != "/"}  # fmt: skip
+            for path, route in wanted.items():
+                if current.get(path) != route:
+                    api.post(f"routes{path}", json=route).raise_for_status()
+                    changed.append(f"route {path.lstrip('/')} -> {route['target']}")
             for path in current.keys() - wanted.keys():
                 api.delete(f"routes{path}").raise_for_status()
-                changed.append(f"route {path} removed")
+                changed.append(f"route {path.lstrip('/')} removed")
         return changed
 
 

@@ -19,6 +19,7 @@ second, ``stop`` stops it, and ``hubfleet down`` sweeps every one of a state dir
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -73,6 +74,13 @@ class ProcessRecord:
         if self.start_ticks is not None and self.boot_id is not None and current is not None:
             return current == self.boot_id and _start_ticks(proc.pid) == self.start_ticks
         return abs(proc.create_time() - self.create_time) <= _CREATE_TIME_TOLERANCE
+
+    def started_before(self, proc: psutil.Process) -> bool:
+        """Did ``proc`` start after this record's process (by kernel start ticks when both are known)?"""
+        ticks = _start_ticks(proc.pid)
+        if self.start_ticks is not None and ticks is not None and self.boot_id == _boot_id():
+            return ticks >= self.start_ticks
+        return proc.create_time() >= self.create_time - _CREATE_TIME_TOLERANCE
 
     def rss_bytes(self, *, children: bool = True) -> int:
         """Resident memory of the process (and, by default, all its descendants); 0 if gone."""
@@ -218,7 +226,9 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
+@functools.cache
 def _boot_id() -> str | None:
+    # Constant for the life of this process (a reboot ends it), so read once: observe() checks records every tick.
     try:
         return _BOOT_ID.read_text().strip()
     except OSError:

@@ -98,6 +98,7 @@ class Reconciler:
         self.sync_every = sync_every
         self._next_sync = 0.0
         self.allow_mass_stop = allow_mass_stop
+        self._held_back: list[str] = []  # hubs the mass-stop guard keeps running (reported once, not every tick)
 
     def _current_signature(self) -> tuple:
         loaded = self.backend.loaded
@@ -135,8 +136,10 @@ class Reconciler:
         if verdict is not None:
             # A catalog edit that drops most of the fleet (a folder moved away mid-edit) is held back, not applied;
             # the rest of the plan (restarting a crashed hub...) goes ahead.
-            report.errors += [*verdict.lines(), "kept running; restart `up` with --allow-mass-stop if this is intended"]
+            if verdict.names != self._held_back:
+                report.errors += [*verdict.lines(), "kept running; restart `up` with --allow-mass-stop if intended"]
             plan = without_hubs(plan, verdict.names)
+        self._held_back = verdict.names if verdict is not None else []
         now = self.clock()
         due = []
         for action in plan.actions:

@@ -52,10 +52,14 @@ def _apply_user_options(spawner: HubfleetSpawner, user_options: dict) -> None:
 
 
 def _options_from_form(formdata: dict[str, list[str]]) -> dict:
-    """The spawn form's fields, one value each. JupyterHub hands the form over as lists (``{"profile": ["r"]}``,
-    as tornado parses it), so taking the value as it comes named profile ``['r']``, which no user may use.
-    ref: https://jupyterhub.readthedocs.io/en/stable/reference/api/spawner.html#jupyterhub.spawner.Spawner.options_from_form"""
-    return {key: values[0] if isinstance(values, list) and len(values) == 1 else values for key, values in formdata.items()}
+    """The spawn form's one field, as a string. JupyterHub hands form fields over as lists (``{"profile": ["r"]}``,
+    as tornado parses them), so passing them through named profile ``['r']``, which no user may use; and the
+    form's ``_xsrf`` would be stored as a user option. ref:
+    https://jupyterhub.readthedocs.io/en/stable/reference/api/spawner.html#jupyterhub.spawner.Spawner.options_from_form"""
+    values = formdata.get("profile") or []
+    if not values:
+        return {}
+    return {"profile": values[0] if len(values) == 1 else values}  # several: refused by choose_profile
 
 
 class HubfleetSpawner(LocalProcessSpawner):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["Holder", "StateLock", "StateLocked", "stop_holder"]
+__all__ = ["Holder", "StateLock", "StateLocked", "holder", "stop_holder"]
 
 LOCK_NAME = "hubfleet.lock"
 
