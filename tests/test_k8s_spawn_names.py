@@ -34,6 +34,7 @@ from hubfleet.backends.kubernetes.material import read_material
 from hubfleet.backends.kubernetes.values import LAB_OVERRIDES, LAB_PAGE_CONFIG, lab_files, render_values
 from hubfleet.catalog import load_catalog
 from hubfleet.catalog.naming import USERNAME_MAX, dns_label, is_username, storage_name, unix_account
+from hubfleet.catalog.quantities import memory_bytes
 from hubfleet.plan import plan
 
 NAMES = ["ada", "alice.smith", "Alice.Smith", "josé", "a.smith@example.ac.uk", "élodie", "12345678",
@@ -244,3 +245,24 @@ def test_each_presentation_of_a_shared_hub_mounts_the_claim_kubespawner_creates(
         assert mounted == set(claim), prof.name
         created[prof.presentation] = claim[0]
     assert len(set(created.values())) == 2 and all(dns_label(k) in name for k, name in created.items())
+
+
+def test_every_profile_of_the_example_spawns_with_the_memory_the_catalog_says():
+    # KubeSpawner's memory traits take JupyterHub byte specifications (K/M/G/T, binary), not Kubernetes quantities:
+    # a course's "memory: 1Gi" failed every spawn at load_user_options, and "2G" meant 2 GiB, not 2 GB.
+    root = Path(__file__).parent.parent / "examples" / "university"
+    catalog = load_catalog(root).catalog
+    spec = plan(catalog.model_copy(update={"fleet": catalog.fleet.model_copy(update={"backend": "kubernetes"})}),
+                dt.date(2027, 1, 15))
+    material = read_material(root, spec)
+    seen = set()
+    for hub in spec.hubs:
+        values = render_values(hub, spec, material=material)
+        for prof in hub.profiles:
+            pres = next(p for p in hub.presentations if p.key == prof.presentation)
+            pod = pod_for(values, "ada", [pres.group], prof.name)
+            resources = pod["spec"]["containers"][0]["resources"]
+            assert resources["requests"]["memory"] == memory_bytes(prof.memory)
+            assert resources["limits"]["memory"] == memory_bytes(prof.memory_limit or prof.memory)
+            seen.add(prof.memory)
+    assert any(m.endswith("i") for m in seen) and any(not m.endswith("i") for m in seen)  # both kinds of unit
