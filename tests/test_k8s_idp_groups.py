@@ -19,6 +19,7 @@ from test_k8s_render import fleet_spec, shipped
 from traitlets.config import Config
 
 from hubfleet.backends.kubernetes.values import render_values
+from hubfleet.catalog.naming import check_username
 
 
 def hub_config(values: dict) -> Config:
@@ -126,3 +127,9 @@ def test_ldap_hubs_get_no_oauth_rule():
                                                          "base_dn": "dc=example"}})
     values = render_values(hub, spec, material=shipped(spec))
     assert not any("idp" in key for key in values["hub"]["extraConfig"])
+
+
+def test_a_decomposed_name_from_the_idp_is_the_rosters_composed_one(config):
+    _, c = config
+    authenticator = c.JupyterHub.authenticator_class(config=c)
+    assert authenticator.normalize_username("Jose\u0301") == "jos\u00e9" == check_username("jos\u00e9")

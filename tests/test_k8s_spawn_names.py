@@ -11,6 +11,7 @@ real ``usermod`` (shadow 4.13, as in the Ubuntu 24.04 the quay.io/jupyter images
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import subprocess
@@ -24,12 +25,17 @@ from hypothesis import strategies as st
 from jupyterhub.auth import Authenticator
 from kubernetes_asyncio.client import ApiClient
 from kubespawner import KubeSpawner
+from test_k8s_backend import write_catalog
 from test_k8s_render import fleet_spec, shipped
 from traitlets.config import Config
 
 from hubfleet.backends.kubernetes.manifests import render_manifests
+from hubfleet.backends.kubernetes.material import read_material
 from hubfleet.backends.kubernetes.values import LAB_OVERRIDES, LAB_PAGE_CONFIG, lab_files, render_values
-from hubfleet.catalog.naming import USERNAME_MAX, is_username, storage_name, unix_account
+from hubfleet.catalog import load_catalog
+from hubfleet.catalog.naming import USERNAME_MAX, dns_label, is_username, storage_name, unix_account
+from hubfleet.catalog.quantities import memory_bytes
+from hubfleet.plan import plan
 
 NAMES = ["ada", "alice.smith", "Alice.Smith", "josé", "a.smith@example.ac.uk", "élodie", "12345678",
          "firstname.lastname@student.example.ac.uk", "alice-2esmith"]
@@ -63,6 +69,10 @@ def hub_config(values: dict) -> Config:
     if storage["type"] == "static":
         volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "personal-store"}}}
         mounts = {"home": {"name": "home", "mountPath": storage["homeMountPath"], "subPath": storage["static"]["subPath"]}}
+    if storage["type"] == "dynamic":  # as the chart does: the hub-wide claim template, mounted as {pvc_name}
+        c.KubeSpawner.pvc_name_template = storage["dynamic"]["pvcNameTemplate"]
+        volumes = {"home": {"name": "home", "persistentVolumeClaim": {"claimName": "{pvc_name}"}}}
+        mounts = {"home": {"name": "home", "mountPath": storage["homeMountPath"]}}
     files = values["singleuser"].get("extraFiles") or {}
     if files:  # as the chart does: one Secret volume "files", a subPath mount per file
         volumes["files"] = {"name": "files", "secret": {"secretName": "singleuser",
@@ -76,8 +86,10 @@ def hub_config(values: dict) -> Config:
     return c
 
 
-def pod_for(values: dict, username: str, groups: list[str], profile: str | None = None) -> dict:
-    """The pod KubeSpawner makes for ``username`` (normalised as JupyterHub does) with ``profile``."""
+def pod_for(values: dict, username: str, groups: list[str], profile: str | None = None, claim: list | None = None
+            ) -> dict:
+    """The pod KubeSpawner makes for ``username`` (normalised as JupyterHub does) with ``profile``; ``claim``
+    receives the name of the claim KubeSpawner would create."""
     name = Authenticator().normalize_username(username)
     user = SimpleNamespace(name=name, id=1, url=f"/user/{name}/", admin=False,
                            groups=[SimpleNamespace(name=g) for g in groups])
@@ -87,6 +99,8 @@ def pod_for(values: dict, username: str, groups: list[str], profile: str | None 
         spawner.user_options = {"profile": profile} if profile else {}
         try:
             await spawner.load_user_options()
+            if claim is not None:
+                claim.append(spawner.get_pvc_manifest().metadata.name)
             return ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest())
         finally:
             await spawner.api.api_client.close()
@@ -207,3 +221,48 @@ def test_every_server_gets_its_presentations_jupyterlab_settings(topology):
             assert seen == expected, (hub.name, prof.name)
             checked += bool(expected)
     assert checked  # the fixture's courses do configure JupyterLab
+
+
+def test_each_presentation_of_a_shared_hub_mounts_the_claim_kubespawner_creates(tmp_path):
+    # Per-presentation storage on a hub of two presentations: one claim per student per presentation, and the
+    # claim kubespawner creates is the one the pod mounts (it used to create the first presentation's only).
+    root = write_catalog(tmp_path / "catalog")
+    course = (root / "courses" / "TM351.yaml").read_text()
+    (root / "courses" / "TM351.yaml").write_text(course.replace("presentations:\n", "presentations:\n  - {id: 2026B, "
+                                                 "start: 2026-10-03, end: 2027-06-10, enrolment: [{users: [alice]}]}\n"))
+    catalog = load_catalog(root).catalog
+    spec = plan(catalog.model_copy(update={"fleet": catalog.fleet.model_copy(update={"topology": "per-course"})}),
+                dt.date(2026, 11, 1))
+    hub = spec.hub("tm351")
+    assert len(hub.presentations) == 2 and {p.storage.layout for p in hub.presentations} == {"per-presentation"}
+    values = render_values(hub, spec, material=read_material(root, spec))
+    created = {}
+    for prof in hub.profiles:
+        claim: list = []
+        pod = pod_for(values, "josé", [p.group for p in hub.presentations], prof.name, claim)
+        mounted = {v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+                   if v["name"] == "home" and "persistentVolumeClaim" in v}
+        assert mounted == set(claim), prof.name
+        created[prof.presentation] = claim[0]
+    assert len(set(created.values())) == 2 and all(dns_label(k) in name for k, name in created.items())
+
+
+def test_every_profile_of_the_example_spawns_with_the_memory_the_catalog_says():
+    # KubeSpawner's memory traits take JupyterHub byte specifications (K/M/G/T, binary), not Kubernetes quantities:
+    # a course's "memory: 1Gi" failed every spawn at load_user_options, and "2G" meant 2 GiB, not 2 GB.
+    root = Path(__file__).parent.parent / "examples" / "university"
+    catalog = load_catalog(root).catalog
+    spec = plan(catalog.model_copy(update={"fleet": catalog.fleet.model_copy(update={"backend": "kubernetes"})}),
+                dt.date(2027, 1, 15))
+    material = read_material(root, spec)
+    seen = set()
+    for hub in spec.hubs:
+        values = render_values(hub, spec, material=material)
+        for prof in hub.profiles:
+            pres = next(p for p in hub.presentations if p.key == prof.presentation)
+            pod = pod_for(values, "ada", [pres.group], prof.name)
+            resources = pod["spec"]["containers"][0]["resources"]
+            assert resources["requests"]["memory"] == memory_bytes(prof.memory)
+            assert resources["limits"]["memory"] == memory_bytes(prof.memory_limit or prof.memory)
+            seen.add(prof.memory)
+    assert any(m.endswith("i") for m in seen) and any(not m.endswith("i") for m in seen)  # both kinds of unit

@@ -27,6 +27,7 @@ from hubfleet.plan.spec import HubSpec
 # Runs inside the hub (JupyterHub 5.5, oauthenticator 17.4 in the z2jh 4.4.0 image); only what those ship.
 HUB_CONFIG = r'''# --- hubfleet identity-provider groups (generated; do not edit by hand) ---
 import json as _json
+import unicodedata as _unicodedata
 
 from jupyterhub import orm as _orm
 from jupyterhub.utils import maybe_future as _maybe_future
@@ -46,6 +47,11 @@ def hubfleet_idp_hub_groups(authenticator, authentication):
 
 class HubfleetOAuthenticator(_GenericOAuthenticator):
     """GenericOAuthenticator that also admits members of this hub's identity-provider groups."""
+
+    def normalize_username(self, username):
+        # NFC as hubfleet.catalog.naming.normalise_username: an IdP's decomposed "e + U+0301" and a roster's
+        # composed "é" are one user (JupyterHub itself only lower-cases), so one storage name and one enrolment.
+        return _unicodedata.normalize("NFC", super().normalize_username(username))
 
     async def check_allowed(self, username, auth_model):
         if await super().check_allowed(username, auth_model):

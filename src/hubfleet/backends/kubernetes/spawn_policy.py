@@ -29,8 +29,8 @@ It does three things, all keyed by data the renderer injects as JSON (``HUBFLEET
    characters), which a storage name is not (``élodie`` -> ``-c3-a9lodie``; long e-mail logins). The files stay
    at subPath ``home/<storage name>``. The placeholders are not kubespawner's, so a profile applied without this
    callable fails the spawn (KeyError) instead of mounting someone else's directory.
-   Dynamic PVC names (per-presentation layout) are left to kubespawner: ``remember_pvc_name`` keeps a
-   created claim's name in the spawner state, and the archiver finds claims by label and annotation.
+   Dynamic claims (per-presentation layout) are named by kubespawner's own template expansion, per profile (a hub
+   with two presentations has two claims per student); the archiver finds claims by label and annotation.
 
 The service token of hubfleet's own service comes from an env var set from a Secret hubfleet owns (never
 from values): GitOps tools cannot run Helm's ``lookup``, so a chart-generated token would change on every
@@ -100,7 +100,15 @@ _HUBFLEET_PROFILES = list(c.KubeSpawner.get("profile_list") or [])  # singleuser
 
 def hubfleet_profile_list(spawner):
     allowed = set(hubfleet_allowed(spawner.user))
-    return [hubfleet_personal(p, spawner.user.name) for p in _HUBFLEET_PROFILES if p.get("slug") in allowed]
+    profiles = [hubfleet_personal(p, spawner.user.name) for p in _HUBFLEET_PROFILES if p.get("slug") in allowed]
+    for profile in profiles:
+        override = profile.get("kubespawner_override") or {}
+        if "pvc_name_template" in override:
+            # kubespawner names the claim it creates (pvc_name) from the hub-wide template, once, when the spawner
+            # is built; the pod mounts the profile's. Name it from the profile's, as kubespawner itself would.
+            # ref: https://github.com/jupyterhub/kubespawner/blob/7.0.0/kubespawner/spawner.py (__init__: pvc_name)
+            override["pvc_name"] = spawner._expand_user_properties(override["pvc_name_template"])
+    return profiles
 
 
 def hubfleet_pre_spawn_hook(spawner):

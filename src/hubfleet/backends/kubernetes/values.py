@@ -35,7 +35,7 @@ from hubfleet.backends.kubernetes import branding, idp_groups, material, spawn_p
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
 from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import account_prefix, dns_label
-from hubfleet.catalog.quantities import cpu_cores
+from hubfleet.catalog.quantities import cpu_cores, memory_bytes
 from hubfleet.plan.spec import FleetSpec, HubSpec, Phase, PresentationSpec, ProfileSpec
 
 SEEDING_DIR = "/opt/hubfleet"
@@ -214,6 +214,10 @@ def _cpu(value: str | None) -> float | None:
     return None if value is None else cpu_cores(value)
 
 
+def _bytes(value: str | None) -> int | None:
+    return None if value is None else memory_bytes(value)
+
+
 def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_configmap: str | None,
                   shipped: Material) -> dict:
     p = next(x for x in hub.presentations if x.key == prof.presentation)
@@ -224,8 +228,10 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
         "image": prof.image,
         "cpu_guarantee": _cpu(prof.cpu),
         "cpu_limit": _cpu(prof.cpu_limit or prof.cpu),
-        "mem_guarantee": prof.memory,
-        "mem_limit": prof.memory_limit or prof.memory,
+        # Bytes: KubeSpawner's traits read "1Gi" as an error and "2G" as 2 GiB (JupyterHub byte specifications);
+        # the catalog's quantities are Kubernetes' (G = 10^9, Gi = 2^30), as on the local backend's cgroups.
+        "mem_guarantee": _bytes(prof.memory),
+        "mem_limit": _bytes(prof.memory_limit or prof.memory),
         "working_dir": course_dir(p),
         "notebook_dir": course_dir(p),  # a kernel started over REST without a path runs here, not in HOME
         "environment": environment(hub, p, options),
