@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
@@ -33,6 +32,9 @@ from hubfleet.backends.local.backend import LocalBackend, stop_fleet
 from hubfleet.backends.local.reconciler import Reconciler
 from hubfleet.catalog import load_catalog
 from hubfleet.plan import diff, plan
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import browser_client  # noqa: E402 - the tests' client for *.localhost hosts (connects to 127.0.0.1)
 
 AT = dt.date(2026, 11, 1)
 BASELINE_HUB_MIB, BASELINE_PROXY_MIB = 126, 56
@@ -67,9 +69,11 @@ def timed(fn, runs: int = 20) -> tuple[float, float]:  # noqa: ANN001
     return min(times), statistics.median(times)
 
 
-def login_to_ready(url: str, hub: str, user: str, password: str) -> float:
-    """Sign in at the portal (the fleet's OIDC provider), take the hub's OAuth hop, spawn, poll until ready."""
-    browser = httpx.Client(base_url=url, timeout=120)
+def login_to_ready(port: int, hub: str, user: str, password: str) -> float:
+    """Sign in at the portal (the fleet's OIDC provider), take the hub's OAuth hop, spawn, poll until ready.
+    Portal and hub each on a host of their own (``portal.localhost``, ``<hub>.localhost``), as a browser sees them."""
+    browser = browser_client(f"http://portal.localhost:{port}", timeout=120)
+    hub_url = f"http://{hub}.localhost:{port}/"
     t0 = time.perf_counter()
     # The form first: it sets the portal's CSRF cookie and carries the token the POST must send back.
     form = browser.get("/portal/login")
@@ -77,12 +81,13 @@ def login_to_ready(url: str, hub: str, user: str, password: str) -> float:
     assert token, form.text[:300]
     resp = browser.post("/portal/login", data={"username": user, "password": password, "csrf_token": token.group(1)})
     assert resp.status_code == 303, resp.text[:300]
-    home = browser.get(f"/hubs/{hub}/hub/oauth_login", params={"next": f"/hubs/{hub}/hub/home"}, follow_redirects=True)
+    home = browser.get(f"{hub_url}hub/oauth_login", params={"next": "/hub/home"}, follow_redirects=True)
     assert home.status_code == 200, home.text[:300]
-    browser.get(f"/hubs/{hub}/hub/spawn")
+    browser.get(f"{hub_url}hub/spawn")
     # What the spawn-pending page polls: the user's own server model.
     while True:
-        progress = browser.get(f"/hubs/{hub}/hub/api/users/{user}", headers={"X-XSRFToken": browser.cookies.get("_xsrf", path=f"/hubs/{hub}/hub/") or ""})
+        xsrf = browser.cookies.get("_xsrf", domain=f"{hub}.localhost", path="/hub/") or ""
+        progress = browser.get(f"{hub_url}hub/api/users/{user}", headers={"X-XSRFToken": xsrf})
         if progress.status_code == 200 and (progress.json().get("servers", {}).get("") or {}).get("ready"):
             return time.perf_counter() - t0
         if time.perf_counter() - t0 > 180:
@@ -135,7 +140,7 @@ def main() -> None:
             rows.append(("RSS per idle hub: total", f"{hub_mib + proxy_mib:.0f} MiB", f"baseline {BASELINE_HUB_MIB + BASELINE_PROXY_MIB} MiB"))
 
             password = (state / "demo-password").read_text().strip()
-            ready = [login_to_ready(f"http://127.0.0.1:{port}", "c000-2026j", f"s00{j:02d}", password) for j in range(3)]
+            ready = [login_to_ready(port, "c000-2026j", f"s00{j:02d}", password) for j in range(3)]
             rows.append(("login -> server ready (through the front door)", f"{statistics.median(ready):.1f} s median", f"of {len(ready)}: " + ", ".join(f"{t:.1f}" for t in ready)))
         finally:
             t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Shared test setup: tests import their fixtures from the modules beside them (hub_fixture, ldap_server).
 
-Also: free ports, a small two-course catalog on disk for the real-process fleet tests, and ``portal_sign_in``,
-the one way tests sign in at the portal's form.
+Also: free ports, a small two-course catalog on disk for the real-process fleet tests, ``portal_sign_in``, the
+one way tests sign in at the portal's form, and ``browser_client``, an httpx client that reaches the fleet's
+``*.localhost`` hosts (portal, hubs, students' servers) the way a browser does.
 """
 
 from __future__ import annotations
@@ -23,6 +24,25 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class LoopbackTransport(httpx.HTTPTransport):
+    """Connect to 127.0.0.1 for any ``localhost`` or ``*.localhost`` URL, keeping the URL (so the Host header, cookie
+    domains and redirects are the browser's). Browsers resolve ``*.localhost`` to the loopback themselves (RFC 6761
+    §6.3); glibc without systemd's nss-myhostname does not, so Python clients need this, as ``curl --resolve`` does."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if host == "localhost" or host.endswith(".localhost"):
+            request = httpx.Request(request.method, request.url.copy_with(host="127.0.0.1"), headers=request.headers,
+                                    stream=request.stream, extensions=request.extensions)  # fmt: skip
+        return super().handle_request(request)
+
+
+def browser_client(base_url: str = "", **kw: Any) -> httpx.Client:
+    """An httpx client for the fleet's hosts (``http://portal.localhost:PORT``, ``http://HUB.localhost:PORT``...);
+    the Host header it sends is the URL's, so the front door routes it as it would a browser's request."""
+    return httpx.Client(base_url=base_url, transport=LoopbackTransport(), **kw)
 
 
 _CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from hubfleet.lifecycle import archive as archive_mod
-from hubfleet.lifecycle.archive import UnsafeArchive, archive_folder, archive_many, restore, verify_archive
+from hubfleet.lifecycle.archive import UnsafeArchive, archive_folder, archive_many, verify_archive
+from hubfleet.lifecycle.restoring import restore
 from hubfleet.lifecycle.ledger import Ledger, LedgerError
 
 ARCHIVE_FILE = Path(archive_mod.__file__)
@@ -139,15 +140,19 @@ def test_restore_gives_back_the_same_files(folder: Path, tmp_path: Path) -> None
     assert os.access(target / "run.sh", os.X_OK)
 
 
-def test_symlink_to_another_students_files_is_not_archived_as_content(folder: Path, tmp_path: Path) -> None:
+def test_symlink_to_another_students_files_is_archived_as_a_link_not_as_content(folder: Path, tmp_path: Path) -> None:
     bob = make_course_folder(tmp_path / "bob", seed=2)
     (folder / "bobs-work").symlink_to(bob / "notebooks")
     (folder / "bobs-data.csv").symlink_to(bob / "data" / "rivers.csv")
     result = archive_folder(folder, tmp_path / "out", "alice")
     doc = json.loads(Path(result.manifest).read_text())
-    assert sorted(s["path"] for s in doc["skipped"]) == ["bobs-data.csv", "bobs-work"]
+    assert doc["skipped"] == []
+    assert {s["path"]: s["target"] for s in doc["symlinks"]} == {
+        "bobs-work": str(bob / "notebooks"), "bobs-data.csv": str(bob / "data" / "rivers.csv")}
     with tarfile.open(result.archive) as tar:
-        assert not any(n.startswith("bobs") for n in tar.getnames())
+        members = {m.name: m for m in tar.getmembers() if m.name.startswith("bobs")}
+    assert set(members) == {"bobs-work", "bobs-data.csv"} and all(m.issym() for m in members.values())
+    assert not any(n.startswith("bobs-work/") for n in members)  # never entered
     assert result.ok
 
 
@@ -201,9 +206,18 @@ def test_resume_skips_complete_archives_and_replaces_leftovers(folder: Path, tmp
     Path(first.manifest).unlink()
     (out / "alice.tar.gz.partial").write_bytes(b"half an archive")
     (out / "alice.manifest.json.partial").write_text("{")
+    (out / "alice.tar.gz.999999999.0bad.partial").write_bytes(b"a killed run's")  # no such pid: its writer is gone
     redo = archive_folder(folder, out, "alice")
     assert redo.ok and not redo.resumed
     assert sorted(os.listdir(out)) == ["alice.manifest.json", "alice.tar.gz"]
+    # A finished archive that no longer verifies is never overwritten: kept, and the caller told to use a new name.
+    with open(out / "alice.tar.gz", "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\xff\xfe")
+    before = sha(out / "alice.tar.gz")
+    kept = archive_folder(folder, out, "alice")
+    assert kept.kept and not kept.ok and "never overwritten" in (kept.error or "")
+    assert sha(out / "alice.tar.gz") == before
 
 
 def test_archive_many_archives_and_verifies_each_folder(tmp_path: Path) -> None:
@@ -258,6 +272,18 @@ def test_kill_9_mid_run_then_rerun_gives_the_same_archives(tmp_path: Path) -> No
     assert len(lines) == 24 and all(r["ok"] for r in lines)
 
 
+def test_two_runs_at_once_do_not_clobber_each_other(tmp_path: Path) -> None:
+    src = tmp_path / "homes"
+    for i in range(6):
+        make_course_folder(src / f"student{i}", seed=i, random_bytes=1_500_000)
+    runs = [_run_many(src, tmp_path / "out") for _ in range(2)]
+    outs = [r.communicate() for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], outs
+    assert not list((tmp_path / "out").glob("*.partial"))
+    for man in (tmp_path / "out").glob("*.manifest.json"):
+        assert verify_archive(man.with_name(man.name.replace(".manifest.json", ".tar.gz")), man).ok
+
+
 def test_ledger_roundtrip(tmp_path: Path) -> None:
     t0 = datetime(2027, 7, 10, 9, 0, tzinfo=timezone.utc)
     state = tmp_path / "state"
@@ -287,6 +313,12 @@ def test_ledger_roundtrip(tmp_path: Path) -> None:
         # A new archive with different content voids the old verification.
         ledger.record("TM351-2026J", "alice", "/new.tar.gz", "d" * 64, 5)
         assert not ledger.verified("TM351-2026J", "alice")
+        # One row per archive file: the old one stays (superseded), and a recorded file is never re-recorded as
+        # different content.
+        assert [(r.location, r.superseded) for r in ledger.for_student("alice") if r.presentation == "TM351-2026J"] == [
+            ("s3://archives/TM351-2026J/alice.tar.gz", True), ("/new.tar.gz", False)]
+        with pytest.raises(LedgerError, match="never overwritten"):
+            ledger.record("TM351-2026J", "alice", "/new.tar.gz", "e" * 64, 5)
 
     mode = sqlite3.connect(state / "archives.sqlite").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"

@@ -131,6 +131,7 @@ def add_student_claim(cluster, ns: str, presentation: str, user: str = "alice") 
     cluster.create({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": f"claim-{presentation}-{user}", "namespace": ns,
+                     "annotations": {"hub.jupyter.org/username": user},
                      "labels": {"app": "jupyterhub", "component": "singleuser-storage",
                                 "hub.jupyter.org/username": user, "hubfleet.io/presentation": presentation}},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
@@ -206,6 +207,31 @@ def test_one_image_change_touches_exactly_one_release(catalog, cluster, helm, ba
     assert secret_data(cluster) == before  # tokens byte-identical: the hub keeps accepting hubfleet
     # the only cluster writes: the chart's own objects (FakeHelm) and our applied-spec record
     assert cluster.writes["create"] == 0
+    assert diff(spec, backend.observe()) == Plan()
+
+
+def test_list_field_changes_apply_cleanly_and_reach_the_release(catalog, cluster, helm, backend):
+    """Admins, tutors and a profile's groups are lists: a diff carrying them must apply, not raise (issue 9.4)."""
+    converge(backend, spec_of(catalog))
+    fleet = (catalog / "fleet.yaml").read_text()
+    (catalog / "fleet.yaml").write_text(fleet.replace("  domain: hubs.test.example\n",
+                                                      "  domain: hubs.test.example\n  platform_team: [root1, root2]\n"))
+    course = (catalog / "courses" / "TM351.yaml").read_text()
+    (catalog / "courses" / "TM351.yaml").write_text(course.replace("title: Data management\n",
+                                                                   "title: Data management\nteam: {tutors: [tess]}\n"))
+    spec = spec_of(catalog)
+    plan_ = diff(spec, backend.observe())
+    assert {a.hub for a in plan_.actions} == set(HUBS) and all(a.kind == Kind.update for a in plan_.actions)
+    listed = [c for a in plan_.actions for c in a.changes if isinstance(c.new, list) or isinstance(c.old, list)]
+    assert {c.field.split(".")[0].split("[")[0] for c in listed} >= {"admins", "presentations"}
+    seen = []
+    report = backend.apply(plan_, spec, lambda action, message: seen.append(action.hub))
+    assert report.ok, [r.message for r in report.failures]
+    assert [r.action for r in report.results] == list(plan_.actions)  # one result per action, in plan order
+    values = helm.releases[("tm351-2026j", "tm351-2026j")].values
+    assert values["hub"]["config"]["Authenticator"]["admin_users"] == ["root1", "root2"]
+    (tm351,) = records.read_record(cluster, "tm351-2026j")["presentations"]
+    assert tm351["tutors"] == ["tess"]  # recorded, so the next plan sees the change as applied
     assert diff(spec, backend.observe()) == Plan()
 
 

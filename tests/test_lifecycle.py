@@ -39,7 +39,7 @@ from hub_fixture import world_traversable_dir
 from hubfleet.backends.local import workspace
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
 from hubfleet.backends.local.reconciler import Reconciler
-from hubfleet.catalog import load_catalog
+from hubfleet.catalog import load_catalog, naming
 from hubfleet.lifecycle.ledger import Ledger
 from hubfleet.plan import diff, plan
 
@@ -50,6 +50,7 @@ TM351_RO, TM351_ARCHIVED, PURGED = dt.date(2027, 6, 20), dt.date(2027, 7, 15), d
 A233_STUDENTS = [f"s{i:02d}" for i in range(24)]
 USERS = ["ana", "ben", "cat", "tom", "ian", *A233_STUDENTS]
 NOTES = b"week 1: normal forms\nweek 2: joins\n"
+PREFIX = naming.account_prefix("lifecycle-test")  # the fleet below has no fleet.account_prefix
 
 
 def _catalog(root: Path) -> Path:
@@ -119,7 +120,7 @@ class Fleet:
 
 def _as_user(user: str, *cmd: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run a command as the student's system user (as root), or as ourselves in demo mode."""
-    owner = workspace.existing_owner(user) if ROOT else None
+    owner = workspace.existing_owner(user, PREFIX) if ROOT else None
     kwargs = {"user": owner.uid, "group": owner.gid, "extra_groups": []} if owner else {}
     return subprocess.run(list(cmd), input=data, capture_output=True, timeout=60, **kwargs)
 
@@ -138,7 +139,7 @@ def _make_folder(fleet: Fleet, key: str, user: str, files: dict[str, bytes]) -> 
     """A course folder as the spawner lays it out, with files written by the student themselves."""
     pres = fleet.pres(key, OPEN)
     ws = workspace.workspace_for(fleet.storage, pres.hub, user, pres)
-    owner = workspace.ensure_system_user(user, ws.home) if ROOT else None
+    owner = workspace.ensure_system_user(user, ws.home, PREFIX, "lifecycle-test") if ROOT else None
     workspace.prepare(ws, fleet.storage, owner)
     for rel, data in files.items():
         _write_as(user, ws.course_dir / rel, data)
@@ -161,7 +162,7 @@ def fleet() -> Iterator[Fleet]:
             stop_fleet(state)
             if ROOT:
                 for user in USERS:
-                    subprocess.run(["userdel", workspace.system_username(user)], capture_output=True)
+                    subprocess.run(["userdel", naming.unix_account(PREFIX, user)], capture_output=True)
             shutil.rmtree(root, ignore_errors=True)
 
 
@@ -182,7 +183,7 @@ def test_open_hubs_come_up_and_students_write_their_work(fleet: Fleet) -> None:
     _make_folder(fleet, "A233-2026B", "tom", {"answers.md": b"tutor's own\n"})
     assert (notes / "notes.txt").read_bytes() == NOTES
     if ROOT:
-        assert (notes / "notes.txt").stat().st_uid == workspace.existing_owner("ana").uid
+        assert (notes / "notes.txt").stat().st_uid == workspace.existing_owner("ana", PREFIX).uid
 
 
 # -- A233: read-only, then archived with a kill -9 in the middle -------------------------------------------------
@@ -270,6 +271,8 @@ def test_corrupted_archive_blocks_teardown_and_is_loud(fleet: Fleet) -> None:
     run = fleet.cli("lifecycle", "run", at=TM351_ARCHIVED)
     assert run.returncode != 0, run.stdout
     assert "ben" in run.stdout + run.stderr and "corrupt" in (run.stdout + run.stderr)
+    # The closing line is built from what the run did (rich wraps it: compare words).
+    assert "No course folder was removed." in " ".join(run.stderr.split())
     for user in ("ana", "ben"):
         assert fleet.course_dir("TM351-2026J", user).is_dir()  # all or nothing: no folder removed
     assert (fleet.state / "hubs" / "tm351-2026j").is_dir()  # and the hub not deleted
@@ -283,6 +286,10 @@ def test_next_run_rearchives_then_tears_down_and_leaves_a_stub(fleet: Fleet) -> 
     ana_before = _tree(fleet.course_dir("TM351-2026J", "ana"))
     run = fleet.cli("lifecycle", "run", at=TM351_ARCHIVED)
     assert run.returncode == 0, run.stdout + run.stderr
+    # Said before deleting: what the archives hold; and at the end, what was removed, each after its own check.
+    said = " ".join(run.stdout.split())
+    assert "TM351-2026J: the archives of 2 student(s) hold" in said
+    assert said.index("student(s) hold") < said.index("2 course folder(s) removed")
 
     out = fleet.state / "archives" / "TM351-2026J"
     with tarfile.open(out / "ana.tar.gz") as tar:
@@ -294,6 +301,8 @@ def test_next_run_rearchives_then_tears_down_and_leaves_a_stub(fleet: Fleet) -> 
     assert set(rows) == {"ana", "ben"}  # tutor and instructor are not archived as student work
     assert all(r.ok and r.removed_at and r.removed_at >= r.verified_at for r in rows.values())
     assert rows["ana"].sha256 == hashlib.sha256((out / "ana.tar.gz").read_bytes()).hexdigest()
+    # Ben's damaged archive was not overwritten: his new one has its own name; the old one is kept as evidence.
+    assert Path(rows["ben"].location).name == "ben.2.tar.gz" and (out / "ben.tar.gz").is_file()
     for user in ("ana", "ben"):
         assert not fleet.course_dir("TM351-2026J", user).exists()
         stub = (fleet.storage / "home" / user / workspace.STUB_NAME).read_text()
@@ -339,6 +348,12 @@ def test_restore_into_a_new_presentation_gives_the_same_hashes(fleet: Fleet) -> 
     restored = fleet.course_dir("M269-2026J", "ana") / "from-TM351-2026J"
     manifest = json.loads((fleet.state / "archives" / "TM351-2026J" / "ana.manifest.json").read_text())
     assert _tree(restored) == {f["path"]: f["sha256"] for f in manifest["files"]}
+    # Modes and owners as the student had them before the freeze (not the frozen 0440/0550, not root's).
+    for rel, mode in (("notes.txt", 0o644), ("data", 0o755), ("data/rivers.csv", 0o644)):
+        st = (restored / rel).lstat()
+        assert st.st_mode & 0o7777 == mode, (rel, oct(st.st_mode))
+        if ROOT:
+            assert st.st_uid == workspace.existing_owner("ana", PREFIX).uid, rel
     _write_as("ana", restored / "notes.txt", b"carrying on next year\n")  # hers again, and writable
     again = fleet.cli("archive", "restore", "--presentation", "TM351-2026J", "--user", "ana", "--into", "M269-2026J")
     assert again.returncode != 0  # never over existing work

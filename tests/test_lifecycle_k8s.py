@@ -22,7 +22,7 @@ from hubfleet.backends.kubernetes.fake import FakeCluster
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS
 from hubfleet.backends.kubernetes.helm import FakeHelm
 from hubfleet.backends.kubernetes.validation import validate_manifest
-from hubfleet.lifecycle import archive, jobrunner
+from hubfleet.lifecycle import archive, engine, jobrunner, ledger
 from hubfleet.lifecycle.archive import verify_archive
 from hubfleet.plan import diff
 from hubfleet.plan.diff import Kind, Plan
@@ -50,9 +50,10 @@ def test_jobs_render_valid_and_ship_the_same_archive_code(setup):
     m269 = _pres(catalog, "M269-2026J", TM351_ARCHIVED)
     tm351 = _pres(catalog, "TM351-2026J", TM351_ARCHIVED)
     objects = support_objects("tm351-2026j", "testuni", DEFAULT_OPTIONS) + [
-        render_archive_job(tm351, "tm351-2026j", "img:1", ["claim-tm351-2026j-alice", "claim-tm351-2026j-bob"],
+        render_archive_job(tm351, "tm351-2026j", "img:1", {"claim-tm351-2026j-alice": "alice",
+                                                             "claim-tm351-2026j-bob": "bob"},
                            ["tina"], DEFAULT_OPTIONS),
-        render_archive_job(m269, "m269-2026j", "img:1", [], [], DEFAULT_OPTIONS, portal_url="https://x/portal/archives/"),
+        render_archive_job(m269, "m269-2026j", "img:1", {}, [], DEFAULT_OPTIONS, portal_url="https://x/portal/archives/"),
         render_purge_job(tm351, "hubfleet-system", "python:3.12-slim", DEFAULT_OPTIONS),
     ]
     for obj in objects:
@@ -60,7 +61,12 @@ def test_jobs_render_valid_and_ship_the_same_archive_code(setup):
     job = objects[-3]["spec"]["template"]["spec"]
     mounts = {m["mountPath"]: m for m in job["containers"][0]["volumeMounts"]}
     assert mounts["/students/alice"]["readOnly"] and mounts["/students/bob"]["readOnly"]
-    assert job["containers"][0]["command"][:3] == ["python3", "/opt/hubfleet/jobrunner.py", "archive"]
+    assert job["containers"][0]["command"][:4] == ["python3", "-m", "hubfleet.lifecycle.jobrunner", "archive"]
+    # The Job runs the lifecycle package itself (engine, journal, archiver), laid out from the ConfigMap's keys.
+    (code,) = [v for v in job["volumes"] if v["name"] == "code"]
+    laid_out = {i["path"]: shipped_code()[i["key"]] for i in code["configMap"]["items"]}
+    assert laid_out["hubfleet/lifecycle/engine.py"] == Path(engine.__file__).read_text()
+    assert laid_out["hubfleet/lifecycle/ledger.py"] == Path(ledger.__file__).read_text()
     assert "--exclude" in job["containers"][0]["command"] and "tina" in job["containers"][0]["command"]
     personal = objects[-2]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert "--teardown" in personal and "/store" in personal

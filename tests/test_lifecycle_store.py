@@ -7,6 +7,7 @@ FsspecStore code talks to s3:// once s3fs is installed, but no bucket is used he
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from hubfleet.lifecycle.engine import Archiver, StudentFolder, audit, stub_text
 from hubfleet.lifecycle.ledger import Ledger, LedgerError
+from hubfleet.lifecycle.restoring import remove_tree
 from hubfleet.lifecycle.store import ArchiveStore, FsspecStore, LocalStore, archive_key, open_store
 
 KEY = "TM351-2026J"
@@ -28,6 +30,22 @@ def _folders(root: Path, users=("ana", "ben")) -> list[StudentFolder]:
         (root / user / "data" / "blob.bin").write_bytes(os.urandom(20_000))
         out.append(StudentFolder(user, root / user))
     return out
+
+
+class Recorder:
+    """A teardown that records what the engine asked for, and really removes the folder."""
+
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+        self.stubs: list[str] = []
+
+    def stub(self, folder: StudentFolder) -> None:
+        self.stubs.append(folder.student)
+
+    def remove(self, folder: StudentFolder, halfway) -> None:  # noqa: ANN001
+        if folder.path is not None and folder.path.exists():
+            remove_tree(folder.path, halfway)
+        self.removed.append(folder.student)
 
 
 def _stores(tmp_path: Path) -> list[ArchiveStore]:
@@ -59,11 +77,15 @@ def test_store_interface(tmp_path: Path) -> None:
 def test_archive_verify_teardown_and_purge(tmp_path: Path, which: int) -> None:
     store = _stores(tmp_path)[which]
     folders = _folders(tmp_path / "src")
-    removed = []
+    said: list[str] = []
     with Ledger(tmp_path / "state") as ledger:
-        archiver = Archiver(store, ledger, tmp_path / "staging", workers=2)
-        out = archiver.archive(KEY, folders, keep_until="2028-07-10", teardown=lambda f: removed.append(f.student))
-        assert out.ok and sorted(out.archived) == ["ana", "ben"] and removed == ["ana", "ben"]
+        archiver = Archiver(store, ledger, tmp_path / "staging", workers=2, say=said.append)
+        rec = Recorder()
+        out = archiver.archive(KEY, folders, keep_until="2028-07-10", teardown=rec)
+        assert out.ok and sorted(out.archived) == ["ana", "ben"] and sorted(rec.removed) == ["ana", "ben"]
+        assert sorted(out.removed) == ["ana", "ben"] and not any(f.path.exists() for f in folders)
+        assert said == [f"{KEY}: the archives of 2 student(s) hold 4 files (0.0 MB), 2 folders, 0 symlinks, "
+                        "0 hard links"]
         assert ledger.presentation_state(KEY) == (True, False)
         assert all(r.ok and r.removed_at and r.keep_until == "2028-07-10" for r in ledger.for_presentation(KEY))
         assert audit(ledger, deep=True) == []
@@ -84,30 +106,35 @@ def test_corrupt_archive_blocks_teardown_then_is_archived_afresh(tmp_path: Path)
         data = bytearray(path.read_bytes())
         data[100] ^= 0xFF
         path.write_bytes(bytes(data))
-        removed = []
-        out = archiver.archive(KEY, folders, teardown=lambda f: removed.append(f.student))
-        assert not out.ok and removed == [] and "ben" in out.summary()
+        rec = Recorder()
+        out = archiver.archive(KEY, folders, teardown=rec)
+        assert not out.ok and rec.removed == [] and "ben" in out.summary()
         assert [p.split(":")[0] for p in audit(ledger)] == [f"{KEY}/ben"]  # recorded: status shows it
         assert ledger.presentation_state(KEY) == (False, False)
         with pytest.raises(LedgerError):
             ledger.mark_removed(KEY, "ben")
         # The next run archives ben afresh from his folder, which is still there, and only then tears down.
-        out = archiver.archive(KEY, folders, teardown=lambda f: removed.append(f.student))
-        assert out.ok and out.archived == ["ben"] and out.resumed == ["ana"] and removed == ["ana", "ben"]
+        out = archiver.archive(KEY, folders, teardown=rec)
+        assert out.ok and out.archived == ["ben"] and out.resumed == ["ana"] and sorted(rec.removed) == ["ana", "ben"]
         assert audit(ledger, deep=True) == []
+        # Ben's first archive is not overwritten: his new one has its own name and row; the old one is kept.
+        bens = [r for r in ledger.all() if r.student == "ben"]
+        assert [Path(r.location).name for r in bens] == ["ben.tar.gz", "ben.2.tar.gz"]
+        assert bens[0].superseded and bens[0].problem and not bens[1].superseded and bens[1].removed_at
+        assert hashlib.sha256(path.read_bytes()).hexdigest() != bens[0].sha256  # still the damaged file, as found
 
 
 def test_missing_archive_after_teardown_is_reported_and_blocks_purge(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "archives")
     with Ledger(tmp_path / "state") as ledger:
         archiver = Archiver(store, ledger, tmp_path / "staging", workers=1)
-        assert archiver.archive(KEY, _folders(tmp_path / "src"), teardown=lambda f: None).ok
+        assert archiver.archive(KEY, _folders(tmp_path / "src"), teardown=Recorder()).ok
         Path(store.url(archive_key(KEY, "ana"))).unlink()
         assert audit(ledger) == [f"{KEY}/ana: archive missing: {store.url(archive_key(KEY, 'ana'))}"]
         audit(ledger, deep=True)  # records the problem
         assert ledger.presentation_state(KEY) == (False, False)
         assert not archiver.purge(KEY).ok
-        out = archiver.archive(KEY, [], teardown=lambda f: None)
+        out = archiver.archive(KEY, [], teardown=Recorder())
         assert not out.ok and "already removed" in out.summary()
 
 

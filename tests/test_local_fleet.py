@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, portal_sign_in, running_in as _running_in, write_two_course_catalog
+from conftest import browser_client, free_port, portal_sign_in, running_in as _running_in, write_two_course_catalog
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
@@ -46,7 +46,11 @@ class Fleet:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The portal, on its own host."""
+        return f"http://portal.localhost:{self.port}"
+
+    def hub_url(self, hub: str) -> str:
+        return f"http://{hub}.localhost:{self.port}/"
 
     def spec(self):  # noqa: ANN201
         return plan(self.backend.loaded.catalog, AT)
@@ -105,18 +109,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def _login(fleet: Fleet, hub: str, user: str) -> httpx.Client:
     """Sign in like a browser: once at the portal (the fleet's OpenID Connect provider), then the hub's OAuth hop."""
-    browser = httpx.Client(base_url=fleet.url, timeout=60)
+    browser = browser_client(fleet.hub_url(hub), timeout=60)
     password = (fleet.state / "demo-password").read_text().strip()
-    signed_in = portal_sign_in(browser, user, password)
+    signed_in = portal_sign_in(browser, user, password, portal=f"{fleet.url}/portal")
     assert signed_in.status_code == 303, signed_in.text[:500]
-    home = browser.get(f"/hubs/{hub}/hub/oauth_login", params={"next": f"/hubs/{hub}/hub/home"}, follow_redirects=True)
-    assert home.status_code == 200 and home.url.path == f"/hubs/{hub}/hub/home", home.text[:500]
+    home = browser.get("hub/oauth_login", params={"next": "/hub/home"}, follow_redirects=True)
+    assert home.status_code == 200 and str(home.url) == fleet.hub_url(hub) + "hub/home", home.text[:500]
     return browser
 
 
 def _hub_api(fleet: Fleet, hub: str) -> httpx.Client:
     token = (fleet.state / "hubs" / hub / "service_token").read_text().strip()
-    return httpx.Client(base_url=f"{fleet.url}/hubs/{hub}/hub/api/", headers={"Authorization": f"token {token}"}, timeout=30)
+    return browser_client(f"{fleet.hub_url(hub)}hub/api/", headers={"Authorization": f"token {token}"}, timeout=30)
 
 
 def test_members_come_from_rosters_users_lists_and_team(two_course_catalog: Path) -> None:
@@ -145,27 +149,50 @@ def test_apply_brings_both_hubs_up_behind_the_front_door(fleet: Fleet) -> None:
 
 
 def test_portal_lists_both_hubs_with_branding(fleet: Fleet) -> None:
-    page = httpx.get(fleet.url + "/")
-    assert page.status_code == 200
-    assert "Test University Notebooks" in page.text and "#224466" in page.text and "Demo mode" in page.text
-    for hub, key in zip(HUBS, ("M269-2026J", "TM351-2026J")):
-        assert f'href="hubs/{hub}/"' in page.text and key in page.text
-    listed = httpx.get(fleet.url + "/api/fleet").json()
+    with browser_client(fleet.url) as browser:
+        page = browser.get("/")
+        assert page.status_code == 200
+        assert "Test University Notebooks" in page.text and "#224466" in page.text and "Demo mode" in page.text
+        for hub, key in zip(HUBS, ("M269-2026J", "TM351-2026J")):
+            assert f'href="{fleet.hub_url(hub)}"' in page.text and key in page.text  # each hub on its own host
+        listed = browser.get("/api/fleet").json()
     assert [(h["name"], h["up"], h["presentations"][0]["phase"]) for h in listed["hubs"]] == [(h, True, "open") for h in HUBS]
+
+
+def test_every_party_has_a_host_of_its_own(fleet: Fleet) -> None:
+    with browser_client(timeout=30) as browser:
+        # The bare name, and any host the front door does not know, lead to the portal's own host.
+        bare = browser.get(f"http://localhost:{fleet.port}/portal/login?next=/portal/")
+        assert bare.status_code == 307 and bare.headers["location"] == f"{fleet.url}/portal/login?next=/portal/"
+        assert browser.get(f"http://nosuchhub.localhost:{fleet.port}/").headers["location"] == f"{fleet.url}/"
+        # The old shared-origin paths lead nowhere near a hub.
+        old = browser.get(f"{fleet.url}/hubs/tm351-2026j/hub/api/", follow_redirects=True)
+        assert old.status_code == 404
+        # A hub answers on its own host only, and the portal's pages are not served there.
+        assert browser.get(fleet.hub_url("tm351-2026j") + "hub/api/").json()["version"].startswith("6.")
+        not_portal = browser.get(fleet.hub_url("tm351-2026j") + "portal/login", follow_redirects=True)
+        assert not_portal.status_code == 404 and not_portal.url.host == "tm351-2026j.localhost"
+        # Clients that cannot resolve *.localhost connect to 127.0.0.1 and name the host (README, "Hosts").
+        by_header = browser.get(f"http://127.0.0.1:{fleet.port}/", headers={"Host": f"portal.localhost:{fleet.port}"})
+        assert by_header.status_code == 200 and "Test University Notebooks" in by_header.text
 
 
 def test_student_logs_in_and_spawns_through_the_front_door(fleet: Fleet) -> None:
     browser = _login(fleet, "tm351-2026j", "alice")
-    spawn = browser.get("/hubs/tm351-2026j/hub/spawn", follow_redirects=True)
+    spawn = browser.get("hub/spawn", follow_redirects=True)
     assert spawn.status_code == 200
     with _hub_api(fleet, "tm351-2026j") as api:
         _until(lambda: (api.get("users/alice").json()["servers"].get("") or {}).get("ready"))
-    lab = browser.get("/hubs/tm351-2026j/user/alice/lab", follow_redirects=True)
-    assert lab.status_code == 200 and "JupyterLab" in lab.text
+        server = api.get("users/alice").json()["servers"][""]
+    # Her server is on a host of its own, below the hub's (JupyterHub's user subdomains).
+    mine = f"http://alice.tm351-2026j.localhost:{fleet.port}/user/alice/"
+    assert server["full_url"] == mine
+    lab = browser.get(mine + "lab", follow_redirects=True)
+    assert lab.status_code == 200 and "JupyterLab" in lab.text and str(lab.url).startswith(mine)
     # Save a file as the student would (contents API; the server's _xsrf cookie guards cookie-authenticated writes).
-    xsrf = browser.cookies.get("_xsrf", path="/hubs/tm351-2026j/user/alice/")
+    xsrf = browser.cookies.get("_xsrf", domain="alice.tm351-2026j.localhost", path="/user/alice/")
     saved = browser.put(
-        "/hubs/tm351-2026j/user/alice/api/contents/TM351-2026J/my-notes.txt",
+        mine + "api/contents/TM351-2026J/my-notes.txt",
         json={"type": "file", "format": "text", "content": "week 1: normal forms"},
         headers={"X-XSRFToken": xsrf},
     )
@@ -193,7 +220,7 @@ def test_down_then_apply_keeps_student_files_and_secrets(fleet: Fleet) -> None:
     notes = fleet.state / "storage" / "home" / "alice" / "TM351-2026J" / "my-notes.txt"
     assert notes.read_text() == "week 1: normal forms"
     browser = _login(fleet, "tm351-2026j", "alice")  # same cookie secret, same demo password
-    assert browser.get("/hubs/tm351-2026j/hub/home").status_code == 200
+    assert browser.get("hub/home").status_code == 200
 
 
 def test_killed_hub_is_restarted_by_a_reconcile_step(fleet: Fleet) -> None:

@@ -32,7 +32,7 @@ from hubfleet.backends.local.labconfig import world_executable
 from hubfleet.backends.local.ports import PortBook
 from hubfleet.backends.local.proxy import find_chp
 from hubfleet.backends.local.secrets import ensure_secret
-from hubfleet.catalog import load_catalog
+from hubfleet.catalog import load_catalog, naming
 from hubfleet.plan import plan
 
 HOST = "127.0.0.1"
@@ -169,6 +169,8 @@ def make_hub_dir(root: Path, catalog: Path, hub: str, *, today: dt.date, members
         "cookie_secret_file": str(secrets["cookie_secret"]),
         "proxy_token_file": str(secrets["proxy_token"]),
         "members": str(hub_dir / "members.json"),
+        "fleet": loaded.catalog.fleet.name,
+        "account_prefix": naming.account_prefix(loaded.catalog.fleet.name, loaded.catalog.fleet.account_prefix),
     }
     if singleuser_python:
         raw["singleuser_python"] = singleuser_python
@@ -196,6 +198,11 @@ def student_python(root: Path) -> str | None:
 
 
 # -- a student's browser ---------------------------------------------------------------------------------------
+
+
+def account(hub: LocalHub, username: str) -> str:
+    """The student's Unix account on this hub's fleet (root mode)."""
+    return naming.unix_account(hub.raw["account_prefix"], username)
 
 
 def browser(hub: LocalHub) -> httpx.Client:

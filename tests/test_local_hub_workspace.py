@@ -113,11 +113,19 @@ def test_set_read_only_round_trip(tmp_path: Path) -> None:
     assert stat.S_IMODE(course.stat().st_mode) & 0o200
 
 
-def test_system_usernames_are_valid_and_distinct() -> None:
-    assert workspace.system_username("alice") == "hf-alice"
-    odd = [workspace.system_username(u) for u in ("a.smith@x", "a-smith-x", "A.Smith@x", "x" * 40)]
-    assert len(set(odd)) == 4
-    assert all(len(n) <= 32 and n.startswith("hf-") and n.replace("-", "").replace("_", "").isalnum() for n in odd)
+def test_thaw_gives_back_the_students_own_modes(tmp_path: Path) -> None:
+    course = tmp_path / "TM351-2026J"
+    (course / "shared").mkdir(parents=True)
+    (course / "shared").chmod(0o751)
+    (course / "group.csv").write_text("x")
+    (course / "group.csv").chmod(0o664)
+    (course / "mine.txt").write_text("x")
+    (course / "mine.txt").chmod(0o400)  # the student made it read-only themselves
+    workspace.set_read_only(course, True)
+    assert stat.S_IMODE((course / "group.csv").stat().st_mode) & 0o222 == 0
+    workspace.set_read_only(course, False)
+    modes = {p: stat.S_IMODE((course / p).stat().st_mode) for p in ("shared", "group.csv", "mine.txt")}
+    assert modes == {"shared": 0o751, "group.csv": 0o664, "mine.txt": 0o400}
 
 
 def test_config_file_is_two_lines_and_restart_rules(ctx: HubContext) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hubfleet.catalog.roster import USERNAME_RE, Member, RosterErrors, parse_roster
+from hubfleet.catalog.roster import Member, RosterErrors, parse_roster
 
 
 def write(tmp_path: Path, text: str, name: str = "roster.csv", bom: bool = False) -> Path:
@@ -118,14 +118,13 @@ def test_bad_username_names_row_and_column(tmp_path):
     [error] = errors_of(path, "student-records")
     assert (error.row, error.col) == (3, 2)
     assert error.message.startswith("row 3: username 'J Smith' is not a valid username")
-    assert "lower-case letters, digits" in error.message
+    assert "letters (any script, lower-cased), digits" in error.message
     assert str(error).startswith(f"{path}:3:2: ")
 
 
-def test_email_instead_of_username_gets_a_hint(tmp_path):
-    path = write(tmp_path, "username\njane.smith@example.ac.uk\n")
-    [error] = errors_of(path)
-    assert "email address" in error.message
+def test_email_and_accented_logins_are_members(tmp_path):
+    path = write(tmp_path, "username\nJane.Smith@Example.ac.uk\njos\u00e9\n")
+    assert [m.username for m in parse_roster(path)] == ["jane.smith@example.ac.uk", "jos\u00e9"]
 
 
 def test_every_error_in_the_file_is_reported_at_once(tmp_path):
@@ -187,13 +186,3 @@ def test_non_utf8_file_says_how_to_convert(tmp_path):
 def test_empty_file(tmp_path):
     [error] = errors_of(write(tmp_path, ""))
     assert error.row == 1 and "header" in error.message
-
-
-@pytest.mark.parametrize("name", ["ab1234", "jane.smith", "x", "a_b-c.d", "9lives"])
-def test_username_re_accepts(name):
-    assert USERNAME_RE.match(name)
-
-
-@pytest.mark.parametrize("name", ["", "J", "-ab", ".ab", "a b", "a@b", "a" * 65])
-def test_username_re_rejects(name):
-    assert not USERNAME_RE.match(name)

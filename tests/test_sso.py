@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import free_port, portal_sign_in, running_in as _running_in, write_m269
+from conftest import browser_client, free_port, portal_sign_in, running_in as _running_in, write_m269
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import stop_fleet
@@ -79,7 +79,8 @@ class Fleet:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The portal, on its own host."""
+        return f"http://portal.localhost:{self.port}"
 
     @property
     def password(self) -> str:
@@ -94,10 +95,10 @@ class Fleet:
 
     def service_api(self, hub: str) -> httpx.Client:
         token = (self.state / "hubs" / hub / "service_token").read_text().strip()
-        return httpx.Client(base_url=f"{self.url}/hubs/{hub}/hub/api/", headers={"Authorization": f"token {token}"}, timeout=30)
+        return browser_client(f"{_hub(self.port, hub)}hub/api/", headers={"Authorization": f"token {token}"}, timeout=30)
 
     def browser(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, follow_redirects=True)
+        return browser_client(self.url, timeout=60, follow_redirects=True)
 
     def sign_in(self, user: str, password: str | None = None) -> httpx.Client:
         """Sign in once at the portal, as a person would."""
@@ -125,23 +126,29 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             assert alive == [], f"left running after down: {alive}"
 
 
+def _hub(port: int | None, hub: str) -> str:
+    """A hub's own host (students' servers are on hosts below it: ``http://{user}.{hub}.localhost:PORT/``)."""
+    return f"http://{hub}.localhost:{port}/"
+
+
 def open_hub(b: httpx.Client, hub: str) -> httpx.Response:
     """Open a hub like clicking its link: every redirect followed (hub login -> portal authorize -> callback)."""
-    return b.get(f"/hubs/{hub}/hub/")
+    return b.get(f"{_hub(b.base_url.port, hub)}hub/")
 
 
 def _hub_login(b: httpx.Client, hub: str) -> httpx.Response:
     """Only the OAuth sign-in to a hub, without the default spawn that /hub/ would trigger."""
-    return b.get(f"/hubs/{hub}/hub/oauth_login", params={"next": f"/hubs/{hub}/hub/token"})
+    return b.get(f"{_hub(b.base_url.port, hub)}hub/oauth_login", params={"next": "/hub/token"})
 
 
 def _xsrf(b: httpx.Client, hub: str) -> str:
-    return next(c.value for c in b.cookies.jar if c.name == "_xsrf" and c.path.startswith(f"/hubs/{hub}/hub"))
+    return next(c.value for c in b.cookies.jar
+                if c.name == "_xsrf" and c.domain == f"{hub}.localhost" and c.path.startswith("/hub"))  # fmt: skip
 
 
 def _as_user(b: httpx.Client, hub: str, method: str, path: str, **kw) -> httpx.Response:
     """A hub API call with the browser's cookie (needs X-XSRFToken). ref: jupyterhub websecurity, XSRF."""
-    return b.request(method, f"/hubs/{hub}/hub/api/{path}", headers={"X-XSRFToken": _xsrf(b, hub)}, **kw)
+    return b.request(method, f"{_hub(b.base_url.port, hub)}hub/api/{path}", headers={"X-XSRFToken": _xsrf(b, hub)}, **kw)
 
 
 def _until(check, timeout: float = 120.0) -> None:  # noqa: ANN001
@@ -171,11 +178,11 @@ def test_apply_prints_the_portal_and_how_to_sign_in(fleet: Fleet) -> None:
 
 
 def test_discovery_keys_and_client_secrets_are_generated_once(fleet: Fleet) -> None:
-    meta = httpx.get(f"{fleet.url}/portal/.well-known/openid-configuration").json()
+    meta = fleet.browser().get("/portal/.well-known/openid-configuration").json()
     assert meta["issuer"] == f"{fleet.url}/portal"
     assert meta["authorization_endpoint"] == f"{fleet.url}/portal/oauth/authorize"
     assert "S256" in meta["code_challenge_methods_supported"]
-    keys = httpx.get(meta["jwks_uri"]).json()["keys"]
+    keys = fleet.browser().get(meta["jwks_uri"]).json()["keys"]
     assert [(k["kty"], k["alg"]) for k in keys] == [("RSA", "RS256")] and "d" not in keys[0]
     for path in [fleet.state / "portal" / n for n in ("oidc_signing_key.json", "session_secret", "token_secret")] + [
         fleet.state / "hubs" / h / "oauth_client_secret" for h in ("tm351", "m269")
@@ -210,14 +217,14 @@ def test_one_sign_in_opens_both_hubs(fleet: Fleet) -> None:
         # No second password: the redirect chain went through the portal's authorize, never its login form.
         chain = [str(r.url) for r in landed.history]
         assert any("/portal/oauth/authorize" in u for u in chain) and not any("/portal/login" in u for u in chain)
-        assert f"/hubs/{hub}/" in str(landed.url)
+        assert landed.url.host == f"{hub}.localhost"  # the hub's own host
         with fleet.service_api(hub) as api:
             assert api.get("users/alice").json()["name"] == "alice"
     _until(lambda: _server_ready(fleet, "tm351", "alice"))  # left running for the instructor test
 
 
 def test_anonymous_visitor_gets_the_public_list_and_a_sign_in_link(fleet: Fleet) -> None:
-    page = httpx.get(f"{fleet.url}/portal/")
+    page = fleet.browser().get("/portal/")
     assert "Sign in to see your courses" in page.text and "/portal/login" in page.text
     assert "TM351-2026K" in page.text and "M269-2026J" in page.text
     # A hub opened without a portal session ends at the portal's sign-in form, which then leads back to the hub.
@@ -251,7 +258,7 @@ def test_student_posting_another_presentations_profile_gets_403(fleet: Fleet) ->
     forbidden = _as_user(b, "tm351", "POST", "users/dan/server", json={"profile": "tm351-2026j-default"})
     assert forbidden.status_code == 403, forbidden.text
     assert "not one of your courses" in forbidden.text
-    posted = b.post("/hubs/tm351/hub/spawn", data={"profile": "tm351-2026j-default", "_xsrf": _xsrf(b, "tm351")})
+    posted = b.post(f"{_hub(fleet.port, 'tm351')}hub/spawn", data={"profile": "tm351-2026j-default", "_xsrf": _xsrf(b, "tm351")})
     assert posted.status_code == 403
     # His own profile works; the server is left running for the instructor test.
     assert _as_user(b, "tm351", "POST", "users/dan/server", json={"profile": "tm351-2026k-default"}).status_code in (201, 202)
@@ -263,7 +270,8 @@ def test_instructor_stops_own_students_server_but_not_others(fleet: Fleet) -> No
     assert _hub_login(b, "tm351").status_code == 200
     made = _as_user(b, "tm351", "POST", "users/ivan/tokens", json={"note": "helping students", "expires_in": 600})
     assert made.status_code == 201, made.text
-    api = httpx.Client(base_url=f"{fleet.url}/hubs/tm351/hub/api/", headers={"Authorization": f"token {made.json()['token']}"})
+    api = browser_client(f"{_hub(fleet.port, 'tm351')}hub/api/", headers={"Authorization": f"token {made.json()['token']}"},
+                         timeout=60)  # a stop can take seconds on a loaded machine
     # Presentation A (his): alice's server stops.
     assert api.delete("users/alice/server").status_code in (202, 204)
     _until(lambda: _no_server(fleet, "tm351", "alice"))
@@ -289,10 +297,11 @@ def test_student_removed_from_the_roster_loses_access_but_keeps_files(fleet: Fle
     b = fleet.sign_in("bob")
     assert open_hub(b, "tm351").status_code == 200
     _until(lambda: _server_ready(fleet, "tm351", "bob"))
-    assert b.get("/hubs/tm351/user/bob/lab").status_code == 200  # the server's own OAuth hop sets its _xsrf cookie
-    saved = b.put("/hubs/tm351/user/bob/api/contents/TM351-2026J/essay.txt",
+    bobs = f"http://bob.tm351.localhost:{fleet.port}/user/bob/"  # his server's own host
+    assert b.get(bobs + "lab").status_code == 200  # the server's own OAuth hop sets its _xsrf cookie
+    saved = b.put(bobs + "api/contents/TM351-2026J/essay.txt",
                   json={"type": "file", "format": "text", "content": "my essay"},
-                  headers={"X-XSRFToken": b.cookies.get("_xsrf", path="/hubs/tm351/user/bob/")})  # fmt: skip
+                  headers={"X-XSRFToken": b.cookies.get("_xsrf", domain="bob.tm351.localhost", path="/user/bob/")})  # fmt: skip
     assert saved.status_code == 201, saved.text
     with fleet.service_api("tm351") as api:
         api.delete("users/bob/server")
@@ -304,7 +313,7 @@ def test_student_removed_from_the_roster_loses_access_but_keeps_files(fleet: Fle
     assert sync.returncode == 0, sync.stdout + sync.stderr
 
     # His hub cookie is re-checked before a spawn; a fresh sign-in ends at the 403 page.
-    assert "not enrolled" in b.get("/hubs/tm351/hub/spawn").text
+    assert "not enrolled" in b.get(f"{_hub(fleet.port, 'tm351')}hub/spawn").text
     again = fleet.sign_in("bob")
     assert "TM351-2026J" not in again.get("/portal/").text
     assert open_hub(again, "tm351").status_code == 403
@@ -317,7 +326,7 @@ def test_signing_out_of_a_hub_signs_out_of_the_portal_after_a_confirming_post(fl
     asks; its button POSTs with the form token, and then the next hub visit needs the password again."""
     b = fleet.sign_in("alice")
     assert _hub_login(b, "m269").status_code == 200
-    confirm = b.get("/hubs/m269/hub/logout")
+    confirm = b.get(f"{_hub(fleet.port, 'm269')}hub/logout")
     assert confirm.url.path == "/portal/logout" and 'id="confirm-sign-out"' in confirm.text
     assert 'id="portal-user">alice<' in b.get("/portal/").text  # the GET alone signed nobody out
     assert b.post("/portal/logout", data={}).status_code == 403  # nor does a POST without the token
@@ -353,6 +362,7 @@ def test_browser_signs_in_sees_your_courses_and_opens_a_hub(fleet: Fleet) -> Non
             page.screenshot(path="/tmp/portal.png", full_page=True)
             page.click("#course-M269-2026J a.open")
             # Lands in the hub with no second sign-in: the spawn page or JupyterLab itself.
-            page.wait_for_url(re.compile(r"/hubs/m269/(hub/spawn-pending/alice|user/alice/lab)"), timeout=120_000)
+            page.wait_for_url(re.compile(r"//(m269\.localhost:\d+/hub/spawn-pending/alice|alice\.m269\.localhost:\d+/user/alice/lab)"),
+                              timeout=120_000)  # fmt: skip
         finally:
             browser.close()

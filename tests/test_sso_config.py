@@ -23,7 +23,9 @@ def _hub(two_course_catalog: Path, auth: dict | None = None):  # noqa: ANN202
 
 
 def _raw(tmp_path: Path) -> dict:
-    return {"front_door": "http://127.0.0.1:8000", "hub_dir": str(tmp_path / "hub")}
+    # As the fleet writes it: the portal's host, the hub's own host, the portal's private address.
+    return {"front_door": "http://portal.localhost:8000", "hub_url": "http://tm351-2026j.localhost:8000/",
+            "portal_internal_url": "http://127.0.0.1:9001/portal", "hub_dir": str(tmp_path / "hub")}  # fmt: skip
 
 
 def test_embedded_is_generic_oauth_against_the_portal(two_course_catalog: Path, tmp_path: Path) -> None:
@@ -33,10 +35,10 @@ def test_embedded_is_generic_oauth_against_the_portal(two_course_catalog: Path, 
     s = c[name]
     assert (s.client_id, s.authorize_url, s.token_url, s.userdata_url, s.oauth_callback_url) == (
         "tm351-2026j",
-        "http://127.0.0.1:8000/portal/oauth/authorize",
-        "http://127.0.0.1:8000/portal/oauth/token",
-        "http://127.0.0.1:8000/portal/oauth/userinfo",
-        "http://127.0.0.1:8000/hubs/tm351-2026j/hub/oauth_callback",
+        "http://portal.localhost:8000/portal/oauth/authorize",  # the browser, at the portal's host
+        "http://127.0.0.1:9001/portal/oauth/token",  # the hub process, at the portal's private address
+        "http://127.0.0.1:9001/portal/oauth/userinfo",
+        "http://tm351-2026j.localhost:8000/hub/oauth_callback",  # back to the hub's own host
     )
     assert s.manage_groups is False and s.username_claim == "preferred_username" and c.Authenticator.auto_login
     # The client secret is generated once, 0600, and the same on every config load.

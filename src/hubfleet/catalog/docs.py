@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hubfleet.catalog import naming
 from hubfleet.catalog.model import Catalog
 
 HEADER = """# Catalog reference
@@ -22,6 +23,42 @@ for editors.
 
 Errors are reported all at once as `FILE:LINE:COL: path.to.field: what is wrong and how to fix it`,
 and the command exits 2 without changing anything.
+
+## Usernames
+
+One grammar holds for every username the catalog names: CSV rosters, static `users:` lists, course and
+presentation `team`s and `platform_team`. A username is {rule}. It is compared after Unicode NFC
+normalisation, trimmed and lower-cased, as JupyterHub itself stores it, so `José` (composed or decomposed)
+and `josé` are one person.
+
+Why these characters: a username becomes a JupyterHub user, a folder in the student's store, a Kubernetes
+`subPath`, an archive name and (on the local backend as root) a Unix account. `/`, whitespace, control
+characters, a leading `.` or `-` and the empty name are refused because a path, a shell or an option parser
+would read them as something else (`..`, `-rf`; an empty name would be the whole shared store).
+
+- **Names with accents or other scripts** (`josé`, `müller`, `王伟`) are accepted as they are. On disk they
+  become an escaped ASCII name (`jos-c3-a9`): `storage_name` keeps `a-z` and `0-9` and writes every other
+  byte as `-xx`, so two usernames never share a folder or account.
+- **E-mail logins** (`a.smith@example.ac.uk`) are accepted; make sure the identity provider's claim
+  (`username_claim`) and the rosters use the same form. Long names are cut to fit a Unix account (32
+  characters) and end in a hash; `validate` refuses a catalog in which two enrolled people would get the same
+  account or folder, naming both places.
+- **Logins outside the grammar** (with spaces, `/` or `'`): map them to a stable id in the identity
+  provider (e.g. the `sub` or an institutional id) and use that id in rosters.
+
+## Input limits
+
+Course files are written by course teams, so the loader treats them as untrusted. A YAML file may be at
+most 1 MiB, a CSV roster at most 64 MiB; both must be UTF-8 (a UTF-16 export is refused with a hint).
+YAML aliases (`*name`, `<<: *name`) are refused: write values out (an alias lets a 1 KB file expand to
+billions of values). Tags other than YAML's own (`!!str`, `!!int`...) are refused, so are duplicate keys
+and nesting deeper than 32 levels.
+
+Every path the catalog names (`source`, `csv`, `logo`, `users_file`) must stay inside the catalog folder:
+no absolute path, no `..` that leaves it, no symlink leading out. A seed `target` is relative to the course
+folder and has no `..`; an extra mount lies inside the course folder or the home and covers no course
+folder. Hub names that belong to something else are refused: {reserved} and anything starting with `kube-`.
+A folder catalog without any course is an error, since applying it would stop every hub.
 """
 
 
@@ -73,7 +110,8 @@ def _section(name: str, schema: dict[str, Any]) -> list[str]:
 def render_reference() -> str:
     schema = Catalog.model_json_schema()
     defs = schema.get("$defs", {})
-    lines = [HEADER, *_section("Catalog", schema)]
+    reserved = ", ".join(f"`{name}`" for name in sorted(naming.RESERVED_HUBS))
+    lines = [HEADER.format(rule=naming.USERNAME_RULE, reserved=reserved), *_section("Catalog", schema)]
     for name in sorted(defs):
         lines += _section(name, defs[name])
     return "\n".join(lines).rstrip() + "\n"

@@ -26,11 +26,25 @@ class Problem:
         return f"{self.location}: {where}{self.message}"
 
 
+# A person fixes a catalog from the top; a 1 MB file of bad rows must not print (or compute) 50,000 lines.
+MAX_SHOWN = 100
+
+
 class CatalogError(Exception):
-    """Raised with every problem found in a catalog at once; the CLI prints them and exits 2."""
+    """Raised with every problem found in a catalog at once (up to ``MAX_SHOWN``, then a count); the CLI prints
+    them and exits 2."""
 
     exit_code = 2
 
-    def __init__(self, problems: list[Problem]):
-        self.problems = sorted(problems, key=lambda p: (p.location, p.path))
-        super().__init__("\n".join(str(p) for p in self.problems))
+    def __init__(self, problems: list[Problem], omitted: int = 0):
+        ordered = sorted(problems, key=lambda p: (p.location, p.path))
+        self.problems = ordered[:MAX_SHOWN]
+        self.omitted = omitted + len(ordered) - len(self.problems)  # found (or not even looked at) beyond those
+        lines = [str(p) for p in self.problems]
+        if self.omitted:
+            lines.append(f"... and {self.omitted} more problems")
+        super().__init__("\n".join(lines))
+
+    @property
+    def count(self) -> int:
+        return len(self.problems) + self.omitted

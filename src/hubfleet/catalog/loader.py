@@ -9,15 +9,18 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from hubfleet.catalog.errors import CatalogError, Location, Problem
+from hubfleet.catalog import naming
+from hubfleet.catalog.boundary import outside_catalog, shared_names
+from hubfleet.catalog.errors import MAX_SHOWN, CatalogError, Location, Problem
 from hubfleet.catalog.model import Catalog, Course, Fleet
-from hubfleet.catalog.roster import Member, RosterErrors, parse_roster
+from hubfleet.catalog.roster import Member, Roster, RosterErrors, read_roster
 from hubfleet.catalog.semantics import check_semantics
 from hubfleet.catalog.source import DataPath, SourceMap, read_yaml
 
@@ -37,8 +40,87 @@ class LoadedCatalog:
     rosters: dict[str, list[Member]] = field(default_factory=dict)  # root-relative csv path -> members
 
     def path(self, relative: str) -> Path:
-        """An absolute path for a root-relative path from the catalog."""
-        return (self.root / relative).resolve()
+        """The real path of a root-relative path from the catalog; ValueError if it leads outside the catalog."""
+        return catalog_path(self.root, relative)
+
+
+def catalog_path(root: Path, relative: str) -> Path:
+    """The real path of a root-relative catalog path, refusing one that leaves the catalog folder, whether by an
+    absolute path, by '..' or through a symlink. What a backend reads from the catalog goes through here, so it
+    reads what validate checked (material shipped in ConfigMaps, seed sources, the logo)."""
+    if problem := outside_catalog(relative, "path"):
+        raise ValueError(problem)
+    top = Path(root).resolve()
+    real = (top / relative).resolve()
+    if real != top and top not in real.parents:
+        raise ValueError(f"'{relative}' leads outside the catalog folder through a symlink (to {real}); copy the "
+                         "files into the catalog instead of linking to them")
+    return real
+
+
+def _paths(catalog: Catalog) -> list[tuple[tuple, str, str]]:
+    """(data path, root-relative path, what) of every file or folder the catalog points at."""
+    out: list[tuple[tuple, str, str]] = []
+    fleet = catalog.fleet
+    if fleet.branding.logo:
+        out.append((("fleet", "branding", "logo"), fleet.branding.logo, "logo"))
+    if users_file := getattr(fleet.auth, "users_file", None):
+        out.append((("fleet", "auth", "users_file"), users_file, "users file"))
+    for ci, course in enumerate(catalog.courses):
+        levels = [(("courses", ci), course)]
+        levels += [(("courses", ci, "presentations", pi), pres) for pi, pres in enumerate(course.presentations)]
+        for path, level in levels:
+            out += [(path + ("seed", i, "source"), s.source, "seed source") for i, s in enumerate(level.seed or [])]
+            for si, src in enumerate(getattr(level, "enrolment", [])):
+                if (rel := getattr(src, "csv", None)) is not None:
+                    out.append((path + ("enrolment", si, "csv"), rel, "roster"))
+    return out
+
+
+def _links_out(catalog: Catalog, root: Path) -> list[tuple[tuple, str]]:
+    """Paths that are inside the catalog by name but lead out of it through a symlink (I/O, so not in semantics)."""
+    found = []
+    for loc, rel, what in _paths(catalog):
+        if outside_catalog(rel, what) is None:  # semantics reports those by name
+            try:
+                catalog_path(root, rel)
+            except ValueError as exc:
+                found.append((loc, f"{what} {exc}"))
+    return found
+
+
+def _usernames(catalog: Catalog, rosters: dict[str, tuple[str, Roster]]) -> Iterator[tuple[str, tuple]]:
+    """Every username the catalog itself enrols, with where it is written: a data path, or ("csv", file, row, col)."""
+    fleet = catalog.fleet
+    for i, name in enumerate(fleet.platform_team):
+        yield name, ("fleet", "platform_team", i)
+    for ci, course in enumerate(catalog.courses):
+        levels = [(("courses", ci), course)]
+        levels += [(("courses", ci, "presentations", pi), pres) for pi, pres in enumerate(course.presentations)]
+        for path, level in levels:
+            for role in ("instructors", "tutors"):
+                for i, name in enumerate(getattr(level.team, role) if level.team else []):
+                    yield name, path + ("team", role, i)
+            for si, src in enumerate(getattr(level, "enrolment", [])):
+                for i, name in enumerate(getattr(src, "users", None) or []):
+                    yield name, path + ("enrolment", si, "users", i)
+    for display, roster in rosters.values():
+        for m in roster.members:
+            yield m.username, ("csv", display, roster.rows[m.username], roster.col)
+
+
+def _place(where: tuple, data: Any, smap: SourceMap) -> tuple[Location, str]:
+    if where[0] == "csv":
+        return Location(where[1], where[2], where[3]), ""
+    return smap.locate(where), readable_path(data, where)
+
+
+def _readable(root: Path, rel: str) -> bool:
+    """A roster validate may read: inside the catalog (a path out of it is reported, never read) and a file."""
+    try:
+        return catalog_path(root, rel).is_file()
+    except ValueError:
+        return False
 
 
 def _catalog_files(target: Path) -> tuple[Path, list[Path]]:
@@ -55,7 +137,7 @@ def _rebase_paths(data: Any, file_dir: Path, root: Path) -> None:
         for key, value in data.items():
             if (key,) in _PATH_KEYS and isinstance(value, str) and value and not os.path.isabs(value):
                 data[key] = os.path.normpath(os.path.relpath(file_dir / value, root))
-            else:
+            elif key != "settings":  # JupyterLab settings are the course's data: a "source" there is not a path
                 _rebase_paths(value, file_dir, root)
     elif isinstance(data, list):
         for item in data:
@@ -84,10 +166,14 @@ def _data_loc(data: Any, loc: tuple) -> DataPath:
     """Drop pydantic's union tags and function names from an error location, keeping real data keys."""
     path: list[Any] = []
     node = data
+    tagged = False
     for part in loc:
+        # Each union level has one tag, and it can also be a real key after it (enrolment[0].users.users[1]).
         after_union = path[-1:] == ["auth"] or path[-2:-1] == ["enrolment"]
-        if after_union and part in _UNION_TAGS:
+        if after_union and part in _UNION_TAGS and not tagged:
+            tagged = True
             continue
+        tagged = False
         if isinstance(node, dict) and part in node:
             path.append(part)
             node = node[part]
@@ -188,16 +274,13 @@ def _partial_semantics(data: dict, original: dict, root: Path, smap: SourceMap) 
 def load_catalog(target: str | Path) -> LoadedCatalog:
     """Load and validate a catalog; raise CatalogError with every problem found.
 
-    A valid catalog is read once with the fast loader; only a catalog with errors is read again
-    with positions, so that every error can name its file, line and column.
+    One pass: the reader keeps every position as it builds the data, so an error can always name its
+    file, line and column.
     """
-    try:
-        return _load(Path(target), positions=False)
-    except CatalogError:
-        return _load(Path(target), positions=True)
+    return _load(Path(target))
 
 
-def _load(target: Path, *, positions: bool) -> LoadedCatalog:
+def _load(target: Path) -> LoadedCatalog:
     if not target.exists():
         raise CatalogError([Problem(Location(str(target), 1, 1), "", "no such catalog file or folder")])
     fleet_file, course_files = _catalog_files(target)
@@ -205,7 +288,7 @@ def _load(target: Path, *, positions: bool) -> LoadedCatalog:
     smap = SourceMap()
     problems: list[Problem] = []
     disp = str(fleet_file)
-    data, errs = read_yaml(fleet_file, disp, (), smap, positions=positions)
+    data, errs = read_yaml(fleet_file, disp, (), smap)
     problems += errs
     if data is None and not errs:
         data = {}
@@ -219,49 +302,71 @@ def _load(target: Path, *, positions: bool) -> LoadedCatalog:
     if not isinstance(courses, list):
         raise CatalogError([Problem(smap.locate(("courses",)), "courses", "must be a list of courses")])
     for course_file in course_files:
+        real = course_file.resolve()
+        if real != root and root not in real.parents:
+            problems.append(Problem(Location(str(course_file), 1, 1), "", f"the course file leads outside the catalog "
+                                    f"folder through a symlink (to {real}); put the course file itself in courses/"))
+            continue
         index = len(courses)
-        cdata, errs = read_yaml(course_file, str(course_file), ("courses", index), smap, positions=positions)
+        cdata, errs = read_yaml(course_file, str(course_file), ("courses", index), smap)
         problems += errs
         if cdata is None and not errs:
             problems.append(Problem(Location(str(course_file), 1, 1), "", "the course file is empty"))
         if cdata is not None:
             _rebase_paths(cdata, course_file.parent.resolve(), root)
             courses.append(cdata)
+    if not problems and target.is_dir() and not courses:
+        # An apply of a catalog without courses stops every hub: a folder of course files gone missing must not
+        # read as "stop everything".
+        problems.append(Problem(Location(disp, 1, 1), "courses", (
+            f"the catalog has no courses: {target / 'courses'} holds no *.yaml course file and fleet.yaml lists "
+            "none, so an apply would stop every running hub; add the course files (one per course under courses/)")))
     if problems:
         raise CatalogError(problems)
 
     try:
         catalog = Catalog.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
+        errors = exc.errors(include_url=False)
+        for err in errors[:MAX_SHOWN]:
             loc = _data_loc(data, err["loc"])
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 # Blame the discriminator key (auth.type), not the whole mapping.
                 loc += (err["ctx"]["discriminator"].strip("'"),)
             where = smap.locate(loc, key=err["type"] == "extra_forbidden")
             problems.append(Problem(where, readable_path(data, loc), _explain(err, data, loc)))
-        unknown = [_data_loc(data, e["loc"]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if len(errors) > MAX_SHOWN:  # enough to fix first; the cross-field checks would only add more
+            raise CatalogError(problems, omitted=len(errors) - MAX_SHOWN) from None
+        unknown = [_data_loc(data, e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
         problems += _partial_semantics(_without(data, unknown), data, root, smap)
         raise CatalogError(problems) from None
 
-    for loc, message in check_semantics(catalog, root):
+    for loc, message in check_semantics(catalog, root) + _links_out(catalog, root):
         problems.append(Problem(smap.locate(loc), readable_path(data, loc), message))
 
     rosters: dict[str, list[Member]] = {}
+    shown: dict[str, tuple[str, Roster]] = {}  # csv -> (its display path, roster) for the clash check
+    omitted = 0
     for ci, course in enumerate(catalog.courses):
         for pi, pres in enumerate(course.presentations):
             for si, src in enumerate(pres.enrolment):
                 rel = getattr(src, "csv", None)
-                if rel is None or rel in rosters or not (root / rel).is_file():
+                if rel is None or rel in rosters or not _readable(root, rel):
                     continue
                 columns = src.columns.model_dump() if src.columns else None
+                csv_display = os.path.normpath(os.path.join(fleet_file.parent, rel))
                 try:
-                    rosters[rel] = parse_roster(root / rel, src.preset, columns, src.role)
+                    roster = read_roster(root / rel, src.preset, columns, src.role)
+                    rosters[rel], shown[rel] = roster.members, (csv_display, roster)
                 except RosterErrors as bad:
-                    for e in bad.errors:
+                    omitted += max(0, len(bad.errors) - MAX_SHOWN)
+                    for e in bad.errors[:MAX_SHOWN]:
                         loc = ("courses", ci, "presentations", pi, "enrolment", si, "csv")
-                        csv_display = os.path.normpath(os.path.join(fleet_file.parent, rel))
                         problems.append(Problem(Location(csv_display, e.row, e.col), readable_path(data, loc), e.detail))
+    prefix = naming.account_prefix(catalog.fleet.name, catalog.fleet.account_prefix)
+    for clash in shared_names(_usernames(catalog, shown), prefix):
+        (loc, path), (first_loc, _) = _place(clash.where, data, smap), _place(clash.first_where, data, smap)
+        problems.append(Problem(loc, path, clash.message(str(first_loc))))
     if problems:
-        raise CatalogError(problems)
+        raise CatalogError(problems, omitted)
     return LoadedCatalog(catalog=catalog, root=root, sources=smap, rosters=rosters)

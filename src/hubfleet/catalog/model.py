@@ -12,8 +12,10 @@ import datetime as dt
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from hubfleet.catalog import naming
+from hubfleet.catalog.grammar import Domain, ExtensionId, ImageRef, Username, check_json
 from hubfleet.catalog.quantities import Cpu, Memory
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -33,6 +35,38 @@ def check_template(text: str) -> str:
             known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
             raise ValueError(f"unknown placeholder {{{name}}}; the known placeholders are {known}")
     return text
+
+
+def _components(path: str) -> list[str]:
+    return path.split("/")
+
+
+def check_seed_target(text: str) -> str:
+    """A seed target stays inside the course folder: relative, and no `..` (not even one that comes back)."""
+    if text.startswith("/") or text.startswith("{course_dir}") or text.startswith("~"):
+        raise ValueError(f"{text!r} is not relative to the course folder; write e.g. `.` or `data/week1`")
+    if ".." in _components(text):
+        raise ValueError(f"{text!r} contains '..'; seed material stays inside the course folder, so remove it")
+    return text
+
+
+_HOME = "/home/{username}"
+
+
+def check_mount_path(text: str) -> str:
+    """An extra mount lies inside the course folder or the home, written without `.`/`..`/empty components."""
+    for base in ("{course_dir}", _HOME):
+        if text.startswith(base + "/"):
+            rest = _components(text[len(base) + 1:])
+            if all(part not in ("", ".", "..") for part in rest):
+                return text
+            raise ValueError(
+                f"{text!r} contains an empty, '.' or '..' component; write the path inside {base} plainly"
+            )
+    raise ValueError(
+        f"{text!r} is outside the course folder and the home; write `{{course_dir}}/...` (e.g. "
+        f"`{{course_dir}}/.postgres/data`) or `{_HOME}/...`"
+    )
 
 
 class Strict(BaseModel):
@@ -66,12 +100,18 @@ class ExtraMount(Strict):
 
     name: str = Field(description="Short DNS-1123 name of the mount; it names the volume on Kubernetes.")
     path: str = Field(
-        description="Where it appears, a template using `{username}`, `{course}`, `{presentation}`, `{course_dir}`."
+        description="Where it appears, a template using `{username}`, `{course}`, `{presentation}`, `{course_dir}`. "
+        "It must lie inside the course folder (`{course_dir}/...`) or the student's home (`/home/{username}/...`), "
+        "without `.` or `..` components: a mount elsewhere could cover the server's own configuration "
+        "(`/etc/jupyter`), and the home itself or another course's folder belongs to no one course."
     )
     read_only: bool = Field(False, description="Mount it read-only (e.g. a shared dataset).")
     size: Memory | None = Field(None, description="Size of its own volume on Kubernetes; unset shares the home store.")
 
-    _tpl = field_validator("path")(check_template)
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return check_mount_path(check_template(value))
 
 
 class Storage(Strict):
@@ -99,7 +139,11 @@ class SeedStep(Strict):
             "contents plus paths): bake larger material (datasets, media) into the course image instead."
         )
     )
-    target: str = Field(".", description="Where in the course folder it goes; `.` is the course folder itself.")
+    target: str = Field(
+        ".",
+        description="Where in the course folder it goes; `.` is the course folder itself. A relative path without "
+        "`..`: material never lands outside the course folder.",
+    )
     overwrite: Overwrite = Field(
         "if-unchanged",
         description=(
@@ -108,14 +152,20 @@ class SeedStep(Strict):
         ),
     )
 
-    _tpl = field_validator("target")(check_template)
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        return check_seed_target(check_template(value))
 
 
 class Image(Strict):
     """A container image a student may choose (a profile)."""
 
     name: str = Field(description="Short DNS-1123 name, unique within the course.")
-    image: str = Field(description="The container image, ideally pinned to a tag or digest.")
+    image: ImageRef = Field(
+        description="The container image, ideally pinned to a tag or digest; checked against the OCI reference "
+        "grammar (`[registry/]path[:tag][@sha256:digest]`)."
+    )
     display_name: str | None = Field(None, description="What students see in the profile list.")
     description: str | None = Field(None, description="A line under the display name.")
     default: bool = Field(False, description="Preselected in the profile list.")
@@ -125,17 +175,22 @@ class Image(Strict):
 class Extensions(Strict):
     """Per-course JupyterLab configuration, applied through the server's config dirs, never the student's home."""
 
-    disabled: list[str] = Field(default_factory=list, description="Extension ids to disable (`page_config.json`).")
-    settings: dict[str, dict] = Field(
-        default_factory=dict, description="Settings overrides per plugin id (`overrides.json`)."
+    disabled: list[ExtensionId] = Field(
+        default_factory=list,
+        description="Extension or plugin ids to disable (`page_config.json`): an npm package name, optionally "
+        "with `:plugin`, e.g. `@jupyterlab/extensionmanager-extension`.",
+    )
+    settings: dict[ExtensionId, Annotated[dict, AfterValidator(check_json)]] = Field(
+        default_factory=dict,
+        description="Settings overrides per plugin id (`overrides.json`), e.g. `@jupyterlab/notebook-extension:tracker`.",
     )
 
 
 class Team(Strict):
     """Course staff. Instructors may start, stop and open their students' servers; tutors may open them."""
 
-    instructors: list[str] = Field(default_factory=list, description="Usernames of instructors.")
-    tutors: list[str] = Field(default_factory=list, description="Usernames of tutors.")
+    instructors: list[Username] = Field(default_factory=list, description="Usernames of instructors.")
+    tutors: list[Username] = Field(default_factory=list, description="Usernames of tutors.")
 
 
 class CsvColumns(Strict):
@@ -161,7 +216,7 @@ class CsvSource(Strict):
 class UsersSource(Strict):
     """A static list in the catalog, for small groups and workshops."""
 
-    users: list[str] = Field(description="Usernames.")
+    users: list[Username] = Field(description="Usernames.")
     role: Role = Field("student", description="Their role.")
 
 
@@ -260,7 +315,7 @@ class Lifecycle(Strict):
 
 
 class Defaults(Strict):
-    image: str = Field("quay.io/jupyter/scipy-notebook:2026-11-24", description="Image for courses that name none.")
+    image: ImageRef = Field("quay.io/jupyter/scipy-notebook:2026-11-24", description="Image for courses that name none.")
     resources: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="2G"))
     storage: Storage = Field(default_factory=lambda: Storage(layout="personal-subfolder", size="5Gi"))
     container_user: Literal["username", "jovyan"] = Field("username")
@@ -328,9 +383,15 @@ class Fleet(Strict):
     name: str = Field(description="DNS-1123 name of the fleet; names the hub in the central topology.")
     backend: Literal["local", "kubernetes"] = Field("local", description="Where hubs run.")
     topology: Topology = Field("per-presentation", description="How presentations are grouped into hubs.")
-    domain: str = Field(
+    domain: Domain = Field(
         "localhost",
-        description="Kubernetes: hubs are at `https://{hub}.{domain}`; local: `http://127.0.0.1:8000/hubs/{hub}/`.",
+        description=(
+            "Hubs are at `{hub}.{domain}`, each student's server at `{user}.{hub}.{domain}` (an origin of its own: a "
+            "page a student serves cannot reach the portal, a hub or a classmate), the portal at `portal.{domain}`. "
+            "Kubernetes: `https://`, needs wildcard DNS and a wildcard TLS certificate per hub. Local: "
+            "`http://...:PORT`; the default `localhost` needs no DNS in a browser (it resolves `*.localhost` itself); "
+            "a VM serving other machines sets a wildcard DNS name."
+        ),
     )
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     defaults: Defaults = Field(default_factory=Defaults)
@@ -338,9 +399,20 @@ class Fleet(Strict):
     branding: Branding = Field(default_factory=Branding)
     units: list[Unit] = Field(default_factory=list, description="Faculties or schools.")
     directory: Directory | None = Field(None, description="LDAP directory for `ldap:` enrolment sources.")
-    platform_team: list[str] = Field(
+    platform_team: list[Username] = Field(
         default_factory=list, description="Usernames with admin on every hub; nobody else is a global admin."
     )
+    account_prefix: str | None = Field(
+        None,
+        description="Local backend as root: the prefix of students' Unix accounts (2-8 lower-case letters or digits, "
+        "then `-`). Unset means `hf` + 4 hex digits of the fleet's name, so two fleets on one machine never share "
+        "an account. Frozen: changing it gives every student a new account that cannot read their old files.",
+    )
+
+    @field_validator("account_prefix")
+    @classmethod
+    def _prefix(cls, value: str | None) -> str | None:
+        return None if value is None else naming.account_prefix("", value)
 
 
 class Catalog(Strict):

@@ -16,23 +16,24 @@ from __future__ import annotations
 
 import csv
 import io
-import re
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# One username grammar for rosters, static lists and directories: it is also a path component and
-# a Kubernetes label value after escaping, so it is deliberately narrower than what IdPs allow.
-USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+from hubfleet.catalog.naming import USERNAME_RULE, is_username, normalise_username
+
 
 ROLES = ("student", "tutor", "instructor")
 # When one cell lists several roles (Moodle: "Student, Non-editing teacher") the person gets the
 # most privileged one, since that is what they are in the course.
 _RANK = {role: rank for rank, role in enumerate(ROLES)}
 
+# 300,000 rows of a wide student-records export; a bigger file is not a roster.
+MAX_ROSTER_BYTES = 64 << 20
 _NOT_MEMBER = "-"  # role-map result for rows listed but not enrolled (observers, "No roles")
-_USERNAME_RULE = "lower-case letters, digits, '.', '_' and '-'; start with a letter or digit; at most 64 characters"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,21 @@ PRESETS: dict[str, _Preset] = {
 def parse_roster(
     path: Path, preset: str = "hubfleet", columns: Mapping[str, Any] | None = None, default_role: str = "student"
 ) -> list[Member]:
-    """Read a roster file into members, in file order, without duplicates.
+    """Read a roster file into members, in file order, without duplicates (see ``read_roster``)."""
+    return read_roster(path, preset, columns, default_role).members
+
+
+@dataclass(frozen=True)
+class Roster:
+    members: list[Member]
+    rows: dict[str, int]  # username -> the 1-based line of its first row, so validate can point at it
+    col: int  # the 1-based column of the usernames
+
+
+def read_roster(
+    path: Path, preset: str = "hubfleet", columns: Mapping[str, Any] | None = None, default_role: str = "student"
+) -> Roster:
+    """Read a roster file into members, in file order, without duplicates, with where each one is.
 
     Raises ``RosterErrors`` with every problem in the file; ``ValueError`` for a bad preset or
     default role (a programming error: the catalog schema already restricts both).
@@ -139,22 +154,42 @@ def parse_roster(
     spec = _with_columns(PRESETS[preset], columns)
     file = str(path)
 
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise RosterErrors([RosterError(file, 1, 1, f"cannot read the roster file: {exc.strerror or exc}")]) from exc
+    raw = _read_bounded(path, file)
     try:
         # utf-8-sig drops the byte-order mark Excel puts at the start of "CSV UTF-8" files; left in,
         # it would glue itself to the first header name and make "username" look missing.
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # Excel's "Unicode Text"
         detail = (
-            f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x} cannot be decoded); "
-            "save it again as 'CSV UTF-8' (Excel) or convert it with `iconv -f cp1252 -t utf-8`"
+            f"the file is not UTF-8 (byte 0x{raw[exc.start]:02x} cannot be decoded"
+            f"{'; it looks like UTF-16' if utf16 else ''}); save it again as 'CSV UTF-8' (Excel) or convert it "
+            f"with `iconv -f {'utf-16' if utf16 else 'cp1252'} -t utf-8`"
         )
         raise RosterErrors([RosterError(file, line, 1, detail)]) from None
-    return _Parser(file, spec, default_role).parse(text)
+    parser = _Parser(file, spec, default_role)
+    try:
+        return parser.parse(text)
+    except csv.Error as exc:  # a 100 KB cell, a stray NUL: the csv module's own limits
+        line = parser.reader.line_num if parser.reader else 1
+        raise RosterErrors([RosterError(file, line, 1, f"the CSV cannot be read here ({exc}); fix the row")]) from None
+
+
+def _read_bounded(path: Path, file: str) -> bytes:
+    """The file's bytes, never more than ``MAX_ROSTER_BYTES``; a FIFO or device is refused, not waited on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise RosterErrors([RosterError(file, 1, 1, "not a regular file; a roster is a plain CSV file")])
+            raw = fh.read(MAX_ROSTER_BYTES + 1)
+    except OSError as exc:
+        raise RosterErrors([RosterError(file, 1, 1, f"cannot read the roster file: {exc.strerror or exc}")]) from exc
+    if len(raw) > MAX_ROSTER_BYTES:
+        raise RosterErrors([RosterError(file, 1, 1, f"the file is larger than {MAX_ROSTER_BYTES >> 20} MiB, the "
+                                        "limit for one roster; export only the presentation's members")])
+    return raw
 
 
 def _with_columns(spec: _Preset, columns: Mapping[str, Any] | None) -> _Preset:
@@ -194,14 +229,15 @@ class _Parser:
         self.spec = spec
         self.default_role = default_role
         self.errors: list[RosterError] = []
+        self.reader: Any = None
         self.role_values = {r: r for r in ROLES} | dict(spec.role_values)
 
     def error(self, row: int, col: int, detail: str) -> None:
         self.errors.append(RosterError(self.file, row, col, detail))
 
-    def parse(self, text: str) -> list[Member]:
+    def parse(self, text: str) -> Roster:
         first = text.lstrip("\r\n").split("\n", 1)[0]
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(first))
+        reader = self.reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(first))
         header, header_line = self._header(reader)
         if header is None:
             raise RosterErrors(self.errors)
@@ -213,7 +249,7 @@ class _Parser:
 
         members: dict[str, str] = {}  # username -> role, insertion-ordered like the file
         first_row: dict[str, int] = {}
-        match = USERNAME_RE.fullmatch
+        match = is_username  # one grammar for rosters, static lists and teams (hubfleet.catalog.naming)
         skip_first = self.spec.skip_first_cell
         # Exact cells ("Registered") hit first; other spellings fall back to a normalised lookup.
         status_values = dict(self.spec.status_values) | {v.capitalize(): k for v, k in self.spec.status_values.items()}
@@ -255,7 +291,7 @@ class _Parser:
                     continue  # a listed non-member (observer, "No roles")
 
             value = cells[username_i] if username_i < n else ""
-            username = value.strip().lower()
+            username = normalise_username(value)
             if not match(username):
                 self._bad_username(value, row, username_i + 1, n)
                 continue
@@ -272,7 +308,7 @@ class _Parser:
                 )
         if self.errors:
             raise RosterErrors(self.errors)
-        return [Member(u, r) for u, r in members.items()]
+        return Roster([Member(u, r) for u, r in members.items()], first_row, username_i + 1)
 
     def _header(self, reader: Any) -> tuple[list[str] | None, int]:
         for cells in reader:
@@ -331,7 +367,4 @@ class _Parser:
         if col > n or not value.strip():
             self.error(row, col, f"the {name!r} cell is empty; every member needs a login name, so fill it in or delete the row")
             return
-        hint = ""
-        if "@" in value:
-            hint = "; it looks like an email address, so export the login name instead or point `columns: {username: ...}` at it"
-        self.error(row, col, f"username {value.strip()!r} is not a valid username ({_USERNAME_RULE}){hint}")
+        self.error(row, col, f"username {value.strip()!r} is not a valid username ({USERNAME_RULE})")

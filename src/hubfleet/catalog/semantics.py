@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from hubfleet.catalog.boundary import check_boundaries, outside_catalog, seed_source_problem
 from hubfleet.catalog.model import DNS_LABEL, Catalog, Course, Overrides
 from hubfleet.catalog.naming import dns_label, hub_name
 
@@ -39,7 +40,9 @@ def _duplicates(items: list, key, path: tuple, field: str, what: str) -> Iterato
 
 def _files(root: Path, ov: Overrides, path: tuple) -> Iterator[Finding]:
     for i, step in enumerate(ov.seed or []):
-        if not (root / step.source).is_dir():
+        if problem := seed_source_problem(step.source):
+            yield path + ("seed", i, "source"), problem
+        elif not (root / step.source).is_dir():
             yield path + ("seed", i, "source"), f"seed source '{step.source}' is not a directory; create it or fix the path"
     for i, mount in enumerate(ov.storage.extra_mounts if ov.storage else []):
         if problem := _label_problem(mount.name, "mount name"):
@@ -79,7 +82,9 @@ def _course(catalog: Catalog, root: Path, ci: int, course: Course) -> Iterator[F
             rel = getattr(src, "csv", None)
             if getattr(src, "ldap", None) is not None and catalog.fleet.directory is None:
                 yield ppath + ("enrolment", si, "ldap"), "an ldap source needs fleet.directory (url, base_dn); add it"
-            if rel is not None and not (root / rel).is_file():
+            if rel is not None and (problem := outside_catalog(rel, "roster")):
+                yield ppath + ("enrolment", si, "csv"), problem
+            elif rel is not None and not (root / rel).is_file():
                 yield ppath + ("enrolment", si, "csv"), f"roster '{rel}' does not exist; fix the path or add the file"
 
 
@@ -114,13 +119,18 @@ def check_semantics(catalog: Catalog, root: Path) -> list[Finding]:
         if problem := _label_problem(unit.id, "unit id"):
             found.append((("fleet", "units", i, "id"), problem))
     found += _duplicates(fleet.units, lambda u: u.id, ("fleet", "units"), "id", "unit id")
-    if fleet.branding.logo and not (root / fleet.branding.logo).is_file():
+    if fleet.branding.logo and (problem := outside_catalog(fleet.branding.logo, "logo")):
+        found.append((("fleet", "branding", "logo"), problem))
+    elif fleet.branding.logo and not (root / fleet.branding.logo).is_file():
         found.append((("fleet", "branding", "logo"), f"logo '{fleet.branding.logo}' does not exist; fix the path"))
     users_file = getattr(fleet.auth, "users_file", None)
-    if users_file and not (root / users_file).is_file():
+    if users_file and (problem := outside_catalog(users_file, "users file")):
+        found.append((("fleet", "auth", "users_file"), problem))
+    elif users_file and not (root / users_file).is_file():
         found.append((("fleet", "auth", "users_file"), f"users file '{users_file}' does not exist; fix the path"))
     found += _duplicates(catalog.courses, lambda c: c.code.lower(), ("courses",), "code", "course code")
     for ci, course in enumerate(catalog.courses):
         found += _course(catalog, root, ci, course)
     found += _hub_collisions(catalog)
+    found += check_boundaries(catalog)
     return found

@@ -37,7 +37,9 @@ def load_or_exit(catalog: Path) -> LoadedCatalog:
     except CatalogError as exc:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-        err_console.print(f"[red]{len(exc.problems)} error(s); nothing was changed.[/]")
+        if exc.omitted:
+            err_console.print(f"... and {exc.omitted} more (fix these first)", markup=False, highlight=False)
+        err_console.print(f"[red]{exc.count} error(s); nothing was changed.[/]")
         raise typer.Exit(2) from None
 
 

@@ -60,12 +60,13 @@ def kubernetes_backend(loaded):
         raise typer.Exit(2) from None
 
 
-def apply_kubernetes(loaded, spec, yes: bool) -> None:
+def apply_kubernetes(loaded, spec, yes: bool, allow_mass_stop: bool = False) -> None:
     """`hubfleet apply` for a kubernetes fleet: fleet-level objects, then one helm release per changed hub."""
     import sys
 
     from hubfleet.backends.kubernetes.material import MaterialError
     from hubfleet.cli.common import orphan_exit, print_plan, print_report
+    from hubfleet.cli.guards import refuse_mass_stop
     from hubfleet.plan import OrphanError, diff
 
     backend = kubernetes_backend(loaded)
@@ -81,6 +82,7 @@ def apply_kubernetes(loaded, spec, yes: bool) -> None:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(2) from None
     print_plan(spec, plan)
+    refuse_mass_stop(plan, state, spec, allow_mass_stop)
     if plan and not yes:
         if not sys.stdin.isatty() or not typer.confirm("Apply this plan?", default=False):
             err_console.print("[red]Not applied: confirm interactively or pass --yes.[/]")

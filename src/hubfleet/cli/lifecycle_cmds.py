@@ -18,6 +18,7 @@ from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir
 from hubfleet.cli.common import (
     AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
 )
+from hubfleet.cli.guards import AllowMassStopOption, hold_state, refuse_mass_stop
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 
 lifecycle_app = typer.Typer(help="Presentation lifecycle: read-only, archive, teardown, purge.", no_args_is_help=True)
@@ -39,6 +40,7 @@ def run(
     storage_root: Path = StorageOption,
     archive_store: str = StoreOption,
     port: int = PortOption,
+    allow_mass_stop: bool = AllowMassStopOption,
 ) -> None:
     """Carry out every phase change due at the date: freeze, archive + verify + tear down, delete hubs, purge.
 
@@ -49,22 +51,45 @@ def run(
     backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
     if hasattr(backend, "archive_store"):
         backend.archive_store = archive_store
+    if getattr(backend, "name", None) == "local":
+        hold_state(state_dir_for(loaded, state_dir))  # one writer per state dir (up, apply, lifecycle run, ...)
+    archiving = getattr(backend, "archiving", None)
+    if archiving is not None:
+        # What the archives hold, and anything they could not hold, printed before any folder is deleted.
+        archiving.say = lambda line: console.print(line, markup=False, highlight=False)
     try:
-        plan_ = diff(spec, backend.observe())
+        state = backend.observe()
+        plan_ = diff(spec, state)
     except OrphanError as exc:
         raise orphan_exit(exc) from None
     print_plan(spec, plan_)
+    refuse_mass_stop(plan_, state, spec, allow_mass_stop)
     report = backend.apply(plan_, spec, lambda action, message: None)
     print_report(report)
-    problems = backend.archiving.problems(deep=True) if hasattr(backend, "archiving") else []
+    problems = archiving.problems(deep=True) if archiving is not None else []
     for problem in problems:
         err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
+    removals = _removals(archiving)
     if report.ok and not problems:
-        console.print("Lifecycle: all done; every recorded archive reads back with its recorded sha256.")
+        console.print(f"Lifecycle: all done; every recorded archive reads back with its recorded sha256. {removals}",
+                      highlight=False)
         return
-    err_console.print(f"[red]Lifecycle: {len(report.failures)} action(s) failed, {len(problems)} archive problem(s). "
-                      "Nothing was deleted that is not covered by a verified archive.[/]")
+    err_console.print(f"Lifecycle: {len(report.failures)} action(s) failed, {len(problems)} archive problem(s). "
+                      f"{removals}", style="red", markup=False, highlight=False)
     raise typer.Exit(1)
+
+
+def _removals(archiving) -> str:  # noqa: ANN001
+    """What this run deleted, from the engine's outcomes: each folder in them was removed right after its archive
+    was re-verified (sha256 against the ledger and a full read-back), and only then; nothing else deletes."""
+    outcomes = getattr(archiving, "outcomes", [])
+    removed = sum(len(o.removed) for o in outcomes)
+    kept = sum(len(o.kept) for o in outcomes)
+    text = (f"{removed} course folder(s) removed, each right after its archive was re-verified."
+            if removed else "No course folder was removed.")
+    if kept:
+        text += f" {kept} folder(s) kept because their archive failed that check."
+    return text
 
 
 def _local(catalog: Path, state_dir: Path | None, storage_root: Path | None):  # noqa: ANN202
@@ -98,6 +123,8 @@ def list_archives(
                   title=f"{len(rows)} archive(s)")
     for r in rows:
         state = "[red]" + r.problem + "[/]" if r.problem else (f"{r.verified_at:%Y-%m-%d}" if r.verified_at else "no")
+        if r.superseded:
+            state = f"superseded (kept): {state}"
         table.add_row(r.presentation, r.student, state, f"{r.removed_at:%Y-%m-%d}" if r.removed_at else "",
                       f"{r.purged_at:%Y-%m-%d}" if r.purged_at else "", f"{r.bytes / 1e6:.1f}", r.sha256[:12] + "…",
                       r.location)
@@ -119,12 +146,14 @@ def restore(
     Example: hubfleet archive restore examples/university --presentation TM351-2026J --user alice --into TM351-2027J
     """
     loaded, backend = _local(catalog, state_dir, storage_root)
+    hold_state(state_dir_for(loaded, state_dir))  # restoring writes students' folders and the ledger
     spec = make_plan(loaded.catalog, today(None))
     by_key = {p.key: p for p in spec.all_presentations()}
     if into is not None and into not in by_key:
         err_console.print(f"[red]--into {into}: no such presentation in the catalog (or it is not planned now)[/]")
         raise typer.Exit(2)
-    rows = [r for r in backend.archiving.records(presentation, user) if not r.purged_at]
+    # The current archive of each student (one archived again has older, superseded ones, kept as evidence).
+    rows = [r for r in backend.archiving.records(presentation, user) if not r.purged_at and not r.superseded]
     if not rows:
         err_console.print(f"[red]No archive of {presentation}{' for ' + user if user else ''} to restore.[/]")
         raise typer.Exit(1)

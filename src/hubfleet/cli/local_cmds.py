@@ -8,6 +8,7 @@ leaves hubs running. ``down`` stops everything and deletes nothing.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 from contextlib import contextmanager
@@ -19,10 +20,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hubfleet.backends.base import ApplyReport
-from hubfleet.backends.local.backend import LocalBackend, stop_fleet
-from hubfleet.backends.local.frontdoor import FrontDoorError
+from hubfleet.backends.local.backend import LocalBackend, fleet_processes, stop_fleet
+from hubfleet.backends.local.frontdoor import FrontDoorError, PortTaken
 from hubfleet.backends.local.proxy import ProxyNotFound
 from hubfleet.backends.local.reconciler import Reconciler, StepReport, sync_enrolment
+from hubfleet.backends.local.statelock import StateLock, holder as lock_holder, stop_holder
 from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli import k8s_cmds
 from hubfleet.cli.enrol_cmds import print_changes
@@ -30,6 +32,7 @@ from hubfleet.enrol.membership import SourceError
 from hubfleet.cli.common import (
     AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
 )
+from hubfleet.cli.guards import AllowMassStopOption, hold_state, refuse_mass_stop
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import Action, Plan
 from hubfleet.plan.spec import FleetSpec
@@ -69,13 +72,14 @@ def _progress_display() -> Iterator:
 
 
 def _apply(backend: LocalBackend, plan: Plan, spec: FleetSpec) -> ApplyReport:
-    """Apply with the progress display; fleet-wide faults (no proxy binary, front-door port taken) exit 1."""
+    """Apply with the progress display; fleet-wide faults (no proxy binary, front door failing) exit 1, the front
+    door's port taken by something else exits 2 (input the operator must change: --port)."""
     try:
         with _progress_display() as progress:
             return backend.apply(plan, spec, progress)
     except (FrontDoorError, ProxyNotFound) as exc:
         err_console.print(f"[red]{exc}[/]", highlight=False)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2 if isinstance(exc, PortTaken) else 1) from None
 
 
 def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
@@ -83,6 +87,9 @@ def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
     console.print(f"\n[bold]Portal:[/] {backend.frontdoor.url}/  (sign in at {backend.frontdoor.url}/portal/login)")
     for hub in spec.hubs:
         console.print(f"  {hub.name}: {backend.hub_url(hub.name)}", highlight=False)
+    # Browsers resolve *.localhost themselves; other clients need the host named (README "Hosts").
+    console.print(f"  (each on a host of its own; a client that cannot resolve them connects to 127.0.0.1:"
+                  f"{backend.port} and names the host, e.g. curl --resolve, or `hubfleet hosts`)", highlight=False)  # fmt: skip
     if backend.demo_mode:
         password = backend.paths.demo_password.read_text().strip()
         console.print(
@@ -118,8 +125,9 @@ def up(
     at: str = AtOption,
     interval: float = typer.Option(3.0, "--interval", help="Seconds between reconciles."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Apply once and leave the fleet running."),
+    allow_mass_stop: bool = AllowMassStopOption,
 ) -> None:
-    """Bring the fleet up and keep it equal to the catalog until Ctrl-C (which stops it).
+    """Bring the fleet up and keep it equal to the catalog until Ctrl-C or SIGTERM (which stop it).
 
     Example: hubfleet up examples/university --at 2026-11-01
     """
@@ -127,22 +135,29 @@ def up(
     loaded = load_or_exit(catalog)  # a bad catalog exits 2 here, before anything running is touched
     spec = make_plan(loaded.catalog, date)
     backend = _backend(catalog, loaded, state_dir, storage_root, port)
+    hold_state(backend.paths.state)  # one writer per state dir: a second up/apply exits 2 naming this one
     try:
-        plan = diff(spec, backend.observe())
+        state = backend.observe()
+        plan = diff(spec, state)
     except OrphanError as exc:
         raise orphan_exit(exc) from None
     print_plan(spec, plan)
-    report = _apply(backend, plan, spec)
-    print_report(report)
-    synced = _sync(backend, spec)
-    _print_access(backend, spec)
-    if detach:
-        raise typer.Exit(0 if report.ok and synced else 1)
-    console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops the fleet.")
-    loop = Reconciler(catalog, backend, at=date if at else None)
+    refuse_mass_stop(plan, state, spec, allow_mass_stop)
+    _check_port(backend)
     try:
+        report = _apply(backend, plan, spec)
+        print_report(report)
+        synced = _sync(backend, spec)
+        _print_access(backend, spec)
+        if detach:
+            raise typer.Exit(0 if report.ok and synced else 1)
+        console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops the fleet.")
+        loop = Reconciler(catalog, backend, at=date if at else None, allow_mass_stop=allow_mass_stop)
         loop.run(interval, progress=_say, on_step=_print_step)
     except KeyboardInterrupt:
+        # Ctrl-C, or SIGTERM (e.g. from `hubfleet down`), even in the middle of the first apply: the apply has
+        # stopped starting hubs by now; stop everything it started, then let go of the lock.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         console.print("\nStopping the fleet (no data is deleted) ...")
         stopped = stop_fleet(backend.paths.state)
         console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal.")
@@ -169,6 +184,7 @@ def apply(
     port: int = PortOption,
     at: str = AtOption,
     yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking."),
+    allow_mass_stop: bool = AllowMassStopOption,
 ) -> None:
     """Reconcile once: show the plan, ask, apply it, and leave the hubs running.
 
@@ -177,22 +193,31 @@ def apply(
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     if loaded.catalog.fleet.backend == "kubernetes":
-        k8s_cmds.apply_kubernetes(loaded, spec, yes)
+        k8s_cmds.apply_kubernetes(loaded, spec, yes, allow_mass_stop)
     backend = _backend(catalog, loaded, state_dir, storage_root, port)
+    hold_state(backend.paths.state)
     try:
-        plan = diff(spec, backend.observe())
+        state = backend.observe()
+        plan = diff(spec, state)
     except OrphanError as exc:
         raise orphan_exit(exc) from None
     print_plan(spec, plan)
+    refuse_mass_stop(plan, state, spec, allow_mass_stop)
+    _check_port(backend)
     if plan and not yes:
         if not sys.stdin.isatty():
             err_console.print("[red]Refusing to apply without confirmation: stdin is not a terminal. Pass --yes.[/]")
             raise typer.Exit(1)
         if not typer.confirm("Apply this plan?", default=False):
             raise typer.Exit(1)
-    report = _apply(backend, plan, spec)
-    print_report(report)
-    synced = _sync(backend, spec)
+    try:
+        report = _apply(backend, plan, spec)
+        print_report(report)
+        synced = _sync(backend, spec)
+    except KeyboardInterrupt:
+        err_console.print("[red]Interrupted: nothing more was started; what already runs keeps running "
+                          "(`hubfleet down` stops it).[/]")  # fmt: skip
+        raise typer.Exit(130) from None
     _print_access(backend, spec)
     raise typer.Exit(0 if report.ok and synced else 1)
 
@@ -217,6 +242,9 @@ def status(
     else:
         backend = _backend(catalog, loaded, state_dir, storage_root, port)
         rows = backend.status(spec)
+        who = lock_holder(backend.paths.state)
+        if who is not None:
+            err_console.print(f"in use by {who.describe()}", markup=False, highlight=False, soft_wrap=True)
         # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
         for problem in backend.archiving.problems():
             err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
@@ -236,7 +264,8 @@ def down(
     catalog: Path = CatalogArg,
     state_dir: Path = StateOption,
 ) -> None:
-    """Stop every hub, proxy, the front door and the portal. Deletes nothing; `apply` brings it all back.
+    """Stop every hub, proxy, culler, server, the front door and the portal, and a running `up` or `apply` first.
+    Deletes nothing; `apply` brings it all back. Returns when nothing of the fleet is left running.
 
     Example: hubfleet down examples/university
     """
@@ -244,5 +273,39 @@ def down(
     if not state.is_dir():
         console.print(f"Nothing to stop: no state dir at {state}")
         return
-    stopped = stop_fleet(state)
-    console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal. No data was deleted.")
+    lock = StateLock(state)
+    try:
+        # A running `up` would start again whatever we stop: stop it first (it stops its fleet on SIGTERM, even
+        # mid-apply) and hold the lock ourselves while stopping, so no writer starts anything behind our back.
+        holder = stop_holder(lock)
+        if holder is not None:
+            console.print(f"Stopped {holder.describe()} first.", highlight=False)
+        stopped = stop_fleet(state)
+        left = fleet_processes(state)
+    finally:
+        lock.release()
+    if left:
+        for proc in left:
+            err_console.print(f"still running: pid {proc.pid} {' '.join(_cmdline(proc))}", markup=False,
+                              highlight=False)  # fmt: skip
+        err_console.print("[red]Some processes of the fleet would not stop (see above).[/]")
+        raise typer.Exit(1)
+    console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal; nothing of the fleet is running. "
+                  "No data was deleted.")  # fmt: skip
+
+
+def _cmdline(proc) -> list[str]:  # noqa: ANN001
+    try:
+        return proc.cmdline()
+    except Exception:  # noqa: BLE001 - it may have exited meanwhile
+        return []
+
+
+def _check_port(backend: LocalBackend) -> None:
+    """The front door's public port must be free or ours, before anything is started (exit 2 naming its holder)."""
+    try:
+        backend.frontdoor.check_port()
+    except FrontDoorError as exc:
+        err_console.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        err_console.print("[red]Nothing was changed. Free the port or pass another --port.[/]")
+        raise typer.Exit(2) from None

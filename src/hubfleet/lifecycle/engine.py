@@ -1,22 +1,28 @@
-"""The archive phase as one resumable procedure: archive, verify, record, and only then tear down; and purge.
+"""The archive phase as one resumable procedure, a journal in the ledger: archive, verify, record, and only then, one
+student at a time, re-verify and remove; and purge. Both backends run this same code (the local backend in-process,
+the Kubernetes archive Job through ``jobrunner.py``).
 
 Backends hand it the student course folders of a presentation (they know the storage layout; this module does
-not) and a ``teardown`` callback that deletes one folder and leaves the stub. Per presentation:
+not) and a ``Teardown`` (write the student's stub; remove one folder). Per presentation:
 
-1. Students whose ledger row is verified (an earlier, perhaps killed, run) are **re-verified from the store**
-   before anything is deleted: bit rot or a deleted object between runs must block the teardown, not be
-   discovered when the student asks for their work. A failure is written to the ledger (``mark_problem``) and
-   reported; the next run archives that student again from the folder, which is still there.
-2. The others are archived with ``archive.archive_many`` (both cores; ``archive.py`` itself resumes a killed run:
-   fixed ``.partial`` names, complete archives skipped after verifying). Remote stores get the staged files
-   uploaded and then downloaded again for the read-back check.
-3. Each verified archive is recorded (``record`` + ``mark_verified`` with the sha256 that was verified).
-4. Only when **every** student of the presentation is verified does the teardown start. All or nothing: a
-   presentation is either still complete on disk or fully archived, which is what an operator can reason about
-   at 3 a.m. A teardown killed half-way is finished by the next run (rows are verified; folders are re-checked).
+1. A student whose folder's removal was started by an earlier run (``removing_at`` in the ledger, a run killed
+   half-way) is **never archived again**: what is left is a remnant. The removal is finished, after the archive it
+   relied on passes the same check as below; if it does not, the remnant is kept and the problem reported.
+2. Students whose current archive is verified (an earlier run) get a quick check (the stored file's sha256 against
+   the ledger) so a damaged archive blocks the teardown now, not at the last moment.
+3. The others are archived with ``archive.archive_many`` (both cores) under a name no ledger row uses: an archive
+   file is never overwritten, so a student archived again gets ``<name>.2.tar.gz`` and a row of their own, and the
+   old archive stays for a person to look at. Each verified archive is recorded (``record`` + ``mark_verified`` with
+   the sha256 that was verified).
+4. What the archives hold, and what they could not hold, is said (``say``) before anything is deleted.
+5. Only when every student of the presentation is verified does the teardown start (a presentation is either
+   complete on disk or archived). Then, per student: the stub, then the **re-verification** (sha256 of the stored
+   file against the ledger, and a full read-back), then ``mark_removing`` (intent), the removal, ``mark_removed``.
+   The check runs in the pool, and each student's folder is removed the moment its own check passes: a student
+   whose check fails keeps their folder, and the others are not held up by it.
 
-Nothing here deletes a byte that is not covered by a verified archive: ``Ledger.mark_removed`` and
-``mark_purged`` refuse otherwise, and they are called after the check, not before.
+``PresentationOutcome.removed`` is filled only on that path, after that check: the summary printed from it is true
+by construction. ``Ledger.mark_removing``/``mark_removed`` and ``mark_purged`` refuse unverified archives too.
 """
 
 from __future__ import annotations
@@ -24,35 +30,59 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
-from hubfleet.lifecycle.archive import ArchiveResult, archive_many, verify_archive
+from hubfleet.lifecycle import faultpoints
+from hubfleet.lifecycle.archive import ArchiveResult, archive_many, verify_archive, worker_pool
 from hubfleet.lifecycle.ledger import ArchiveRecord, Ledger
 from hubfleet.lifecycle.store import (
     ArchiveStore, archive_key, delete_location, location_exists, manifest_key, manifest_location, open_location,
     sha256_of,
 )
 
-__all__ = ["Archiver", "PresentationOutcome", "StudentFolder", "audit", "stub_text"]
+__all__ = ["Archiver", "PresentationOutcome", "StudentFolder", "Teardown", "archive_stem", "audit", "stub_text"]
+
+_MAX_GENERATIONS = 50  # archives of one student kept side by side before a person must look
 
 
 @dataclass(frozen=True)
 class StudentFolder:
-    student: str
-    path: Path  # the real course folder, archived as the archive's root
+    student: str  # the real username (what the ledger keeps)
+    path: Path | None  # the real course folder, archived as the archive's root; None once it is gone
+    name: str = ""  # the archive's file name: catalog.naming.storage_name(student) (default: student)
+
+    @property
+    def stem(self) -> str:
+        return self.name or self.student
+
+
+class Teardown(Protocol):
+    def stub(self, folder: StudentFolder) -> None:
+        """Write the student's WHERE-ARE-MY-FILES note (rebuilt from the ledger)."""
+
+    def remove(self, folder: StudentFolder, halfway: Callable[[], None]) -> None:
+        """Delete the course folder (calling ``halfway()`` once, after its first entry is gone); gone is fine."""
+
+
+def archive_stem(name: str, generation: int) -> str:
+    """``name`` for the first archive, ``name.N`` after: a storage name never contains '.', so never ambiguous."""
+    return name if generation == 1 else f"{name}.{generation}"
 
 
 @dataclass
 class PresentationOutcome:
     key: str
     archived: list[str] = field(default_factory=list)  # verified in this run
-    resumed: list[str] = field(default_factory=list)  # verified earlier, re-checked now
-    removed: list[str] = field(default_factory=list)  # course folders deleted in this run
+    resumed: list[str] = field(default_factory=list)  # verified earlier, checked again now
+    removed: list[str] = field(default_factory=list)  # course folders deleted in this run, each right after its check
     purged: list[str] = field(default_factory=list)  # archives deleted in this run (retention over)
+    kept: list[str] = field(default_factory=list)  # course folders kept because their archive failed its check
     problems: list[str] = field(default_factory=list)  # "student: what is wrong"
+    holds: str = ""  # what the archives hold, and what they could not
 
     @property
     def ok(self) -> bool:
@@ -61,17 +91,20 @@ class PresentationOutcome:
     def summary(self) -> str:
         parts = [f"{len(self.archived)} archived", f"{len(self.resumed)} already archived"]
         if self.removed:
-            parts.append(f"{len(self.removed)} course folder(s) removed")
+            parts.append(f"{len(self.removed)} course folder(s) removed, each right after its archive re-verified")
         if self.purged:
             parts = [f"{len(self.purged)} archive(s) deleted after retention"]
         text = f"{self.key}: " + ", ".join(parts)
         if self.problems:
-            text += f"; {len(self.problems)} PROBLEM(S), nothing deleted: " + "; ".join(self.problems[:5])
+            kept = f"{len(self.kept)} folder(s) kept" if self.kept else "no folder removed for them"
+            text += f"; {len(self.problems)} PROBLEM(S), {kept}: " + "; ".join(self.problems[:5])
         return text
 
 
-def _check_local(archive: str, manifest: str, expect_sha: str) -> str | None:
-    """Module-level so a process pool can run it: None when sound, else what is wrong."""
+def check_archive(archive: str, manifest: str, expect_sha: str, deep: bool = True) -> str | None:
+    """Module-level so a process pool can run it: None when the archive is the ledger's and sound, else what is
+    wrong. Deep: a full read-back (every member against the manifest, the file's sha256 against it); else only the
+    stored file's sha256."""
     if not Path(archive).is_file() or not Path(manifest).is_file():
         return f"archive missing: {archive}"
     try:
@@ -80,122 +113,226 @@ def _check_local(archive: str, manifest: str, expect_sha: str) -> str | None:
         return f"manifest unreadable: {exc}"
     if recorded != expect_sha:
         return f"archive is not the one the ledger recorded ({recorded[:12]}… != {expect_sha[:12]}…)"
-    check = verify_archive(Path(archive), Path(manifest))
-    if check.ok:
+    if not deep:
+        sha, _ = sha256_of(open(archive, "rb"))
+        if sha != expect_sha:
+            return f"archive corrupt: sha256 {sha[:12]}… is not the recorded {expect_sha[:12]}…"
         return None
-    return "archive corrupt: " + (check.error or ", ".join(
-        f"{k} {getattr(check, k)[:3]}" for k in ("missing", "extra", "mismatched", "unsafe") if getattr(check, k))
-        or "archive sha256 does not match its manifest")
+    check = verify_archive(Path(archive), Path(manifest))
+    return None if check.ok else "archive corrupt: " + check.problem()
+
+
+def _describe(docs: list[dict]) -> tuple[str, list[str]]:
+    counts = {k: sum(len(d.get(k, [])) for d in docs) for k in ("files", "dirs", "symlinks", "hardlinks")}
+    total = sum(d.get("totals", {}).get("bytes", 0) for d in docs)
+    text = (f"{counts['files']} files ({total / 1e6:,.1f} MB), {counts['dirs']} folders, "
+            f"{counts['symlinks']} symlinks, {counts['hardlinks']} hard links")
+    cannot = [f"{d.get('name', '?')}: {s['path']} ({s['reason']})" for d in docs for s in d.get("skipped", [])]
+    return text, cannot
 
 
 class Archiver:
     def __init__(self, store: ArchiveStore, ledger: Ledger, staging: Path, *, workers: int | None = None,
-                 executor: str = "process") -> None:
+                 executor: str = "process", say: Callable[[str], None] | None = None) -> None:
         self.store, self.ledger, self.staging = store, ledger, Path(staging)
         self.workers, self.executor = workers, executor
+        self.say = say or (lambda line: None)
 
-    # -- verification from the store -----------------------------------------------------------------------------
+    # -- checks against the store ----------------------------------------------------------------------------------
 
-    def check(self, key: str, students: Iterable[tuple[str, str]]) -> dict[str, str | None]:
-        """Re-verify (student, expected sha256) archives from the store, in parallel; {student: problem or None}."""
-        items = list(students)
-        if not items:
-            return {}
-        local = self.store.local_dir(key)
+    def _check(self, row: ArchiveRecord, deep: bool = True) -> str | None:
+        local = self.store.local_dir(row.presentation)
         if local is not None:
-            pool_cls = ProcessPoolExecutor if self.executor == "process" and len(items) > 1 else ThreadPoolExecutor
-            with pool_cls(max_workers=self.workers) as pool:
-                futures = {s: pool.submit(_check_local, self.store.url(archive_key(key, s)),
-                                          self.store.url(manifest_key(key, s)), sha) for s, sha in items}
-                return {s: f.result() for s, f in futures.items()}
-        with ThreadPoolExecutor(max_workers=self.workers or 4) as pool:
-            return dict(zip((s for s, _ in items), pool.map(lambda i: self._check_remote(key, *i), items)))
+            return check_archive(row.location, manifest_location(row.location), row.sha256, deep)
+        return self._check_remote(row.location, row.sha256, deep)
 
-    def _check_remote(self, key: str, student: str, expect_sha: str) -> str | None:
-        if not self.store.exists(archive_key(key, student)) or not self.store.exists(manifest_key(key, student)):
-            return f"archive missing: {self.store.url(archive_key(key, student))}"
+    def _check_remote(self, location: str, expect_sha: str, deep: bool = True) -> str | None:
+        if not location_exists(location) or not location_exists(manifest_location(location)):
+            return f"archive missing: {location}"
         with tempfile.TemporaryDirectory(prefix="hubfleet-verify-") as tmp:
             arc, man = Path(tmp) / "a.tar.gz", Path(tmp) / "a.manifest.json"
-            self.store.get(archive_key(key, student), arc)
-            self.store.get(manifest_key(key, student), man)
-            return _check_local(str(arc), str(man), expect_sha)
+            for src, dst in ((location, arc), (manifest_location(location), man)):
+                with open_location(src) as fh, open(dst, "wb") as out:
+                    while chunk := fh.read(1 << 20):
+                        out.write(chunk)
+            return check_archive(str(arc), str(man), expect_sha, deep)
+
+    def _pool(self, n: int):  # noqa: ANN202
+        local = self.store.local_dir("x") is not None
+        if local and self.executor == "process" and n > 1:
+            return worker_pool(self.workers, "process")
+        return ThreadPoolExecutor(max_workers=self.workers or 4)
+
+    def _checks(self, rows: list[ArchiveRecord], deep: bool) -> Iterable[tuple[ArchiveRecord, str | None]]:
+        """(row, problem or None), in the order the checks finish."""
+        if not rows:
+            return
+        with self._pool(len(rows)) as pool:
+            if self.store.local_dir("x") is not None:
+                futures = {pool.submit(check_archive, r.location, manifest_location(r.location), r.sha256, deep): r
+                           for r in rows}
+            else:
+                futures = {pool.submit(self._check_remote, r.location, r.sha256, deep): r for r in rows}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
 
     # -- the archive phase -----------------------------------------------------------------------------------------
 
     def archive(self, key: str, folders: list[StudentFolder], *, keep_until: str | None = None,
-                teardown: Callable[[StudentFolder], None] | None = None) -> PresentationOutcome:
+                teardown: Teardown | None = None) -> PresentationOutcome:
         out = PresentationOutcome(key)
-        rows = {r.student: r for r in self.ledger.for_presentation(key)}
-        earlier = {f.student: rows[f.student].sha256 for f in folders if f.student in rows and rows[f.student].ok}
-        todo = [f for f in folders if f.student not in earlier]
+        current = {r.student: r for r in self.ledger.for_presentation(key, current_only=True)}
+        present = {f.student: f for f in folders}
+        finishing = [(present.get(r.student) or StudentFolder(r.student, None), r)
+                     for r in current.values() if r.removal_pending]
+        started = {f.student for f, _ in finishing}
+        earlier = [current[f.student] for f in folders if f.student not in started and f.student in current
+                   and current[f.student].ok and not current[f.student].removed_at]
+        # Never archived, archived but the archive failed a check, or a new folder where one was removed: archive.
+        todo = [f for f in folders if f.student not in started | {r.student for r in earlier}]
 
-        for student, problem in self.check(key, earlier.items()).items():
+        for row, problem in self._checks(earlier, deep=False):
             if problem:
                 # Loud, recorded, and blocking; the folder is still there, so the next run archives it afresh.
-                self.ledger.mark_problem(key, student, problem)
-                out.problems.append(f"{student}: {problem}")
+                self.ledger.mark_problem(key, row.student, problem, row_id=row.id)
+                out.problems.append(f"{row.student}: {problem}")
             else:
-                out.resumed.append(student)
+                out.resumed.append(row.student)
+        self._archive_todo(key, todo, keep_until, out)
 
-        if todo:
-            dest = self.store.local_dir(key) or self.staging / key
-            results = archive_many([(f.path, dest, f.student) for f in todo], workers=self.workers,
-                                   executor=self.executor)
+        for row in current.values():
+            if row.problem and row.student not in present and not row.purged_at and not row.removal_pending:
+                # Found bad after its folder was removed: nothing can re-create it here. Keep saying so.
+                out.problems.append(f"{row.student}: {row.problem} (course folder already removed: restore it "
+                                    "from a backup of the archive store)")
+        self._say_holds(key, out)
+        if teardown is None:
+            return out
+        # A removal an earlier run started is finished whatever else is wrong: it was authorised then.
+        self._teardown(key, finishing, teardown, out, pending=True)
+        if out.problems:
+            return out
+        rows = {r.student: r for r in self.ledger.for_presentation(key, current_only=True)}
+        self._teardown(key, [(f, rows[f.student]) for f in folders if f.student not in started], teardown, out)
+        if not out.problems:
+            self.ledger.mark_presentation_archived(key)
+        return out
+
+    def _archive_todo(self, key: str, todo: list[StudentFolder], keep_until: str | None,
+                      out: PresentationOutcome) -> None:
+        used = {r.location for r in self.ledger.for_presentation(key)}
+        generation = {f.student: 1 for f in todo}
+        dest = self.store.local_dir(key) or self.staging / key
+        while todo:
+            for f in todo:
+                while (self.store.url(archive_key(key, archive_stem(f.stem, generation[f.student]))) in used
+                       or self._taken_remotely(key, archive_stem(f.stem, generation[f.student]))):
+                    generation[f.student] += 1
+            jobs = [(f.path, dest, archive_stem(f.stem, generation[f.student])) for f in todo]
+            results = archive_many(jobs, workers=self.workers, executor=self.executor)  # type: ignore[arg-type]
+            retry = []
             for folder, result in zip(todo, results):
-                problem = self._record(key, result, keep_until)
+                if result.kept and generation[folder.student] < _MAX_GENERATIONS:
+                    # An archive of that name exists and does not verify: never overwritten, the next name is used.
+                    generation[folder.student] += 1
+                    retry.append(folder)
+                    continue
+                problem = self._record(key, folder, result, keep_until)
                 if problem:
                     out.problems.append(f"{folder.student}: {problem}")
                 else:
                     out.archived.append(folder.student)
+            todo = retry
 
-        present = {f.student for f in folders}
-        for row in rows.values():
-            if row.problem and row.student not in present and not row.purged_at:
-                # Found bad after its folder was removed: nothing can re-create it here. Keep saying so.
-                out.problems.append(f"{row.student}: {row.problem} (course folder already removed: restore it "
-                                    "from a backup of the archive store)")
-        if out.problems or teardown is None:
-            return out
-        for folder in folders:
-            teardown(folder)
-            self.ledger.mark_removed(key, folder.student)
-            out.removed.append(folder.student)
-        self.ledger.mark_presentation_archived(key)
-        return out
+    def _taken_remotely(self, key: str, stem: str) -> bool:
+        """Remote stores only: an object of that name, not in the ledger (an upload whose run was killed)."""
+        return self.store.local_dir(key) is None and self.store.exists(archive_key(key, stem))
 
-    def _record(self, key: str, result: ArchiveResult, keep_until: str | None) -> str | None:
+    def _record(self, key: str, folder: StudentFolder, result: ArchiveResult, keep_until: str | None) -> str | None:
         if not result.ok:
             v = result.verify
-            return result.error or (v.error if v else None) or "archive did not verify against its manifest"
-        student = result.name
+            return result.error or (v.problem() if v else None) or "archive did not verify against its manifest"
+        stem = result.name
+        location = self.store.url(archive_key(key, stem))
         if self.store.local_dir(key) is None:
-            self.store.put(Path(result.archive), archive_key(key, student))
-            self.store.put(Path(result.manifest), manifest_key(key, student))
-            problem = self._check_remote(key, student, result.sha256)  # the read-back, from the store itself
+            self.store.put(Path(result.archive), archive_key(key, stem))
+            self.store.put(Path(result.manifest), manifest_key(key, stem))
+            problem = self._check_remote(location, result.sha256)  # the read-back, from the store itself
             if problem:
                 return problem
             Path(result.archive).unlink(missing_ok=True)
             Path(result.manifest).unlink(missing_ok=True)
-        self.ledger.record(key, student, self.store.url(archive_key(key, student)), result.sha256,
-                           result.archive_bytes, keep_until=keep_until)
-        self.ledger.mark_verified(key, student, sha256=result.sha256)
+        self.ledger.record(key, folder.student, location, result.sha256, result.archive_bytes, keep_until=keep_until)
+        self.ledger.mark_verified(key, folder.student, sha256=result.sha256)
+        faultpoints.strike("ledger", location if self.store.local_dir(key) is not None else None)
         return None
+
+    def _say_holds(self, key: str, out: PresentationOutcome) -> None:
+        """What the presentation's archives hold and what they could not hold, said before anything is deleted."""
+        students = set(out.archived) | set(out.resumed)
+        if not students:
+            return
+        docs = []
+        for row in self.ledger.for_presentation(key, current_only=True):
+            if row.student in students:
+                try:
+                    with open_location(manifest_location(row.location)) as fh:
+                        docs.append(json.loads(fh.read()))
+                except (OSError, ValueError):
+                    continue  # a missing manifest fails the check before removal; nothing to describe here
+        text, cannot = _describe(docs)
+        out.holds = f"{key}: the archives of {len(students)} student(s) hold {text}"
+        if cannot:
+            out.holds += f"; they could not hold {len(cannot)} entr(y/ies): " + "; ".join(cannot[:20])
+        self.say(out.holds)
+
+    def _teardown(self, key: str, items: list[tuple[StudentFolder, ArchiveRecord]], teardown: Teardown,
+                  out: PresentationOutcome, *, pending: bool = False) -> None:
+        by_student = {f.student: f for f, _ in items}
+        if not pending:
+            for folder, row in items:
+                # Stub first: a kill between it and the removal leaves a note pointing at a verified archive,
+                # never a student with neither folder nor note.
+                teardown.stub(folder)
+                faultpoints.strike("stub", row.location if self.store.local_dir(key) is not None else None)
+        for row, problem in self._checks([r for _, r in items], deep=True):
+            folder = by_student[row.student]
+            if problem:
+                self.ledger.mark_problem(key, row.student, problem, row_id=row.id)
+                what = ("its removal was interrupted earlier; what is left of the folder is kept and will not be "
+                        "archived again: restore the archive from a backup of the store" if pending
+                        else "the course folder is kept; the next run archives it afresh")
+                out.problems.append(f"{row.student}: {problem} ({what})")
+                out.kept.append(row.student)
+                teardown.stub(folder)  # the note no longer points at an archive that failed
+                continue
+            # The check just passed: journal the intent, remove, journal the end. Nothing else runs in between.
+            if row.problem:  # an earlier check failed (a store briefly away); this one read it back in full
+                self.ledger.mark_verified(key, row.student, sha256=row.sha256)
+            self.ledger.mark_removing(key, row.student)
+            teardown.remove(folder, lambda: faultpoints.strike("delete"))
+            if pending:
+                teardown.stub(folder)
+            self.ledger.mark_removed(key, row.student)
+            out.removed.append(row.student)
 
     # -- the purged phase ------------------------------------------------------------------------------------------
 
     def purge(self, key: str) -> PresentationOutcome:
-        """Delete the presentation's archives (retention over) and record it; refuse rows that are not sound."""
+        """Delete the presentation's archives (retention over) and record it; refuse current rows that are not
+        sound. Superseded archives (a student archived again) go too: retention is the decision about them."""
         out = PresentationOutcome(key)
         for row in self.ledger.for_presentation(key):
             if row.purged_at:
                 continue
-            if not row.ok:
+            if not row.superseded and not row.ok:
                 out.problems.append(f"{row.student}: {row.problem or 'never verified'}; kept for a person to look at")
                 continue
             delete_location(manifest_location(row.location))
             delete_location(row.location)
-            self.ledger.mark_purged(key, row.student)
-            out.purged.append(row.student)
+            self.ledger.mark_purged(key, row.student, row_id=row.id)
+            if not row.superseded:
+                out.purged.append(row.student)
         if not out.problems:
             self.ledger.mark_presentation_purged(key)
         return out
@@ -213,7 +350,7 @@ def audit(ledger: Ledger, *, deep: bool = False, presentations: Iterable[str] | 
     wanted = set(presentations) if presentations is not None else None
     problems = []
     for row in ledger.all():
-        if row.purged_at or (wanted is not None and row.presentation not in wanted):
+        if row.purged_at or row.superseded or (wanted is not None and row.presentation not in wanted):
             continue
         where = f"{row.presentation}/{row.student}"
         if row.problem:
@@ -245,7 +382,10 @@ def stub_text(student: str, rows: list[ArchiveRecord], portal_url: str, catalog_
         "archive (.tar.gz) with a list of every file and its checksum, checked, and only then removed here.",
         "",
     ]
-    for row in sorted(rows, key=lambda r: r.presentation):
+    # The archives that stand: current and sound, or the ones a removed folder relied on. An archive that failed
+    # its check while the folder is still there is not one to point a student at.
+    shown = [r for r in rows if r.purged_at or ((not r.superseded or r.removed_at) and (r.ok or r.removed_at))]
+    for row in sorted(shown, key=lambda r: (r.presentation, r.id)):
         lines.append(f"{row.presentation}")
         if row.purged_at:
             lines.append(f"  The archive was deleted on {row.purged_at.date().isoformat()}: its retention period ended.")

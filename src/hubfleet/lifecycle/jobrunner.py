@@ -1,26 +1,28 @@
-"""The archive and purge steps inside a Kubernetes Job: standard library only, shipped beside ``archive.py`` in a
-ConfigMap and run with the image's ``python3`` (``backends/kubernetes/archive_job.py`` renders the Job).
+"""The archive and purge steps inside a Kubernetes Job: standard library only, shipped with the lifecycle modules
+in a ConfigMap (laid out as the ``hubfleet.lifecycle`` package) and run with the image's ``python3 -m``
+(``backends/kubernetes/archive_job.py`` renders the Job).
 
-It runs the very ``archive_many`` / ``verify_archive`` the local backend runs, then records the outcome where the
-hubfleet controller reads it: the verified-archive marker ConfigMap (``backends/kubernetes/records.py`` format,
-plus ``archives.json``: student -> sha256 of the verified archive), written through the API server with the pod's
-own service account (a Role allows ConfigMaps in its namespace and nothing else).
+It runs the very ``engine.Archiver`` the local backend runs: the same archive + verify, the same journal in a
+ledger (kept beside the archives on the archive volume, so a retried Job resumes where the killed one stopped),
+the same per-student re-verification right before each folder is removed, the same "never archived again once
+its removal started" and "never overwrite an archive" rules. Then it records the outcome where the hubfleet
+controller reads it: the verified-archive marker ConfigMap (``backends/kubernetes/records.py`` format, plus
+``archives.json``: student -> sha256 of the verified archive), written through the API server with the pod's own
+service account (a Role allows ConfigMaps in its namespace and nothing else).
 
-Order, as on the local backend: archive + verify every student -> marker ``verified: "true"`` -> (personal store
-only) stub + course folder removal -> marker ``torn-down: "true"``. A Job killed at any point is retried by the
-Job controller (``backoffLimit``) and resumes: archive.py skips complete, verified archives. Nothing is deleted and
-no marker says verified unless every student's archive verified. Per-presentation claims are not touched here:
-they go with the namespace, which the controller deletes only after it sees the verified marker.
+Order: archive + verify every student -> marker ``verified: "true"`` -> (personal store only) per student stub,
+re-verify, intent, removal -> marker ``torn-down: "true"``. A Job killed at any point is retried by the Job
+controller (``backoffLimit``) and resumes from the journal. Per-presentation claims are not touched here: they go
+with the namespace, which the controller deletes only after it sees the verified marker.
 
-    python3 jobrunner.py archive --presentation TM351-2026J --layout personal-subfolder --src-root /store \
-        --course-folder TM351-2026J --dest /archives --exclude tom,ian --teardown --portal-url URL
-    python3 jobrunner.py purge --presentation TM351-2026J --dest /archives
+    python3 -m hubfleet.lifecycle.jobrunner archive --presentation TM351-2026J --layout personal-subfolder \
+        --src-root /store --course-folder TM351-2026J --dest /archives --exclude tom,ian --teardown --portal-url URL
+    python3 -m hubfleet.lifecycle.jobrunner purge --presentation TM351-2026J --dest /archives
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shutil
@@ -28,13 +30,14 @@ import ssl
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-try:
-    from hubfleet.lifecycle.archive import archive_many
-except ImportError:  # in the Job: no hubfleet package, archive.py sits beside this file in the ConfigMap
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    archive_many = importlib.import_module("archive").archive_many
+from hubfleet.catalog.naming import storage_name, username_of
+from hubfleet.lifecycle.engine import Archiver, StudentFolder, stub_text
+from hubfleet.lifecycle.ledger import Ledger
+from hubfleet.lifecycle.restoring import remove_tree
+from hubfleet.lifecycle.store import LocalStore
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MARKER_PREFIX = "hubfleet-archive-"
@@ -46,12 +49,20 @@ def dns_label(text: str) -> str:
     return text.strip().lower()
 
 
-def student_folders(layout: str, src_root: Path, course_folder: str, exclude: set[str]) -> list[tuple[str, Path]]:
+
+
+def student_folders(layout: str, src_root: Path, course_folder: str, exclude: set[str]) -> list[StudentFolder]:
+    """Each student's course folder, named by username (what the ledger, the marker and ``exclude`` use), the
+    archive named by storage name as on the local backend. Personal store: ``home/<storage name>``, decoded (a
+    name that does not decode keeps its directory name); per-presentation: each claim is mounted at
+    ``<src_root>/<username>`` (archive_job.py)."""
     if layout == "personal-subfolder":
-        pairs = [(h.name, h / course_folder) for h in sorted((src_root / "home").iterdir()) if h.is_dir()]
-    else:  # per-presentation: each student's claim is mounted at <src_root>/<username>
-        pairs = [(d.name, d) for d in sorted(src_root.iterdir()) if d.is_dir()]
-    return [(u, p) for u, p in pairs if u not in exclude and p.is_dir() and not p.is_symlink()]
+        found = [(username_of(h.name) or h.name, h / course_folder, h.name)
+                 for h in sorted((src_root / "home").iterdir()) if h.is_dir()]
+    else:
+        found = [(d.name, d, storage_name(d.name)) for d in sorted(src_root.iterdir()) if d.is_dir()]
+    return [StudentFolder(u, p, stem) for u, p, stem in found
+            if u not in exclude and p.is_dir() and not p.is_symlink()]
 
 
 def marker(namespace: str, presentation: str, *, layout: str, volume: str, archives: dict[str, str],
@@ -100,38 +111,67 @@ class Api:
         self._call("PUT", f"{base}/{name}", obj)
 
 
-def stub(presentation: str, sha: str, portal_url: str) -> str:
-    return (f"Where are my files?\n\nYour course folder {presentation} was archived and verified when the "
-            f"presentation closed (sha256 {sha}).\nDownload it: log in at {portal_url} (\"My archives\").\n"
-            f"Staff can restore it: hubfleet archive restore CATALOG --presentation {presentation} "
-            "--into NEW-PRESENTATION\n")
+def journal_path(dest: Path, presentation: str) -> Path:
+    """The Job's ledger: on the archive volume, beside the presentation's archives, so it outlives the pod."""
+    return dest / presentation / ".journal.sqlite"
+
+
+class JobTeardown:
+    """Personal store: the stub goes in the student's home, the course folder below it is removed."""
+
+    def __init__(self, ledger: Ledger, src_root: Path, portal_url: str) -> None:
+        self.ledger, self.src_root, self.portal_url = ledger, src_root, portal_url
+
+    def stub(self, folder: StudentFolder) -> None:
+        home = self.src_root / "home" / folder.stem
+        if home.is_dir() and not home.is_symlink():
+            text = stub_text(folder.student, self.ledger.for_student(folder.student), self.portal_url)
+            tmp = home / f".{STUB_NAME}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, home / STUB_NAME)  # a planted link at the name is replaced, never written through
+
+    def remove(self, folder: StudentFolder, halfway: Callable[[], None]) -> None:
+        if folder.path is not None:
+            remove_tree(folder.path, halfway)
 
 
 def run_archive(args: argparse.Namespace, api: Api | None) -> int:
     exclude = {u for u in (args.exclude or "").split(",") if u}
     folders = student_folders(args.layout, args.src_root, args.course_folder, exclude)
-    dest = args.dest / args.presentation
-    results = archive_many([(p, dest, u) for u, p in folders], workers=args.workers)
-    for r in results:
-        print(json.dumps({"student": r.name, "ok": r.ok, "sha256": r.sha256, "resumed": r.resumed, "error": r.error}))
-    if not all(r.ok for r in results):
-        print(f"archive: {sum(not r.ok for r in results)} archive(s) did not verify; nothing deleted", file=sys.stderr)
-        return 1
-    archives = {r.name: r.sha256 for r in results}
-    doc = marker(args.namespace, args.presentation, layout=args.layout, volume=args.volume, archives=archives,
-                 verified=True)
-    emit(api, doc, args.marker_out)
-    if args.teardown and args.layout == "personal-subfolder":
-        for (user, path), r in zip(folders, results):
-            (path.parent / STUB_NAME).write_text(stub(args.presentation, r.sha256, args.portal_url))
-            shutil.rmtree(path)
-        doc["data"]["torn-down"] = "true"
+    (args.dest / args.presentation).mkdir(parents=True, exist_ok=True)
+    with Ledger(journal_path(args.dest, args.presentation), wal=False) as ledger:
+        archiver = Archiver(LocalStore(args.dest), ledger, args.dest / ".staging", workers=args.workers,
+                            say=lambda line: print(line, file=sys.stderr))
+        teardown = JobTeardown(ledger, args.src_root, args.portal_url) if (
+            args.teardown and args.layout == "personal-subfolder") else None
+        # Archive and verify everyone first, with no teardown: the verified marker goes out before any removal.
+        out = archiver.archive(args.presentation, folders)
+        rows = {r.student: r for r in ledger.for_presentation(args.presentation, current_only=True)}
+        for f in folders:
+            r = rows.get(f.student)
+            print(json.dumps({"student": f.student, "ok": bool(r and r.ok), "sha256": r.sha256 if r else "",
+                              "resumed": f.student in out.resumed}))
+        if not out.ok:
+            print(f"archive: {out.summary()}; nothing deleted", file=sys.stderr)
+            return 1
+        archives = {s: r.sha256 for s, r in rows.items() if r.ok}
+        doc = marker(args.namespace, args.presentation, layout=args.layout, volume=args.volume, archives=archives,
+                     verified=True)
         emit(api, doc, args.marker_out)
+        if teardown is not None:
+            out = archiver.archive(args.presentation, folders, teardown=teardown)
+            print(out.summary(), file=sys.stderr)
+            if not out.ok:
+                return 1
+            doc["data"]["torn-down"] = "true"
+            emit(api, doc, args.marker_out)
     return 0
 
 
 def run_purge(args: argparse.Namespace, api: Api | None) -> int:
-    shutil.rmtree(args.dest / args.presentation, ignore_errors=True)
+    shutil.rmtree(args.dest / args.presentation, ignore_errors=True)  # the archives and their journal
     emit(api, marker(args.namespace, args.presentation, layout=args.layout, volume=args.volume, archives={},
                      verified=True, purged=True, torn_down=True), args.marker_out)
     return 0

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from hubfleet.catalog.model import Catalog, Course, Culling, Image, Presentation, Resources, Storage, Topology
-from hubfleet.catalog.naming import course_dir_name, dns_label, group_name, hub_name, presentation_key
+from hubfleet.catalog.naming import account_prefix, course_dir_name, dns_label, group_name, hub_name, presentation_key
 from hubfleet.plan.spec import (
     BrandingSpec,
     CullingSpec,
@@ -197,8 +197,10 @@ def plan(catalog: Catalog, today: dt.date) -> FleetSpec:
         hubs.append(
             HubSpec(
                 name=name,
-                url=f"http://127.0.0.1:8000/hubs/{name}/" if local else f"https://{name}.{fleet.domain}/",
-                base_path=f"/hubs/{name}/" if local else "/",
+                # Every hub on a host of its own, its students' servers on hosts below it (hosts.py): locally behind
+                # the front door's port (8000 unless `up --port` says otherwise), on Kubernetes behind TLS.
+                url=f"http://{name}.{fleet.domain}:8000/" if local else f"https://{name}.{fleet.domain}/",
+                base_path="/",
                 topology=fleet.topology,
                 presentations=tuple(specs),
                 profiles=tuple(p for c, pr, s, _ in entries for p in _profiles(catalog, c, pr, s, shared)),
@@ -219,6 +221,7 @@ def plan(catalog: Catalog, today: dt.date) -> FleetSpec:
         domain=fleet.domain,
         date=today,
         hubs=tuple(hubs),
+        account_prefix=account_prefix(fleet.name, fleet.account_prefix),
         retired=tuple(retired),
     )
 

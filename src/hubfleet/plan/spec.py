@@ -177,7 +177,7 @@ class BrandingSpec(Spec):
 class HubSpec(Spec):
     name: str
     url: str
-    base_path: str  # the hub's base URL path, "/hubs/{hub}/" locally, "/" on Kubernetes
+    base_path: str  # the hub's base URL path: "/" (every hub has a host of its own)
     topology: str
     presentations: tuple[PresentationSpec, ...]
     profiles: tuple[ProfileSpec, ...]
@@ -201,6 +201,9 @@ class FleetSpec(Spec):
     domain: str
     date: dt.date
     hubs: tuple[HubSpec, ...]
+    # Students' Unix account names are account_prefix + storage name (naming.unix_account): the local backend's
+    # system accounts and, on Kubernetes, the notebook user inside the container.
+    account_prefix: str = ""
     # Presentations whose hub is gone or going (archived, purged), for the lifecycle to act on.
     retired: tuple[PresentationSpec, ...] = ()
 

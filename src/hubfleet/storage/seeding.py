@@ -95,9 +95,13 @@ def _source_files(source: Path, report: SeedReport) -> dict[str, Path]:
 
 
 class _Tree:
-    """The target tree, reached only through O_NOFOLLOW directory descriptors (openat-style)."""
+    """The target tree, reached only through O_NOFOLLOW directory descriptors (openat-style).
 
-    def __init__(self, root: Path, uid: int | None, gid: int | None) -> None:
+    ``root`` is the course folder (its own last component is opened with O_NOFOLLOW); ``sub`` is the step's target
+    inside it, walked one component at a time from there, so a student's symlink anywhere on the way (``data ->
+    /etc``) is refused rather than followed, whoever runs the seeding (root, the student, a sandbox)."""
+
+    def __init__(self, root: Path, uid: int | None, gid: int | None, sub: str = "") -> None:
         self.uid, self.gid = uid, gid
         if not root.exists() and not root.is_symlink():
             root.mkdir(parents=True, mode=0o755)
@@ -108,6 +112,21 @@ class _Tree:
             # The course folder itself can be a planted symlink (e.g. to another student's folder).
             raise SeedError(f"{root}: target is not a real directory (symlink?): {exc.strerror}") from exc
         self._dirs: dict[str, int] = {"": self.root_fd}
+        self._held: list[int] = []
+        if sub:
+            try:
+                fd = self.dir_fd(sub, create=True)
+            except _Refused as exc:
+                self.close()
+                raise SeedError(f"{root}/{sub}: a symlink or file is in the way of the seed target; refusing") from exc
+            # Re-root at the target: every later path is relative to it, the walked descriptors stay open.
+            self._held = list(self._dirs.values())
+            self.root_fd = os.dup(fd)
+            self._dirs = {"": self.root_fd}
+
+    def _fchown(self, fd: int) -> None:
+        if self.uid is not None or self.gid is not None:
+            os.fchown(fd, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
 
     def _chown(self, name: str, dir_fd: int | None) -> None:
         if self.uid is not None or self.gid is not None:
@@ -125,15 +144,16 @@ class _Tree:
         if pfd is None:
             return None
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
-        except FileNotFoundError:
-            if not create:
-                return None
-            os.mkdir(name, 0o755, dir_fd=pfd)
-            self._chown(name, pfd)
-            fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                os.mkdir(name, 0o755, dir_fd=pfd)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=pfd)  # a link swapped in after mkdir is refused here
+                self._fchown(fd)
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EEXIST):
                 raise _Refused(reldir) from exc
             raise
         self._dirs[reldir] = fd
@@ -192,9 +212,10 @@ class _Tree:
             raise
 
     def close(self) -> None:
-        for fd in self._dirs.values():
+        for fd in {*self._dirs.values(), *self._held}:
             os.close(fd)
         self._dirs.clear()
+        self._held.clear()
 
 
 class _Refused(Exception):
@@ -239,20 +260,24 @@ def seed(
     *,
     uid: int | None = None,
     gid: int | None = None,
+    base: Path | None = None,
 ) -> SeedReport:
     """Copy course material from source into target under policy; see the module docstring for the rules.
 
     ``manifest`` defaults to ``target/.hubfleet-seed.json`` (relpath -> sha256 of what hubfleet last copied).
     ``uid``/``gid`` chown what is created, for a backend running as root on behalf of a student.
+    ``base`` is the course folder when ``target`` is a folder inside it: the part below ``base`` is walked without
+    following links and may not contain ``..``. Without it, ``target`` is the course folder itself.
     """
     source, target = Path(source), Path(target)
     if policy not in POLICIES:
         raise SeedError(f"unknown seed policy {policy!r}: expected one of {', '.join(POLICIES)}")
     if not source.is_dir():
         raise SeedError(f"{source}: seed source is missing or not a directory")
+    root, sub = _split(target, Path(base) if base is not None else None)
     report = SeedReport(policy=policy)
     files = _source_files(source, report)
-    tree = _Tree(target, uid, gid)
+    tree = _Tree(root, uid, gid, sub)
     try:
         state = _load_manifest(tree, Path(manifest) if manifest else None)
         recorded: dict[str, str] = state["files"]
@@ -266,6 +291,20 @@ def seed(
     finally:
         tree.close()
     return report
+
+
+def _split(target: Path, base: Path | None) -> tuple[Path, str]:
+    """(course folder, target below it as 'a/b' or ''), refusing a target that is not below the course folder."""
+    if base is None:
+        return target, ""
+    try:
+        rel = target.relative_to(base)
+    except ValueError:
+        raise SeedError(f"{target}: the seed target is not inside the course folder {base}") from None
+    parts = [p for p in rel.as_posix().split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise SeedError(f"{target}: a seed target may not contain '..'")
+    return base, "/".join(parts)
 
 
 def _seed_one(
@@ -313,9 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, default=None, help=f"default: TARGET/{MANIFEST_NAME}")
     parser.add_argument("--uid", type=int, default=None, help="chown created files/dirs to this uid")
     parser.add_argument("--gid", type=int, default=None, help="chown created files/dirs to this gid")
+    parser.add_argument("--base", type=Path, default=None,
+                        help="the course folder, when TARGET is a folder inside it (walked without following links)")
     args = parser.parse_args(argv)
     try:
-        report = seed(args.source, args.target, args.policy, args.manifest, uid=args.uid, gid=args.gid)
+        report = seed(args.source, args.target, args.policy, args.manifest, uid=args.uid, gid=args.gid,
+                      base=args.base)
     except SeedError as exc:
         print(f"seeding: error: {exc}", file=sys.stderr)
         return 2

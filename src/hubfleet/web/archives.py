@@ -45,7 +45,8 @@ def _mine(request: Request, user: str) -> list[ArchiveRecord]:
     if not (state / DEFAULT_NAME).exists():
         return []
     with Ledger(state) as ledger:
-        return [r for r in ledger.for_student(user) if not r.purged_at and r.verified_at]
+        # The current archive of each presentation (a student archived again has older, superseded ones).
+        return [r for r in ledger.for_student(user) if not r.purged_at and r.verified_at and not r.superseded]
 
 
 def _row(request: Request, user: str, presentation: str, student: str) -> ArchiveRecord:

@@ -3,10 +3,10 @@
 The portal session is the single sign-on: a student logs in here once, and every hub's OAuth login comes back
 to ``/portal/oauth/authorize``, which finds this cookie and answers without asking again.
 
-Why the cookie is scoped to ``/portal`` and everything that needs it lives under ``/portal/``: the front door
-serves the portal and every hub from one origin, and a cookie scoped to ``/`` would also be sent to
-``/hubs/<hub>/user/<someone>/``, a single-user server that its owner controls (they can replace it with their own
-process). Anyone who followed a link to another student's server would hand that student their portal session.
+The cookie is host-only (no ``Domain``): the portal has a host of its own (``portal.<domain>``) and students'
+servers are on other hosts (``<user>.<hub>.<domain>``, see ``backends/local/hosts.py``), so it never reaches a
+server a student controls; anyone who followed a link to one would otherwise hand its owner their portal session.
+It is also scoped to ``/portal`` (defence in depth: the public pages at ``/`` never need it).
 JupyterHub scopes its own cookies by path for the same reason.
 ref: https://jupyterhub.readthedocs.io/en/stable/explanation/websecurity.html#cookies
 

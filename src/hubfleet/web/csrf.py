@@ -12,14 +12,16 @@ saves, and is tracked) as the attacker. So every state-changing form carries a t
 * a POST is accepted only when the cookie is there, the token's signature is good and younger than
   ``CSRF_MAX_AGE``, and the nonce inside equals the cookie's. A cross-site page can make the browser send the
   cookie but can read neither the cookie nor the form, so it cannot produce the matching token.
-* a POST the browser itself labels ``Sec-Fetch-Site: cross-site`` is refused outright (defence in depth).
+* a POST the browser itself labels ``Sec-Fetch-Site: cross-site`` or ``same-site`` is refused outright: the
+  students' servers are other hosts of the same site (``alice.tm351.localhost``), and a page there could toss
+  a nonce cookie of its own onto the parent domain; only the portal's own pages post to it (defence in depth).
 
 The nonce is replaced at sign-in, so a nonce planted before the session does not outlive it.
 ref: https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html
 (signed double-submit cookie; "Login CSRF").
 
-Not covered, as for JupyterHub without subdomains: a student's own server is served from the same origin (under
-``/hubs/``), and same-origin script can read any portal page; hosting user servers on their own domain is the fix.
+Students' servers are on hosts of their own (``backends/local/hosts.py``), so no script they serve shares the
+portal's origin.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class CsrfGuard:
 
     def check(self, request: Request, token: str | None) -> bool:
         """Is this POST from one of our own forms, in the browser that was shown it?"""
-        if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        if request.headers.get("sec-fetch-site", "").lower() in ("cross-site", "same-site"):
             return False
         nonce = self._nonce(request)
         if not nonce or not token:

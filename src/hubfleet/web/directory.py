@@ -94,7 +94,7 @@ class UserDirectory:
             secret = read_secret(ctx.hub_dir / "oauth_client_secret")
         except FileNotFoundError:
             return None  # the hub has not started with the embedded provider yet
-        redirect = ctx.front_door.rstrip("/") + ctx.spec.base_path + "hub/oauth_callback"
+        redirect = ctx.hub_url + "hub/oauth_callback"
         return Client(client_id, secret, redirect)
 
     # -- who exists and how they log in ------------------------------------------------------------------------

@@ -1,6 +1,10 @@
 """The fleet portal behind the front door: the public list of hubs, sign-in, "your courses", and the fleet's
 embedded OpenID Connect provider (``oidc.py``) that every hub signs in through.
 
+It is served on a host of its own, ``portal.<domain>`` (see ``backends/local/hosts.py``): every other host that
+reaches it (the bare ``<domain>``, an unknown name) is redirected there, except the provider's machine endpoints,
+which the hubs call at the portal's private address. So no student's server shares its origin.
+
 URL layout, and why: ``/`` is the public page (every hub and its presentations, and a sign-in link); everything
 that needs to know who you are lives under ``/portal/`` (``/portal/`` is "your courses", ``/portal/login``,
 ``/portal/oauth/...``), because the session cookie is scoped to ``/portal`` so it never reaches a student's own
@@ -14,7 +18,8 @@ failed sign-in counters. Run detached by the front door as ``python -m hubfleet.
 
 Its two browser forms that change state, sign-in and sign-out, carry a CSRF token (``csrf.py``); a GET never
 changes state: ``GET /portal/logout`` (where a hub's "sign out" lands, as the provider's end_session_endpoint)
-only asks to confirm, and the confirmation is a POST. Failed sign-ins are rate-limited (``throttle.py``).
+only asks to confirm, and the confirmation is a POST. Failed sign-ins are slowed down per (username, client)
+(``throttle.py``); the client is the address the front door saw (``client_address``), never a header a client wrote.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from fastapi.templating import Jinja2Templates
 
 from hubfleet.backends.local.secrets import ensure_secret
 from hubfleet.web import oidc
 from hubfleet.web.auth import PORTAL_PREFIX, SessionSigner, current_user
 from hubfleet.web.csrf import CSRF_FIELD, CsrfGuard
+from hubfleet.web.devices import DeviceCookies
 from hubfleet.web.directory import UserDirectory
 from hubfleet.web.throttle import SignInThrottle
 
@@ -86,12 +93,53 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
+# Called server to server (by the hubs, at the portal's private address), never with a browser's cookie.
+_MACHINE_PATHS = frozenset({"/healthz", f"{PORTAL_PREFIX}/oauth/token", f"{PORTAL_PREFIX}/oauth/userinfo",
+                            f"{PORTAL_PREFIX}/oauth/jwks", f"{PORTAL_PREFIX}/.well-known/openid-configuration"})  # fmt: skip
+
+
+class OwnHostOnly(BaseHTTPMiddleware):
+    """Serve pages on the portal's own host only (fleet.json ``portal_url``); redirect any other host there.
+
+    The portal's cookies are host-only, so on another host they would not be sent anyway; redirecting keeps one
+    address for people and bookmarks (``http://localhost:PORT/`` lands on the portal)."""
+
+    def __init__(self, app: Any, source: PortalSource) -> None:
+        super().__init__(app)
+        self.source = source
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        own = str(self.source.fleet().get("portal_url") or "").rstrip("/")
+        host = urlsplit(own).netloc.lower()
+        if own and request.headers.get("host", "").lower() != host and request.url.path not in _MACHINE_PATHS:
+            query = f"?{request.url.query}" if request.url.query else ""
+            return RedirectResponse(own + request.url.path + query, status_code=307)
+        return await call_next(request)
+
+
 _FORGED = "This sign-in form has expired or did not come from this site, so nobody was signed in. Please sign in again."
 _NO_STORE = {"Cache-Control": "no-store"}  # pages carrying a form token are never cached
 
 
-def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic) -> FastAPI:
-    """The portal app; ``clock`` (monotonic seconds) drives the sign-in rate limit, so tests can move time."""
+def client_address(request: Request, behind_front_door: bool) -> str:
+    """Who is signing in, for the throttle.
+
+    Behind the front door (the portal on its unix socket, which only the front door reaches) it is the *last*
+    ``X-Forwarded-For`` entry: the one the front door appended, the address of the connection it accepted. Every
+    earlier entry was written by the client and is ignored (made-up headers must not make a new "client" per
+    attempt). Served directly (tests, a hub fixture), it is the peer address and the header is ignored altogether.
+    """
+    if behind_front_door:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        return last or "front-door"
+    return request.client.host if request.client else "unknown"
+
+
+def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic, *,
+               behind_front_door: bool = False) -> FastAPI:  # fmt: skip
+    """The portal app; ``clock`` (monotonic seconds) drives the sign-in throttle, so tests can move time.
+    ``behind_front_door``: requests come only through the front door (see ``client_address``)."""
     app = FastAPI(title="hubfleet portal", docs_url=None, redoc_url=None, openapi_url=None)
     TEMPLATES.env.filters["date"] = _date
     secrets_dir = source.state / "portal"
@@ -102,6 +150,7 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
     app.state.session_signer = SessionSigner(secrets_dir / "session_secret")
     app.state.csrf = csrf = CsrfGuard(secrets_dir / "session_secret")
     app.state.throttle = throttle = SignInThrottle(clock=clock)
+    devices = DeviceCookies(secrets_dir / "session_secret", PORTAL_PREFIX)
     app.state.oidc = oidc.Provider(
         directory, oidc.load_or_create_key(secrets_dir / "oidc_signing_key.json"), ensure_secret(secrets_dir / "token_secret")
     )
@@ -112,6 +161,7 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
                 "role_label": ROLE_LABEL, "prefix": PORTAL_PREFIX, **extra}  # fmt: skip
 
     app.state.page_context = page_context
+    app.add_middleware(OwnHostOnly, source=source)
 
     def render(request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
                **extra: Any) -> HTMLResponse:  # fmt: skip
@@ -122,8 +172,8 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         csrf.set_cookie(request, response, nonce)
         return response
 
-    def client_ip(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
+    fleet_id_file = source.state / "frontdoor" / "fleet_id"
+    fleet_id = fleet_id_file.read_text().strip() if fleet_id_file.is_file() else None
 
     # -- public, at the root ---------------------------------------------------------------------------------------
 
@@ -144,8 +194,9 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         return FileResponse(path, media_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> dict[str, str | None]:
+        # The fleet id lets the front door tell its own portal from another fleet's on the same port.
+        return {"status": "ok", "fleet": fleet_id}
 
     # -- signed-in pages, under /portal --------------------------------------------------------------------------
 
@@ -157,9 +208,11 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         if user is None:
             # Anonymous: the public list with the sign-in link, as at "/".
             return render(request, "portal.html", hubs=source.fleet().get("hubs", []), user=None, root="/")
-        up = {h["name"]: h.get("up", False) for h in source.fleet().get("hubs", [])}
+        hubs = source.fleet().get("hubs", [])
+        up = {h["name"]: h.get("up", False) for h in hubs}
+        urls = {h["name"]: h.get("url", "") for h in hubs}  # each hub's own host
         courses = directory.enrolments(user)
-        return render(request, "courses.html", user=user, courses=courses, up=up,
+        return render(request, "courses.html", user=user, courses=courses, up=up, urls=urls,
                       staff=any(c.role != "student" for c in courses))  # fmt: skip
 
     @portal.get("/login", response_class=HTMLResponse)
@@ -178,24 +231,27 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
             # the posted username is not echoed back (it came from that other page).
             return render(request, "login.html", status=403, next=_safe_next(next), username="", error=_FORGED,
                           demo=directory.demo_mode())  # fmt: skip
-        name, ip = username.strip().lower(), client_ip(request)
-        wait = throttle.retry_after(name, ip)
+        name = username.strip().lower()
+        # A browser that signed in as this user before counts as a client of its own (devices.py), so failures by
+        # others on the same network (a lab, campus wifi behind one address) do not slow its owner down.
+        device = devices.device(request, name)
+        client = f"device:{device}" if device else client_address(request, behind_front_door)
+        wait = throttle.retry_after(name, client)
         if wait is not None:
-            minutes = max(1, math.ceil(wait / 60))
-            message = (f"Too many failed sign-ins for this account or from this network. Try again in {minutes} "
-                       f"minute{'s' if minutes != 1 else ''}.")  # fmt: skip
+            message = f"Too many failed sign-ins from here. Try again in {_duration(wait)}."
             return render(request, "error.html", status=429, headers={"Retry-After": str(math.ceil(wait))},
                           message=message, back=f"{PORTAL_PREFIX}/login?{urlencode({'next': _safe_next(next)})}",
                           back_label="Back to sign in")  # fmt: skip
         if not directory.verify(name, password) or not directory.exists(name):
-            throttle.failed(name, ip)
+            throttle.failed(name, client)
             # One message for "no such user" and "wrong password": the form must not reveal who exists.
             return render(request, "login.html", status=401, next=_safe_next(next), username=username,
                           error="Invalid username or password.", demo=directory.demo_mode())  # fmt: skip
-        throttle.succeeded(name)
+        throttle.succeeded(name, client)
         response = RedirectResponse(_safe_next(next), status_code=303)
         secure = request.url.scheme == "https"
         app.state.session_signer.login(response, name, secure=secure)
+        devices.remember(request, response, name, secure=secure)
         csrf.rotate(request, response)
         return response
 
@@ -228,18 +284,30 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
     return app
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        n = max(1, math.ceil(seconds))
+        return f"{n} second{'s' if n != 1 else ''}"
+    n = math.ceil(seconds / 60)
+    return f"{n} minute{'s' if n != 1 else ''}"
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     parser = argparse.ArgumentParser(description="Serve the hubfleet portal for one state dir.")
     parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--uds", type=Path, help="Listen on this unix socket (behind the front door; trusts the "
+                        "X-Forwarded-For entry the front door appends).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args(argv)
-    app = create_app(PortalSource(args.state.resolve()))
-    # proxy_headers: it sits behind the front-door proxy; access log off, CHP already logs every request.
-    # One worker on purpose: oidc.py keeps its one-time authorization codes in this process.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, proxy_headers=True)
+    app = create_app(PortalSource(args.state.resolve()), behind_front_door=args.uds is not None)
+    # proxy_headers off: uvicorn would take X-Forwarded-For from any local peer; client_address decides instead.
+    # Access log off, CHP already logs every request. One worker on purpose: oidc.py keeps its one-time
+    # authorization codes (and throttle.py its counters) in this process.
+    where = {"uds": str(args.uds)} if args.uds else {"host": args.host, "port": args.port}
+    uvicorn.run(app, **where, log_level="warning", access_log=False, proxy_headers=False)
 
 
 if __name__ == "__main__":

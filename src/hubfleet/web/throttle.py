@@ -1,28 +1,34 @@
-"""A limit on failed sign-ins at the portal, per username and per client address, against password guessing.
+"""Failed sign-ins at the portal slow the guesser down, per (username, client) and per client, never locking anyone out.
 
-After ``user_limit`` failures for one username within ``window`` seconds, that username is refused (HTTP 429)
-until the oldest of those failures is ``window`` old, whoever tries and whatever password they send: the check
-comes before the password is even hashed, so a refused attempt also costs no scrypt work. The same holds per
-client address with the higher ``ip_limit``, because one address is often a whole lab or campus behind NAT, where
-five typos in a quarter of an hour are ordinary; the per-username limit is the one that stops guessing at an
-account. Refused attempts are not counted (they would keep an account locked forever), and a successful sign-in
-clears that username's failures (not the address's: one's own account must not reset a guessing address).
+Two counters, each a progressive delay rather than a lock-out:
 
-The counters live in this process's memory: the portal is one uvicorn worker (see ``portal.main``), so every
-attempt is seen here; a restart forgets them, which at worst grants one more window of attempts. The client address
-is ``request.client.host``, which uvicorn takes from ``X-Forwarded-For`` only when the connection comes from the
-trusted front door on 127.0.0.1 (``proxy_headers=True``, uvicorn's default ``forwarded_allow_ips``).
+* per **(username, client)**: after ``free`` failures, the next attempt for that username *from that client* must
+  wait ``base`` seconds, then twice as long after each further failure, up to ``cap``. That is what stops guessing
+  at one account: a few hundred guesses a day at most, against generated passwords.
+* per **client** (any username): the same with a larger allowance (``client_free``), against one client spraying
+  many usernames. One address is often a whole lab behind NAT, where typos add up.
 
-Known trade-off of any per-account limit: anyone can lock an account for one window by failing on purpose; the
-window is short, and the operator can restart the portal to clear it.
+Why not per username alone (as before): anyone could then lock a classmate's account, from anywhere, by failing on
+purpose before an exam. Keyed by (username, client), an attacker's failures slow down only the attacker's client;
+the owner signs in from their own. Refused attempts are not counted (they would push the delay forever), and a
+successful sign-in clears that (username, client) pair. A key is forgotten ``forget`` seconds after its last failure.
+
+What "client" means is the caller's job: the address the front door saw (``portal.client_address``), never a
+header a client can write; or a known device of that user (``devices.py``), so that a classmate behind the same
+NAT address cannot slow down the owner's own browser. The counters live in this process's memory: the portal is
+one uvicorn worker, so every attempt is seen here; a restart forgets them, which at worst grants another ``free``
+attempts.
+
+Known limit: guessing one account from many real addresses (a botnet) is slowed per address only; the answer to
+that is password strength (``members.PasswordBook`` generates them) or the institution's own identity provider.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 __all__ = ["SignInThrottle"]
 
@@ -30,50 +36,68 @@ __all__ = ["SignInThrottle"]
 _MAX_KEYS = 100_000
 
 
+@dataclass
+class _Failures:
+    count: int
+    last: float
+
+
 class SignInThrottle:
-    def __init__(self, user_limit: int = 5, ip_limit: int = 30, window: float = 15 * 60,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
-        self.user_limit, self.ip_limit, self.window, self.clock = user_limit, ip_limit, window, clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
+    def __init__(self, free: int = 5, client_free: int = 30, base: float = 5.0, cap: float = 300.0,
+                 forget: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self.free, self.client_free, self.base, self.cap, self.forget = free, client_free, base, cap, forget
+        self.clock = clock
+        self._failures: dict[tuple[str, ...], _Failures] = {}
         self._lock = threading.Lock()  # sync endpoints run in FastAPI's thread pool
 
-    def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
+    def _keys(self, username: str, client: str) -> list[tuple[tuple[str, ...], int]]:
+        return [(("user", username, client), self.free), (("client", client), self.client_free)]
 
-    def _keys(self, username: str, ip: str) -> list[tuple[tuple[str, str], int]]:
-        return [(("user", username), self.user_limit), (("ip", ip), self.ip_limit)]
+    def delay(self, count: int, free: int) -> float:
+        """Seconds an attempt must wait after the last of ``count`` failures: 0 within the allowance, then doubling."""
+        if count < free:
+            return 0.0
+        return min(self.base * 2 ** (count - free), self.cap)
 
-    def retry_after(self, username: str, ip: str) -> float | None:
-        """Seconds until this username and address may try again, or None if they may try now."""
+    def retry_after(self, username: str, client: str) -> float | None:
+        """Seconds until this username may be tried again from this client, or None if it may be tried now."""
         now = self.clock()
         waits = []
         with self._lock:
-            for key, limit in self._keys(username, ip):
-                times = self._recent(key, now)
-                if len(times) >= limit:
-                    # Free again once enough failures have aged out to leave one below the limit.
-                    waits.append(times[len(times) - limit] + self.window - now)
+            for key, free in self._keys(username, client):
+                seen = self._current(key, now)
+                if seen is not None:
+                    wait = seen.last + self.delay(seen.count, free) - now
+                    if wait > 0:
+                        waits.append(wait)
         return max(waits) if waits else None
 
-    def failed(self, username: str, ip: str) -> None:
+    def failed(self, username: str, client: str) -> None:
         now = self.clock()
         with self._lock:
             if len(self._failures) >= _MAX_KEYS:
-                for key in list(self._failures):
-                    self._recent(key, now)
-                if len(self._failures) >= _MAX_KEYS:  # all recent: forget the oldest half rather than grow
-                    for key in sorted(self._failures, key=lambda k: self._failures[k][-1])[: _MAX_KEYS // 2]:
-                        del self._failures[key]
-            for key, _ in self._keys(username, ip):
-                self._failures.setdefault(key, deque()).append(now)
+                self._prune(now)
+            for key, _ in self._keys(username, client):
+                seen = self._current(key, now)
+                if seen is None:
+                    self._failures[key] = _Failures(1, now)
+                else:
+                    seen.count, seen.last = seen.count + 1, now
 
-    def succeeded(self, username: str) -> None:
+    def succeeded(self, username: str, client: str) -> None:
         with self._lock:
-            self._failures.pop(("user", username), None)
+            self._failures.pop(("user", username, client), None)
+
+    def _current(self, key: tuple[str, ...], now: float) -> _Failures | None:
+        seen = self._failures.get(key)
+        if seen is not None and now - seen.last > self.forget:
+            del self._failures[key]
+            return None
+        return seen
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, v in self._failures.items() if now - v.last > self.forget]:
+            del self._failures[key]
+        if len(self._failures) >= _MAX_KEYS:  # all recent: forget the oldest half rather than grow
+            for key in sorted(self._failures, key=lambda k: self._failures[k].last)[: _MAX_KEYS // 2]:
+                del self._failures[key]

@@ -14,6 +14,11 @@ What the archive Job mounts and writes:
 - the marker ConfigMap (records.py format) in its own namespace, through a ServiceAccount whose Role allows
   ConfigMaps there and nothing else. The controller copies it to the fleet namespace before deleting the hub's.
 
+Students are named by their usernames in archives, the marker and the ledger (and ``--exclude`` compares
+usernames), never by a directory name: per-presentation claims are mounted at ``/students/<username>``, the
+username from the annotation KubeSpawner puts on every claim it makes; on the personal store the Job decodes each
+``home/<storage name>`` (jobrunner.username_of). # ref: kubespawner 7.0.0 _build_common_annotations
+
 Per-presentation layout: one volume per student claim. Clusters whose block storage limits volumes per node
 (e.g. ~25-39 on cloud disks) need an RWX storage class for hubs of that size; this is a known limit.
 """
@@ -24,7 +29,7 @@ import functools
 from pathlib import Path
 
 from hubfleet.backends.kubernetes.fleet import KEEP, MANAGED_BY, RenderOptions
-from hubfleet.catalog.naming import dns_label
+from hubfleet.catalog.naming import dns_label, is_username
 from hubfleet.plan.spec import PresentationSpec
 
 ARCHIVER = "hubfleet-archiver"
@@ -33,15 +38,32 @@ CODE_DIR = "/opt/hubfleet"
 LABEL = "hubfleet.io/archive-job"
 # Any python3 will do for the purge Job (it only deletes files); the archive Job uses the course's own image.
 DEFAULT_IMAGE = "python:3.12-slim"
+USERNAME_ANNOTATION = "hub.jupyter.org/username"  # KubeSpawner's, on every claim it makes: the raw username
+
+
+# The lifecycle modules the Job runs, as the ``hubfleet.lifecycle`` package (all standard library only): the same
+# engine, journal and archiver the local backend imports, so both backends keep the same guarantees.
+# ConfigMap key -> path under CODE_DIR (keys cannot hold '/').
+SHIPPED = {
+    "hubfleet.__init__.py": "hubfleet/__init__.py",
+    "lifecycle.__init__.py": "hubfleet/lifecycle/__init__.py",
+    # naming.storage_name names the archive files; the catalog package itself (pydantic, YAML) is not shipped.
+    "catalog.__init__.py": "hubfleet/catalog/__init__.py",
+    "naming.py": "hubfleet/catalog/naming.py",
+    **{f"{m}.py": f"hubfleet/lifecycle/{m}.py"
+       for m in ("archive", "engine", "faultpoints", "jobrunner", "ledger", "readback", "restoring", "store")},
+}
 
 
 @functools.lru_cache(maxsize=1)
 def shipped_code() -> dict[str, str]:
-    """archive.py and jobrunner.py, byte for byte as the local backend imports them."""
-    from hubfleet.lifecycle import archive, jobrunner
+    """The modules of ``SHIPPED``, byte for byte as the local backend imports them."""
+    import hubfleet
 
-    return {"archive.py": Path(archive.__file__).read_text(encoding="utf-8"),
-            "jobrunner.py": Path(jobrunner.__file__).read_text(encoding="utf-8")}
+    root = Path(hubfleet.__file__).resolve().parent.parent
+    code = {key: (root / path).read_text(encoding="utf-8") for key, path in SHIPPED.items()
+            if key != "catalog.__init__.py"}
+    return {**code, "catalog.__init__.py": '"""In the archive Job: only naming.py of the catalog package."""\n'}
 
 
 def job_name(kind: str, presentation: str) -> str:
@@ -103,8 +125,9 @@ def _job(ns: str, name: str, presentation: str, image: str, args: list[str], vol
                     "containers": [{
                         "name": "archiver",
                         "image": image,
-                        "command": ["python3", f"{CODE_DIR}/jobrunner.py", *args],
-                        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+                        "command": ["python3", "-m", "hubfleet.lifecycle.jobrunner", *args],
+                        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+                                {"name": "PYTHONPATH", "value": CODE_DIR}],
                         # Two cores: archive_many runs one process per core (benchmarks/archive.py).
                         "resources": {"requests": {"cpu": "2", "memory": "1Gi"},
                                       "limits": {"cpu": "2", "memory": "2Gi"}},
@@ -113,7 +136,8 @@ def _job(ns: str, name: str, presentation: str, image: str, args: list[str], vol
                         "volumeMounts": [{"name": "code", "mountPath": CODE_DIR, "readOnly": True},
                                          {"name": "archives", "mountPath": "/archives"}, *mounts],
                     }],
-                    "volumes": [{"name": "code", "configMap": {"name": ARCHIVER}},
+                    "volumes": [{"name": "code", "configMap": {"name": ARCHIVER, "items": [
+                                    {"key": k, "path": v} for k, v in SHIPPED.items()]}},
                                 {"name": "archives", "persistentVolumeClaim": {"claimName": STORE_CLAIM}}, *volumes],
                 },
             },
@@ -121,10 +145,10 @@ def _job(ns: str, name: str, presentation: str, image: str, args: list[str], vol
     }
 
 
-def render_archive_job(pres: PresentationSpec, ns: str, image: str, claims: list[str], team: list[str],
+def render_archive_job(pres: PresentationSpec, ns: str, image: str, claims: dict[str, str], team: list[str],
                        options: RenderOptions, portal_url: str = "") -> dict:
-    """The archive Job of one presentation. ``claims``: the per-presentation student claims (name -> mounted at
-    /students/<username>, the claim name's ``claim-<key>-`` prefix removed); ignored for the personal store."""
+    """The archive Job of one presentation. ``claims``: the per-presentation student claims, claim name ->
+    username (``claim_users``), each mounted at /students/<username>; ignored for the personal store."""
     args = ["archive", "--presentation", pres.key, "--layout", pres.storage.layout, "--volume", pres.storage.volume,
             "--dest", "/archives", "--exclude", ",".join(sorted(team)), "--namespace", ns]
     if pres.storage.layout == "personal-subfolder":
@@ -133,14 +157,27 @@ def render_archive_job(pres: PresentationSpec, ns: str, image: str, claims: list
         volumes = [{"name": "store", "persistentVolumeClaim": {"claimName": "personal-store"}}]
         mounts = [{"name": "store", "mountPath": "/store"}]
     else:
-        prefix = f"claim-{dns_label(pres.key)}-"
         args += ["--src-root", "/students"]
         volumes, mounts = [], []
-        for i, claim in enumerate(sorted(claims)):
-            user = claim.removeprefix(prefix)
+        for i, (claim, user) in enumerate(sorted(claims.items())):
             volumes.append({"name": f"s{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
             mounts.append({"name": f"s{i}", "mountPath": f"/students/{user}", "readOnly": True})
     return _job(ns, job_name("archive", pres.key), pres.key, image, args, volumes, mounts, options)
+
+
+def claim_users(claims: list[dict]) -> dict[str, str]:
+    """Claim name -> the username KubeSpawner made it for (its ``hub.jupyter.org/username`` annotation, the raw
+    name; the label of the same name is a slug). A claim without a valid username is an error a person must look
+    at: archiving it under a made-up name would give a student's files to nobody."""
+    out = {}
+    for claim in claims:
+        meta = claim["metadata"]
+        user = (meta.get("annotations") or {}).get(USERNAME_ANNOTATION, "")
+        if not is_username(user):
+            raise ValueError(f"claim {meta['name']} has no valid {USERNAME_ANNOTATION} annotation ({user!r}); "
+                             f"annotate it with the owner's username, then run the archive again")
+        out[meta["name"]] = user
+    return out
 
 
 def render_purge_job(pres: PresentationSpec, ns: str, image: str, options: RenderOptions) -> dict:
@@ -161,4 +198,4 @@ def job_state(job: dict) -> str:
     return "succeeded" if status.get("succeeded") else "running"
 
 
-__all__ = ["DEFAULT_IMAGE", "job_name", "job_state", "render_archive_job", "render_purge_job", "shipped_code", "support_objects"]
+__all__ = ["DEFAULT_IMAGE", "claim_users", "job_name", "job_state", "render_archive_job", "render_purge_job", "shipped_code", "support_objects"]

@@ -17,7 +17,8 @@ Course material is not in the spec, so a plan cannot see it change: `material_up
 running hub whose wanted material ConfigMaps are not all in its namespace.
 
 Hubs are independent: their action lists run in parallel (`concurrency` releases at a time) and one hub's
-failure is reported without stopping the others. Within a hub the plan's order holds.
+failure is reported without stopping the others. Within a hub the plan's order holds (executor.run_plan, shared
+with the local backend).
 
 `stop` uninstalls the release and keeps the namespace, the Secret and every claim: `start` brings the same hub
 back with the same tokens. `delete` removes the namespace, and is refused while a claim holds student files
@@ -35,13 +36,13 @@ from __future__ import annotations
 
 import copy
 import json
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.executor import run_plan
 from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
@@ -151,15 +152,9 @@ class KubernetesBackend:
 
     def apply(self, plan: Plan, spec: FleetSpec, progress: Progress | None = None) -> ApplyReport:
         say: Progress = progress or (lambda action, message: None)
-        by_hub: dict[str, list[Action]] = defaultdict(list)
-        for action in plan.actions:
-            by_hub[action.hub].append(action)
         wanted = {h.name: h for h in spec.hubs}
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = [pool.submit(self._apply_hub, acts, wanted.get(hub), spec, say) for hub, acts in by_hub.items()]
-            results = [r for f in futures for r in f.result()]
-        order = {a: i for i, a in enumerate(plan.actions)}
-        return ApplyReport(results=sorted(results, key=lambda r: order[r.action]))
+        return run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), spec, lambda m: say(a, m)),
+                        concurrency=self.concurrency, say=say, explain=_explain)
 
     def endpoint(self, hub: str) -> HubEndpoint:
         ns = hub
@@ -185,18 +180,6 @@ class KubernetesBackend:
 
     # ------------------------------------------------------------------------------------------ per hub
 
-    def _apply_hub(self, actions: list[Action], hub: HubSpec | None, spec: FleetSpec, say: Progress) -> list[ActionResult]:
-        results = []
-        for action in actions:
-            try:
-                message = self._do(action, hub, spec, lambda m, a=action: say(a, m))
-                results.append(ActionResult(action, ok=True, message=message))
-            except Exception as exc:  # noqa: BLE001 - one hub's failure must not stop the others
-                message = _explain(exc)
-                say(action, f"failed: {message}")
-                results.append(ActionResult(action, ok=False, message=message))
-        return results
-
     def _do(self, action: Action, hub: HubSpec | None, spec: FleetSpec, say: Callable[[str], None]) -> str:
         if action.kind in (Kind.create, Kind.update, Kind.start):
             if hub is None:
@@ -211,7 +194,7 @@ class KubernetesBackend:
     # ------------------------------------------------------------------------------------- archive and purge
 
     def _lifecycle_job(self, action: Action, spec: FleetSpec, say: Callable[[str], None]) -> str:
-        from .archive_job import DEFAULT_IMAGE, render_archive_job, render_purge_job, support_objects
+        from .archive_job import DEFAULT_IMAGE, claim_users, render_archive_job, render_purge_job, support_objects
 
         pres = next((p for p in spec.retired if p.key == action.presentation), None)
         if pres is None:
@@ -223,15 +206,15 @@ class KubernetesBackend:
             ns = action.hub
             applied = records.read_record(self.cluster, ns) or {}
             label = records.PRESENTATION_LABEL
-            claims = [c["metadata"]["name"] for c in records.student_claims(self.cluster, ns)
-                      if (c["metadata"].get("labels") or {}).get(label) == records.dns_label(pres.key)
-                      and c["metadata"]["name"] != records.PERSONAL_STORE_CLAIM]
+            claims = claim_users([c for c in records.student_claims(self.cluster, ns)
+                                  if (c["metadata"].get("labels") or {}).get(label) == records.dns_label(pres.key)
+                                  and c["metadata"]["name"] != records.PERSONAL_STORE_CLAIM])
             # Team members' own folders are never archived away as student work (datahub#7829).
             team = sorted(set(pres.instructors) | set(pres.tutors) | set(applied.get("admins") or []))
             image = next((p["image"] for p in applied.get("profiles") or [] if p.get("presentation") == pres.key),
                          DEFAULT_IMAGE)
             job = render_archive_job(pres, ns, image, claims, team, self.options,
-                                     portal_url=f"https://{spec.domain}/portal/archives/")
+                                     portal_url=f"https://portal.{spec.domain}/portal/archives/")
         else:
             if marker and marker.purged:
                 return "already purged"

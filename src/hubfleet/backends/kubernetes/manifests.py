@@ -36,16 +36,18 @@ from pathlib import Path
 from hubfleet.backends.kubernetes import material as m
 from hubfleet.backends.kubernetes import values as v
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, personal_store_pair
+from hubfleet.catalog import naming
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
-RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", "hubfleet-system"}
+RESERVED_NAMESPACES = set(naming.RESERVED_HUBS)  # one list: validate refuses the same names with a location
 GIB = 2**30
 
 
 def namespace_name(hub: HubSpec) -> str:
-    if hub.name in RESERVED_NAMESPACES or hub.name.startswith("kube-"):
-        raise ValueError(f"hub {hub.name!r} would share a system namespace; rename the course or fleet")
+    # validate refuses these with file and line (hubfleet.catalog.boundary); this guards a spec built elsewhere.
+    if hub.name in RESERVED_NAMESPACES or naming.is_reserved_hub(hub.name):
+        raise ValueError(f"hub {hub.name!r} is {naming.reserved_why(hub.name)}; rename the course or fleet")
     return hub.name
 
 
@@ -148,15 +150,14 @@ def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DE
                         "data": {"seeding.py": seeding_source()}})
         objects += [m.configmap(source, m.files_of(material or {}, source), ns, labels)
                     for source in m.sources([hub])]
-    if not v.extensions_uniform(hub):
-        for p in hub.presentations:
-            files = v.lab_files(p)
-            if files:
-                objects.append({
-                    "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": _meta(v.lab_configmap_name(p), ns, labels),
-                    "data": {k: json.dumps(d, indent=1, sort_keys=True) for k, d in files.items()},
-                })
+    for p in hub.presentations:  # JupyterLab settings, mounted by each presentation's profiles
+        files = v.lab_files(p)
+        if files:
+            objects.append({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": _meta(v.lab_configmap_name(p), ns, labels),
+                "data": {k: json.dumps(d, indent=1, sort_keys=True) for k, d in files.items()},
+            })
     return objects
 
 

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
+from hubfleet.catalog.loader import catalog_path
 from hubfleet.plan.spec import FleetSpec, HubSpec, Phase, PresentationSpec
 
 MATERIAL_DIR = "/srv/hubfleet/material"
@@ -78,7 +79,11 @@ def read_material(root: Path, spec: FleetSpec | HubSpec) -> dict[str, dict[str, 
 
 
 def _read_source(root: Path, source: str) -> dict[str, File]:
-    base = root / source
+    try:
+        # The loader's check: nothing outside the catalog folder (absolute, '..', a symlink out) is ever shipped.
+        base = catalog_path(Path(root), source)
+    except ValueError as exc:
+        raise MaterialError(f"seed source {source!r}: {exc}") from None
     if not base.is_dir():
         raise MaterialError(f"seed source {source!r}: {base} is not a directory")
     top = base.resolve()

@@ -1,22 +1,26 @@
 """``render_values(hub, fleet) -> dict``: a HubSpec as Zero-to-JupyterHub 4.4.0 values, using the chart's own
-mechanisms wherever it has one (profileList, storage, extraFiles, loadRoles, cull, ingress).
+mechanisms wherever it has one (profileList, storage, loadRoles, cull, ingress).
 
 Per-presentation settings live in each profile's ``kubespawner_override``, because one hub can host several
 presentations (per-course, per-unit, central topologies) that differ in course folder, storage, seed and
 phase. kubespawner *replaces* list traits from an override (only dict traits such as ``environment`` are
-merged), so each profile carries its complete ``volumes``/``volume_mounts``/``init_containers``; the
-hub-wide ``singleuser.storage`` mirrors the first presentation, which is what a single-presentation hub uses.
+merged), so each profile carries its complete ``volumes``/``volume_mounts``/``init_containers``, JupyterLab
+settings included; the hub-wide ``singleuser.storage`` mirrors the first presentation for the chart's sake, but
+every spawn goes through a profile.
 # ref: https://jupyterhub-kubespawner.readthedocs.io/en/latest/spawner.html#kubespawner.KubeSpawner.profile_list
 
-Storage layouts (all mount the student's storage as volume ``home``, which the seeding init containers and the
-spawn policy's subPath pinning refer to by that name):
+Storage layouts (all mount the student's storage as volume ``home``, which the seeding init containers refer to
+by that name):
 
 - ``personal-subfolder``: the shared personal store (``static``, claim ``personal-store``), subPath
-  ``home/{username}``; the server starts in the course folder. The user segment is re-pinned to
-  ``escape_username`` by ``spawn_policy`` (why: see there).
+  ``home/<storage name>``; the server starts in the course folder.
 - ``per-presentation``: one dynamic claim per student per presentation, named after the presentation so
   next year's presentation never reuses this year's claim.
 - ``ephemeral``: an ``emptyDir``; nothing survives the pod.
+
+Per-user names: the spec's ``{username}`` becomes ``spawn_policy.ACCOUNT`` in paths inside the container (the
+notebook user's home is ``/home/<unix account>``) and ``spawn_policy.STORAGE`` in subPaths; the hub fills both
+in per user when it hands out the profiles (why not kubespawner's own ``{username}``: see spawn_policy).
 
 Read-only phase: the course folder is mounted ``readOnly`` over itself and no seeding runs, so students can
 open and download their files but not change them; the rest of the home stays writable for Jupyter's own
@@ -27,11 +31,11 @@ from __future__ import annotations
 
 import posixpath
 
-from hubfleet.backends.kubernetes import branding, material, spawn_policy
+from hubfleet.backends.kubernetes import branding, idp_groups, material, spawn_policy
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
 from hubfleet.backends.kubernetes.material import Material
-from hubfleet.catalog.naming import dns_label
-from hubfleet.catalog.quantities import cpu_cores
+from hubfleet.catalog.naming import account_prefix, dns_label
+from hubfleet.catalog.quantities import cpu_cores, memory_bytes
 from hubfleet.plan.spec import FleetSpec, HubSpec, Phase, PresentationSpec, ProfileSpec
 
 SEEDING_DIR = "/opt/hubfleet"
@@ -43,6 +47,7 @@ SECRET_KEYS = ("hubfleet-api-token", "oauth-client-secret", "ldap-bind-password"
 SERVICE_SCOPES = (
     "admin:users", "admin:groups", "list:users", "read:users", "list:groups", "read:groups", "servers", "read:hub",
 )
+ACCOUNT, STORAGE = spawn_policy.ACCOUNT, spawn_policy.STORAGE
 LAB_PAGE_CONFIG = "/etc/jupyter/labconfig/page_config.json"
 # docker-stacks images have JupyterLab in /opt/conda; pip-installed images read /usr/local. Ship both.
 LAB_OVERRIDES = ("/opt/conda/share/jupyter/lab/settings/overrides.json",
@@ -51,7 +56,7 @@ LAB_OVERRIDES = ("/opt/conda/share/jupyter/lab/settings/overrides.json",
 
 def home_path(p: PresentationSpec) -> str:
     # docker-stacks moves the home to /home/$NB_USER when NB_USER is set; jovyan keeps the image's.
-    return p.storage.home if p.container_user == "username" else "/home/jovyan"
+    return p.storage.home.replace("{username}", ACCOUNT) if p.container_user == "username" else "/home/jovyan"
 
 
 def course_dir(p: PresentationSpec) -> str:
@@ -69,7 +74,7 @@ def read_only(p: PresentationSpec) -> bool:
 def _store_subpath(p: PresentationSpec, rel: str = "") -> str | None:
     """subPath on the student's storage volume; None = the volume's root (dynamic claim)."""
     if p.storage.layout == "personal-subfolder":
-        base = p.storage.volume  # home/{username}: frozen identity
+        base = p.storage.volume.replace("{username}", STORAGE)  # home/<storage name>: frozen identity
         return posixpath.join(base, rel) if rel else base
     if p.storage.layout == "per-presentation":
         return rel or None
@@ -177,6 +182,7 @@ def seed_command(p: PresentationSpec, source: str, target: str, policy: str, opt
         "python3", f"{SEEDING_DIR}/seeding.py",
         "--source", material.seed_dir(source),
         "--target", posixpath.normpath(posixpath.join(course_dir(p), target)),
+        "--base", course_dir(p),  # the part of the target below the course folder is walked without following links
         "--policy", policy,
         "--uid", str(options.nb_uid), "--gid", str(options.nb_gid),
     ]
@@ -197,7 +203,7 @@ def environment(hub: HubSpec, p: PresentationSpec, options: RenderOptions) -> di
         # across hubs and uids are not coordinated, so ownership does not encode identity; CHOWN_HOME_OPTS is
         # deliberately not -R (a recursive chown walks a 5Gi home on NFS on every start).
         # ref: https://jupyter-docker-stacks.readthedocs.io/en/latest/using/common.html#user-related-configurations
-        env.update({"NB_USER": "{username}", "NB_UID": str(options.nb_uid), "NB_GID": str(options.nb_gid),
+        env.update({"NB_USER": ACCOUNT, "NB_UID": str(options.nb_uid), "NB_GID": str(options.nb_gid),
                     "CHOWN_HOME": "yes"})
     if read_only(p):
         env["JUPYTER_RUNTIME_DIR"] = "/tmp/jupyter-runtime"
@@ -208,18 +214,24 @@ def _cpu(value: str | None) -> float | None:
     return None if value is None else cpu_cores(value)
 
 
+def _bytes(value: str | None) -> int | None:
+    return None if value is None else memory_bytes(value)
+
+
 def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_configmap: str | None,
                   shipped: Material) -> dict:
     p = next(x for x in hub.presentations if x.key == prof.presentation)
     mounts = home_mounts(p)
     if lab_configmap:
-        mounts += lab_mounts()
+        mounts += lab_mounts(lab_files(p))
     override = {
         "image": prof.image,
         "cpu_guarantee": _cpu(prof.cpu),
         "cpu_limit": _cpu(prof.cpu_limit or prof.cpu),
-        "mem_guarantee": prof.memory,
-        "mem_limit": prof.memory_limit or prof.memory,
+        # Bytes: KubeSpawner's traits read "1Gi" as an error and "2G" as 2 GiB (JupyterHub byte specifications);
+        # the catalog's quantities are Kubernetes' (G = 10^9, Gi = 2^30), as on the local backend's cgroups.
+        "mem_guarantee": _bytes(prof.memory),
+        "mem_limit": _bytes(prof.memory_limit or prof.memory),
         "working_dir": course_dir(p),
         "notebook_dir": course_dir(p),  # a kernel started over REST without a path runs here, not in HOME
         "environment": environment(hub, p, options),
@@ -248,10 +260,6 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
     return entry
 
 
-def extensions_uniform(hub: HubSpec) -> bool:
-    return len({p.extensions.model_dump_json() for p in hub.presentations}) <= 1
-
-
 def lab_configmap_name(p: PresentationSpec) -> str:
     return f"lab-{dns_label(p.key)}"
 
@@ -267,20 +275,11 @@ def lab_files(p: PresentationSpec) -> dict[str, dict]:
     return files
 
 
-def lab_mounts() -> list[dict]:
-    out = [_mount("hubfleet-lab", LAB_PAGE_CONFIG, "page_config.json", ro=True)]
-    out += [_mount("hubfleet-lab", path, "overrides.json", ro=True) for path in LAB_OVERRIDES]
-    return out
-
-
-def _singleuser_extra_files(p: PresentationSpec) -> dict:
-    files = lab_files(p)
-    out = {}
-    if "page_config.json" in files:
-        out["lab-page-config"] = {"mountPath": LAB_PAGE_CONFIG, "data": files["page_config.json"]}
+def lab_mounts(files: dict[str, dict]) -> list[dict]:
+    """Mounts of the files ``lab_files`` made (a subPath naming a missing key would mount an empty directory)."""
+    out = [_mount("hubfleet-lab", LAB_PAGE_CONFIG, "page_config.json", ro=True)] if "page_config.json" in files else []
     if "overrides.json" in files:
-        for i, path in enumerate(LAB_OVERRIDES):
-            out[f"lab-overrides-{i}"] = {"mountPath": path, "data": files["overrides.json"]}
+        out += [_mount("hubfleet-lab", path, "overrides.json", ro=True) for path in LAB_OVERRIDES]
     return out
 
 
@@ -294,14 +293,6 @@ def _storage(p: PresentationSpec) -> dict:
                 "dynamic": {"pvcNameTemplate": pvc_name_template(p), "volumeNameTemplate": "home",
                             "storageAccessModes": ["ReadWriteOnce"]}}
     return {**common, "type": "none"}
-
-
-def hub_groups(hub: HubSpec) -> list[str]:
-    return sorted({g for p in hub.presentations for g in (p.group, p.tutor_group, p.instructor_group)})
-
-
-def idp_groups(hub: HubSpec) -> list[str]:
-    return sorted({s["idp_group"] for p in hub.presentations for s in p.enrolment if s.get("idp_group")})
 
 
 def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple[dict, dict]:
@@ -327,12 +318,9 @@ def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple
             "userdata_url": issuer + u,
             "scope": ["openid", "profile", "email"],
             "username_claim": auth.get("username_claim", "preferred_username"),
-            "claim_groups_key": auth.get("groups_claim", "groups"),
-            # The IdP's groups become JupyterHub groups at each login (JupyterHub 5 manage_groups). They
-            # replace memberships made over the API, so enrolment sync re-applies its groups after a login.
-            # ref: https://oauthenticator.readthedocs.io/en/latest/reference/api/gen/oauthenticator.generic.html
-            "manage_groups": True,
-            "allowed_groups": sorted(set(hub_groups(hub)) | set(idp_groups(hub))),
+            # Enrolment sync owns group memberships; idp groups only add at login (idp_groups.py, the local
+            # backend's rule). manage_groups would reset them from the token at every login.
+            "manage_groups": False,
         }
         env["OAUTH_CLIENT_SECRET"] = from_secret("oauth-client-secret")  # read by OAuthenticator itself
         config = {"JupyterHub": {"authenticator_class": "generic-oauth"}, "GenericOAuthenticator": oauth}
@@ -363,6 +351,13 @@ def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple
     return config, env
 
 
+def idp_config(hub: HubSpec) -> dict[str, str]:
+    """The identity-provider group rule, for the hubs that log in through OAuth (oidc, embedded)."""
+    if hub.auth["type"] not in ("oidc", "embedded"):
+        return {}
+    return {"15-hubfleet-idp-groups": idp_groups.hub_config(hub, hub.auth.get("groups_claim", "groups"))}
+
+
 def load_roles(hub: HubSpec) -> dict:
     roles = {
         r.name: {"description": r.description, "scopes": list(r.scopes), "groups": list(r.groups),
@@ -385,23 +380,28 @@ def render_values(
     if secrets_ref:
         options = RenderOptions(**{**options.__dict__, "secret_name": secrets_ref})
     first = hub.presentations[0]
-    uniform = extensions_uniform(hub)
+    # JupyterLab settings travel with each profile: kubespawner replaces a list trait from a profile, so the
+    # chart's hub-wide singleuser.extraFiles mounts would never reach a pod that has a profile.
     profiles = [
-        profile_entry(hub, prof, options, None if uniform or not lab_files(_pres(hub, prof))
-                      else lab_configmap_name(_pres(hub, prof)), shipped)
+        profile_entry(hub, prof, options, lab_configmap_name(_pres(hub, prof)) if lab_files(_pres(hub, prof))
+                      else None, shipped)
         for prof in hub.profiles
     ]
     host = f"{hub.name}.{fleet.domain}"
     auth, auth_env = auth_config(hub, fleet, options)
-    store = {"volume": "home", "prefix": "home"} if any(
-        p.storage.layout == "personal-subfolder" for p in hub.presentations) else None
-    policy = spawn_policy.policy_data(
-        [{"slug": p.name, "groups": p.groups} for p in hub.profiles], store, TOKEN_ENV)
+    # Each student's server on a host of its own, {user}.{hub}.{domain}, so a page a student serves is another
+    # origin than the hub and the portal (issue 16). The chart then starts its proxy with --host-routing; the
+    # ingress takes the hub's host and every host below it, with one wildcard certificate (cert-manager needs a
+    # DNS-01 solver for a wildcard). ref: https://z2jh.jupyter.org/en/stable/resources/reference.html#hub-config-jupyterhub-subdomain-host
+    auth["JupyterHub"]["subdomain_host"] = f"https://{host}"
+    hosts = [host, f"*.{host}"]
+    policy = spawn_policy.policy_data([{"slug": p.name, "groups": p.groups} for p in hub.profiles], TOKEN_ENV,
+                                      fleet.account_prefix or account_prefix(fleet.fleet))
     ingress = {
         "enabled": True,
-        "hosts": [host],
+        "hosts": hosts,
         "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer},
-        "tls": [{"hosts": [host], "secretName": f"{hub.name}-tls"}],
+        "tls": [{"hosts": hosts, "secretName": f"{hub.name}-tls"}],
     }
     if options.ingress_class:
         ingress["ingressClassName"] = options.ingress_class
@@ -413,6 +413,7 @@ def render_values(
                                                                     "key": "hubfleet-api-token"}}},
                          **auth_env},
             "extraConfig": {"10-hubfleet-spawn-policy": spawn_policy.hub_config(policy),
+                            **idp_config(hub),
                             "20-hubfleet-branding": branding.HUB_CONFIG},
             "extraFiles": branding.template_files(),
             "templateVars": branding.template_vars(hub, fleet),
@@ -433,7 +434,7 @@ def render_values(
             # ref: https://z2jh.jupyter.org/en/stable/administrator/security.html#audit-cloud-metadata-server-access
             "cloudMetadata": {"blockWithIptables": False},
             "storage": _storage(first),
-            "extraFiles": _singleuser_extra_files(first) if uniform else {},
+            "extraFiles": {},
             "profileList": profiles,
         },
         "cull": {

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubfleet.backends.local import workspace
 from hubfleet.backends.local.fleetstate import FleetPaths
+from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
-from hubfleet.lifecycle.archive import VerifyResult, restore
+from hubfleet.catalog.naming import storage_name
+from hubfleet.lifecycle.archive import VerifyResult
 from hubfleet.lifecycle.engine import Archiver, PresentationOutcome, StudentFolder, audit, stub_text
+from hubfleet.lifecycle.restoring import remove_tree, restore
 from hubfleet.lifecycle.ledger import ArchiveRecord, Ledger
 from hubfleet.lifecycle.store import ArchiveStore, manifest_location, open_location, open_store
 from hubfleet.plan.spec import FleetSpec, Phase, PresentationSpec
@@ -44,6 +48,10 @@ class LocalArchiving:
                  portal_url: str, store: str | None = None, workers: int | None = None) -> None:
         self.paths, self.storage_root, self.loaded = paths, Path(storage_root), loaded
         self.demo_mode, self.portal_url, self.store_spec, self.workers = demo_mode, portal_url, store, workers
+        # Where the engine says what the archives hold before it deletes anything (the CLI prints it), and every
+        # outcome of this process's archive phases (the CLI's closing line is built from them, not asserted).
+        self.say: Callable[[str], None] | None = None
+        self.outcomes: list[PresentationOutcome] = []
 
     def ledger(self) -> Ledger:
         # One connection per call site: apply runs hubs in threads and sqlite connections stay in their thread.
@@ -65,10 +73,12 @@ class LocalArchiving:
 
     def student_folders(self, pres: PresentationSpec) -> list[StudentFolder]:
         team = self.team(pres)
-        return [StudentFolder(u, p) for u, p in workspace.course_dirs(self.storage_root, pres).items() if u not in team]
+        return [StudentFolder(u, p, storage_name(u))
+                for u, p in workspace.course_dirs(self.storage_root, pres).items() if u not in team]
 
     def owner(self, user: str) -> workspace.Owner | None:
-        return None if self.demo_mode else workspace.existing_owner(user)
+        fleet = self.loaded.catalog.fleet
+        return None if self.demo_mode else workspace.existing_owner(user, naming.account_prefix(fleet.name, fleet.account_prefix))
 
     # -- read-only: storage level, every reconcile ------------------------------------------------------------------
 
@@ -96,16 +106,11 @@ class LocalArchiving:
             # Nothing may change under the archiver: a server of a shared hub may still run.
             workspace.set_read_only(folder.path, True, self.owner(folder.student))
         with self.ledger() as ledger:
-            archiver = Archiver(self.store(), ledger, self.paths.state / "archive-staging", workers=self.workers)
-
-            def remove(folder: StudentFolder) -> None:
-                # Stub first: a kill between the two leaves a stub pointing at a verified archive, never a student
-                # with neither folder nor note.
-                self._write_stub(ledger, folder.student)
-                workspace.remove_course_folder(self.storage_root, pres, folder.student, folder.path)
-
+            archiver = Archiver(self.store(), ledger, self.paths.state / "archive-staging", workers=self.workers,
+                                say=self.say)
             out = archiver.archive(pres.key, folders, keep_until=pres.purge_on.isoformat(),
-                                   teardown=remove if teardown else None)
+                                   teardown=_Teardown(self, ledger, pres) if teardown else None)
+        self.outcomes.append(out)
         if out.ok and teardown:
             shutil.rmtree(self.paths.state / "archive-staging" / pres.key, ignore_errors=True)
         return out
@@ -113,6 +118,8 @@ class LocalArchiving:
     def purge(self, pres: PresentationSpec) -> PresentationOutcome:
         with self.ledger() as ledger:
             out = Archiver(self.store(), ledger, self.paths.state / "archive-staging").purge(pres.key)
+        self.outcomes.append(out)
+        with self.ledger() as ledger:
             for student in out.purged:
                 if (self.storage_root / "home" / student).is_dir():
                     self._write_stub(ledger, student)
@@ -127,7 +134,7 @@ class LocalArchiving:
 
     def _write_stub(self, ledger: Ledger, student: str) -> None:
         text = stub_text(student, ledger.for_student(student), self.portal_url, str(self.loaded.root))
-        workspace.write_stub(self.storage_root / "home" / student, text, self.owner(student))
+        workspace.write_stub(self.storage_root / "home" / naming.storage_name(student), text, self.owner(student))
 
     def problems(self, deep: bool = False) -> list[str]:
         if not (self.paths.state / "archives.sqlite").exists():
@@ -180,14 +187,48 @@ class LocalArchiving:
         ws = workspace.workspace_for(self.storage_root, pres.hub, row.student, pres)
         target = ws.course_dir / f"from-{row.presentation}" if into is not None else ws.course_dir
         owner = self.owner(row.student)
+        made = [p for p in (ws.home, ws.course_dir, ws.course_path) if not (p.exists() or p.is_symlink())]
         with tempfile.TemporaryDirectory(prefix="hubfleet-restore-") as tmp:
             archive, manifest = Path(tmp) / "a.tar.gz", Path(tmp) / "a.manifest.json"
             for location, local in ((row.location, archive), (manifest_location(row.location), manifest)):
                 with open_location(location) as src, open(local, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-            # The student's home and course folder as the spawner would make them (owner, modes, links).
-            workspace.prepare(ws, self.storage_root, owner)
-            check = restore(archive, manifest, target)
+            # The student's home and course folder as the spawner would make them (owner, modes, links), but not
+            # the extra mounts yet: their skeletons would make the original folder non-empty (TM351's
+            # .postgres/data). They are made after extracting, where the archive did not bring them back.
+            workspace.prepare(ws, self.storage_root, owner, mounts=False)
+            try:
+                check = restore(archive, manifest, target, owner=(owner.uid, owner.gid) if owner else None)
+            except BaseException:
+                _unmake(made)
+                raise
         if check.ok:
-            workspace.give_back(target, owner)
+            workspace.make_mounts(ws, owner)
+        else:
+            _unmake(made)  # a failed restore leaves nothing behind (restore() already emptied the target)
         return RestoreResult(row.student, target, check)
+
+
+def _unmake(made: list[Path]) -> None:
+    """Remove what a failed restore created (deepest first), never anything that was there before it."""
+    for path in reversed(made):
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_dir():
+            remove_tree(path)
+
+
+@dataclass
+class _Teardown:
+    """The engine's teardown on the local backend: the stub in the student's home, then the course folder."""
+
+    archiving: LocalArchiving
+    ledger: Ledger
+    pres: PresentationSpec
+    removed: list[str] = field(default_factory=list)
+
+    def stub(self, folder: StudentFolder) -> None:
+        self.archiving._write_stub(self.ledger, folder.student)
+
+    def remove(self, folder: StudentFolder, halfway: Callable[[], None]) -> None:
+        workspace.remove_course_folder(self.archiving.storage_root, self.pres, folder.student, folder.path, halfway)

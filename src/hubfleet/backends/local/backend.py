@@ -1,7 +1,8 @@
 """LocalBackend: the Backend contract carried out with real processes on this machine.
 
 Each hub is a JupyterHub 6 process (plus its node proxy) under ``<state>/hubs/<hub>/``; a front door on
-127.0.0.1:<port> routes ``/hubs/<hub>/`` to it and serves the portal at ``/``. The file layout is in
+127.0.0.1:<port> routes by host: ``<hub>.<domain>`` and its students' ``<user>.<hub>.<domain>`` to the hub,
+``portal.<domain>`` to the portal (``hosts.py``). The file layout is in
 ``fleetstate.py``; the hub side (config, authenticator, spawner) reads ``hub.json`` and ``members.json``.
 
 Rules this module keeps:
@@ -23,8 +24,8 @@ import datetime as dt
 import os
 import shutil
 import sys
+import threading
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,20 +33,24 @@ from typing import Any
 import httpx
 import psutil
 
-from hubfleet.backends.base import ActionResult, ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
-from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, observe_state, read_json, write_json_atomic
+from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor
+from hubfleet.backends.local.hosts import FleetHosts
 from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
 from hubfleet.backends.local.ports import HubPorts, PortBook
 from hubfleet.backends.local.proxy import ProxyCommand, find_chp
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
+from hubfleet.backends.local.strays import end_strays, fleet_processes
+from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
 from hubfleet.plan.diff import Action, FleetState, Kind, Plan
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
-__all__ = ["LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "stop_fleet"]
+__all__ = ["ApplyCancelled", "LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "fleet_processes", "stop_fleet"]
 
 DEMO_ENV = "HUBFLEET_DEMO_MODE"
 
@@ -77,6 +82,7 @@ class LocalBackend:
         self.storage_root = Path(storage_root).resolve()
         self.loaded = loaded
         self.port = port
+        self.hosts = FleetHosts(loaded.catalog.fleet.domain, port)
         self.demo_mode = default_demo_mode() if demo_mode is None else demo_mode
         self.hub_timeout = hub_timeout
         self.parallel = parallel
@@ -89,6 +95,9 @@ class LocalBackend:
         self.own_proxy = True
         self.archive_store: str | None = None  # a directory or URL; None = remembered in the state dir, or default
         self._spec: FleetSpec | None = None  # the spec apply() runs against, for the lifecycle actions
+        # Set when the caller is interrupted mid-apply: the worker threads stop at their next step instead of starting
+        # more hubs behind the back of the `down` that interrupted them.
+        self.cancelled = threading.Event()
 
     # -- small helpers -------------------------------------------------------------------------------------------
 
@@ -100,10 +109,10 @@ class LocalBackend:
 
     @property
     def frontdoor(self) -> FrontDoor:
-        return FrontDoor(self.paths, self.port, self.chp)
+        return FrontDoor(self.paths, self.port, self.chp, self.hosts.domain)
 
     def hub_url(self, hub: str) -> str:
-        return f"http://{HOST}:{self.port}/hubs/{hub}/"
+        return self.hosts.hub_url(hub)
 
     def _owner_pids(self, hp: HubPaths) -> set[int]:
         pids: set[int] = set()
@@ -119,8 +128,13 @@ class LocalBackend:
         """The lifecycle's local side (archiving.py): freezing, archive/teardown, purge, audit, restore."""
         from hubfleet.backends.local.archiving import LocalArchiving
 
-        return LocalArchiving(self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
-                              portal_url=f"http://{HOST}:{self.port}/portal/archives/", store=self.archive_store)
+        # One per backend (per store): the CLI hangs its `say` on it and reads back the outcomes of what apply did.
+        cached = self.__dict__.get("_archiving")
+        if cached is None or cached.store_spec != self.archive_store:
+            cached = self.__dict__["_archiving"] = LocalArchiving(
+                self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
+                portal_url=f"{self.hosts.portal_url}/portal/archives/", store=self.archive_store)
+        return cached
 
     def _service_token(self, hub: str) -> str:
         return read_secret(self.paths.hub(hub).service_token)
@@ -135,30 +149,35 @@ class LocalBackend:
         ports = self.ports.recorded(hub)
         if ports is None:
             raise KeyError(f"hub {hub} has never been created here")
-        return HubEndpoint(api_url=f"http://{HOST}:{ports.proxy_port}/hubs/{hub}/hub/api", token=self._service_token(hub))
+        return HubEndpoint(api_url=f"http://{HOST}:{ports.proxy_port}/hub/api", token=self._service_token(hub))
 
     def apply(self, plan: Plan, spec: FleetSpec, progress: Progress | None = None) -> ApplyReport:
         say: Progress = progress or (lambda action, message: None)
-        self.paths.state.mkdir(parents=True, exist_ok=True)
+        self.lock_down()
         self._spec = spec
         self.sync_logins(spec)
-        by_hub: dict[str, list[Action]] = defaultdict(list)
-        for action in plan.actions:
-            by_hub[action.hub].append(action)
         wanted = {h.name: h for h in spec.hubs}
-        # Hubs are independent, so they start in parallel (a hub takes seconds to boot); within a hub the plan's
-        # order holds (archive before stop before delete).
-        with ThreadPoolExecutor(max_workers=max(1, self.parallel)) as pool:
-            futures = [pool.submit(self._apply_hub, actions, wanted.get(hub), say) for hub, actions in by_hub.items()]
-            results = [r for f in futures for r in f.result()]
-        # By identity: actions carry lists in their changes and are not hashable.
-        order = {id(a): i for i, a in enumerate(plan.actions)}
-        report = ApplyReport(results=sorted(results, key=lambda r: order[id(r.action)]))
+        # Hubs start in parallel (a hub takes seconds to boot); within a hub the plan's order holds. An interrupt
+        # sets self.cancelled, so the workers stop at their next step too.
+        report = run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), say), concurrency=self.parallel, say=say,
+                          cancelled=self.cancelled)
         self.refresh(spec)
+        self.lock_down()  # whatever this apply created (logs, sqlite -wal/-shm, archives) is private now
         return report
+
+    def lock_down(self) -> None:
+        """The state dir and a local archive store elsewhere: private to hubfleet (fleetstate.lock_down)."""
+        store = None
+        remembered = self.paths.state / "archive-store"
+        location = self.archive_store or (remembered.read_text().strip() if remembered.is_file() else "")
+        if location and ("://" not in location or location.startswith("file://")):
+            store = Path(location.removeprefix("file://"))
+        lock_down(self.paths.state, self.storage_root, store)
 
     def status(self, spec: FleetSpec) -> list[HubStatus]:
         out = []
+        # Said on every hub's row: a server without a memory limit can take memory from every other hub.
+        limits_note = "" if self.demo_mode else _limits_note()
         for hub in spec.hubs:
             hp = self.paths.hub(hub.name)
             url = self.hub_url(hub.name)
@@ -171,7 +190,7 @@ class LocalBackend:
                 with HubClient(ep.api_url, ep.token, timeout=5) as client:
                     users = client.users()
                 servers = sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
-                out.append(HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers))
+                out.append(HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers, detail=limits_note))
             except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
                 out.append(HubStatus(hub.name, url, up=False, detail=f"process up, API not answering: {exc}"))
         return out
@@ -224,14 +243,14 @@ class LocalBackend:
         return {
             "fleet": spec.fleet,
             "date": spec.date.isoformat(),
-            "front_door": f"http://{HOST}:{self.port}",
+            "front_door": self.hosts.portal_url,
+            "portal_url": self.hosts.portal_url,
             "demo_mode": self.demo_mode,
             "branding": branding,
             "hubs": [
                 {
                     "name": h.name,
                     "url": self.hub_url(h.name),
-                    "path": f"hubs/{h.name}/",  # relative, so the page works behind any host name
                     "up": up.get(h.name, False),
                     "presentations": [
                         {
@@ -250,22 +269,8 @@ class LocalBackend:
 
     # -- per-hub actions ---------------------------------------------------------------------------------------------
 
-    def _apply_hub(self, actions: list[Action], hub: HubSpec | None, say: Progress) -> list[ActionResult]:
-        results = []
-        archive_failed = False
-        for action in actions:
-            try:
-                if action.kind == Kind.delete and archive_failed:
-                    raise RuntimeError("kept: a presentation of this hub is not archived yet")
-                message = self._do(action, hub, say)
-                results.append(ActionResult(action, ok=True, message=message))
-            except Exception as exc:  # noqa: BLE001 - one hub's failure must not stop the others
-                archive_failed |= action.kind == Kind.archive
-                say(action, f"failed: {exc}")
-                results.append(ActionResult(action, ok=False, message=str(exc)))
-        return results
-
     def _do(self, action: Action, hub: HubSpec | None, say: Progress) -> str:
+        self._check_cancelled()  # a `down` during this apply: start nothing more
         hp = self.paths.hub(action.hub)
         if action.kind in (Kind.create, Kind.update, Kind.start):
             assert hub is not None, f"{action.kind.value} of a hub the spec does not have"
@@ -284,6 +289,10 @@ class LocalBackend:
             self._stop_hub(hp)
         say(action, f"{action.kind.value}: running")
         return self.archiving.carry_out(action.kind.value, action.presentation or "", self._spec)
+
+    def _check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise ApplyCancelled("interrupted: not started")
 
     def _converge(self, hub: HubSpec, say: Any) -> str:
         """Create, update and start are one operation: make files right, (re)start if needed, verify, record."""
@@ -312,11 +321,15 @@ class LocalBackend:
             verb = "updated in place (no restart needed)"
         t0 = time.monotonic()
         _reap_leftovers(hp)
+        self._check_cancelled()
         if self.own_proxy and process.read_alive(hp.proxy_pidfile) is None:
             say("starting proxy")
             cmd = self._proxy_command(hub.name, ports, hp)
             process.start_detached(cmd.argv, hp.dir, cmd.env(), hp.proxy_log, hp.proxy_pidfile)
+        self._check_cancelled()
         if process.read_alive(hp.hub_pidfile) is None:
+            # start_detached also finds a hub of this dir whose record was lost and waits on it instead of starting
+            # a second one on the same database: a slow start is not a crash.
             say("starting hub")
             argv = [str(Path(sys.prefix) / "bin" / "jupyterhub"), "-f", str(hp.config)]
             env = dict(os.environ)
@@ -338,13 +351,20 @@ class LocalBackend:
             "proxy_port": ports.proxy_port,
             "proxy_api_port": ports.proxy_api_port,
             "chp": str(self.chp),
-            "front_door": f"http://{HOST}:{self.port}",
+            # Where people start (the portal), this hub's own host, and the front door by address for the
+            # hub's server-to-server OAuth calls. ``hub_url`` turns on students' hosts of their own (hubconfig.py).
+            "front_door": self.hosts.portal_url,
+            "hub_url": self.hub_url(hub.name),
+            "portal_internal_url": self.frontdoor.portal_internal_url + "/portal",
             "demo_mode": self.demo_mode,
             "service_token_file": str(hp.service_token),
             "cookie_secret_file": str(hp.cookie_secret),
             "proxy_token_file": str(hp.proxy_token),
             "members": str(hp.members),
             "start_proxy": not self.own_proxy,
+            # Students' Unix accounts (root mode) are per fleet: naming.unix_account(account_prefix, username).
+            "fleet": self.loaded.catalog.fleet.name,
+            "account_prefix": naming.account_prefix(self.loaded.catalog.fleet.name, self.loaded.catalog.fleet.account_prefix),
         }
 
     def _proxy_command(self, hub: str, ports: HubPorts, hp: HubPaths) -> ProxyCommand:
@@ -355,15 +375,17 @@ class LocalBackend:
             api_ip=HOST,
             api_port=ports.proxy_api_port,
             auth_token=read_secret(hp.proxy_token),
-            error_target=f"http://{HOST}:{ports.hub_port}/hubs/{hub}/hub/error",
+            error_target=f"http://{HOST}:{ports.hub_port}/hub/error",
+            host_routing=True,  # the hub routes each student's host to their server (JupyterHub.subdomain_host)
         )
 
     def _wait_api(self, hub: str, ports: HubPorts, hp: HubPaths) -> None:
         """Up means: the hub process lives and answers ``/hub/api/user`` through its proxy *with our token*."""
-        url = f"http://{HOST}:{ports.proxy_port}/hubs/{hub}/hub/api/user"
+        url = f"http://{HOST}:{ports.proxy_port}/hub/api/user"
         headers = {"Authorization": f"token {read_secret(hp.service_token)}"}
         deadline = time.monotonic() + self.hub_timeout
         while True:
+            self._check_cancelled()
             try:
                 if httpx.get(url, headers=headers, timeout=5).status_code == 200:
                     return
@@ -381,7 +403,7 @@ class LocalBackend:
     def _delete(self, hp: HubPaths) -> str:
         if not hp.dir.exists():
             return "already gone"
-        # Defence in depth beside _apply_hub's "archive failed" rule, whatever plan asked for the delete.
+        # Defence in depth beside run_plan's "archive failed" rule (backends/executor.py), whatever plan asked for the delete.
         self.archiving.guard_delete(read_json(hp.applied) or {}, self._spec)
         self._stop_hub(hp)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -402,7 +424,7 @@ def _stop_servers(hp: HubPaths, timeout: float = 30.0) -> None:
         return
     try:
         token = read_secret(hp.service_token)
-        with HubClient(f"http://{HOST}:{raw['proxy_port']}/hubs/{hp.name}/", token, timeout=10) as api:
+        with HubClient(f"http://{HOST}:{raw['proxy_port']}/hub/api", token, timeout=10) as api:
             users = api.users()
             running = [(u["name"], name) for u in users for name in (u.get("servers") or {})]
             for user, name in running:
@@ -435,11 +457,11 @@ def _reap_leftovers(hp: HubPaths) -> None:
     record = process.read_record(hp.hub_pidfile)
     if record is None or record.process() is not None:
         return
-    prefix = f"/hubs/{hp.name}/"
+    prefix = ((read_json(hp.hub_json) or {}).get("spec") or {}).get("base_path", "/")
     leftovers = []
     for proc in psutil.process_iter(["create_time", "cwd"]):
         try:
-            if proc.info["cwd"] != str(hp.dir) or proc.info["create_time"] < record.create_time - 0.05:
+            if proc.info["cwd"] != str(hp.dir) or not record.started_before(proc):
                 continue
             env = proc.environ()
             if env.get("JUPYTERHUB_SERVICE_NAME") and env.get("JUPYTERHUB_BASE_URL") == prefix:
@@ -463,14 +485,24 @@ def stop_fleet(state_dir: Path) -> list[str]:
     """Stop every hub, hub proxy, the front door and the portal of a state dir; return the hubs stopped.
 
     Needs no catalog (``hubfleet down`` must work even when the catalog is broken). No file is deleted: the next
-    apply starts the same hubs with the same secrets, ports and student files.
+    apply starts the same hubs with the same secrets, ports and student files. After the recorded processes, every
+    process of the fleet that no record names any more (``fleet_processes``) is stopped too, so what is left running
+    afterwards is nothing. The caller holds the state lock (``statelock``), or a writer could start hubs again.
     """
     paths = FleetPaths(Path(state_dir).resolve())
     names = paths.hub_names()
     with ThreadPoolExecutor(max_workers=8) as pool:
         stopped = [n for n, s in zip(names, pool.map(lambda n: _stop_hub(paths.hub(n)), names)) if s]
     FrontDoor(paths, 0).stop()
+    end_strays(paths.state)
     return stopped
+
+
+def _limits_note() -> str:
+    from hubfleet.backends.local.cgroups import availability
+
+    ok, how = availability()
+    return "" if ok else how
 
 
 def _hub_side() -> Any:

@@ -13,6 +13,12 @@ Layout (``<state>`` defaults to ``.hubfleet/`` next to the catalog)::
     <state>/archives.sqlite            the archive ledger (hubfleet.lifecycle.ledger): archived/purged facts
     <state>/archives/<KEY>/<user>.*    the default archive store (tar.gz + manifest per student)
     <state>/archive-store              which store this fleet archives to, remembered once chosen
+    <state>/lab/<hub>/<KEY>/           a presentation's JupyterLab config, bound read-only into its servers' sandbox
+
+Modes (:func:`lock_down`): the state dir is 0700 and nothing under it is open to group or others, so no student
+account can read a database, roster, log, token or archive, or even learn a path exists. Servers need nothing from
+here but their lab config, which the sandbox (``sandbox.py``) binds in as root; the storage root, when it lives
+inside the state dir (the default ``<state>/storage``), keeps the modes ``workspace.py`` gives it.
 
 Observing is deliberately cheap (a few small file reads and a psutil lookup per hub) because the ``up`` loop does
 it every few seconds and a no-op reconcile of 20 hubs must stay well under a second.
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +38,7 @@ from hubfleet.lifecycle.ledger import DEFAULT_NAME as LEDGER_NAME
 from hubfleet.lifecycle.ledger import Ledger
 from hubfleet.plan.diff import FleetState, ObservedHub, ObservedPresentation
 
-__all__ = ["FleetPaths", "HubPaths", "observe_state", "read_json", "write_json_atomic"]
+__all__ = ["FleetPaths", "HubPaths", "lock_down", "observe_state", "read_json", "write_json_atomic"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,7 @@ def read_json(path: Path) -> Any:
         return None
 
 
-def write_json_atomic(path: Path, data: Any, *, mode: int = 0o644) -> bool:
+def write_json_atomic(path: Path, data: Any, *, mode: int = 0o600) -> bool:
     """Write ``data`` as JSON if it differs from what is there; return True if the file changed.
 
     Only-if-changed matters: hubs re-read members.json when its mtime moves, and an idle reconcile loop must not
@@ -113,6 +120,41 @@ def write_json_atomic(path: Path, data: Any, *, mode: int = 0o644) -> bool:
     os.chmod(tmp, mode)  # the umask may have narrowed it; secrets-adjacent files need exactly this mode
     os.replace(tmp, path)
     return True
+
+
+def lock_down(state: Path, storage_root: Path | None = None, store: Path | None = None) -> None:
+    """Make the state dir (and a local archive store kept elsewhere) private to hubfleet's own account.
+
+    The state dir becomes 0700 and every file and dir under it loses its group and other bits: a file some library
+    created with the default umask (sqlite's ``-wal``/``-shm``, a log, an archive) is private by the next apply even
+    if a parent's mode is ever loosened. The archive store's directories are created 0700 here first, so an archive
+    written before the next apply lands in a private dir. Symlinks are not followed. Idempotent and cheap.
+    """
+    state = Path(state)
+    state.mkdir(parents=True, exist_ok=True)
+    for d in (state / "archives", state / "archive-staging"):
+        d.mkdir(mode=0o700, exist_ok=True)
+    skip = {Path(storage_root).resolve()} if storage_root is not None else set()
+    tops = [state] + ([Path(store)] if store is not None and Path(store).is_dir() else [])
+    for top in tops:
+        os.chmod(top, 0o700)
+        for root, dirs, files in os.walk(top):
+            here = Path(root)
+            dirs[:] = [d for d in dirs if (here / d).resolve() not in skip and not (here / d).is_symlink()]
+            # A presentation's lab dir is bound into its servers as it is (0755/0644); above it, private.
+            if here.parent == state / "lab":
+                dirs[:] = []
+            for name in (*dirs, *files):
+                _private(here / name)
+
+
+def _private(path: Path) -> None:
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISLNK(st.st_mode) and st.st_mode & 0o7077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
 
 
 def hub_running(paths: HubPaths, *, own_proxy: bool) -> bool:

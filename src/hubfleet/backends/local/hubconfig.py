@@ -9,7 +9,10 @@ hub.json keys read (the contract with ``backend.py``):
 required  ``spec`` (HubSpec JSON), ``hub_dir``, ``storage_root``, ``catalog_root``, ``hub_port``, ``proxy_port``,
           ``proxy_api_port``, ``chp``, ``front_door``, ``demo_mode``, ``service_token_file``,
           ``cookie_secret_file``, ``proxy_token_file``, ``members``
-optional  ``start_proxy`` (default true: the hub starts and stops its own CHP; false if the fleet side runs CHP
+optional  ``hub_url`` (the hub's own host, ``http://<hub>.<domain>:<port>/``: set by the fleet, it turns on
+          ``JupyterHub.subdomain_host`` so every student's server gets a host of its own, see ``hosts.py``),
+          ``portal_url``, ``portal_internal_url`` (see :func:`portal_urls`),
+          ``start_proxy`` (default true: the hub starts and stops its own CHP; false if the fleet side runs CHP
           itself, ref: https://jupyterhub.readthedocs.io/en/stable/howto/separate-proxy.html),
           ``cleanup_servers`` (default false: students' servers survive a hub restart, see below),
           ``log_level`` (default "INFO").
@@ -25,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hubfleet.backends.local.dbtuning import tune_hub
-from hubfleet.backends.local.membership import HubContext
+from hubfleet.backends.local.membership import HubContext, public_hub_url
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
 from hubfleet.plan.spec import HubSpec, Phase
 
@@ -65,6 +68,9 @@ def configure(c: Any, hub_json: str | Path) -> None:
     spec = HubSpec.model_validate(raw["spec"])
     ctx = HubContext(Path(hub_json))
     hub_dir = Path(raw["hub_dir"])
+    # Everything the hub creates (sqlite -wal/-shm, the proxy pid file, lab config dirs before their chmod) is
+    # private to the hub's account; files meant for students get explicit modes. See docs/security.md.
+    os.umask(0o077)
 
     # -- network: public side through this hub's CHP, hub API on its own port --------------------------------
     c.JupyterHub.bind_url = f"http://{HOST}:{raw['proxy_port']}{spec.base_path}"
@@ -74,6 +80,12 @@ def configure(c: Any, hub_json: str | Path) -> None:
     c.ConfigurableHTTPProxy.auth_token = read_secret(raw["proxy_token_file"])
     c.ConfigurableHTTPProxy.should_start = bool(raw.get("start_proxy", True))
     c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "jupyterhub-proxy.pid")
+    if raw.get("hub_url"):
+        # Students' servers on hosts of their own, {user}.{hub}.{domain}: a page a student serves is then another
+        # origin than the hub and the portal, and cannot read them or act on them (issue 16). The proxy routes by
+        # host (started with --host-routing, see proxy.py); JupyterHub's login cookie stays on the hub's host.
+        # ref: https://jupyterhub.readthedocs.io/en/stable/explanation/websecurity.html#enable-subdomains
+        c.JupyterHub.subdomain_host = str(raw["hub_url"]).rstrip("/")
 
     # -- state: everything in the hub dir; secrets generated once by the fleet side ----------------------------
     c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
@@ -126,8 +138,9 @@ OIDC_SECRET_ENV = "HUBFLEET_OIDC_CLIENT_SECRET"
 def portal_urls(raw: dict[str, Any]) -> tuple[str, str]:
     """(portal URL the browser sees, portal URL this hub process reaches) for the embedded provider.
 
-    Both default to the front door's ``/portal``: locally the front door is on 127.0.0.1, reachable from the hub.
-    hub.json may name them apart (``portal_url``, ``portal_internal_url``) when the browser's address differs.
+    Both default to ``front_door`` + ``/portal``. The fleet names them apart: the browser goes to the portal's host
+    (``http://portal.localhost:PORT``), which the hub process may not resolve (glibc does not know ``*.localhost``),
+    so its server-to-server calls go to the front door by address (``portal_internal_url``, ``http://127.0.0.1:PORT``).
     """
     public = str(raw.get("portal_url") or str(raw.get("front_door", "")).rstrip("/") + "/portal").rstrip("/")
     return public, str(raw.get("portal_internal_url") or public).rstrip("/")
@@ -140,7 +153,7 @@ def oauth_settings(spec: HubSpec, raw: dict[str, Any], discover: Any = None) -> 
     provider's metadata for ``oidc`` (read at hub start; a new IdP endpoint needs a hub restart, like any IdP client).
     """
     auth = spec.auth or {"type": "embedded"}
-    callback = str(raw["front_door"]).rstrip("/") + spec.base_path + "hub/oauth_callback"
+    callback = public_hub_url(raw) + "hub/oauth_callback"
     common = {
         "oauth_callback_url": callback,
         "username_claim": auth.get("username_claim", "preferred_username"),
@@ -334,7 +347,7 @@ def template_vars(ctx: HubContext, spec: HubSpec, raw: dict[str, Any]) -> dict[s
 # HubContext (phases, team lists, profiles, storage, seeding, lab config, demo mode, members.json).
 _STARTUP_KEYS = ("hub_dir", "hub_port", "proxy_port", "proxy_api_port", "chp", "cookie_secret_file", "proxy_token_file",
                  "service_token_file", "start_proxy", "cleanup_servers", "log_level", "singleuser_python",
-                 "front_door", "portal_url", "portal_internal_url")  # fmt: skip
+                 "front_door", "hub_url", "portal_url", "portal_internal_url")  # fmt: skip
 _STARTUP_SPEC = ("name", "base_path", "admins", "roles", "culling", "branding", "auth")
 
 

@@ -5,13 +5,16 @@ A course file says which JupyterLab extensions are disabled and which settings a
 ConfigMap; locally every server runs from the same Python environment, so the configuration is written per
 presentation under the hub's state dir and the server is pointed at it with ``JUPYTER_CONFIG_PATH``:
 
-``<hub_dir>/lab/<KEY>/labconfig/page_config.json``
+``<state>/lab/<hub>/<KEY>/labconfig/page_config.json``
     ``{"disabledExtensions": {...}}``; JupyterLab reads ``labconfig/page_config.json`` from every Jupyter config
     dir. ref: https://jupyterlab.readthedocs.io/en/stable/user/extensions.html#enabling-and-disabling-extensions
-``<hub_dir>/lab/<KEY>/labconfig/default_setting_overrides.json``
+``<state>/lab/<hub>/<KEY>/labconfig/default_setting_overrides.json``
     settings defaults; jupyterlab_server layers these files from ``labconfig`` dirs under the user's own settings
     (``overrides.json`` would need the whole ``app_settings_dir``, shared by every server of the environment).
     ref: jupyterlab_server/settings_utils.py ``_get_overrides`` ("default_setting_overrides.json")
+
+The lab tree is the one thing of the state dir a server needs. The state dir is 0700 (no student account can
+reach anything in it); in root mode the server's sandbox binds just this presentation's lab dir in, read-only.
 
 Nothing is written in the student's home, so a course change reaches every student at their next server start and
 a student cannot un-disable an extension the course team disabled by editing a file (``~/.jupyter`` still works
@@ -22,27 +25,26 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import sys
 from pathlib import Path
 
 from hubfleet.plan.spec import PresentationSpec
 
-__all__ = ["ensure_traversable", "lab_config_dir", "server_args", "server_env", "singleuser_command", "world_executable",
+__all__ = ["lab_config_dir", "server_args", "server_env", "singleuser_command", "world_executable",
            "write_lab_config"]
 
 
-def lab_config_dir(hub_dir: Path, key: str) -> Path:
-    return Path(hub_dir) / "lab" / key
+def lab_config_dir(state_dir: Path, hub: str, key: str) -> Path:
+    return Path(state_dir) / "lab" / hub / key
 
 
-def write_lab_config(hub_dir: Path, pres: PresentationSpec) -> Path:
+def write_lab_config(state_dir: Path, hub: str, pres: PresentationSpec) -> Path:
     """Write (only if changed) the presentation's lab config; return the dir for ``JUPYTER_CONFIG_PATH``."""
-    root = lab_config_dir(hub_dir, pres.key)
+    root = lab_config_dir(state_dir, hub, pres.key)
     labconfig = root / "labconfig"
     labconfig.mkdir(parents=True, exist_ok=True)
-    for d in (root.parent, root, labconfig):
-        d.chmod(0o755)  # read by every student's server, which runs as the student in root mode
+    for d in (root, labconfig):
+        d.chmod(0o755)  # read (through the sandbox's bind) by the server, which runs as the student in root mode
     _write_json(labconfig / "page_config.json", {"disabledExtensions": {name: True for name in pres.extensions.disabled}})
     _write_json(labconfig / "default_setting_overrides.json", dict(pres.extensions.settings))
     return root
@@ -59,21 +61,6 @@ def _write_json(path: Path, data: object) -> None:
     tmp.write_text(text, encoding="utf-8")
     tmp.chmod(0o644)
     os.replace(tmp, path)  # a server starting now reads the old or the new file, never half of one
-
-
-def ensure_traversable(path: Path, top: Path) -> bool:
-    """Add ``o+x`` (traverse, not list or read) to ``path`` and its parents up to and including ``top`` (the
-    fleet's state dir), so a student's server can reach the lab config. Secret files (cookie secret, tokens,
-    passwords) stay 0600, so nothing readable is exposed. Directories above ``top`` are not ours to change:
-    returns whether they let others in."""
-    path, top = Path(path), Path(top)
-    for d in (path, *path.parents):
-        mode = stat.S_IMODE(d.stat().st_mode)
-        if not mode & 0o001:
-            d.chmod(mode | 0o001)
-        if d == top:
-            break
-    return all(d.stat().st_mode & 0o001 for d in top.parents)
 
 
 def singleuser_command(python: str | None = None) -> list[str]:
@@ -97,7 +84,8 @@ def world_executable(path: str | Path) -> bool:
 
 
 def server_args(home: Path, course_rel: str, *, allow_root: bool) -> list[str]:
-    """Students see their whole home but land in the course folder.
+    """The server's root is the home (in root mode: the sandbox's, holding this hub's course folders only); it
+    opens in the course folder.
 
     The server *process* is started with the course folder as cwd (see the spawner's preexec): a kernel started
     over REST without a ``path`` inherits the server's cwd, not ``root_dir``. ref: DESIGN.md "Known traps";

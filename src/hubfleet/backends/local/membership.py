@@ -30,7 +30,7 @@ from typing import Any
 
 from hubfleet.plan.spec import HubSpec, Phase, PresentationSpec, ProfileSpec
 
-__all__ = ["Admission", "HubContext", "STAFF_ROLES"]
+__all__ = ["Admission", "HubContext", "STAFF_ROLES", "public_hub_url"]
 
 STAFF_ROLES = ("tutor", "instructor")
 
@@ -91,7 +91,13 @@ class HubContext:
 
     @property
     def front_door(self) -> str:
+        """Where people start: the portal's URL, with a trailing slash."""
         return str(self.raw.get("front_door", "/")).rstrip("/") + "/"
+
+    @property
+    def hub_url(self) -> str:
+        """This hub's public URL, with a trailing slash (see :func:`public_hub_url`)."""
+        return public_hub_url(self.raw)
 
     def hub_groups(self, username: str) -> set[str] | None:
         """The user's groups in this hub's database, or None when there is no database to ask yet."""
@@ -235,3 +241,13 @@ def _parse_members(data: Any) -> dict[str, dict[str, str]]:
     if not isinstance(data, dict):
         raise ValueError("members.json must map username -> {presentation key: role}")
     return {str(u): {str(k): str(r) for k, r in (roles or {}).items()} for u, roles in data.items()}
+
+
+def public_hub_url(raw: dict[str, Any]) -> str:
+    """A hub's public URL with a trailing slash: its own host (hub.json ``hub_url``, the fleet's hubs), else the
+    front door and the spec's base path (a lone hub, as in the hub-side tests)."""
+    if raw.get("hub_url"):
+        return str(raw["hub_url"]).rstrip("/") + "/"
+    spec = raw.get("_spec") or raw.get("spec") or {}
+    base = spec.base_path if hasattr(spec, "base_path") else spec.get("base_path", "/")
+    return str(raw.get("front_door", "")).rstrip("/") + base

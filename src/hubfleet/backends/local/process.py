@@ -5,10 +5,21 @@ not killed by the caller's Ctrl-C) with output going to a log file. hubfleet fin
 stores the pid *and* the process create time: pids are recycled, and a bare-pid file would one day make hubfleet
 report (or kill!) an unrelated process as "the hub". A record only counts as alive if a process with that pid
 exists and started at the recorded time.
+
+"Started at" is the kernel's start time in clock ticks since boot (``/proc/<pid>/stat``) plus the boot id, not
+the wall-clock create time: psutil derives that from ``btime`` in ``/proc/stat``, which moves with the system clock
+(an NTP step, or a 1 s flip of a truncated btime), and a live hub that suddenly "started at another time" would be
+taken for dead and started a second time on the same database. Records written before that field existed fall back
+to the create time with a tolerance of a few seconds.
+
+Every process started here carries ``HUBFLEET_PIDFILE=<its pidfile>`` in its environment, so it can be found even
+when its record is lost or names another process: ``start_detached`` adopts a live one instead of starting a
+second, ``stop`` stops it, and ``hubfleet down`` sweeps every one of a state dir (``marked``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -20,11 +31,14 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["ProcessRecord", "StartFailed", "read_alive", "read_record", "start_detached", "stop"]
+__all__ = [
+    "MARKER_ENV", "ProcessRecord", "StartFailed", "marked", "read_alive", "read_record", "start_detached", "stop",
+]
 
-# psutil create_time() is derived from /proc (clock ticks since boot): equal for the same process across
-# calls, but compare with a tolerance in case of float rounding in the JSON round trip.
-_CREATE_TIME_TOLERANCE = 0.05
+MARKER_ENV = "HUBFLEET_PIDFILE"
+# Only for records without start ticks (written by older versions): btime may have moved by a second or two since.
+_CREATE_TIME_TOLERANCE = 2.5
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 # Popen objects of children we started in *this* interpreter, kept so their exit status can be collected
 # (otherwise a stopped hub lingers as a zombie until hubfleet exits, and psutil reports it as still present).
@@ -41,19 +55,34 @@ class ProcessRecord:
     create_time: float
     argv: list[str] = field(default_factory=list)
     log_path: str | None = None
+    start_ticks: int | None = None  # kernel start time, clock ticks since boot: the identity that never moves
+    boot_id: str | None = None
 
     def process(self) -> psutil.Process | None:
         """The live ``psutil.Process`` this record names, or None if it is gone or the pid was reused."""
         _reap(self.pid)
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > _CREATE_TIME_TOLERANCE:
+            if not self._same(proc):
                 return None  # same number, different process
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
             return proc
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             return None
+
+    def _same(self, proc: psutil.Process) -> bool:
+        current = _boot_id()
+        if self.start_ticks is not None and self.boot_id is not None and current is not None:
+            return current == self.boot_id and _start_ticks(proc.pid) == self.start_ticks
+        return abs(proc.create_time() - self.create_time) <= _CREATE_TIME_TOLERANCE
+
+    def started_before(self, proc: psutil.Process) -> bool:
+        """Did ``proc`` start after this record's process (by kernel start ticks when both are known)?"""
+        ticks = _start_ticks(proc.pid)
+        if self.start_ticks is not None and ticks is not None and self.boot_id == _boot_id():
+            return ticks >= self.start_ticks
+        return proc.create_time() >= self.create_time - _CREATE_TIME_TOLERANCE
 
     def rss_bytes(self, *, children: bool = True) -> int:
         """Resident memory of the process (and, by default, all its descendants); 0 if gone."""
@@ -80,18 +109,22 @@ def start_detached(
     """Start ``argv`` in a new session with stdout+stderr appended to ``log_path``; record it in ``pidfile``.
 
     If ``pidfile`` already names a live process, that record is returned and nothing new is started, so
-    calling this twice is harmless. Raises ``StartFailed`` if the process dies at once (bad argv, port taken...).
+    calling this twice is harmless; so is a lost or stale record while the process it was for still runs (found by
+    its marker and argv, re-recorded and returned). Raises ``StartFailed`` if the process dies at once (bad argv,
+    port taken...).
     """
-    existing = read_alive(pidfile)
+    existing = read_alive(pidfile) or _adopt(Path(pidfile), list(argv))
     if existing is not None:
         return existing
+    env = dict(os.environ if env is None else env)
+    env[MARKER_ENV] = str(Path(pidfile).absolute())
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         popen = subprocess.Popen(  # noqa: S603 - argv is built by hubfleet, never a shell string
             list(argv),
             cwd=cwd,
-            env=dict(env) if env is not None else None,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -105,7 +138,7 @@ def start_detached(
         create_time = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:
         create_time = 0.0
-    record = ProcessRecord(pid=popen.pid, create_time=create_time, argv=list(argv), log_path=str(log_path))
+    record = _record_of(popen.pid, create_time, list(argv), str(log_path))
     if popen.poll() is not None or create_time == 0.0:
         raise StartFailed(f"{argv[0]} exited with {popen.poll()} at once; log tail:\n{_tail(log_path)}")
     _write_record(Path(pidfile), record)
@@ -116,13 +149,91 @@ def read_record(pidfile: str | os.PathLike[str]) -> ProcessRecord | None:
     """The record in ``pidfile`` whether or not the process still runs; None if absent or unreadable."""
     try:
         data = json.loads(Path(pidfile).read_text())
+        ticks = data.get("start_ticks")
         return ProcessRecord(
             pid=int(data["pid"]),
             create_time=float(data["create_time"]),
             argv=list(data.get("argv", [])),
             log_path=data.get("log_path"),
+            start_ticks=int(ticks) if ticks is not None else None,
+            boot_id=data.get("boot_id"),
         )
     except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return None
+
+
+def marked(prefix: str | os.PathLike[str]) -> list[psutil.Process]:
+    """Live processes started by ``start_detached`` with a pidfile under ``prefix`` (a state dir, a hub dir), whatever
+    their records say; a process whose parent carries the same marker (a helper it forked) is not listed apart."""
+    prefix = str(Path(prefix).absolute()).rstrip("/") + "/"
+    found: dict[int, tuple[psutil.Process, str]] = {}
+    for proc in psutil.process_iter():
+        mark = _marker(proc)
+        if mark is not None and mark.startswith(prefix):
+            found[proc.pid] = (proc, mark)
+    out = []
+    for pid, (proc, mark) in found.items():
+        try:
+            parent = proc.ppid()
+        except psutil.Error:
+            continue
+        if parent in found and found[parent][1] == mark:
+            continue
+        out.append(proc)
+    return out
+
+
+def _marker(proc: psutil.Process) -> str | None:
+    try:
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc.environ().get(MARKER_ENV)
+    except psutil.Error:
+        return None
+
+
+def _adopt(pidfile: Path, argv: list[str]) -> ProcessRecord | None:
+    """The live process started for ``pidfile`` with this ``argv`` if there is one (its record was lost, or names a
+    process that is gone): recorded again and returned, so nobody starts a second one next to it."""
+    wanted = str(pidfile.absolute())
+    for proc in marked(pidfile.parent):
+        try:
+            if _marker(proc) != wanted or (argv and proc.cmdline()[-len(argv):] != argv):
+                continue
+            old = read_record(pidfile)
+            record = _record_of(proc.pid, proc.create_time(), argv, old.log_path if old else None)
+        except psutil.Error:
+            continue
+        _write_record(pidfile, record)
+        return record
+    return None
+
+
+def _record_of(pid: int, create_time: float, argv: list[str], log_path: str | None) -> ProcessRecord:
+    return ProcessRecord(pid=pid, create_time=create_time, argv=argv, log_path=log_path,
+                         start_ticks=_start_ticks(pid), boot_id=_boot_id())  # fmt: skip
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot (never moves)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces or ")": split after the last ")".
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+@functools.cache
+def _boot_id() -> str | None:
+    # Constant for the life of this process (a reboot ends it), so read once: observe() checks records every tick.
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
         return None
 
 
@@ -144,13 +255,17 @@ def stop(pidfile: str | os.PathLike[str], timeout: float = 10.0, *, descendants:
     restart meant to keep servers running (with ``JupyterHub.cleanup_servers = False``).
 
     Idempotent: a missing pidfile or an already-dead process is fine. The pidfile is removed at the end.
-    Returns True if a live process was signalled. Processes are identified by pid *and* create time (psutil
-    does that for ``is_running``), so a recycled pid is never killed.
+    Returns True if a live process was signalled. Processes are identified by pid *and* start time, so a recycled
+    pid is never killed. A live process started for this pidfile that the record does not name (lost record) is
+    stopped too.
     """
     pidfile = Path(pidfile)
     record = read_record(pidfile)
     proc = record.process() if record else None
     if proc is None:
+        record = _adopt(pidfile, [])
+        proc = record.process() if record else None
+    if proc is None or record is None:
         pidfile.unlink(missing_ok=True)
         return False
     # Snapshot before signalling: once the leader exits, its children are re-parented and cannot be found

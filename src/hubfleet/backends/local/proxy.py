@@ -100,6 +100,9 @@ class ProxyCommand:
     auth_token: str
     error_target: str | None = None  # the hub's /hub/error page, so CHP can render "server not running" nicely
     log_level: str = "info"
+    # Route on "/<host>/<path>": a hub with JupyterHub.subdomain_host adds its students' routes with their host.
+    # ref: https://jupyterhub.readthedocs.io/en/stable/reference/api/proxy.html#jupyterhub.proxy.Proxy.host_routing
+    host_routing: bool = False
 
     @property
     def argv(self) -> list[str]:
@@ -113,6 +116,8 @@ class ProxyCommand:
         ]  # fmt: skip
         if self.error_target:
             argv += ["--error-target", self.error_target]
+        if self.host_routing:
+            argv.append("--host-routing")
         return argv
 
     def env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -23,6 +23,7 @@ from hubfleet.enrol.membership import SourceError
 from hubfleet.enrol.sync import HubChanges, sync_spec
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import Kind, Plan
+from hubfleet.plan.guard import mass_stop, without_hubs
 
 __all__ = ["Reconciler", "StepReport", "catalog_signature", "sync_enrolment"]
 
@@ -81,6 +82,7 @@ class Reconciler:
         stable_after: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         sync_every: float = 300.0,
+        allow_mass_stop: bool = False,
     ) -> None:
         self.catalog = Path(catalog)
         self.backend = backend
@@ -95,6 +97,8 @@ class Reconciler:
         # LDAP group changes arrive without hammering the directory every tick.
         self.sync_every = sync_every
         self._next_sync = 0.0
+        self.allow_mass_stop = allow_mass_stop
+        self._held_back: list[str] = []  # hubs the mass-stop guard keeps running (reported once, not every tick)
 
     def _current_signature(self) -> tuple:
         loaded = self.backend.loaded
@@ -123,10 +127,19 @@ class Reconciler:
         self._reload(report)
         spec = make_plan(self.backend.loaded.catalog, self.at or dt.date.today())
         try:
-            plan = diff(spec, self.backend.observe())
+            state = self.backend.observe()
+            plan = diff(spec, state)
         except OrphanError as exc:
             report.errors += [f"refused: {r}" for r in exc.reasons]
             return report
+        verdict = None if self.allow_mass_stop else mass_stop(plan, state, spec)
+        if verdict is not None:
+            # A catalog edit that drops most of the fleet (a folder moved away mid-edit) is held back, not applied;
+            # the rest of the plan (restarting a crashed hub...) goes ahead.
+            if verdict.names != self._held_back:
+                report.errors += [*verdict.lines(), "kept running; restart `up` with --allow-mass-stop if intended"]
+            plan = without_hubs(plan, verdict.names)
+        self._held_back = verdict.names if verdict is not None else []
         now = self.clock()
         due = []
         for action in plan.actions:

@@ -8,28 +8,37 @@ the storage root, following the presentation's storage layout (DESIGN.md "Storag
   ``<home>/TM351-2026J`` to it, so students find it where the personal layout puts it;
 * ``ephemeral``: home ``<storage>/ephemeral/<hub>/<user>``, deleted when the server stops.
 
-As root, each student is a system user ``hf-<name>`` (no login shell) owning a 0700 home, and the directories
-above the homes are 0711 (traverse, not list), so a student cannot read, or even list, another student's files.
+Every path component that names a user is ``naming.storage_name(username)`` (injective: ``alice.smith`` and
+``alice-2esmith`` never share a folder). As root, each student is a system user
+``naming.unix_account(fleet prefix, username)`` (no login shell) owning a 0700 home, and the directories above the
+homes are 0711 (traverse, not list), so a student cannot read, or even list, another student's files.
+
+Each hub's servers keep their own dotfiles (``~/.jupyter``, ``~/.local``, lab settings) in
+``<home>/.hubfleet/<hub>``: the server's sandbox (``sandbox.py``) shows that folder as the home, with only this
+hub's course folders bound into it, so nothing of another course is visible from this hub.
 """
 
 from __future__ import annotations
 
+import fcntl
 import grp
-import hashlib
 import os
 import pwd
-import re
 import shutil
 import stat
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from hubfleet.catalog import naming
+from hubfleet.lifecycle.archive import frozen_originals, originals_record
+from hubfleet.lifecycle.restoring import remove_tree
 from hubfleet.plan.spec import PresentationSpec
 
 __all__ = [
     "STUB_NAME", "Owner", "Workspace", "course_dirs", "ensure_system_user", "existing_owner", "give_back", "is_read_only",
-    "remove_course_folder", "set_read_only", "system_username", "workspace_for", "write_stub",
+    "remove_course_folder", "set_read_only", "username_of", "workspace_for", "write_stub",
 ]
 
 READ_ONLY_MARKER = ".hubfleet-read-only"
@@ -52,6 +61,7 @@ class Workspace:
     course_path: Path  # where the server sees it: <home>/<COURSE-PRES>; a symlink in the per-presentation layout
     mounts: tuple[Path, ...]
     ephemeral: bool
+    hub_home: Path  # this hub's dotfiles, shown as the home inside the server's sandbox
 
     @property
     def course_rel(self) -> str:
@@ -62,12 +72,13 @@ class Workspace:
 def workspace_for(storage_root: Path, hub: str, username: str, pres: PresentationSpec) -> Workspace:
     layout = pres.storage.layout
     name = Path(pres.storage.course_dir).name  # TM351-2026J: the planner's frozen folder name
+    stored = naming.storage_name(username)
     if layout == "ephemeral":
-        home = storage_root / "ephemeral" / hub / username
+        home = storage_root / "ephemeral" / hub / stored
     else:
-        home = storage_root / "home" / username
+        home = storage_root / "home" / stored
     course_path = home / name
-    course_dir = storage_root / "presentations" / pres.key / username if layout == "per-presentation" else course_path
+    course_dir = storage_root / "presentations" / pres.key / stored if layout == "per-presentation" else course_path
     server_home = pres.storage.home.replace("{username}", username)
     server_course = pres.storage.course_dir.replace("{username}", username)
     mounts = []
@@ -78,7 +89,8 @@ def workspace_for(storage_root: Path, hub: str, username: str, pres: Presentatio
             # The local backend has no bind mounts: a path outside the home cannot be given to one student.
             raise ValueError(f"extra mount {mount.name!r}: {inside} is outside {server_home}; not supported locally")
         mounts.append(mapped)
-    return Workspace(username, home, course_dir, course_path, tuple(mounts), layout == "ephemeral")
+    hub_home = home / ".hubfleet" / hub
+    return Workspace(username, home, course_dir, course_path, tuple(mounts), layout == "ephemeral", hub_home)
 
 
 def _map(inside: str, prefix: str, real: Path) -> Path | None:
@@ -88,8 +100,9 @@ def _map(inside: str, prefix: str, real: Path) -> Path | None:
     return None
 
 
-def prepare(ws: Workspace, storage_root: Path, owner: Owner | None) -> None:
-    """Create the directories (idempotent). With an owner (root mode): 0711 parents, 0700 owned homes."""
+def prepare(ws: Workspace, storage_root: Path, owner: Owner | None, *, mounts: bool = True) -> None:
+    """Create the directories (idempotent). With an owner (root mode): 0711 parents, 0700 owned homes.
+    ``mounts=False``: not the extra mounts' directories (a restore extracts first, then calls ``make_mounts``)."""
     for parent in {ws.home.parent, ws.course_dir.parent}:
         _mkdir_chain(storage_root, parent, 0o711 if owner else 0o755)
     _own_dir(ws.home, owner)
@@ -103,11 +116,26 @@ def prepare(ws: Workspace, storage_root: Path, owner: Owner | None) -> None:
                 os.chown(ws.course_path, owner.uid, owner.gid, follow_symlinks=False)
     else:
         _own_dir(ws.course_dir, owner)
+    if mounts:
+        make_mounts(ws, owner)
+
+
+def make_mounts(ws: Workspace, owner: Owner | None) -> None:
+    """The extra mounts' directories inside the home or course folder (those not there yet)."""
     for mount in ws.mounts:
         for d in reversed([mount, *mount.parents]):
             if d == ws.home or d == ws.course_dir or not (ws.home in d.parents or ws.course_dir in d.parents):
                 continue
             _own_dir(d, owner)
+    # The sandbox's home: the student's own (so dotfiles persist), with empty mount points for the course folder
+    # and the extra mounts outside it, made here as the student's rather than by bwrap as root.
+    for d in (ws.home / ".hubfleet", ws.hub_home):
+        _own_dir(d, owner)
+    for target in (ws.course_path, *(m for m in ws.mounts if ws.course_dir not in m.parents)):
+        inner = ws.hub_home / target.relative_to(ws.home)
+        for d in reversed([inner, *inner.parents]):
+            if ws.hub_home in d.parents:
+                _own_dir(d, owner)
 
 
 def _mkdir_chain(top: Path, path: Path, mode: int) -> None:
@@ -161,11 +189,26 @@ def set_read_only(course_dir: Path, read_only: bool, owner: Owner | None = None)
     marker = course_dir / READ_ONLY_MARKER
     if not course_dir.is_dir() or course_dir.is_symlink() or read_only == marker.exists():
         return
+    # What the freeze changes is recorded in the marker, so the archive keeps, and a thaw gives back, the student's
+    # own modes and owners (not the frozen 0440 root-owned ones).
+    originals: dict = {}
+    first_seen: dict[tuple[int, int], list[int]] = {}  # a hard-linked file is met once per name, frozen at the first
     if not read_only:
+        originals = frozen_originals(course_dir)
         marker.unlink()
     for path in _walk(course_dir):
         st = path.lstat()
         is_dir = stat.S_ISDIR(st.st_mode)
+        rel = path.relative_to(course_dir).as_posix()
+        if read_only:
+            originals[rel] = first_seen.setdefault((st.st_dev, st.st_ino), [stat.S_IMODE(st.st_mode), st.st_uid,
+                                                                            st.st_gid])
+        if not read_only and rel in originals:
+            mode, uid, gid = originals[rel]
+            if owner:
+                os.chown(path, uid, gid, follow_symlinks=False)
+            path.chmod(mode & 0o1777)
+            continue
         if read_only:
             if owner:
                 os.chown(path, 0, owner.gid, follow_symlinks=False)
@@ -178,7 +221,8 @@ def set_read_only(course_dir: Path, read_only: bool, owner: Owner | None = None)
             mode = stat.S_IMODE(st.st_mode) | 0o200
             path.chmod(mode | 0o700 if is_dir else mode)
     if read_only:
-        marker.write_text("This folder is read-only: the presentation has ended. Download what you need.\n")
+        marker.write_text("This folder is read-only: the presentation has ended. Download what you need.\n"
+                          + originals_record(originals))
         marker.chmod(0o444)
         if owner:
             os.chown(marker, 0, owner.gid)
@@ -201,29 +245,57 @@ def _walk(top: Path):
 # -- system users (root mode) --------------------------------------------------------------------------------
 
 
-def system_username(username: str) -> str:
-    """``hf-<name>``, valid for useradd (``[a-z_][a-z0-9_-]*``, at most 32 chars); a hash keeps it unique when the
-    JupyterHub name had to be changed (``a.smith@x`` and ``a-smith-x`` must not share an account)."""
-    safe = re.sub(r"[^a-z0-9_-]", "-", username.lower())
-    if safe == username and len(safe) <= 29:
-        return f"hf-{safe}"
-    return f"hf-{safe[:19]}-{hashlib.sha256(username.encode()).hexdigest()[:8]}"
+_ACCOUNT_LOCK = threading.Lock()
+# useradd is machine-wide, so the lock is too: every hub (one process each) and every fleet on this machine.
+ACCOUNT_LOCK_FILE = Path("/run/lock/hubfleet-accounts.lock")
 
 
-def ensure_system_user(username: str, home: Path) -> Owner:
-    """Create ``hf-<name>`` once (a system account, no login shell, no home created by useradd: ours exists)."""
-    name = system_username(username)
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(home),
-             "--shell", "/usr/sbin/nologin", "--comment", f"hubfleet user {username}", name],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
-        entry = pwd.getpwnam(name)
+def account_comment(fleet: str, username: str) -> str:
+    """The GECOS comment that marks an account as this fleet's (``:`` and newlines cannot occur in it)."""
+    return f"hubfleet {fleet} {naming.storage_name(username)}"
+
+
+def ensure_system_user(username: str, home: Path, prefix: str, fleet: str) -> Owner:
+    """Create the student's account once (system account, no login shell, no home made by useradd: ours exists).
+
+    Serialised (a thread lock and an flock on a machine-wide file) so two first spawns of one student cannot race
+    on useradd. An existing account is reused only if its comment names this fleet and this user; anything else
+    (another fleet's student, a local account that happens to have the name) is refused, never adopted.
+    """
+    name = naming.unix_account(prefix, username)
+    comment = account_comment(fleet, username)
+    with _ACCOUNT_LOCK, _flock(ACCOUNT_LOCK_FILE):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", str(home),
+                 "--shell", "/usr/sbin/nologin", "--comment", comment, name],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            entry = pwd.getpwnam(name)
+    if entry.pw_gecos != comment:
+        raise PermissionError(
+            f"system account {name} exists but is not fleet {fleet}'s account for {username} (its comment is "
+            f"{entry.pw_gecos!r}); refusing to run this student's server as it. Set fleet.account_prefix to a "
+            "prefix no other fleet on this machine uses, or remove the stale account."
+        )
     grp.getgrgid(entry.pw_gid)  # fail early if the user group is missing
     return Owner(name, entry.pw_uid, entry.pw_gid)
+
+
+class _flock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 # -- the archive phase: whose folders exist, removing them, the stub left behind ------------------------------
@@ -245,7 +317,28 @@ def course_dirs(storage_root: Path, pres: PresentationSpec) -> dict[str, Path]:
         candidates = ((d.name, d) for d in _subdirs(root / "presentations" / pres.key))
     else:
         return {}  # ephemeral: nothing is kept, so nothing is archived
-    return {user: path for user, path in candidates if path.is_dir() and not path.is_symlink()}
+    return {username_of(stored): path for stored, path in candidates if path.is_dir() and not path.is_symlink()}
+
+
+def username_of(stored: str) -> str:
+    """The username a folder name (``naming.storage_name``) stands for; a name cut short (``_`` + hash) cannot be
+    decoded and is returned as it is, which still names the folder uniquely."""
+    if "_" in stored:
+        return stored
+    out = bytearray()
+    i = 0
+    try:
+        while i < len(stored):
+            if stored[i] == "-":
+                out.append(int(stored[i + 1:i + 3], 16))
+                i += 3
+            else:
+                out.extend(stored[i].encode())
+                i += 1
+        name = out.decode()
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return stored
+    return name if naming.storage_name(name) == stored else stored
 
 
 def _subdirs(parent: Path) -> list[Path]:
@@ -255,30 +348,27 @@ def _subdirs(parent: Path) -> list[Path]:
         return []
 
 
-def existing_owner(username: str) -> Owner | None:
+def existing_owner(username: str, prefix: str) -> Owner | None:
     """The student's system user if one was ever created (root mode); never creates one."""
     try:
-        entry = pwd.getpwnam(system_username(username))
+        entry = pwd.getpwnam(naming.unix_account(prefix, username))
     except KeyError:
         return None
     return Owner(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def remove_course_folder(storage_root: Path, pres: PresentationSpec, username: str, course_dir: Path) -> None:
-    """Delete one student's course folder (the caller has verified its archive), and the per-presentation link.
+def remove_course_folder(storage_root: Path, pres: PresentationSpec, username: str, course_dir: Path | None,
+                         halfway=None) -> None:
+    """Delete one student's course folder (the caller has verified its archive and journalled the intent), and the
+    per-presentation link. Gone already is fine (a removal a killed run started, finished now).
 
-    shutil.rmtree removes symlinks without following them (fd-based on Linux), so a link a student planted cannot
-    make this delete anything outside the folder. A frozen tree has no write bits: root does not need them, any
-    other account gets them back first (the files are its own in demo mode).
+    ``remove_tree`` unlinks symlinks without following them (fd-based), so a link a student planted cannot make this
+    delete anything outside the folder. A frozen tree has no write bits: root does not need them, any other account
+    gets them back first (the files are its own in demo mode).
     """
-    course_dir = Path(course_dir)
-    if course_dir.is_dir() and not course_dir.is_symlink():
-        if os.geteuid() != 0:
-            for path in _walk(course_dir):
-                if path.is_dir():
-                    path.chmod(stat.S_IMODE(path.lstat().st_mode) | 0o700)
-        shutil.rmtree(course_dir)
-    link = Path(storage_root) / "home" / username / Path(pres.storage.course_dir).name
+    if course_dir is not None and Path(course_dir).is_dir() and not Path(course_dir).is_symlink():
+        remove_tree(Path(course_dir), halfway)
+    link = Path(storage_root) / "home" / naming.storage_name(username) / Path(pres.storage.course_dir).name
     if pres.storage.layout == "per-presentation" and link.is_symlink():
         link.unlink()
 
@@ -306,12 +396,3 @@ def write_stub(home: Path, text: str, owner: Owner | None) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def give_back(path: Path, owner: Owner | None) -> None:
-    """After a restore: the files are the student's again, writable by them (a frozen tree was archived 0440)."""
-    for p in _walk(Path(path)):
-        if owner:
-            os.chown(p, owner.uid, owner.gid, follow_symlinks=False)
-        mode = stat.S_IMODE(p.lstat().st_mode)
-        p.chmod(mode | (0o700 if p.is_dir() else 0o600))

@@ -1,0 +1,112 @@
+"""The grammars of catalog values that reach a name, a host, a container runtime or generated config.
+
+Course teams write course files, so these values are untrusted (issue 16, item 10). Each grammar is the one the
+consumer itself enforces (the OCI distribution spec for images, DNS for hosts, npm for JupyterLab extensions,
+hubfleet's own username grammar), checked at ``validate`` so a bad value is an error at its line and not a
+failed pull, a wrong host or a mangled config at 3 a.m. Every regular expression here is linear (no nested
+quantifiers over overlapping classes) and runs on length-capped input.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated
+
+from pydantic import BeforeValidator
+
+from hubfleet.catalog import naming
+
+# -- container images: the OCI distribution reference grammar ----------------------------------------------
+# ref: https://github.com/distribution/reference/blob/main/reference.go (the grammar in its doc comment)
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|-+)"
+_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_REFERENCE = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?", re.ASCII)
+_NAME_MAX = 255  # the spec's limit on the name (domain and path)
+
+
+def check_image(value: object) -> str:
+    """An image reference such as ``quay.io/jupyter/scipy-notebook:2026-11-24`` or ``name@sha256:<hex>``."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an image reference; write e.g. quay.io/jupyter/scipy-notebook:2026-11-24")
+    head, _, last = value.split("@", 1)[0].rpartition("/")
+    name = f"{head}/{last.split(':', 1)[0]}"
+    if len(value) > 512 or len(name) > _NAME_MAX or not _REFERENCE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid image reference: use [registry[:port]/]path[:tag][@sha256:digest] with a "
+            "lower-case path, e.g. quay.io/jupyter/scipy-notebook:2026-11-24"
+        )
+    return value
+
+
+# -- host names ----------------------------------------------------------------------------------------------
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def check_domain(value: object) -> str:
+    """A DNS name (lower-case labels of at most 63 characters, at most 253 in all), e.g. ``hubs.example.ac.uk``."""
+    if not isinstance(value, str) or not value or len(value) > 253 or not all(
+        _DNS_LABEL.fullmatch(label) for label in value.split(".")
+    ):
+        raise ValueError(
+            f"{value!r} is not a DNS name: use lower-case letters, digits and '-' in dot-separated labels of at most "
+            "63 characters, e.g. hubs.example.ac.uk (no scheme, port or path)"
+        )
+    return value
+
+
+# -- JupyterLab extensions and plugins: an npm package name, optionally ':plugin' --------------------------
+# ref: https://github.com/npm/validate-npm-package-name (new names: lower case, URL-safe, at most 214)
+_NPM_PART = r"[a-z0-9~-][a-z0-9._~-]*"
+_EXTENSION = re.compile(rf"(?:@{_NPM_PART}/)?{_NPM_PART}(?::[A-Za-z0-9_~-][A-Za-z0-9._~-]*)?", re.ASCII)
+
+
+def check_extension(value: object) -> str:
+    """A JupyterLab extension or plugin id: ``@jupyterlab/notebook-extension`` or ``...-extension:tracker``."""
+    if not isinstance(value, str) or len(value) > 300 or not _EXTENSION.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a JupyterLab extension or plugin id: use an npm package name (lower case, "
+            "e.g. @jupyterlab/notebook-extension), optionally followed by ':plugin' (e.g. ':tracker')"
+        )
+    return value
+
+
+# -- generated JSON config --------------------------------------------------------------------------------
+
+
+def check_json(value: dict) -> dict:
+    """Settings end up in JupyterLab's ``overrides.json``: plain JSON only (YAML would also give dates, ``.inf``)."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if bad := next((k for k in item if not isinstance(k, str)), None):
+                raise ValueError(f"key {bad!r} is not text; quote it (JupyterLab settings are JSON)")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{item} is not a JSON number; use a finite number")
+        elif item is not None and not isinstance(item, (str, int, float, bool)):
+            raise ValueError(f"{item!r} is not a JSON value (a date?); quote it: JupyterLab settings are JSON")
+    return value
+
+
+# -- usernames: one grammar for rosters, static lists, teams and the platform team --------------------------
+
+
+def _username(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a username; write it as text (quote it if it is all digits)")
+    return naming.check_username(value)
+
+
+Username = Annotated[str, BeforeValidator(_username)]
+ImageRef = Annotated[str, BeforeValidator(check_image)]
+Domain = Annotated[str, BeforeValidator(check_domain)]
+ExtensionId = Annotated[str, BeforeValidator(check_extension)]

@@ -1,0 +1,71 @@
+"""What every command that changes a fleet does before changing it: hold the state dir's writer lock, and refuse a plan
+that stops too many running hubs. Thin wrappers: the rules live in ``backends.local.statelock`` and ``plan.guard``.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from types import FrameType
+
+import click
+import typer
+
+from hubfleet.backends.local.statelock import StateLock, StateLocked
+from hubfleet.cli.common import err_console
+from hubfleet.plan import FleetSpec, FleetState, Plan
+from hubfleet.plan.guard import mass_stop
+
+__all__ = ["AllowMassStopOption", "hold_state", "refuse_mass_stop"]
+
+AllowMassStopOption = typer.Option(
+    False, "--allow-mass-stop",
+    help="Apply even if the plan stops more than a quarter of the running hubs (e.g. many presentations end today).",
+)
+
+# SIGTERM (a service manager, `hubfleet down`) and SIGHUP (the terminal went away) stop a writer the way Ctrl-C does:
+# as a KeyboardInterrupt in the main thread, which apply turns into "start nothing more" and `up` into a fleet stop.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def hold_state(state: Path) -> StateLock:
+    """Take ``state``'s writer lock for the rest of this command or exit 2 naming who holds it.
+
+    Released when the command ends (click closes its context) or the process dies, whichever comes first.
+    """
+    lock = StateLock(state)
+    try:
+        lock.acquire()
+    except StateLocked as exc:
+        err_console.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS}
+
+    def release() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        lock.release()
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(release)
+    return lock
+
+
+def refuse_mass_stop(plan: Plan, state: FleetState, spec: FleetSpec, allow: bool) -> None:
+    """Exit 2, listing the hubs and why, if the plan stops too many running hubs and ``--allow-mass-stop`` was not
+    given; with it, print the same list as a warning and go on."""
+    verdict = mass_stop(plan, state, spec)
+    if verdict is None:
+        return
+    for line in verdict.lines():
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if allow:
+        err_console.print("--allow-mass-stop given: going ahead.", style="yellow")
+        return
+    err_console.print("[red]Refused; nothing was changed. If this is intended, run again with --allow-mass-stop.[/]")
+    raise typer.Exit(2)
