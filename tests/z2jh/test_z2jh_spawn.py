@@ -21,10 +21,21 @@ from tornado.websocket import websocket_connect
 
 from z2jh_hubs import ChartHub, Student
 
+from hubfleet.catalog.naming import account_prefix, unix_account
+
 pytestmark = pytest.mark.slow
 
 HUB = "a233-2026j"
-COURSE_DIR = "/home/{user}/A233-2026J"
+
+
+def account(hub: ChartHub, name: str) -> str:
+    """The notebook user in the container: the fleet's Unix account of the student (docker-stacks' NB_USER)."""
+    spec = hub.fleet.spec
+    return unix_account(spec.account_prefix or account_prefix(spec.fleet), name)
+
+
+def course_dir(hub: ChartHub, name: str) -> str:
+    return f"/home/{account(hub, name)}/A233-2026J"
 
 
 @pytest.fixture(scope="module")
@@ -82,16 +93,17 @@ def test_a_kernel_runs_through_the_proxy_websocket(hub):
         student.start()
         assert student.open_lab().status_code == 200, student.pod_logs()
         token = student.token()
-        server = f"{hub.url}/user/{name}/"
         headers = {"Authorization": f"token {token}"}
-        kernel = httpx.post(server + "api/kernels", json={"name": "python3"}, headers=headers, timeout=60)
+        kernel = student.http.post(student.server + "api/kernels", json={"name": "python3"}, headers=headers)
         assert kernel.status_code == 201, kernel.text
-        url = server.replace("http://", "ws://") + f"api/kernels/{kernel.json()['id']}/channels"
+        # The websocket goes to the proxy pod with the user's host, as the ingress would send it.
+        url = f"ws://{httpx.URL(hub.url).netloc.decode()}/user/{name}/api/kernels/{kernel.json()['id']}/channels"
+        headers["Host"] = httpx.URL(student.server).host
         # The chart's proxy (node CHP) passes the kernel protocol's subprotocol through to the server.
         assert asyncio.run(subprotocol(url, headers)) == "v1.kernel.websocket.jupyter.org"
-        out = asyncio.run(execute(url, headers, "import getpass; print(getpass.getuser(), 6 * 7)"))
-        # The kernel runs as the student (docker-stacks' NB_USER); its folder is checked with item 3 below.
-        assert out.split() == [name, "42"]
+        out = asyncio.run(execute(url, headers, "import getpass, os; print(getpass.getuser(), os.getcwd(), 6 * 7)"))
+        # As the student's account, in the course folder (a kernel started with no path runs in the cwd).
+        assert out.split() == [account(hub, name), course_dir(hub, name), "42"]
     finally:
         student.close()
 
@@ -130,9 +142,8 @@ def test_twenty_refused_spawns_in_a_row_leave_the_hub_running(hub):
         student.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 3: working_dir from kubespawner_override is not expanded "
-                                       "(fixed on branch k8sfix; drop this marker when it merges)")
 def test_the_server_starts_in_the_course_folder(hub):
+    """Issue 9 item 3: working_dir from a profile was left as the literal ``/home/{username}/...``."""
     name = enrolled(hub)[0]
     pod = hub.user_pod(name)
     if pod is None:
@@ -142,7 +153,7 @@ def test_the_server_starts_in_the_course_folder(hub):
         student.open_lab()
         student.close()
         pod = hub.user_pod(name)
-    assert pod["spec"]["containers"][0]["workingDir"] == COURSE_DIR.format(user=name)
+    assert pod["spec"]["containers"][0]["workingDir"] == course_dir(hub, name)
 
 
 async def subprotocol(url: str, headers: dict) -> str | None:

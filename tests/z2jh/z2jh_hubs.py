@@ -3,10 +3,11 @@
 Sign-in: the example fleet uses ``auth: embedded``, whose Kubernetes rendering is GenericOAuthenticator against
 the portal at ``https://portal.<domain>``; that needs DNS and TLS for a made-up domain and the portal serving
 OAuth clients from Kubernetes Secrets, which it does not do (it reads the local backend's state). So the tier
-adds, through the backend's own site-values hook (``extra_values``), the chart's ``dummy`` authenticator with
-a shared password. Nothing else is added, and nothing hubfleet rendered is changed: ``allow_all: False`` and
+adds, through the backend's own site-values hook (``extra_values``), one last ``hub.extraConfig`` snippet that
+swaps the authenticator for JupyterHub's ``dummy`` one with a shared password. That is the only change to what
+hubfleet renders, and it leaves the Authenticator settings alone: ``allow_all: False`` and
 ``allow_existing_users: True`` stay, so only users created by hubfleet's enrolment sync may sign in, as in
-production.
+production. Not covered here, therefore: the OAuth sign-in itself and the identity-provider groups hook.
 """
 
 from __future__ import annotations
@@ -23,9 +24,32 @@ from hubfleet.testing.chart import ChartCluster
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "university"
 PASSWORD = "z2jh-tier"
-SIGN_IN = {"hub": {"config": {"JupyterHub": {"authenticator_class": "dummy"},
-                              "DummyAuthenticator": {"password": PASSWORD}}}}
+# Last of the extraConfig snippets (sorted by key), so it replaces the rendered HubfleetOAuthenticator; the
+# idp-groups post_auth_hook reads OAuth tokens, which a dummy sign-in has not.
+SIGN_IN = {"hub": {"extraConfig": {"99-z2jh-tier-sign-in": (
+    "c.JupyterHub.authenticator_class = 'dummy'\n"
+    f"c.DummyAuthenticator.password = {PASSWORD!r}\n"
+    "c.DummyAuthenticator.post_auth_hook = None\n")}}}
 OPEN = dt.date(2026, 11, 1)  # A233-2026J (seeded, personal-subfolder) is open
+
+
+class Ingress(httpx.HTTPTransport):
+    """What the cluster's ingress does for a browser: every host under the fleet's domain (the hub's host and,
+    with ``subdomain_host``, each user's server host) reaches the chart's proxy, Host header unchanged; TLS is
+    not modelled (the hub's public URLs say https, the hop to the proxy is plain HTTP as behind an ingress)."""
+
+    def __init__(self, proxy_url: str, domain: str):
+        super().__init__()
+        self.proxy, self.domain = httpx.URL(proxy_url), domain
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        if host == self.domain or host.endswith("." + self.domain):
+            # A new request: the client keeps the original (its URL decides which cookies apply).
+            request = httpx.Request(request.method, request.url.copy_with(scheme="http", host=self.proxy.host,
+                                                                          port=self.proxy.port),
+                                    headers=request.headers, stream=request.stream, extensions=request.extensions)
+        return super().handle_request(request)
 
 
 class ChartHub:
@@ -38,7 +62,9 @@ class ChartHub:
         self.fleet = ChartCluster(root, workdir, extra_values=SIGN_IN).start()
         try:
             spec = self.fleet.apply(at)
-            self.url = self.fleet.start_hub(hub)
+            self.url = self.fleet.start_hub(hub)  # the proxy pod, as the ingress reaches it
+            self.host = f"{hub}.{spec.domain}"  # the hub's public host (hub.config.JupyterHub.subdomain_host)
+            self.domain = spec.domain
             self.api_url, self.token = self.fleet.endpoint(hub, self.url)
             self.changes = sync_spec(self.fleet.loaded, spec, lambda name: (self.api_url, self.token), hubs={hub})
         except BaseException:
@@ -79,7 +105,9 @@ class Student:
 
     def __init__(self, hub: ChartHub, username: str):
         self.hub, self.name = hub, username
-        self.http = httpx.Client(base_url=hub.url, follow_redirects=True, timeout=60)
+        self.http = httpx.Client(base_url=f"https://{hub.host}", follow_redirects=True, timeout=60,
+                                 transport=Ingress(hub.url, hub.domain))
+        self.server = ""  # https://<user host>/user/<name>/ once JupyterLab has loaded
 
     def close(self) -> None:
         self.http.close()
@@ -107,7 +135,9 @@ class Student:
                 break
             assert time.monotonic() < deadline, f"{self.name}'s server never became ready:\n" + self.pod_logs()
             time.sleep(0.5)
-        return self.http.get(f"/user/{self.name}/lab")
+        lab = self.http.get(f"/user/{self.name}/lab")  # the hub redirects to the user's own host
+        self.server = str(lab.url.copy_with(path=f"/user/{self.name}/", query=None))
+        return lab
 
     def pod_logs(self) -> str:
         pod = self.hub.user_pod(self.name)
@@ -117,7 +147,7 @@ class Student:
     def contents(self, method: str, path: str, **kwargs) -> httpx.Response:
         """The Jupyter server's contents API, as JupyterLab calls it (session cookie + XSRF header)."""
         xsrf = self.http.cookies.get("_xsrf", path=f"/user/{self.name}/")
-        return self.http.request(method, f"/user/{self.name}/api/contents/{path}",
+        return self.http.request(method, f"{self.server}api/contents/{path}",
                                  headers={"X-XSRFToken": xsrf or ""}, **kwargs)
 
     def token(self) -> str:
