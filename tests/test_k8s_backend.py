@@ -157,8 +157,10 @@ def test_create_namespaces_objects_secret_and_release(catalog, cluster, helm, ba
         assert cluster.get("v1", "ResourceQuota", hub.name, "hubfleet")["spec"]["hard"]["pods"]
         assert cluster.get("v1", "LimitRange", hub.name, "hubfleet")["spec"]["limits"]
         secret = cluster.get("v1", "Secret", hub.name, "hubfleet")["data"]
-        # embedded auth: hubfleet mints both the service token and the portal's client secret
-        assert set(secret) == {"hubfleet-api-token", "oauth-client-secret"}
+        # embedded auth: hubfleet mints the service token, the portal's client secret, and the chart's cookie
+        # secret and auth-state keys (read through hub.existingSecret)
+        assert set(secret) == {"hubfleet-api-token", "oauth-client-secret", "hub.config.JupyterHub.cookie_secret",
+                               "hub.config.CryptKeeper.keys"}
         assert len(base64.b64decode(secret["hubfleet-api-token"])) == 64
         release = helm.releases[(hub.name, hub.name)]
         assert (release.chart, release.version, release.status) == ("jupyterhub", "4.4.0", "deployed")

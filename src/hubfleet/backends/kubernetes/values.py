@@ -43,6 +43,12 @@ MATERIAL_DIR = material.MATERIAL_DIR
 TOKEN_ENV = "HUBFLEET_API_TOKEN"
 # Keys of the per-hub Secret hubfleet generates once (manifests.hub_secret); values never hold a secret.
 SECRET_KEYS = ("hubfleet-api-token", "oauth-client-secret", "ldap-bind-password")
+# z2jh's own generated secrets that its jupyterhub_config.py reads from hub.existingSecret first; our Secret holds
+# them (generated once by apply), so neither a re-render nor a GitOps sync can change them. The proxy token is
+# the one the chart reads only from its own Secret `hub` (see gitops.py for how a sync leaves it alone).
+# ref: https://z2jh.jupyter.org/en/stable/resources/reference.html#hub-existingsecret
+CHART_SECRET_KEYS = ("hub.config.JupyterHub.cookie_secret", "hub.config.CryptKeeper.keys")
+CHART_SECRET = "hub"  # the chart-managed Secret (release-independent name: z2jh's fullnameOverride is "")
 # ref: https://jupyterhub.readthedocs.io/en/stable/rbac/scopes.html (enrolment sync's needs, nothing more)
 SERVICE_SCOPES = (
     "admin:users", "admin:groups", "list:users", "read:users", "list:groups", "read:groups", "servers", "read:hub",
@@ -408,6 +414,7 @@ def render_values(
     return {
         "hub": {
             "config": auth,
+            "existingSecret": options.secret_name,
             "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi"}},
             "extraEnv": {TOKEN_ENV: {"valueFrom": {"secretKeyRef": {"name": options.secret_name,
                                                                     "key": "hubfleet-api-token"}}},
