@@ -40,7 +40,6 @@ class RenderOptions:
     nb_uid: int = 1000  # docker-stacks' default user; every student's files belong to it
     nb_gid: int = 100
     pause_image: str = "registry.k8s.io/pause:3.10"
-    oidc_paths: tuple[str, str, str] = ("/authorize", "/token", "/userinfo")
 
 
 DEFAULT_OPTIONS = RenderOptions()

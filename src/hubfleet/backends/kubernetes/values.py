@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import posixpath
 
-from hubfleet.backends.kubernetes import branding, idp_groups, material, spawn_policy
+from hubfleet.backends.kubernetes import branding, idp_groups, material, oidc_discovery, spawn_policy
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
 from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import account_prefix, dns_label
@@ -302,7 +302,9 @@ def _storage(p: PresentationSpec) -> dict:
 
 
 def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple[dict, dict]:
-    """(hub.config, extra hub env) for the fleet's authenticator. Secrets only ever come from our Secret."""
+    """(hub.config, extra hub env) for the fleet's authenticator. Secrets only ever come from our Secret.
+
+    Option names are oauthenticator 17's current ones (tests/test_k8s_oidc.py checks none is deprecated)."""
     auth, host = hub.auth, f"https://{hub.name}.{fleet.domain}"
     base = {"allow_all": False, "admin_users": list(hub.admins),
             # Enrolment sync creates the users of a hub through the REST API: existing users may log in.
@@ -314,20 +316,22 @@ def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple
 
     kind = auth["type"]
     if kind in ("oidc", "embedded"):
-        issuer = auth["issuer"].rstrip("/") if kind == "oidc" else f"https://portal.{fleet.domain}"
-        a, t, u = options.oidc_paths if kind == "oidc" else ("/oauth/authorize", "/oauth/token", "/oauth/userinfo")
         oauth = {
             "client_id": auth.get("client_id", f"hub-{hub.name}"),
             "oauth_callback_url": f"{host}/hub/oauth_callback",
-            "authorize_url": issuer + a,
-            "token_url": issuer + t,
-            "userdata_url": issuer + u,
             "scope": ["openid", "profile", "email"],
             "username_claim": auth.get("username_claim", "preferred_username"),
             # Enrolment sync owns group memberships; idp groups only add at login (idp_groups.py, the local
             # backend's rule). manage_groups would reset them from the token at every login.
             "manage_groups": False,
+            "enable_pkce": True,
+            "basic_auth": True,  # client_secret_basic: the method every OpenID Connect provider must support
         }
+        if kind == "embedded":  # our own portal: its paths are ours to know
+            portal = f"https://portal.{fleet.domain}"
+            oauth.update({"authorize_url": portal + "/oauth/authorize", "token_url": portal + "/oauth/token",
+                          "userdata_url": portal + "/oauth/userinfo"})
+        # oidc: the endpoints come from the IdP's discovery document when the hub starts (oidc_discovery.py).
         env["OAUTH_CLIENT_SECRET"] = from_secret("oauth-client-secret")  # read by OAuthenticator itself
         config = {"JupyterHub": {"authenticator_class": "generic-oauth"}, "GenericOAuthenticator": oauth}
     elif kind == "ldap":
@@ -361,7 +365,10 @@ def idp_config(hub: HubSpec) -> dict[str, str]:
     """The identity-provider group rule, for the hubs that log in through OAuth (oidc, embedded)."""
     if hub.auth["type"] not in ("oidc", "embedded"):
         return {}
-    return {"15-hubfleet-idp-groups": idp_groups.hub_config(hub, hub.auth.get("groups_claim", "groups"))}
+    out = {"15-hubfleet-idp-groups": idp_groups.hub_config(hub, hub.auth.get("groups_claim", "groups"))}
+    if hub.auth["type"] == "oidc":  # before everything else that configures the authenticator
+        out["05-hubfleet-oidc-discovery"] = oidc_discovery.hub_config(hub.auth["issuer"].rstrip("/"))
+    return out
 
 
 def load_roles(hub: HubSpec) -> dict:
