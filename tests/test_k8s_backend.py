@@ -371,8 +371,8 @@ def test_delete_refused_until_verified_archive_and_student_claim_survives(catalo
     assert "claim-tm351-2026j-alice (TM351-2026J)" in outcome[Kind.delete].message
     assert ("tm351-2026j", "tm351-2026j") not in helm.releases
     assert cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "claim-tm351-2026j-alice")
-    with pytest.raises(NotFound):  # the chart's own hub-db-dir went with the release, as helm does
-        cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "hub-db-dir")
+    # The chart's hub-db-dir is annotated helm.sh/resource-policy: keep, so the hub's database survives a stop.
+    assert cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "hub-db-dir")
 
     # Still refused on the next run, and now planned without a stop (nothing runs).
     plan_ = diff(spec, backend.observe())

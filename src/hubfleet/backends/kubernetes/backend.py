@@ -10,7 +10,8 @@ One hub's converge (create, update and start are the same operation, as in the l
 3. compare the rendered values with what the release holds (`helm get values`) and run `helm upgrade --install`
    only if they differ, the release is not deployed, or it runs another chart version. So an update whose spec
    change does not reach the values (dates, enrolment sources) costs no helm write and no hub restart;
-4. delete material ConfigMaps no profile names any more (after the release stopped pointing at them);
+4. delete material ConfigMaps no profile names any more (after the release stopped pointing at them), and the
+   hub's other stateless objects (by label) that the render no longer has (`_prune`);
 5. record the applied spec (records.py) — last, so a failed release is retried by the next plan.
 
 Course material is not in the spec, so a plan cannot see it change: `material_updates` adds an `update` for each
@@ -59,6 +60,10 @@ CHART = "jupyterhub"
 SERVICE_TOKEN_KEY = "hubfleet-api-token"  # the key values.py points hub.extraEnv.HUBFLEET_API_TOKEN at
 MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 HUB_SELECTOR = MANAGED_SELECTOR + ",hubfleet.io/hub"  # hub namespaces, not the fleet's own hubfleet-system
+
+# What `_prune` may delete: kinds render_manifests writes that hold no state. Labels of objects other rules own.
+PRUNABLE_KINDS = (("v1", "ConfigMap"), ("v1", "ResourceQuota"), ("v1", "LimitRange"))
+KEPT_BY_OTHER_RULES = {records.RECORD_LABEL, records.MARKER_LABEL, mat.LABEL, "hubfleet.io/archive-job"}
 
 ExtraValues = Mapping[str, Any] | Callable[[HubSpec], Mapping[str, Any]] | None
 
@@ -265,7 +270,8 @@ class KubernetesBackend:
         material = self.material_for(hub)  # first: a missing or oversized source changes nothing
         say("namespace objects")
         written, secret, shipped = 0, "kept", set()
-        for obj in render_manifests(hub, spec, self.options, material):
+        rendered = render_manifests(hub, spec, self.options, material)
+        for obj in rendered:
             if obj["kind"] == "Secret" and obj["apiVersion"] == "v1":
                 secret = ensure_hub_secret(self.cluster, obj)
             elif mat.LABEL in obj["metadata"]["labels"]:
@@ -286,6 +292,7 @@ class KubernetesBackend:
         else:
             done = "release unchanged (values equal)"
         written += self._prune_material(ns, shipped)
+        written += self._prune(ns, hub.name, rendered)
         records.write_record(self.cluster, ns, hub.name, hub.model_dump(mode="json"), self.chart_version)
         return f"{written} namespace object(s) written; secret {secret}; {done}"
 
@@ -330,6 +337,24 @@ class KubernetesBackend:
         for name in (n for n in old if n not in keep):
             self.cluster.delete("v1", "ConfigMap", ns, name)
         return len(set(old) - keep)
+
+    def _prune(self, ns: str, hub: str, rendered: list[dict]) -> int:
+        """Delete the hub's objects hubfleet rendered before and renders no more (a JupyterLab settings ConfigMap
+        of a presentation that left the hub, a quota of a kind we stopped setting), found by label.
+
+        Only kinds that hold no state: never a Secret (generated once), a claim or a volume (student files), nor
+        the objects hubfleet keeps by other rules (records, archive markers, material, archive Jobs' support)."""
+        selector = f"{MANAGED_SELECTOR},hubfleet.io/hub={hub}"
+        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in rendered}
+        gone = 0
+        for api_version, kind in PRUNABLE_KINDS:
+            for obj in self.cluster.list(api_version, kind, ns, selector):
+                meta = obj["metadata"]
+                if (api_version, kind, meta["name"]) in wanted or set(meta.get("labels") or {}) & KEPT_BY_OTHER_RULES:
+                    continue
+                self.cluster.delete(api_version, kind, ns, meta["name"])
+                gone += 1
+        return gone
 
     def material_updates(self, plan: Plan, spec: FleetSpec, state: FleetState) -> Plan:
         """`plan` plus an `update` for each running hub whose current material is not all in the cluster: the

@@ -32,7 +32,7 @@ from __future__ import annotations
 import posixpath
 
 from hubfleet.backends.kubernetes import branding, idp_groups, material, oidc_discovery, spawn_policy
-from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, KEEP, MANAGED_BY, RenderOptions
 from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import account_prefix, dns_label
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
@@ -422,7 +422,9 @@ def render_values(
         "hub": {
             "config": auth,
             "existingSecret": options.secret_name,
-            "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi"}},
+            # The hub's database (users, groups, tokens, spawn state) outlives `helm uninstall` (a `stop`): `start`
+            # brings the same hub back. `delete` removes it with the namespace.
+            "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi", "annotations": dict(KEEP)}},
             "extraEnv": {TOKEN_ENV: {"valueFrom": {"secretKeyRef": {"name": options.secret_name,
                                                                     "key": "hubfleet-api-token"}}},
                          **auth_env},
