@@ -49,6 +49,7 @@ def write_catalog(root: Path, auth: str = "", tm351_image: str = "quay.io/jupyte
           name: testuni
           backend: kubernetes
           domain: hubs.test.example
+          kubernetes: {{personal_store: {{server: 10.0.0.5, path: /export}}}}
           {auth}
           defaults:
             image: quay.io/jupyter/minimal-notebook:2026-11-24

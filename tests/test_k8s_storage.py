@@ -6,10 +6,19 @@ from __future__ import annotations
 import pytest
 from test_k8s_backend import HUBS, PV, converge, spec_of, write_catalog
 
+from typer.testing import CliRunner
+
 from hubfleet.backends.kubernetes.backend import KubernetesBackend
 from hubfleet.backends.kubernetes.cluster import NotFound
 from hubfleet.backends.kubernetes.fake import FakeCluster
+from hubfleet.backends.kubernetes.fleet import render_fleet
 from hubfleet.backends.kubernetes.helm import FakeHelm
+from hubfleet.backends.kubernetes.manifests import render_manifests
+from hubfleet.backends.kubernetes.material import read_material
+from hubfleet.backends.kubernetes.validation import validate_manifest
+from hubfleet.catalog import load_catalog
+from hubfleet.catalog.errors import CatalogError
+from hubfleet.cli.main import app
 from hubfleet.plan import diff
 from hubfleet.plan.diff import Action, Kind, Plan
 
@@ -78,3 +87,75 @@ def test_objects_no_longer_rendered_are_pruned_and_nothing_else(catalog, cluster
     # Other hubs untouched.
     for other in set(HUBS) - {ns}:
         assert cluster.get("v1", "ResourceQuota", other, "hubfleet")
+
+
+# ------------------------------------------------------------------------------------ the personal store
+
+
+def _fleet_yaml(catalog, kubernetes: str) -> None:
+    path = catalog / "fleet.yaml"
+    lines = [ln for ln in path.read_text().splitlines() if not ln.strip().startswith("kubernetes:")]
+    at = next(i for i, ln in enumerate(lines) if ln.strip().startswith("domain:")) + 1
+    if kubernetes:
+        lines.insert(at, f"  kubernetes: {kubernetes}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _store_volumes(spec, catalog) -> list[dict]:
+    material = read_material(catalog, spec)
+    objects = render_fleet(spec) + [o for hub in spec.hubs for o in render_manifests(hub, spec, material=material)]
+    return [o for o in objects if o["kind"] == "PersistentVolume"]
+
+
+def test_the_store_is_mounted_by_an_address_the_node_can_reach(catalog):
+    # External filer: every PV (fleet namespace and each personal-subfolder hub) names its IP and export.
+    spec = spec_of(catalog)
+    pvs = _store_volumes(spec, catalog)
+    assert len(pvs) == 2  # the archiver's view in hubfleet-system, and M269's
+    assert {(pv["spec"]["nfs"]["server"], pv["spec"]["nfs"]["path"]) for pv in pvs} == {("10.0.0.5", "/export")}
+
+    # hubfleet runs the server: a Service at the fixed ClusterIP the PVs name, so no PV needs cluster DNS.
+    _fleet_yaml(catalog, "{personal_store: {cluster_ip: 10.96.0.200, storage_class: fast-rwo}}")
+    spec = spec_of(catalog)
+    fleet = render_fleet(spec)
+    (svc,) = [o for o in fleet if o["kind"] == "Service"]
+    (server,) = [o for o in fleet if o["kind"] == "Deployment"]
+    (data,) = [o for o in fleet if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == svc["metadata"]["name"]]
+    assert svc["spec"]["clusterIP"] == "10.96.0.200"
+    assert svc["spec"]["selector"].items() <= server["spec"]["template"]["metadata"]["labels"].items()
+    assert {p["port"] for p in svc["spec"]["ports"]} >= {2049}
+    assert data["spec"]["storageClassName"] == "fast-rwo"
+    assert data["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert server["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == data["metadata"]["name"]
+    assert {pv["spec"]["nfs"]["server"] for pv in _store_volumes(spec, catalog)} == {"10.96.0.200"}
+    for obj in fleet:
+        assert validate_manifest(obj, "1.32.0") == [], obj["kind"]
+
+
+@pytest.mark.parametrize("server", ["personal-store.hubfleet-system.svc.cluster.local", "nfs.store.svc"])
+def test_a_cluster_dns_name_for_the_store_is_refused_at_validate(catalog, server):
+    _fleet_yaml(catalog, f"{{personal_store: {{server: {server}}}}}")
+    with pytest.raises(CatalogError) as err:
+        load_catalog(catalog)
+    text = str(err.value)
+    assert "fleet.yaml:5:" in text and "cluster DNS name" in text and "cluster_ip" in text
+
+
+def test_personal_subfolder_without_a_store_is_a_clear_render_error(catalog, tmp_path):
+    _fleet_yaml(catalog, "")
+    result = CliRunner().invoke(app, ["render", str(catalog), "--backend", "kubernetes", "--out", str(tmp_path / "o"),
+                                      "--at", "2026-11-01"])
+    assert result.exit_code == 2
+    assert "fleet.kubernetes.personal_store" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_sized_extra_mount_is_an_unknown_key(catalog):
+    # Extra mounts live on the student's own storage on both backends; `size` promised a volume that never came.
+    path = catalog / "courses" / "W101.yaml"
+    path.write_text(path.read_text().replace(
+        "storage: {layout: ephemeral}",
+        "storage: {layout: ephemeral, extra_mounts: [{name: pg, path: \"{course_dir}/pg\", size: 1Gi}]}"))
+    with pytest.raises(CatalogError) as err:
+        load_catalog(catalog)
+    assert "W101.yaml:3:" in str(err.value) and "size" in str(err.value)

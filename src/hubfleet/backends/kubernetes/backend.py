@@ -50,7 +50,7 @@ from hubfleet.plan.spec import FleetSpec, HubSpec
 from . import material as mat
 from . import records
 from .cluster import Cluster, ClusterError, ClusterUnavailable, NotFound, UnsupportedKind
-from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, options_for
 from .helm import Helm, HelmError, HelmMissing, ReleaseNotFound
 from .manifests import namespace_name, render_manifests
 from .secrets import MissingProvidedKeys, ensure_hub_secret, read_key
@@ -228,7 +228,7 @@ class KubernetesBackend:
                                 "labels": {**MANAGED_BY, "hubfleet.io/fleet": spec.fleet}}})
             job = render_purge_job(pres, ns, DEFAULT_IMAGE, self.options)
         say(f"{action.kind.value} Job {job['metadata']['name']}")
-        for obj in support_objects(ns, spec.fleet, self.options):
+        for obj in support_objects(ns, spec.fleet, options_for(spec, self.options)):
             self.cluster.apply(obj)
         return self._run_job(job, action.kind.value)
 

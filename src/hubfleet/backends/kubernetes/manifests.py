@@ -35,7 +35,13 @@ from pathlib import Path
 
 from hubfleet.backends.kubernetes import material as m
 from hubfleet.backends.kubernetes import values as v
-from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, personal_store_pair
+from hubfleet.backends.kubernetes.fleet import (
+    DEFAULT_OPTIONS,
+    MANAGED_BY,
+    RenderOptions,
+    options_for,
+    personal_store_pair,
+)
 from hubfleet.backends.kubernetes.secrets import ADOPT_ANNOTATION
 from hubfleet.catalog import naming
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
@@ -127,6 +133,7 @@ def hub_secret(hub: HubSpec, ns: str, labels: dict, options: RenderOptions) -> d
 def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DEFAULT_OPTIONS,
                      material: m.Material | None = None) -> list[dict]:
     """The hub namespace's objects. ``material`` (``material.read_material``) is required when the hub seeds."""
+    options = options_for(fleet, options)
     ns = namespace_name(hub)
     labels = dict(hub.labels)
     hard = sizing(hub, options)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import posixpath
 
 from hubfleet.backends.kubernetes import branding, idp_groups, material, oidc_discovery, spawn_policy
-from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, KEEP, MANAGED_BY, RenderOptions
+from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, KEEP, MANAGED_BY, RenderOptions, options_for
 from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import account_prefix, dns_label
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
@@ -124,7 +124,7 @@ def home_mounts(p: PresentationSpec) -> list[dict]:
             mounts.append(_mount(f"mount-{m.name}", path, ro=m.read_only or ro))
         else:
             # Extra mounts live beside the course folder on the student's own storage, so they are archived
-            # with it but not seeded over. (A sized mount is not a volume of its own on Kubernetes yet.)
+            # with it but not seeded over (and count towards its size: the catalog has no per-mount size).
             rel = posixpath.join(".hubfleet-mounts", p.key, m.name)
             mounts.append(_mount("home", path, _store_subpath(p, rel), ro=m.read_only or ro))
     return mounts
@@ -390,6 +390,7 @@ def render_values(
     ``material`` is the seed material (``material.read_material``); a hub that seeds cannot render without it,
     since its profiles name the content-hashed ConfigMaps."""
     shipped = material or {}
+    options = options_for(fleet, options)
     if secrets_ref:
         options = RenderOptions(**{**options.__dict__, "secret_name": secrets_ref})
     first = hub.presentations[0]
