@@ -120,7 +120,7 @@ class ProcessKubelet:
 
     def logs(self, namespace: str, pod: str) -> str:
         out = []
-        for path in sorted((self.root / namespace / pod / "logs").glob("*.log")):
+        for path in sorted((self.root / namespace).glob(f"{pod}-*/logs/*.log"), key=lambda p: p.stat().st_mtime):
             out.append(f"==> {path.name} <==\n{path.read_text(errors='replace')}")
         return "\n".join(out)
 
@@ -144,7 +144,8 @@ class ProcessKubelet:
 
     def _admit(self, pod: dict) -> None:
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
-        run = PodRun(pod=pod, ip=self._pod_ip(pod), root=self.root / ns / name)
+        # One folder per pod *instance* (a restarted server reuses its pod name).
+        run = PodRun(pod=pod, ip=self._pod_ip(pod), root=self.root / ns / f"{name}-{pod['metadata']['uid'][:8]}")
         self.pods[(ns, name)] = run
         run.task = asyncio.get_running_loop().create_task(self._run(run))
 
@@ -205,7 +206,11 @@ class ProcessKubelet:
                                            "image": main.get("image", ""),
                                            "state": {"terminated": {"exitCode": code, "finishedAt": now()}}}],
                 })
-        except PodFailed as exc:
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a kubelet bug shows as a failed pod, not a silent hang
+            if not isinstance(exc, PodFailed):
+                exc = PodFailed("KubeletError", f"{type(exc).__name__}: {exc}")
             self.cluster.record_event(pod, exc.reason, str(exc), "Warning")
             phase = "Failed" if pod["spec"].get("restartPolicy") == "Never" else "Pending"
             self.cluster.set_status(ns, name, {"phase": phase, "message": str(exc), "reason": exc.reason})

@@ -9,9 +9,12 @@ It does three things, all keyed by data the renderer injects as JSON (``HUBFLEET
 1. ``profile_list`` becomes a callable that keeps only the profiles whose groups the user is in.
    # ref: https://github.com/jupyterhub/zero-to-jupyterhub-k8s/issues/1734 (per-group profile lists)
    # ref: https://jupyterhub-kubespawner.readthedocs.io/en/latest/spawner.html (profile_list may be callable)
-2. ``pre_spawn_hook`` refuses, with HTTP 403, a profile the server's owner may not use. The filtered
-   list alone is not enough: kubespawner falls back to the base config when the filtered list is empty,
-   and a REST client can post any ``user_options``. The hook runs before kubespawner applies the profile.
+2. Refusals never count as spawn failures (z2jh's ``consecutiveFailureLimit: 5`` makes the hub exit after five;
+   issue 9 item 2). A user in no profile group is offered nothing: the default ``user`` role loses ``self``
+   and a role on the profiles' groups gives it back, so JupyterHub's own scope check answers 403 before any
+   spawn starts. A requested profile outside the user's (only a hand-made request can name one) is dropped
+   by the callable and by ``pre_spawn_hook`` (which runs before kubespawner applies the profile), so the
+   user's own default starts instead. ``pre_spawn_hook`` still refuses a user with no profile as a backstop.
 3. The same callable makes each profile personal: ``{hubfleet_account}`` and ``{hubfleet_storage}`` in its
    ``kubespawner_override`` become the user's Unix account (``hubfleet.catalog.naming.unix_account``) and storage
    name (``storage_name``), inlined below because the hub image does not have hubfleet installed; tests keep the
@@ -98,8 +101,23 @@ def hubfleet_allowed(user):
 _HUBFLEET_PROFILES = list(c.KubeSpawner.get("profile_list") or [])  # singleuser.profileList, set by z2jh
 
 
+def hubfleet_keep_own_profile(spawner, allowed):
+    """Drop a requested profile outside ``allowed`` (only a hand-made request can name one: the form never
+    offers it), so the server starts with the user's own default profile. Refusing instead would raise during
+    the spawn, which counts as a spawn failure, and z2jh's consecutiveFailureLimit makes the hub exit after 5
+    of them (issue 9 item 2)."""
+    options = getattr(spawner, "user_options", None)
+    if isinstance(options, dict) and options.get("profile") not in (None, *allowed):
+        spawner.log.warning("hubfleet: %s asked for profile %r, which is not theirs; starting their default",
+                            spawner.user.name, options["profile"])
+        spawner.user_options = {k: v for k, v in options.items()
+                                if k != "profile" and not k.startswith("profile-option-")}
+
+
 def hubfleet_profile_list(spawner):
+    """The profiles the server's owner may start (KubeSpawner reads this before the requested profile)."""
     allowed = set(hubfleet_allowed(spawner.user))
+    hubfleet_keep_own_profile(spawner, allowed)
     profiles = [hubfleet_personal(p, spawner.user.name) for p in _HUBFLEET_PROFILES if p.get("slug") in allowed]
     for profile in profiles:
         override = profile.get("kubespawner_override") or {}
@@ -112,16 +130,31 @@ def hubfleet_profile_list(spawner):
 
 
 def hubfleet_pre_spawn_hook(spawner):
+    """Runs before KubeSpawner's start: drop a foreign profile here too. The refusal is a backstop that should
+    never fire: users in no profile group have no ``servers`` scope (see the roles below), so JupyterHub
+    refuses them before a spawn starts; a refusal from here would count as a spawn failure."""
     allowed = hubfleet_allowed(spawner.user)
     if not allowed:
         raise _web.HTTPError(403, "%s is not enrolled on any presentation of this hub" % spawner.user.name)
-    slug = (spawner.user_options or {}).get("profile")
-    if slug is not None and slug not in allowed:
-        raise _web.HTTPError(403, "profile %r is not available to %s" % (slug, spawner.user.name))
+    hubfleet_keep_own_profile(spawner, allowed)
 
 
 c.KubeSpawner.profile_list = hubfleet_profile_list
 c.KubeSpawner.pre_spawn_hook = hubfleet_pre_spawn_hook
+
+# Offer nothing to refuse: only members of a profile's group may start a server. JupyterHub's default `user`
+# role grants every user `self` (which includes starting their own server); here it keeps only reading
+# oneself, and a role on the profiles' groups gives `self` back. A user in no group then gets 403 from
+# JupyterHub's scope check before any spawn starts, which never counts towards consecutiveFailureLimit.
+# Admins keep everything through the admin role. # ref: https://jupyterhub.readthedocs.io/en/stable/rbac/roles.html#default-roles
+_HUBFLEET_GROUPS = sorted({g for p in HUBFLEET["profiles"] for g in p["groups"]})
+c.JupyterHub.load_roles = [r for r in (c.JupyterHub.get("load_roles") or [])
+                           if r.get("name") not in ("user", "hubfleet-enrolled")] + [
+    {"name": "user", "description": "Any signed-in user: may read their own account, nothing more",
+     "scopes": ["read:users!user"]},
+    {"name": "hubfleet-enrolled", "description": "Enrolled users: start and use their own server",
+     "scopes": ["self"], "groups": _HUBFLEET_GROUPS},
+]
 
 # hubfleet's service: the token comes from our Secret through hub.extraEnv, never from values.
 c.JupyterHub.services = [s for s in (c.JupyterHub.get("services") or []) if s.get("name") != "hubfleet"] + [
