@@ -159,3 +159,30 @@ def test_a_sized_extra_mount_is_an_unknown_key(catalog):
     with pytest.raises(CatalogError) as err:
         load_catalog(catalog)
     assert "W101.yaml:3:" in str(err.value) and "size" in str(err.value)
+
+
+def test_a_fleet_without_personal_stores_prunes_the_nfs_server_but_keeps_its_data(catalog, cluster, backend):
+    _fleet_yaml(catalog, "{personal_store: {cluster_ip: 10.96.0.200}}")
+    assert backend.apply_fleet_objects(spec_of(catalog)) > 0
+    assert cluster.get("apps/v1", "Deployment", "hubfleet-system", "personal-store-nfs")
+    assert backend.apply_fleet_objects(spec_of(catalog)) == 0  # nothing to write, nothing to prune
+    # The one personal-subfolder course moves to per-presentation storage: the fleet renders no NFS server.
+    m269 = catalog / "courses" / "M269.yaml"
+    m269.write_text(m269.read_text().replace("layout: personal-subfolder", "layout: per-presentation"))
+    assert backend.apply_fleet_objects(spec_of(catalog)) == 2
+    for kind, api in (("Deployment", "apps/v1"), ("Service", "v1")):
+        with pytest.raises(NotFound):
+            cluster.get(api, kind, "hubfleet-system", "personal-store-nfs")
+    # The image puller stays; the server's data claim is never pruned (it holds every home).
+    assert cluster.get("apps/v1", "DaemonSet", "hubfleet-system", "hubfleet-image-puller")
+    assert cluster.get("v1", "PersistentVolumeClaim", "hubfleet-system", "personal-store-nfs")
+
+
+def test_moving_the_store_to_another_server_is_refused_not_repointed(catalog, cluster, backend):
+    # A PV's NFS source is immutable: the store's address is frozen, and moving it is a migration (docs).
+    backend.apply_fleet_objects(spec_of(catalog))
+    _fleet_yaml(catalog, "{personal_store: {server: 10.0.0.6}}")
+    with pytest.raises(Exception, match="persistentvolumesource"):
+        backend.apply_fleet_objects(spec_of(catalog))
+    pv = next(o for o in cluster.list("v1", "PersistentVolume", None) if o["metadata"]["name"].endswith("personal-store"))
+    assert pv["spec"]["nfs"]["server"] == "10.0.0.5"

@@ -325,7 +325,11 @@ class Defaults(Strict):
 
 class OidcAuth(Strict):
     type: Literal["oidc"]
-    issuer: str = Field(description="The identity provider's issuer URL.")
+    issuer: str = Field(
+        description="The identity provider's issuer URL. Its endpoints are read from "
+        "`{issuer}/.well-known/openid-configuration` (on Kubernetes: when each hub starts; a hub whose document is "
+        "missing or names another issuer does not start)."
+    )
     client_id: str = Field("hubfleet", description="OAuth client id registered with the provider.")
     groups_claim: str = Field("groups", description="Claim in the ID token/userinfo that lists the user's groups.")
     username_claim: str = Field("preferred_username", description="Claim used as the username.")
@@ -404,7 +408,8 @@ class PersonalStore(Strict):
     """Kubernetes: the one NFS export that holds every student's personal store (layout `personal-subfolder`).
     Each hub namespace mounts the same export through its own PV and claim, so a student's home is the same in
     every hub. Set exactly one of `server` and `cluster_ip`. A ReadWriteMany StorageClass is not enough: it gives
-    each namespace's claim a volume of its own, and the store must be one volume shared by every hub."""
+    each namespace's claim a volume of its own, and the store must be one volume shared by every hub. Frozen once
+    applied: a PV's NFS source cannot change, so moving the store is a migration (docs/kubernetes.md)."""
 
     server: Annotated[str, AfterValidator(_node_reachable)] | None = Field(
         None,

@@ -63,6 +63,7 @@ HUB_SELECTOR = MANAGED_SELECTOR + ",hubfleet.io/hub"  # hub namespaces, not the 
 
 # What `_prune` may delete: kinds render_manifests writes that hold no state. Labels of objects other rules own.
 PRUNABLE_KINDS = (("v1", "ConfigMap"), ("v1", "ResourceQuota"), ("v1", "LimitRange"))
+FLEET_PRUNABLE_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
 KEPT_BY_OTHER_RULES = {records.RECORD_LABEL, records.MARKER_LABEL, mat.LABEL, "hubfleet.io/archive-job"}
 
 ExtraValues = Mapping[str, Any] | Callable[[HubSpec], Mapping[str, Any]] | None
@@ -175,13 +176,25 @@ class KubernetesBackend:
             return list(pool.map(lambda hub: self._hub_status(hub, query_api), spec.hubs))
 
     def apply_fleet_objects(self, spec: FleetSpec) -> int:
-        """Apply `render_fleet` (fleet namespace, shared image puller, the archiver's personal-store PV/PVC).
+        """Apply `render_fleet` (fleet namespace, shared image puller, the archiver's personal-store PV/PVC, the
+        NFS server if hubfleet runs it) and delete the fleet workloads it no longer renders.
 
         Not a plan action: the Plan is per hub. Call it before `apply`; returns how many objects were written
-        (0 when nothing changed)."""
+        or deleted (0 when nothing changed)."""
         from .fleet import render_fleet
 
-        return sum(bool(self.cluster.apply(obj)) for obj in render_fleet(spec, self.options))
+        rendered = render_fleet(spec, self.options)
+        written = sum(bool(self.cluster.apply(obj)) for obj in rendered)
+        # Workloads the fleet no longer renders (the NFS server after a switch to a filer): by label, only the
+        # kinds that hold no state. Its data claim is kept (resource-policy keep), as are the archiver's objects.
+        ns = self.options.system_namespace
+        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in rendered}
+        for api_version, kind in FLEET_PRUNABLE_KINDS:
+            for obj in self.cluster.list(api_version, kind, ns, MANAGED_SELECTOR):
+                if (api_version, kind, obj["metadata"]["name"]) not in wanted:
+                    self.cluster.delete(api_version, kind, ns, obj["metadata"]["name"])
+                    written += 1
+        return written
 
     # ------------------------------------------------------------------------------------------ per hub
 
