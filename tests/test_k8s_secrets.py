@@ -162,3 +162,49 @@ def test_a_hub_the_chart_ran_before_keeps_its_cookie_secret(catalog, cluster):
     assert report_secret["hub.config.JupyterHub.cookie_secret"] == old
     assert report_secret["hubfleet-api-token"] == token
     assert re.fullmatch(r"[0-9a-f]{64}", base64.b64decode(report_secret["hub.config.CryptKeeper.keys"]).decode())
+
+
+# ------------------------------------------------- what Argo CD sees: real `helm template`, twice, no lookup
+
+
+def _helm_template(values: dict, hub: str) -> dict:
+    from hubfleet.testing.chart import TemplateHelm, chart_dir
+
+    docs = TemplateHelm(cluster=None).template(hub, hub, str(chart_dir()), values)
+    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def _drop(doc: dict, pointer: str) -> None:
+    *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in pointer.lstrip("/").split("/")]
+    node = doc
+    for part in parents:
+        node = node.get(part) or {}
+    node.pop(last, None)
+
+
+def test_two_helm_template_renders_differ_only_where_the_application_tells_argocd_to_look_away(catalog):
+    # Argo CD renders with `helm template` on every sync, where the chart's `lookup` finds nothing: whatever
+    # differs between two renders of the same values is a change Argo CD would apply (and, for a token, an outage).
+    spec = spec_of(catalog)
+    hub = spec.hubs[0]
+    app = gitops.render_gitops(hub, spec, "argocd", material=read_material(catalog, spec))["items"][0]["spec"]
+    values = app["source"]["helm"]["valuesObject"]
+    first, second = _helm_template(values, hub.name), _helm_template(values, hub.name)
+    assert first.keys() == second.keys()
+    changed = sorted(k for k in first if first[k] != second[k])
+    assert changed == [("Deployment", "hub"), ("Deployment", "proxy"), ("Secret", "hub")]  # the chart's randoms
+    for rule in app["ignoreDifferences"]:
+        for pointer in rule["jsonPointers"]:
+            for render in (first, second):
+                _drop(render[(rule["kind"], rule["name"])], pointer)
+    assert {k: first[k] for k in changed} == {k: second[k] for k in changed}
+    # The secrets the hub really uses are not in either render: they are named, never carried.
+    deployment = first[("Deployment", "hub")]["spec"]["template"]
+    assert {"name": "existing-secret", "secret": {"secretName": "hubfleet"}} in deployment["spec"]["volumes"]
+    # A config change still restarts the hub: its pod template changes outside the ignored annotations.
+    edited = gitops.with_values_hash({**values, "cull": {**values["cull"], "timeout": values["cull"]["timeout"] + 1}})
+    third = _helm_template(edited, hub.name)
+    for pointer in next(r for r in app["ignoreDifferences"] if r["name"] == "hub" and r["kind"] == "Deployment")[
+            "jsonPointers"]:
+        _drop(third[("Deployment", "hub")], pointer)
+    assert third[("Deployment", "hub")]["spec"]["template"] != first[("Deployment", "hub")]["spec"]["template"]
