@@ -16,6 +16,7 @@ from hubfleet.backends.kubernetes.helm import FakeHelm
 from hubfleet.backends.kubernetes.manifests import render_manifests
 from hubfleet.backends.kubernetes.material import read_material
 from hubfleet.backends.kubernetes.validation import validate_manifest
+from hubfleet.backends.kubernetes.values import render_values
 from hubfleet.catalog import load_catalog
 from hubfleet.catalog.errors import CatalogError
 from hubfleet.cli.main import app
@@ -186,3 +187,12 @@ def test_moving_the_store_to_another_server_is_refused_not_repointed(catalog, cl
         backend.apply_fleet_objects(spec_of(catalog))
     pv = next(o for o in cluster.list("v1", "PersistentVolume", None) if o["metadata"]["name"].endswith("personal-store"))
     assert pv["spec"]["nfs"]["server"] == "10.0.0.5"
+
+
+def test_per_presentation_claims_take_the_catalogs_storage_class(catalog):
+    _fleet_yaml(catalog, "{personal_store: {server: 10.0.0.5}, storage_class: ceph-rbd}")
+    spec = spec_of(catalog)
+    tm351 = next(h for h in spec.hubs if h.name == "tm351-2026j")  # per-presentation storage
+    values = render_values(tm351, spec, material=read_material(catalog, spec))
+    (profile,) = values["singleuser"]["profileList"]
+    assert profile["kubespawner_override"]["storage_class"] == "ceph-rbd"
