@@ -61,7 +61,8 @@ def catalog(hubs: int) -> Catalog:
         for i in range(hubs)
     ]
     return Catalog.model_validate({
-        "fleet": {"name": "bench", "backend": "kubernetes", "domain": "hubs.example.org", "platform_team": ["admin"]},
+        "fleet": {"name": "bench", "backend": "kubernetes", "domain": "hubs.example.org", "platform_team": ["admin"],
+                  "kubernetes": {"personal_store": {"server": "10.0.0.5"}}},
         "courses": courses,
     })
 

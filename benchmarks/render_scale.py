@@ -44,6 +44,7 @@ def catalog(hubs: int) -> Catalog:
     ]
     return Catalog.model_validate({
         "fleet": {"name": "bench", "backend": "kubernetes", "domain": "hubs.example.org",
+                  "kubernetes": {"personal_store": {"server": "10.0.0.5"}},
                   "auth": {"type": "oidc", "issuer": "https://login.example.org"}, "platform_team": ["admin"]},
         "courses": courses,
     })

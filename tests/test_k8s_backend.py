@@ -49,6 +49,7 @@ def write_catalog(root: Path, auth: str = "", tm351_image: str = "quay.io/jupyte
           name: testuni
           backend: kubernetes
           domain: hubs.test.example
+          kubernetes: {{personal_store: {{server: 10.0.0.5, path: /export}}}}
           {auth}
           defaults:
             image: quay.io/jupyter/minimal-notebook:2026-11-24
@@ -157,8 +158,10 @@ def test_create_namespaces_objects_secret_and_release(catalog, cluster, helm, ba
         assert cluster.get("v1", "ResourceQuota", hub.name, "hubfleet")["spec"]["hard"]["pods"]
         assert cluster.get("v1", "LimitRange", hub.name, "hubfleet")["spec"]["limits"]
         secret = cluster.get("v1", "Secret", hub.name, "hubfleet")["data"]
-        # embedded auth: hubfleet mints both the service token and the portal's client secret
-        assert set(secret) == {"hubfleet-api-token", "oauth-client-secret"}
+        # embedded auth: hubfleet mints the service token, the portal's client secret, and the chart's cookie
+        # secret and auth-state keys (read through hub.existingSecret)
+        assert set(secret) == {"hubfleet-api-token", "oauth-client-secret", "hub.config.JupyterHub.cookie_secret",
+                               "hub.config.CryptKeeper.keys"}
         assert len(base64.b64decode(secret["hubfleet-api-token"])) == 64
         release = helm.releases[(hub.name, hub.name)]
         assert (release.chart, release.version, release.status) == ("jupyterhub", "4.4.0", "deployed")
@@ -369,8 +372,8 @@ def test_delete_refused_until_verified_archive_and_student_claim_survives(catalo
     assert "claim-tm351-2026j-alice (TM351-2026J)" in outcome[Kind.delete].message
     assert ("tm351-2026j", "tm351-2026j") not in helm.releases
     assert cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "claim-tm351-2026j-alice")
-    with pytest.raises(NotFound):  # the chart's own hub-db-dir went with the release, as helm does
-        cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "hub-db-dir")
+    # The chart's hub-db-dir is annotated helm.sh/resource-policy: keep, so the hub's database survives a stop.
+    assert cluster.get("v1", "PersistentVolumeClaim", "tm351-2026j", "hub-db-dir")
 
     # Still refused on the next run, and now planned without a stop (nothing runs).
     plan_ = diff(spec, backend.observe())

@@ -27,8 +27,9 @@ def hub_config(values: dict) -> Config:
     for section, cfg in values["hub"]["config"].items():  # jupyterhub_config.py: "pass-through config section"
         c[section].update(cfg)
     os.environ.setdefault("HUBFLEET_API_TOKEN", "test-token")
-    for _, code in sorted(values["hub"]["extraConfig"].items()):
-        if "branding" not in code:
+    for key, code in sorted(values["hub"]["extraConfig"].items()):
+        # The issuer here is not reachable; discovery has its own test against a served document (test_k8s_oidc).
+        if "branding" not in code and "oidc-discovery" not in key:
             exec(compile(code, "extraConfig", "exec"), {"c": c})
     return c
 

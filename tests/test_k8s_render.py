@@ -420,6 +420,7 @@ def _synthetic(n: int) -> Catalog:
                                    "expected_students": 100}]}
                for i in range(n)]
     return Catalog.model_validate({"fleet": {"name": "uni", "backend": "kubernetes", "domain": "example.org",
+                                             "kubernetes": {"personal_store": {"server": "10.0.0.5"}},
                                              "platform_team": ["admin"]}, "courses": courses})
 
 

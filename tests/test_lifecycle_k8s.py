@@ -5,6 +5,8 @@ program (jobrunner.py + archive.py) run for real on local folders, producing the
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime as dt
 import json
 from pathlib import Path
@@ -49,7 +51,8 @@ def test_jobs_render_valid_and_ship_the_same_archive_code(setup):
     assert shipped_code()["jobrunner.py"] == Path(jobrunner.__file__).read_text()
     m269 = _pres(catalog, "M269-2026J", TM351_ARCHIVED)
     tm351 = _pres(catalog, "TM351-2026J", TM351_ARCHIVED)
-    objects = support_objects("tm351-2026j", "testuni", DEFAULT_OPTIONS) + [
+    # The archive store is on the personal store's NFS server (fleet.kubernetes.personal_store in the catalog).
+    objects = support_objects("tm351-2026j", "testuni", dataclasses.replace(DEFAULT_OPTIONS, nfs_server="10.0.0.5")) + [
         render_archive_job(tm351, "tm351-2026j", "img:1", {"claim-tm351-2026j-alice": "alice",
                                                              "claim-tm351-2026j-bob": "bob"},
                            ["tina"], DEFAULT_OPTIONS),

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from hubfleet.catalog import naming
 from hubfleet.catalog.grammar import Domain, ExtensionId, ImageRef, Username, check_json
@@ -106,7 +106,8 @@ class ExtraMount(Strict):
         "(`/etc/jupyter`), and the home itself or another course's folder belongs to no one course."
     )
     read_only: bool = Field(False, description="Mount it read-only (e.g. a shared dataset).")
-    size: Memory | None = Field(None, description="Size of its own volume on Kubernetes; unset shares the home store.")
+    # No `size`: an extra mount lives on the student's own storage (archived with it, inside its size), on both
+    # backends. A volume of its own per student per mount is a claim KubeSpawner cannot make (it ensures one).
 
     @field_validator("path")
     @classmethod
@@ -324,7 +325,11 @@ class Defaults(Strict):
 
 class OidcAuth(Strict):
     type: Literal["oidc"]
-    issuer: str = Field(description="The identity provider's issuer URL.")
+    issuer: str = Field(
+        description="The identity provider's issuer URL. Its endpoints are read from "
+        "`{issuer}/.well-known/openid-configuration` (on Kubernetes: when each hub starts; a hub whose document is "
+        "missing or names another issuer does not start)."
+    )
     client_id: str = Field("hubfleet", description="OAuth client id registered with the provider.")
     groups_claim: str = Field("groups", description="Claim in the ID token/userinfo that lists the user's groups.")
     username_claim: str = Field("preferred_username", description="Claim used as the username.")
@@ -379,6 +384,70 @@ class Directory(Strict):
     )
 
 
+def _node_reachable(host: str) -> str:
+    host = host.strip().rstrip(".")
+    if host.endswith((".svc", ".cluster.local")) or ".svc." in host:
+        raise ValueError(
+            f"{host!r} is a cluster DNS name: the kubelet mounts NFS from the node, whose resolver does not know "
+            "cluster DNS. Give an IP address or a name the nodes resolve, or set `cluster_ip` instead so hubfleet "
+            "runs the NFS server at a fixed ClusterIP"
+        )
+    return host
+
+
+def _ip(value: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address (a Service's ClusterIP, e.g. `10.96.0.200`)") from None
+
+
+class PersonalStore(Strict):
+    """Kubernetes: the one NFS export that holds every student's personal store (layout `personal-subfolder`).
+    Each hub namespace mounts the same export through its own PV and claim, so a student's home is the same in
+    every hub. Set exactly one of `server` and `cluster_ip`. A ReadWriteMany StorageClass is not enough: it gives
+    each namespace's claim a volume of its own, and the store must be one volume shared by every hub. Frozen once
+    applied: a PV's NFS source cannot change, so moving the store is a migration (docs/kubernetes.md)."""
+
+    server: Annotated[str, AfterValidator(_node_reachable)] | None = Field(
+        None,
+        description="Your NFS server (a filer, Filestore, EFS...) as an IP address or a host name the *nodes* "
+        "resolve. The kubelet mounts NFS from the node, outside cluster DNS, so `*.svc.cluster.local` names are "
+        "refused.",
+    )
+    path: str = Field("/export", description="The export's path on `server`.")
+    cluster_ip: Annotated[str, AfterValidator(_ip)] | None = Field(
+        None,
+        description="Instead of `server`: hubfleet renders an NFS server into the fleet namespace (`_fleet/`), on a "
+        "claim of `storage_class` and `size`, behind a Service with this fixed ClusterIP, which the nodes reach "
+        "without DNS. Pick a free address in the cluster's service range (kubeadm: `10.96.0.0/12`, k3s: "
+        "`10.43.0.0/16`). One server pod holds every home: fine for a pilot; a filer (`server`) for production.",
+    )
+    storage_class: str | None = Field(
+        None, description="With `cluster_ip`: StorageClass of the server's own volume; unset = the cluster default."
+    )
+    size: Memory = Field("100Gi", description="With `cluster_ip`: size of the server's volume (all homes).")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PersonalStore":
+        if (self.server is None) == (self.cluster_ip is None):
+            raise ValueError("set exactly one of `server` (your NFS server) and `cluster_ip` (hubfleet runs one)")
+        return self
+
+
+class KubernetesSettings(Strict):
+    """Cluster choices the catalog makes for `backend: kubernetes` (ignored by the local backend)."""
+
+    personal_store: PersonalStore | None = Field(
+        None, description="Required when a presentation uses `personal-subfolder` on Kubernetes: where the store is."
+    )
+    storage_class: str | None = Field(
+        None, description="StorageClass of the per-student claims of `per-presentation` storage; unset = the default."
+    )
+
+
 class Fleet(Strict):
     name: str = Field(description="DNS-1123 name of the fleet; names the hub in the central topology.")
     backend: Literal["local", "kubernetes"] = Field("local", description="Where hubs run.")
@@ -399,6 +468,10 @@ class Fleet(Strict):
     branding: Branding = Field(default_factory=Branding)
     units: list[Unit] = Field(default_factory=list, description="Faculties or schools.")
     directory: Directory | None = Field(None, description="LDAP directory for `ldap:` enrolment sources.")
+    kubernetes: KubernetesSettings = Field(
+        default_factory=KubernetesSettings,
+        description="`backend: kubernetes` only: where the personal store is, storage classes.",
+    )
     platform_team: list[Username] = Field(
         default_factory=list, description="Usernames with admin on every hub; nobody else is a global admin."
     )

@@ -61,7 +61,7 @@ def _storage(fleet_default: Storage, course: Course, pres: Presentation) -> Stor
         course_dir=course_dir,
         volume=volume,
         extra_mounts=tuple(
-            Mount(name=m.name, path=_fill(m.path, course.code, pres.id, course_dir), read_only=m.read_only, size=m.size)
+            Mount(name=m.name, path=_fill(m.path, course.code, pres.id, course_dir), read_only=m.read_only)
             for m in mounts
         ),
     )
@@ -223,6 +223,7 @@ def plan(catalog: Catalog, today: dt.date) -> FleetSpec:
         hubs=tuple(hubs),
         account_prefix=account_prefix(fleet.name, fleet.account_prefix),
         retired=tuple(retired),
+        kubernetes=fleet.kubernetes.model_dump(mode="json", exclude_none=True),
     )
 
 

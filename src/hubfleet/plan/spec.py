@@ -84,7 +84,6 @@ class Mount(Spec):
     name: str
     path: str
     read_only: bool = False
-    size: str | None = None
 
 
 class StorageSpec(Spec):
@@ -206,6 +205,8 @@ class FleetSpec(Spec):
     account_prefix: str = ""
     # Presentations whose hub is gone or going (archived, purged), for the lifecycle to act on.
     retired: tuple[PresentationSpec, ...] = ()
+    # fleet.kubernetes from the catalog (personal store's NFS export, storage class); the local backend ignores it.
+    kubernetes: dict = {}
 
     def hub(self, name: str) -> HubSpec:
         for hub in self.hubs:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from hubfleet.backends.kubernetes.fleet import KEEP, MANAGED_BY, RenderOptions
+from hubfleet.backends.kubernetes.fleet import KEEP, MANAGED_BY, PersonalStoreUnset, RenderOptions
 from hubfleet.catalog.naming import dns_label, is_username
 from hubfleet.plan.spec import PresentationSpec
 
@@ -78,6 +78,10 @@ def support_objects(ns: str, fleet: str, options: RenderOptions, *, archive_nfs_
                     archive_nfs_server: str | None = None) -> list[dict]:
     """What any archive/purge Job in ``ns`` needs: the code, its account, and the archive store."""
     pv_name = f"{fleet}-{ns}-archive-store"[:253]
+    if not (archive_nfs_server or options.nfs_server):
+        raise PersonalStoreUnset(
+            f"{ns}: archives are written to the personal store's NFS server, and the catalog names none: set "
+            "fleet.kubernetes.personal_store in fleet.yaml (`server: <IP>` or `cluster_ip: <a free ClusterIP>`)")
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(ARCHIVER, ns), "data": shipped_code()},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(ARCHIVER, ns),

@@ -10,7 +10,8 @@ One hub's converge (create, update and start are the same operation, as in the l
 3. compare the rendered values with what the release holds (`helm get values`) and run `helm upgrade --install`
    only if they differ, the release is not deployed, or it runs another chart version. So an update whose spec
    change does not reach the values (dates, enrolment sources) costs no helm write and no hub restart;
-4. delete material ConfigMaps no profile names any more (after the release stopped pointing at them);
+4. delete material ConfigMaps no profile names any more (after the release stopped pointing at them), and the
+   hub's other stateless objects (by label) that the render no longer has (`_prune`);
 5. record the applied spec (records.py) — last, so a failed release is retried by the next plan.
 
 Course material is not in the spec, so a plan cannot see it change: `material_updates` adds an `update` for each
@@ -49,7 +50,7 @@ from hubfleet.plan.spec import FleetSpec, HubSpec
 from . import material as mat
 from . import records
 from .cluster import Cluster, ClusterError, ClusterUnavailable, NotFound, UnsupportedKind
-from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, options_for
 from .helm import Helm, HelmError, HelmMissing, ReleaseNotFound
 from .manifests import namespace_name, render_manifests
 from .secrets import MissingProvidedKeys, ensure_hub_secret, read_key
@@ -59,6 +60,11 @@ CHART = "jupyterhub"
 SERVICE_TOKEN_KEY = "hubfleet-api-token"  # the key values.py points hub.extraEnv.HUBFLEET_API_TOKEN at
 MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 HUB_SELECTOR = MANAGED_SELECTOR + ",hubfleet.io/hub"  # hub namespaces, not the fleet's own hubfleet-system
+
+# What `_prune` may delete: kinds render_manifests writes that hold no state. Labels of objects other rules own.
+PRUNABLE_KINDS = (("v1", "ConfigMap"), ("v1", "ResourceQuota"), ("v1", "LimitRange"))
+FLEET_PRUNABLE_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
+KEPT_BY_OTHER_RULES = {records.RECORD_LABEL, records.MARKER_LABEL, mat.LABEL, "hubfleet.io/archive-job"}
 
 ExtraValues = Mapping[str, Any] | Callable[[HubSpec], Mapping[str, Any]] | None
 
@@ -170,13 +176,25 @@ class KubernetesBackend:
             return list(pool.map(lambda hub: self._hub_status(hub, query_api), spec.hubs))
 
     def apply_fleet_objects(self, spec: FleetSpec) -> int:
-        """Apply `render_fleet` (fleet namespace, shared image puller, the archiver's personal-store PV/PVC).
+        """Apply `render_fleet` (fleet namespace, shared image puller, the archiver's personal-store PV/PVC, the
+        NFS server if hubfleet runs it) and delete the fleet workloads it no longer renders.
 
         Not a plan action: the Plan is per hub. Call it before `apply`; returns how many objects were written
-        (0 when nothing changed)."""
+        or deleted (0 when nothing changed)."""
         from .fleet import render_fleet
 
-        return sum(bool(self.cluster.apply(obj)) for obj in render_fleet(spec, self.options))
+        rendered = render_fleet(spec, self.options)
+        written = sum(bool(self.cluster.apply(obj)) for obj in rendered)
+        # Workloads the fleet no longer renders (the NFS server after a switch to a filer): by label, only the
+        # kinds that hold no state. Its data claim is kept (resource-policy keep), as are the archiver's objects.
+        ns = self.options.system_namespace
+        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in rendered}
+        for api_version, kind in FLEET_PRUNABLE_KINDS:
+            for obj in self.cluster.list(api_version, kind, ns, MANAGED_SELECTOR):
+                if (api_version, kind, obj["metadata"]["name"]) not in wanted:
+                    self.cluster.delete(api_version, kind, ns, obj["metadata"]["name"])
+                    written += 1
+        return written
 
     # ------------------------------------------------------------------------------------------ per hub
 
@@ -223,7 +241,7 @@ class KubernetesBackend:
                                 "labels": {**MANAGED_BY, "hubfleet.io/fleet": spec.fleet}}})
             job = render_purge_job(pres, ns, DEFAULT_IMAGE, self.options)
         say(f"{action.kind.value} Job {job['metadata']['name']}")
-        for obj in support_objects(ns, spec.fleet, self.options):
+        for obj in support_objects(ns, spec.fleet, options_for(spec, self.options)):
             self.cluster.apply(obj)
         return self._run_job(job, action.kind.value)
 
@@ -265,7 +283,8 @@ class KubernetesBackend:
         material = self.material_for(hub)  # first: a missing or oversized source changes nothing
         say("namespace objects")
         written, secret, shipped = 0, "kept", set()
-        for obj in render_manifests(hub, spec, self.options, material):
+        rendered = render_manifests(hub, spec, self.options, material)
+        for obj in rendered:
             if obj["kind"] == "Secret" and obj["apiVersion"] == "v1":
                 secret = ensure_hub_secret(self.cluster, obj)
             elif mat.LABEL in obj["metadata"]["labels"]:
@@ -286,6 +305,7 @@ class KubernetesBackend:
         else:
             done = "release unchanged (values equal)"
         written += self._prune_material(ns, shipped)
+        written += self._prune(ns, hub.name, rendered)
         records.write_record(self.cluster, ns, hub.name, hub.model_dump(mode="json"), self.chart_version)
         return f"{written} namespace object(s) written; secret {secret}; {done}"
 
@@ -330,6 +350,24 @@ class KubernetesBackend:
         for name in (n for n in old if n not in keep):
             self.cluster.delete("v1", "ConfigMap", ns, name)
         return len(set(old) - keep)
+
+    def _prune(self, ns: str, hub: str, rendered: list[dict]) -> int:
+        """Delete the hub's objects hubfleet rendered before and renders no more (a JupyterLab settings ConfigMap
+        of a presentation that left the hub, a quota of a kind we stopped setting), found by label.
+
+        Only kinds that hold no state: never a Secret (generated once), a claim or a volume (student files), nor
+        the objects hubfleet keeps by other rules (records, archive markers, material, archive Jobs' support)."""
+        selector = f"{MANAGED_SELECTOR},hubfleet.io/hub={hub}"
+        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in rendered}
+        gone = 0
+        for api_version, kind in PRUNABLE_KINDS:
+            for obj in self.cluster.list(api_version, kind, ns, selector):
+                meta = obj["metadata"]
+                if (api_version, kind, meta["name"]) in wanted or set(meta.get("labels") or {}) & KEPT_BY_OTHER_RULES:
+                    continue
+                self.cluster.delete(api_version, kind, ns, meta["name"])
+                gone += 1
+        return gone
 
     def material_updates(self, plan: Plan, spec: FleetSpec, state: FleetState) -> Plan:
         """`plan` plus an `update` for each running hub whose current material is not all in the cluster: the

@@ -246,6 +246,10 @@ def _check_immutable(info: KindInfo, old: dict, new: dict) -> None:
         if _storage_bytes(new_req.get("storage")) < _storage_bytes(old_req.get("storage")):
             raise Invalid(f'PersistentVolumeClaim "{name}" is invalid: spec.resources.requests.storage: '
                           "Forbidden: field can not be less than previous value")
+    if info.kind == "PersistentVolume":  # the volume source (nfs server and path...) is fixed at creation
+        sources = ("nfs", "hostPath", "csi", "local")
+        if {k: old.get("spec", {}).get(k) for k in sources} != {k: new.get("spec", {}).get(k) for k in sources}:
+            refuse("spec.persistentvolumesource")
     if info.kind == "Job":
         for field in ("template", "selector", "completions"):
             if old.get("spec", {}).get(field) != new.get("spec", {}).get(field):

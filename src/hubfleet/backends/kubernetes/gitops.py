@@ -6,16 +6,30 @@ separately, before the release: they hold the Secret, claims and course material
 them with ``kubectl apply --server-side`` (or create): a material ConfigMap may exceed the 256 KiB annotation a
 client-side apply copies it into.
 
-Argo CD renders with ``helm template``, where Helm's ``lookup`` returns nothing; z2jh then regenerates its
-own secrets on every sync. hubfleet's tokens come from its own Secret (see spawn_policy), and z2jh's
-remaining generated secrets (hub.config.JupyterHub.cookie_secret, proxy token) are set by apply into the
-chart's existing-secret path, never into Git.
+Secrets never travel through Git. hubfleet's service token, the OAuth client secret, and z2jh's cookie secret
+and auth-state (CryptKeeper) keys live in the hub's ``hubfleet`` Secret, created once in the cluster by
+``hubfleet apply`` (or by the operator, e.g. from a SealedSecret or an ExternalSecret: docs/kubernetes.md) and
+named by ``hub.existingSecret``; the values only name it. What is left is the chart's own Secret ``hub``, whose
+proxy token (and the now unused cookie/CryptKeeper copies) z2jh mints with Helm's ``lookup``:
+
+- Flux's helm-controller runs Helm against the cluster, so ``lookup`` finds the Secret and keeps every value.
+- Argo CD renders with ``helm template``, where ``lookup`` returns nothing: each render mints new values. The
+  Application therefore tells Argo CD to leave those keys, and the pod annotations that hash them, as they are
+  in the cluster (``ignoreDifferences`` + ``RespectIgnoreDifferences``): the first sync creates them, no later
+  sync changes them. Ignoring the hub's ``checksum/secret`` would also hide config changes (the chart's Secret
+  holds the values), so the hub's pod carries its own hash of the values instead.
+# ref: https://argo-cd.readthedocs.io/en/stable/user-guide/diffing/
+# ref: https://argo-cd.readthedocs.io/en/stable/user-guide/sync-options/#respect-ignore-difference-configs
 # ref: https://z2jh.jupyter.org/en/stable/resources/reference.html#hub-existingsecret
 # ref: https://argo-cd.readthedocs.io/en/stable/user-guide/helm/
 # ref: https://fluxcd.io/flux/components/helm/helmreleases/
 """
 
 from __future__ import annotations
+
+import copy
+import hashlib
+import json
 
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
 from hubfleet.backends.kubernetes.material import Material
@@ -24,6 +38,34 @@ from hubfleet.backends.kubernetes.values import render_values
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
 KINDS = ("argocd", "flux")
+VALUES_HASH_ANNOTATION = "hubfleet.io/values-sha256"
+# What z2jh generates with `lookup` in its Secret `hub`, and the pod annotations hashing it.
+# ref: z2jh 4.4.0 templates/hub/_helpers-passwords.tpl, hub/deployment.yaml, proxy/deployment.yaml
+CHART_GENERATED_KEYS = ("hub.config.ConfigurableHTTPProxy.auth_token", "hub.config.JupyterHub.cookie_secret",
+                        "hub.config.CryptKeeper.keys")
+
+
+def _pointer(*parts: str) -> str:
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def argocd_ignore_differences() -> list[dict]:
+    return [
+        {"group": "", "kind": "Secret", "name": "hub",
+         "jsonPointers": [_pointer("data", k) for k in CHART_GENERATED_KEYS]},
+        {"group": "apps", "kind": "Deployment", "name": "hub",
+         "jsonPointers": [_pointer("spec", "template", "metadata", "annotations", "checksum/secret")]},
+        {"group": "apps", "kind": "Deployment", "name": "proxy",
+         "jsonPointers": [_pointer("spec", "template", "metadata", "annotations", "checksum/auth-token")]},
+    ]
+
+
+def with_values_hash(values: dict) -> dict:
+    """The values plus a pod annotation that changes exactly when they do (restarts the hub on a config change)."""
+    digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+    out = copy.deepcopy(values)
+    out.setdefault("hub", {}).setdefault("annotations", {})[VALUES_HASH_ANNOTATION] = digest
+    return out
 
 
 def _argocd(hub: HubSpec, fleet: FleetSpec, values: dict, options: RenderOptions) -> list[dict]:
@@ -42,12 +84,13 @@ def _argocd(hub: HubSpec, fleet: FleetSpec, values: dict, options: RenderOptions
                 "repoURL": options.chart_repo,
                 "chart": "jupyterhub",
                 "targetRevision": options.chart_version,
-                "helm": {"releaseName": hub.name, "valuesObject": values},
+                "helm": {"releaseName": hub.name, "valuesObject": with_values_hash(values)},
             },
             "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
+            "ignoreDifferences": argocd_ignore_differences(),
             "syncPolicy": {
                 "automated": {"prune": True, "selfHeal": True},
-                "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
+                "syncOptions": ["CreateNamespace=true", "ServerSideApply=true", "RespectIgnoreDifferences=true"],
             },
         },
     }]

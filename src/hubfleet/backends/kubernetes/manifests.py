@@ -35,7 +35,14 @@ from pathlib import Path
 
 from hubfleet.backends.kubernetes import material as m
 from hubfleet.backends.kubernetes import values as v
-from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, personal_store_pair
+from hubfleet.backends.kubernetes.fleet import (
+    DEFAULT_OPTIONS,
+    MANAGED_BY,
+    RenderOptions,
+    options_for,
+    personal_store_pair,
+)
+from hubfleet.backends.kubernetes.secrets import ADOPT_ANNOTATION
 from hubfleet.catalog import naming
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
 from hubfleet.plan.spec import FleetSpec, HubSpec
@@ -104,13 +111,19 @@ def hub_secret(hub: HubSpec, ns: str, labels: dict, options: RenderOptions) -> d
     client secret would break logins). ``hubfleet.io/provided-keys`` come from outside (the IdP registration):
     apply refuses to create the Secret until the operator supplies them.
     """
-    generated = ["hubfleet-api-token"]
+    # The keys z2jh's jupyterhub_config.py reads from ``hub.existingSecret`` before its own Secret
+    # (z2jh.get_secret_value), in the chart's own format (64 hex characters; CryptKeeper keys joined by ";").
+    # Ours, not the chart's: the chart mints them with Helm's ``lookup``, which ``helm template`` (Argo CD)
+    # cannot run, so every sync would log everyone out and make stored auth state unreadable.
+    generated = ["hubfleet-api-token", *v.CHART_SECRET_KEYS]
     provided = []
     if hub.auth["type"] == "embedded":
         generated.append("oauth-client-secret")  # the portal is our own IdP: we mint its client secret
     elif hub.auth["type"] == "oidc":
         provided.append("oauth-client-secret")
-    annotations = {"hubfleet.io/generate-once": "true", "hubfleet.io/keys": ",".join(generated)}
+    annotations = {"hubfleet.io/generate-once": "true", "hubfleet.io/keys": ",".join(generated),
+                   # A hub the chart ran before keeps its cookie secret and auth-state keys (nobody logged out).
+                   ADOPT_ANNOTATION: v.CHART_SECRET}
     if provided:
         annotations["hubfleet.io/provided-keys"] = ",".join(provided)
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
@@ -120,6 +133,7 @@ def hub_secret(hub: HubSpec, ns: str, labels: dict, options: RenderOptions) -> d
 def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DEFAULT_OPTIONS,
                      material: m.Material | None = None) -> list[dict]:
     """The hub namespace's objects. ``material`` (``material.read_material``) is required when the hub seeds."""
+    options = options_for(fleet, options)
     ns = namespace_name(hub)
     labels = dict(hub.labels)
     hard = sizing(hub, options)

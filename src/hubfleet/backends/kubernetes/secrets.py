@@ -27,6 +27,7 @@ from .cluster import Cluster, NotFound
 
 GENERATE_KEYS_ANNOTATION = "hubfleet.io/keys"
 PROVIDED_KEYS_ANNOTATION = "hubfleet.io/provided-keys"
+ADOPT_ANNOTATION = "hubfleet.io/adopt-from"
 # 32 random bytes, hex: the length JupyterHub's own `openssl rand -hex 32` advice produces for API tokens.
 TOKEN_BYTES = 32
 
@@ -54,6 +55,19 @@ def _generate() -> str:
     return base64.b64encode(secrets.token_hex(TOKEN_BYTES).encode()).decode()
 
 
+def _adopted(cluster: Cluster, ns: str, placeholder: dict, keys: list[str]) -> dict[str, str]:
+    """Values of ``keys`` already in the Secret the placeholder names in ``hubfleet.io/adopt-from`` (the chart's own
+    Secret, when the chart generated them before hubfleet did): a value that exists is a value users depend on."""
+    source = ((placeholder.get("metadata") or {}).get("annotations") or {}).get(ADOPT_ANNOTATION)
+    if not source or not keys:
+        return {}
+    try:
+        data = cluster.get("v1", "Secret", ns, source).get("data") or {}
+    except NotFound:
+        return {}
+    return {k: data[k] for k in keys if data.get(k)}
+
+
 def ensure_hub_secret(cluster: Cluster, placeholder: dict) -> str:
     """Make the live Secret hold every key the placeholder names, without touching any existing value.
 
@@ -72,16 +86,18 @@ def ensure_hub_secret(cluster: Cluster, placeholder: dict) -> str:
     if missing_provided:
         raise MissingProvidedKeys(ns, name, missing_provided)
     missing = [k for k in generated if k not in have]
+    if live is not None and not missing:
+        return "kept"
+    fresh = _adopted(cluster, ns, placeholder, missing)
+    fresh.update({k: _generate() for k in missing if k not in fresh})
     if live is None:
         obj = copy.deepcopy(placeholder)
         obj.pop("stringData", None)
-        obj["data"] = {k: _generate() for k in generated}
+        obj["data"] = fresh
         cluster.create(obj)
         return "created"
-    if not missing:
-        return "kept"
     # An operator-made Secret (provided keys only) or a key a newer hubfleet renders: add, never replace.
-    live["data"] = {**have, **{k: _generate() for k in missing}}
+    live["data"] = {**have, **fresh}
     live.pop("status", None)
     live["metadata"].pop("managedFields", None)
     cluster.replace(live)

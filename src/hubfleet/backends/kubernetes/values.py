@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import posixpath
 
-from hubfleet.backends.kubernetes import branding, idp_groups, material, spawn_policy
-from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions
+from hubfleet.backends.kubernetes import branding, idp_groups, material, oidc_discovery, spawn_policy
+from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, KEEP, MANAGED_BY, RenderOptions, options_for
 from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import account_prefix, dns_label
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
@@ -43,6 +43,12 @@ MATERIAL_DIR = material.MATERIAL_DIR
 TOKEN_ENV = "HUBFLEET_API_TOKEN"
 # Keys of the per-hub Secret hubfleet generates once (manifests.hub_secret); values never hold a secret.
 SECRET_KEYS = ("hubfleet-api-token", "oauth-client-secret", "ldap-bind-password")
+# z2jh's own generated secrets that its jupyterhub_config.py reads from hub.existingSecret first; our Secret holds
+# them (generated once by apply), so neither a re-render nor a GitOps sync can change them. The proxy token is
+# the one the chart reads only from its own Secret `hub` (see gitops.py for how a sync leaves it alone).
+# ref: https://z2jh.jupyter.org/en/stable/resources/reference.html#hub-existingsecret
+CHART_SECRET_KEYS = ("hub.config.JupyterHub.cookie_secret", "hub.config.CryptKeeper.keys")
+CHART_SECRET = "hub"  # the chart-managed Secret (release-independent name: z2jh's fullnameOverride is "")
 # ref: https://jupyterhub.readthedocs.io/en/stable/rbac/scopes.html (enrolment sync's needs, nothing more)
 SERVICE_SCOPES = (
     "admin:users", "admin:groups", "list:users", "read:users", "list:groups", "read:groups", "servers", "read:hub",
@@ -118,7 +124,7 @@ def home_mounts(p: PresentationSpec) -> list[dict]:
             mounts.append(_mount(f"mount-{m.name}", path, ro=m.read_only or ro))
         else:
             # Extra mounts live beside the course folder on the student's own storage, so they are archived
-            # with it but not seeded over. (A sized mount is not a volume of its own on Kubernetes yet.)
+            # with it but not seeded over (and count towards its size: the catalog has no per-mount size).
             rel = posixpath.join(".hubfleet-mounts", p.key, m.name)
             mounts.append(_mount("home", path, _store_subpath(p, rel), ro=m.read_only or ro))
     return mounts
@@ -296,7 +302,9 @@ def _storage(p: PresentationSpec) -> dict:
 
 
 def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple[dict, dict]:
-    """(hub.config, extra hub env) for the fleet's authenticator. Secrets only ever come from our Secret."""
+    """(hub.config, extra hub env) for the fleet's authenticator. Secrets only ever come from our Secret.
+
+    Option names are oauthenticator 17's current ones (tests/test_k8s_oidc.py checks none is deprecated)."""
     auth, host = hub.auth, f"https://{hub.name}.{fleet.domain}"
     base = {"allow_all": False, "admin_users": list(hub.admins),
             # Enrolment sync creates the users of a hub through the REST API: existing users may log in.
@@ -308,20 +316,22 @@ def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple
 
     kind = auth["type"]
     if kind in ("oidc", "embedded"):
-        issuer = auth["issuer"].rstrip("/") if kind == "oidc" else f"https://portal.{fleet.domain}"
-        a, t, u = options.oidc_paths if kind == "oidc" else ("/oauth/authorize", "/oauth/token", "/oauth/userinfo")
         oauth = {
             "client_id": auth.get("client_id", f"hub-{hub.name}"),
             "oauth_callback_url": f"{host}/hub/oauth_callback",
-            "authorize_url": issuer + a,
-            "token_url": issuer + t,
-            "userdata_url": issuer + u,
             "scope": ["openid", "profile", "email"],
             "username_claim": auth.get("username_claim", "preferred_username"),
             # Enrolment sync owns group memberships; idp groups only add at login (idp_groups.py, the local
             # backend's rule). manage_groups would reset them from the token at every login.
             "manage_groups": False,
+            "enable_pkce": True,
+            "basic_auth": True,  # client_secret_basic: the method every OpenID Connect provider must support
         }
+        if kind == "embedded":  # our own portal: its paths are ours to know
+            portal = f"https://portal.{fleet.domain}"
+            oauth.update({"authorize_url": portal + "/oauth/authorize", "token_url": portal + "/oauth/token",
+                          "userdata_url": portal + "/oauth/userinfo"})
+        # oidc: the endpoints come from the IdP's discovery document when the hub starts (oidc_discovery.py).
         env["OAUTH_CLIENT_SECRET"] = from_secret("oauth-client-secret")  # read by OAuthenticator itself
         config = {"JupyterHub": {"authenticator_class": "generic-oauth"}, "GenericOAuthenticator": oauth}
     elif kind == "ldap":
@@ -355,7 +365,10 @@ def idp_config(hub: HubSpec) -> dict[str, str]:
     """The identity-provider group rule, for the hubs that log in through OAuth (oidc, embedded)."""
     if hub.auth["type"] not in ("oidc", "embedded"):
         return {}
-    return {"15-hubfleet-idp-groups": idp_groups.hub_config(hub, hub.auth.get("groups_claim", "groups"))}
+    out = {"15-hubfleet-idp-groups": idp_groups.hub_config(hub, hub.auth.get("groups_claim", "groups"))}
+    if hub.auth["type"] == "oidc":  # before everything else that configures the authenticator
+        out["05-hubfleet-oidc-discovery"] = oidc_discovery.hub_config(hub.auth["issuer"].rstrip("/"))
+    return out
 
 
 def load_roles(hub: HubSpec) -> dict:
@@ -377,6 +390,7 @@ def render_values(
     ``material`` is the seed material (``material.read_material``); a hub that seeds cannot render without it,
     since its profiles name the content-hashed ConfigMaps."""
     shipped = material or {}
+    options = options_for(fleet, options)
     if secrets_ref:
         options = RenderOptions(**{**options.__dict__, "secret_name": secrets_ref})
     first = hub.presentations[0]
@@ -408,7 +422,10 @@ def render_values(
     return {
         "hub": {
             "config": auth,
-            "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi"}},
+            "existingSecret": options.secret_name,
+            # The hub's database (users, groups, tokens, spawn state) outlives `helm uninstall` (a `stop`): `start`
+            # brings the same hub back. `delete` removes it with the namespace.
+            "db": {"type": "sqlite-pvc", "pvc": {"storage": "1Gi", "annotations": dict(KEEP)}},
             "extraEnv": {TOKEN_ENV: {"valueFrom": {"secretKeyRef": {"name": options.secret_name,
                                                                     "key": "hubfleet-api-token"}}},
                          **auth_env},
