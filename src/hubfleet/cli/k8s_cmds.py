@@ -96,5 +96,49 @@ def apply_kubernetes(loaded, spec, yes: bool, allow_mass_stop: bool = False) -> 
     raise typer.Exit(0 if report.ok else 1)
 
 
+def up_kubernetes(catalog: Path, loaded, at, interval: float, detach: bool, allow_mass_stop: bool) -> None:
+    """`hubfleet up` for a kubernetes fleet (the controller's command in its Deployment): reconcile the cluster in
+    the shared loop while holding the fleet's Lease; starts no local hub. Ctrl-C/SIGTERM release the Lease."""
+    from hubfleet.backends.kubernetes.controller import controller
+    from hubfleet.backends.kubernetes.lease import DEFAULT_DURATION
+    from hubfleet.cli.common import print_report
+    from hubfleet.backends.base import ApplyReport
+
+    if interval * 2 >= DEFAULT_DURATION:
+        err_console.print(f"[red]--interval {interval:g}: must be under {DEFAULT_DURATION / 2:g}s so the Lease is renewed in time[/]")
+        raise typer.Exit(2)
+    backend = kubernetes_backend(loaded)
+    loop, lease = controller(catalog, backend, loaded, at, allow_mass_stop=allow_mass_stop)
+
+    def show(report) -> None:
+        for note in report.notes:
+            console.print(note, markup=False, highlight=False)
+        for error in report.errors:
+            err_console.print(error, markup=False, highlight=False)
+        if report.results:
+            print_report(ApplyReport(report.results))
+
+    say = lambda action, msg: console.print(f"{action.hub} {action.kind.value}: {msg}", highlight=False)  # noqa: E731
+    console.print(f"Controller {lease.holder}: reconciling {loaded.catalog.fleet.name} every {interval:g}s "
+                  f"under Lease {lease.namespace}/{lease.name}.", highlight=False)
+    import signal
+
+    from hubfleet.cli.guards import _interrupt
+
+    if not detach:  # a pod is stopped with SIGTERM: hand the Lease over like Ctrl-C does
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if detach:
+            report = loop.step(say)
+            show(report)
+            lease.release()
+            raise typer.Exit(0 if not report.errors and all(r.ok for r in report.results) else 1)
+        loop.run(interval, progress=say, on_step=show)
+    except KeyboardInterrupt:
+        # Hubs keep running: they are the cluster's. Only leadership is handed over.
+        lease.release()
+        console.print("Controller stopped; the Lease is released. The hubs keep running in the cluster.")
+
+
 def status_kubernetes(loaded, spec):
     return kubernetes_backend(loaded).status(spec)

@@ -133,6 +133,9 @@ def up(
     """
     date = today(at)
     loaded = load_or_exit(catalog)  # a bad catalog exits 2 here, before anything running is touched
+    if loaded.catalog.fleet.backend == "kubernetes":  # the controller's loop; never local hubs
+        k8s_cmds.up_kubernetes(catalog, loaded, date if at else None, interval, detach, allow_mass_stop)
+        return
     spec = make_plan(loaded.catalog, date)
     backend = _backend(catalog, loaded, state_dir, storage_root, port)
     hold_state(backend.paths.state)  # one writer per state dir: a second up/apply exits 2 naming this one

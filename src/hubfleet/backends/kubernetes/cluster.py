@@ -78,6 +78,7 @@ BUILTIN_KINDS: tuple[KindInfo, ...] = (
     KindInfo("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", True),
     KindInfo("rbac.authorization.k8s.io/v1", "Role", "roles", True),
     KindInfo("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
+    KindInfo("coordination.k8s.io/v1", "Lease", "leases", True),  # the controller's leader election (lease.py)
 )
 
 

@@ -1,0 +1,47 @@
+"""``hubfleet up`` for a Kubernetes fleet: the shared reconcile loop, gated by the fleet's Lease.
+
+Same loop as a local ``up`` (backends/reconcile.py: catalog edits, phases by date, enrolment sync, lifecycle
+actions, backoff, the mass-stop guard); what differs comes in as hooks: every step first applies the fleet-level
+objects (``apply_fleet_objects``, a no-op write-wise when nothing changed), and adds an update for hubs whose course
+material changed (the planner cannot see material). It never starts a local process: the hubs are releases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from hubfleet.backends.reconcile import LoopHooks, Reconciler
+from hubfleet.catalog import LoadedCatalog
+
+from .backend import KubernetesBackend
+from .fleet import MANAGED_BY
+from .lease import Lease
+
+
+def controller_hooks(backend: KubernetesBackend) -> LoopHooks:
+    def before(spec) -> list[str]:
+        written = backend.apply_fleet_objects(spec)
+        return [f"fleet objects: {written} written"] if written else []
+
+    return LoopHooks(before=before, extend=backend.material_updates)
+
+
+def controller(
+    catalog: Path,
+    backend: KubernetesBackend,
+    loaded: LoadedCatalog,
+    at: dt.date | None = None,
+    *,
+    lease: Lease | None = None,
+    allow_mass_stop: bool = False,
+    **kwargs,
+) -> tuple[Reconciler, Lease]:
+    """The loop and the Lease it steps under (in the fleet namespace, created first if missing)."""
+    ns = backend.options.system_namespace
+    backend.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": ns, "labels": {**MANAGED_BY, "hubfleet.io/fleet": loaded.catalog.fleet.name}}})
+    lease = lease or Lease(backend.cluster, ns)
+    loop = Reconciler(catalog, backend, at, loaded=loaded, hooks=controller_hooks(backend), leader=lease.hold,
+                      allow_mass_stop=allow_mass_stop, **kwargs)
+    return loop, lease

@@ -1,0 +1,126 @@
+"""Leader election over a coordination.k8s.io/v1 Lease, so two controller replicas never act at once.
+
+The protocol is client-go's leaderelection, reduced to what one loop needs:
+
+- ``hold()`` is called before every reconcile step. It reads the Lease; if nobody holds it, we hold it, or the
+  holder's record has not changed for ``leaseDurationSeconds`` (it stopped renewing: dead or partitioned), it
+  writes itself in as holder with a fresh ``renewTime``. The write is a PUT carrying the resourceVersion it read
+  (a create when there is no Lease), so of two controllers racing for the same record the API server lets exactly
+  one through and answers the other 409 Conflict; the loser stands by.
+- Expiry is judged by *this* process's clock from when it first saw the record unchanged, not by comparing the
+  holder's ``renewTime`` with our wall clock, so clock skew between nodes cannot make two leaders (client-go does
+  the same). A controller that starts next to a silent Lease therefore waits one full duration before taking over.
+- ``release()`` on a clean exit empties ``holderIdentity`` so a successor need not wait out the duration.
+
+A leader renews every step; the step interval must stay well below the duration (the CLI checks).
+# ref: https://kubernetes.io/docs/concepts/architecture/leases/
+# ref: https://github.com/kubernetes/client-go/blob/master/tools/leaderelection/leaderelection.go
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from .cluster import Cluster, Conflict, NotFound
+from .fleet import MANAGED_BY
+
+API_VERSION = "coordination.k8s.io/v1"
+NAME = "hubfleet-controller"
+DEFAULT_DURATION = 30  # seconds; client-go's default is 15 with 2s retries, a reconcile step is slower
+
+
+def identity() -> str:
+    """Unique per process: the pod name (HOSTNAME in a pod) plus the pid and a nonce, so a restarted container
+    in the same pod is a new holder and never mistakes an old record for its own."""
+    return f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{os.getpid()}_{secrets.token_hex(3)}"
+
+
+def micro_time(at: float) -> str:
+    """The API's MicroTime: RFC 3339 with microseconds, UTC."""
+    return datetime.fromtimestamp(at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Lease:
+    def __init__(
+        self,
+        cluster: Cluster,
+        namespace: str,
+        name: str = NAME,
+        holder: str | None = None,
+        duration: int = DEFAULT_DURATION,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ):
+        self.cluster, self.namespace, self.name = cluster, namespace, name
+        self.holder = holder or identity()
+        self.duration = duration
+        self.clock, self.wall = clock, wall
+        self._seen: tuple[str, float] | None = None  # (resourceVersion, our clock when it first showed)
+
+    def _body(self, spec: dict, live: dict | None = None) -> dict:
+        meta = {"name": self.name, "namespace": self.namespace, "labels": dict(MANAGED_BY)}
+        if live is not None:
+            meta = {**live["metadata"], "labels": {**(live["metadata"].get("labels") or {}), **MANAGED_BY}}
+        return {"apiVersion": API_VERSION, "kind": "Lease", "metadata": meta, "spec": spec}
+
+    def read(self) -> dict | None:
+        try:
+            return self.cluster.get(API_VERSION, "Lease", self.namespace, self.name)
+        except NotFound:
+            return None
+
+    def hold(self) -> str | None:
+        """Acquire or renew. None when this process holds the Lease now; otherwise why it must stand by."""
+        now = self.wall()
+        live = self.read()
+        if live is None:
+            spec = {"holderIdentity": self.holder, "leaseDurationSeconds": self.duration,
+                    "acquireTime": micro_time(now), "renewTime": micro_time(now), "leaseTransitions": 0}
+            try:
+                self.cluster.create(self._body(spec))
+            except Conflict:
+                return f"Lease {self.namespace}/{self.name} was just taken by another controller"
+            except NotFound as exc:  # the fleet namespace is missing
+                return f"cannot create Lease {self.namespace}/{self.name}: {exc}"
+            return None
+        spec = dict(live.get("spec") or {})
+        current = spec.get("holderIdentity") or ""
+        if current and current != self.holder and not self._expired(live):
+            return f"Lease {self.namespace}/{self.name} is held by {current}"
+        if current != self.holder:
+            spec.update(acquireTime=micro_time(now), leaseTransitions=int(spec.get("leaseTransitions") or 0) + 1)
+        spec.update(holderIdentity=self.holder, leaseDurationSeconds=self.duration, renewTime=micro_time(now))
+        try:
+            self.cluster.replace(self._body(spec, live))  # carries live's resourceVersion: 409 if anyone wrote since
+        except Conflict:
+            self._seen = None
+            return f"Lease {self.namespace}/{self.name} changed while we renewed it; standing by"
+        except NotFound:
+            return f"Lease {self.namespace}/{self.name} was deleted while we renewed it"
+        return None
+
+    def _expired(self, live: dict) -> bool:
+        version = live["metadata"]["resourceVersion"]
+        if self._seen is None or self._seen[0] != version:
+            self._seen = (version, self.clock())
+            return False
+        duration = int((live.get("spec") or {}).get("leaseDurationSeconds") or self.duration)
+        return self.clock() - self._seen[1] >= duration
+
+    def release(self) -> bool:
+        """Give the Lease up if we hold it (a clean exit), so a standby takes over at its next step."""
+        live = self.read()
+        if live is None or (live.get("spec") or {}).get("holderIdentity") != self.holder:
+            return False
+        spec = {k: v for k, v in (live.get("spec") or {}).items() if k != "holderIdentity"}
+        spec["leaseDurationSeconds"] = 1
+        try:
+            self.cluster.replace(self._body(spec, live))
+        except (Conflict, NotFound):
+            return False
+        return True

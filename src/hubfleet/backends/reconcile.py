@@ -1,0 +1,259 @@
+"""The ``hubfleet up`` loop: keep a fleet equal to its catalog, one ``step()`` every few seconds, on any backend.
+
+A step reloads the catalog if one of its files changed (a bad edit is reported and the last good catalog stays in
+force, so a typo never takes the fleet down), plans, observes, diffs and applies. A hub that crashed shows up as
+"configured but not running" and is started again; a hub that keeps failing or crashing is retried with
+exponential backoff instead of being hammered every tick.
+
+``step()`` is the unit tests call directly; ``run()`` only adds the sleeping.
+
+The loop speaks only the ``Backend`` contract (observe, apply, status, endpoint). What one backend needs beyond
+it comes in as ``LoopHooks``: the local backend re-reads rosters on a catalog change and refreshes running hubs
+between applies; the Kubernetes backend applies its fleet-level objects and adds material updates the planner
+cannot see. ``leader`` gates every step: a controller that does not hold the fleet's Lease observes nothing and
+writes nothing (two replicas never act at once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hubfleet.backends.base import ActionResult, Backend, Progress
+from hubfleet.catalog import CatalogError, LoadedCatalog, load_catalog
+from hubfleet.enrol.membership import SourceError
+from hubfleet.enrol.sync import HubChanges, sync_spec
+from hubfleet.plan import OrphanError, diff, plan as make_plan
+from hubfleet.plan.diff import FleetState, Kind, Plan
+from hubfleet.plan.guard import mass_stop, without_hubs
+from hubfleet.plan.spec import FleetSpec
+
+__all__ = ["LoopHooks", "Reconciler", "StepReport", "catalog_signature", "sync_enrolment"]
+
+
+def sync_enrolment(backend: Backend, loaded: LoadedCatalog, spec, hubs: set[str] | None = None) -> list[HubChanges]:
+    def endpoint(name: str) -> tuple[str, str]:
+        ep = backend.endpoint(name)
+        return ep.api_url, ep.token
+
+    return sync_spec(loaded, spec, endpoint, hubs=hubs)
+
+
+def _nothing(*_args) -> list[str]:
+    return []
+
+
+@dataclass
+class LoopHooks:
+    """A backend's additions to the loop; every default does nothing."""
+
+    # The catalog was re-read (the local backend keeps it for rosters, passwords, branding).
+    reloaded: Callable[[LoadedCatalog], None] = lambda loaded: None
+    # Before the hubs' actions, every step: fleet-level objects (Kubernetes: `_fleet/`). Returns notes.
+    before: Callable[[FleetSpec], list[str]] = _nothing
+    # Extra actions the planner cannot see (Kubernetes: changed course material).
+    extend: Callable[[Plan, FleetSpec, FleetState], Plan] = lambda plan, spec, state: plan
+    # A step with nothing to apply (local: running hubs pick up members and branding). Returns notes.
+    idle: Callable[[FleetSpec], list[str]] = _nothing
+
+
+@dataclass
+class StepReport:
+    results: list[ActionResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. "catalog reloaded", "members of x updated"
+    errors: list[str] = field(default_factory=list)  # catalog errors, refused plans
+    deferred: list[str] = field(default_factory=list)  # hubs waiting out their backoff
+
+    @property
+    def quiet(self) -> bool:
+        return not (self.results or self.notes or self.errors)
+
+
+@dataclass
+class _Backoff:
+    failures: int = 0
+    not_before: float = 0.0
+    last_start: float | None = None
+
+
+def catalog_signature(catalog: Path, rosters: list[Path]) -> tuple:
+    """(path, mtime, size) of every file the catalog is made of; cheap enough to poll every tick."""
+    files = [catalog]
+    if catalog.is_dir():
+        files = [catalog / "fleet.yaml", *sorted((catalog / "courses").glob("*.y*ml"))]
+    out = []
+    for path in [*files, *rosters]:
+        try:
+            st = path.stat()
+            out.append((str(path), st.st_mtime_ns, st.st_size))
+        except FileNotFoundError:
+            out.append((str(path), None, None))
+    return tuple(out)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        catalog: Path,
+        backend: Backend,
+        at: dt.date | None = None,
+        *,
+        base_delay: float = 2.0,
+        max_delay: float = 300.0,
+        stable_after: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        sync_every: float = 300.0,
+        allow_mass_stop: bool = False,
+        loaded: LoadedCatalog,
+        hooks: LoopHooks | None = None,
+        leader: Callable[[], str | None] | None = None,
+    ) -> None:
+        """``leader()`` returns None while this process may act, else why not (e.g. who holds the Lease)."""
+        self.catalog = Path(catalog)
+        self.backend = backend
+        self.loaded = loaded
+        self.hooks = hooks or LoopHooks()
+        self.leader = leader
+        self._waiting: str | None = None  # the last "not the leader" reason, reported once per change
+        self.at = at  # fixed date (--at) or None for "today", which moves phases at midnight
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.stable_after = stable_after  # a hub that ran this long after a start is healthy again
+        self.clock = clock
+        self._signature = self._current_signature()
+        self._backoff: dict[str, _Backoff] = {}
+        # Enrolment sync runs after a catalog change or a hub (re)start, and every sync_every seconds so that
+        # LDAP group changes arrive without hammering the directory every tick.
+        self.sync_every = sync_every
+        self._next_sync = 0.0
+        self.allow_mass_stop = allow_mass_stop
+        self._held_back: list[str] = []  # hubs the mass-stop guard keeps running (reported once, not every tick)
+
+    def _current_signature(self) -> tuple:
+        loaded = self.loaded
+        return catalog_signature(self.catalog, [loaded.root / rel for rel in sorted(loaded.rosters)])
+
+    def _reload(self, report: StepReport) -> None:
+        signature = self._current_signature()
+        if signature == self._signature:
+            return
+        self._signature = signature
+        self._next_sync = 0.0
+        try:
+            self.loaded = load_catalog(self.catalog)
+        except CatalogError as exc:
+            report.errors += [str(p) for p in exc.problems]
+            report.errors.append("the catalog has errors; the fleet keeps running as last applied")
+            return
+        self.hooks.reloaded(self.loaded)
+        self._signature = self._current_signature()  # rosters may have changed with the catalog
+        report.notes.append("catalog changed: re-planned")
+
+    def _delay(self, failures: int) -> float:
+        return min(self.base_delay * 2 ** (failures - 1), self.max_delay)
+
+    def step(self, progress: Progress | None = None) -> StepReport:
+        report = StepReport()
+        if self.leader is not None:
+            waiting = self.leader()
+            if waiting is not None:
+                if waiting != self._waiting:
+                    report.notes.append(f"standing by: {waiting}")
+                self._waiting = waiting
+                return report
+            if self._waiting is not None:
+                report.notes.append("leading: this controller acts now")
+                self._next_sync = 0.0
+            self._waiting = None
+        self._reload(report)
+        spec = make_plan(self.loaded.catalog, self.at or dt.date.today())
+        try:
+            report.notes += self.hooks.before(spec)
+        except Exception as exc:  # noqa: BLE001 - e.g. the API server unreachable; report it, try again next tick
+            report.errors.append(f"reconcile failed: {exc}")
+            return report
+        try:
+            state = self.backend.observe()
+            plan = self.hooks.extend(diff(spec, state), spec, state)
+        except OrphanError as exc:
+            report.errors += [f"refused: {r}" for r in exc.reasons]
+            return report
+        except Exception as exc:  # noqa: BLE001 - the cluster unreachable, a course's material unreadable: next tick
+            report.errors.append(f"reconcile failed: {exc}")
+            return report
+        verdict = None if self.allow_mass_stop else mass_stop(plan, state, spec)
+        if verdict is not None:
+            # A catalog edit that drops most of the fleet (a folder moved away mid-edit) is held back, not applied;
+            # the rest of the plan (restarting a crashed hub...) goes ahead.
+            if verdict.names != self._held_back:
+                report.errors += [*verdict.lines(), "kept running; restart `up` with --allow-mass-stop if intended"]
+            plan = without_hubs(plan, verdict.names)
+        self._held_back = verdict.names if verdict is not None else []
+        now = self.clock()
+        due = []
+        for action in plan.actions:
+            state = self._backoff.get(action.hub)
+            if state and now < state.not_before:
+                report.deferred.append(action.hub)
+            else:
+                due.append(action)
+        try:
+            if not due:
+                report.notes += self.hooks.idle(spec)
+            else:
+                applied = self.backend.apply(Plan(actions=tuple(due)), spec, progress)
+                report.results = applied.results
+                self._record(applied.results, now)
+                if any(r.ok and r.action.kind in (Kind.create, Kind.start, Kind.update) for r in applied.results):
+                    self._next_sync = 0.0
+        except Exception as exc:  # noqa: BLE001 - e.g. the front door's port taken; report it, try again next tick
+            report.errors.append(f"reconcile failed: {exc}")
+            return report
+        if now >= self._next_sync:
+            self._sync(spec, report)
+            self._next_sync = now + self.sync_every
+        return report
+
+    def _sync(self, spec, report: StepReport) -> None:
+        """Enrolment into the running hubs; an unreadable source changes nothing and is reported."""
+        up = {h.name for h in self.backend.status(spec) if h.up}
+        if not up:
+            return
+        try:
+            results = sync_enrolment(self.backend, self.loaded, spec, hubs=up)
+        except SourceError as exc:
+            report.errors.append(str(exc))
+            return
+        for r in results:
+            if r.error:
+                report.errors.append(f"enrolment sync of {r.hub} failed: {r.error}")
+            elif not r.empty:
+                counts = ", ".join(f"{n} {k}" for k, n in r.counts().items() if n)
+                report.notes.append(f"enrolment {r.hub}: {counts}")
+
+    def _record(self, results: list[ActionResult], now: float) -> None:
+        for result in results:
+            state = self._backoff.setdefault(result.action.hub, _Backoff())
+            if not result.ok:
+                state.failures += 1
+            elif result.action.kind in (Kind.start, Kind.create):
+                # Started fine, but if it needed starting again soon after the last start it is crash-looping.
+                looping = state.last_start is not None and now - state.last_start < self.stable_after
+                state.failures = state.failures + 1 if looping else 0
+                state.last_start = now
+            else:
+                state.failures = 0
+            state.not_before = now + self._delay(state.failures) if state.failures else 0.0
+            if not state.failures and state.last_start is None:
+                self._backoff.pop(result.action.hub, None)
+
+    def run(self, interval: float = 3.0, progress: Progress | None = None, on_step: Callable[[StepReport], None] | None = None) -> None:
+        """Step forever (until KeyboardInterrupt, which the caller turns into a clean stop)."""
+        while True:
+            report = self.step(progress)
+            if on_step:
+                on_step(report)
+            time.sleep(interval)

@@ -1,0 +1,136 @@
+"""`hubfleet up` on a kubernetes catalog: the shared reconcile loop against the fake cluster, gated by a Lease.
+
+The cluster is FakeCluster + FakeHelm (answering like an API server and like helm); the Lease tests run the
+real `Lease` protocol against the fake's resourceVersion checks (409 on a stale write).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import psutil
+import pytest
+from typer.testing import CliRunner
+
+from test_k8s_backend import HUBS, OPEN, PV, write_catalog
+
+from hubfleet.backends.kubernetes import records
+from hubfleet.backends.kubernetes.backend import KubernetesBackend
+from hubfleet.backends.kubernetes.cluster import Conflict
+from hubfleet.backends.kubernetes.controller import controller
+from hubfleet.backends.kubernetes.fake import FakeCluster
+from hubfleet.backends.kubernetes.helm import FakeHelm
+from hubfleet.backends.kubernetes.lease import API_VERSION, Lease
+from hubfleet.catalog import load_catalog
+from hubfleet.cli import k8s_cmds
+from hubfleet.cli.main import app
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    return write_catalog(tmp_path / "catalog")
+
+
+@pytest.fixture
+def cluster():
+    return FakeCluster(extra_kinds=[PV])
+
+
+def make_backend(cluster, catalog):
+    return KubernetesBackend(cluster, FakeHelm(cluster), concurrency=2, catalog_root=catalog)
+
+
+def released(cluster) -> set[str]:
+    return {r["metadata"]["namespace"] for r in cluster.list("v1", "ConfigMap", None, f"{records.RECORD_LABEL}")}
+
+
+def local_hub_processes() -> list[psutil.Process]:
+    out = []
+    for proc in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if any("jupyterhub" in part or "configurable-http-proxy" in part for part in proc.cmdline()):
+                out.append(proc)
+        except psutil.Error:
+            pass
+    return out
+
+
+def test_up_on_kubernetes_catalog_converges_the_cluster_and_starts_no_local_hub(catalog, cluster, monkeypatch):
+    monkeypatch.setattr(k8s_cmds, "kubernetes_backend", lambda loaded: make_backend(cluster, catalog))
+    result = CliRunner().invoke(app, ["up", str(catalog), "--at", OPEN.isoformat(), "--detach"])
+    assert result.exit_code == 0, result.output
+    assert len(released(cluster)) == len(HUBS)  # one applied-spec record per hub namespace
+    assert local_hub_processes() == []
+    assert not (catalog / ".hubfleet").exists()  # no local state dir either: nothing local was set up
+    lease = cluster.get(API_VERSION, "Lease", "hubfleet-system", "hubfleet-controller")
+    assert "holderIdentity" not in lease["spec"]  # --detach gives the Lease back when it is done
+
+
+def test_the_loop_converges_then_a_step_writes_nothing_but_the_lease(catalog, cluster):
+    loop, lease = controller(catalog, make_backend(cluster, catalog), load_catalog(catalog), OPEN)
+    first = loop.step()
+    assert first.errors == [] and len(first.results) == len(HUBS) and all(r.ok for r in first.results)
+    cluster.reset_counters()
+    second = loop.step()
+    assert second.results == [] and second.errors == []
+    assert cluster.writes == {"replace": 1}  # the Lease renewal, nothing else
+
+
+def test_a_catalog_edit_reaches_the_cluster_on_the_next_step(catalog, cluster):
+    loop, _ = controller(catalog, make_backend(cluster, catalog), load_catalog(catalog), OPEN)
+    loop.step()
+    (catalog / "courses" / "W101.yaml").unlink()
+    report = loop.step()
+    assert "catalog changed: re-planned" in report.notes
+    # W101 is ephemeral (no student files to archive), so dropping it stops and deletes it; the others untouched.
+    assert {r.action.hub for r in report.results} == {"w101-2026j"} and all(r.ok for r in report.results)
+    assert released(cluster) == {"m269-2026j", "tm351-2026j"}
+
+
+def test_two_controllers_never_both_act(catalog, cluster):
+    loaded = load_catalog(catalog)
+    a, _ = controller(catalog, make_backend(cluster, catalog), loaded, OPEN, lease=Lease(cluster, "hubfleet-system", holder="a"))
+    b, _ = controller(catalog, make_backend(cluster, catalog), loaded, OPEN, lease=Lease(cluster, "hubfleet-system", holder="b"))
+    acted = a.step()
+    waited = b.step()
+    assert len(acted.results) == len(HUBS)
+    assert waited.results == [] and waited.notes == ["standing by: Lease hubfleet-system/hubfleet-controller is held by a"]
+    shutil.rmtree(catalog / "courses")  # B would see this catalog edit if it acted: it must not
+    assert b.step().quiet
+
+
+def test_of_two_writers_racing_for_the_lease_the_server_lets_one_through(cluster):
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}})
+    a, b = Lease(cluster, "ns", holder="a"), Lease(cluster, "ns", holder="b")
+    assert a.hold() is None
+    a.release()
+    # B reads the free Lease, then A takes it before B writes: B's write carries a stale resourceVersion.
+    stale = b.read()
+    assert a.hold() is None
+    with pytest.raises(Conflict):
+        cluster.replace({**stale, "spec": {**stale["spec"], "holderIdentity": "b"}})
+    original_read = b.read
+    b.read = lambda: stale  # B acts on what it read before A's write
+    assert "changed while we renewed" in b.hold()
+    b.read = original_read
+    assert cluster.get(API_VERSION, "Lease", "ns", "hubfleet-controller")["spec"]["holderIdentity"] == "a"
+
+
+def test_a_holder_that_stops_renewing_is_taken_over_after_the_lease_expires(cluster):
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}})
+    now = [1000.0]
+    a = Lease(cluster, "ns", holder="a", duration=30)
+    b = Lease(cluster, "ns", holder="b", duration=30, clock=lambda: now[0])
+    assert a.hold() is None
+    assert b.hold() == "Lease ns/hubfleet-controller is held by a"
+    now[0] += 29
+    assert b.hold() is not None  # not yet: A might still renew
+    assert a.hold() is None  # A renews: B's wait starts over
+    now[0] += 29
+    assert b.hold() is not None
+    now[0] += 30  # A went silent (killed) for a whole duration
+    assert b.hold() is None
+    live = cluster.get(API_VERSION, "Lease", "ns", "hubfleet-controller")["spec"]
+    assert live["holderIdentity"] == "b" and live["leaseTransitions"] == 1
+    assert a.hold() == "Lease ns/hubfleet-controller is held by b"  # A coming back stands by
