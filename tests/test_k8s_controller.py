@@ -6,6 +6,7 @@ real `Lease` protocol against the fake's resourceVersion checks (409 on a stale 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -13,15 +14,21 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from test_k8s_backend import HUBS, OPEN, PV, write_catalog
+from test_k8s_backend import HUBS, OPEN, PV, spec_of, write_catalog
 
 from hubfleet.backends.kubernetes import records
 from hubfleet.backends.kubernetes.backend import KubernetesBackend
 from hubfleet.backends.kubernetes.cluster import Conflict
 from hubfleet.backends.kubernetes.controller import controller
+from hubfleet.backends.kubernetes.controlplane import controller_objects
 from hubfleet.backends.kubernetes.fake import FakeCluster
+from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS
+from hubfleet.backends.kubernetes.gitops import render_tree
 from hubfleet.backends.kubernetes.helm import FakeHelm
 from hubfleet.backends.kubernetes.lease import API_VERSION, Lease
+from hubfleet.backends.kubernetes.manifests import render_manifests
+from hubfleet.backends.kubernetes.material import read_material
+from hubfleet.backends.kubernetes.validation import validate_manifest
 from hubfleet.catalog import load_catalog
 from hubfleet.cli import k8s_cmds
 from hubfleet.cli.main import app
@@ -134,3 +141,49 @@ def test_a_holder_that_stops_renewing_is_taken_over_after_the_lease_expires(clus
     live = cluster.get(API_VERSION, "Lease", "ns", "hubfleet-controller")["spec"]
     assert live["holderIdentity"] == "b" and live["leaseTransitions"] == 1
     assert a.hold() == "Lease ns/hubfleet-controller is held by b"  # A coming back stands by
+
+
+# ------------------------------------------------------------------------------------- the rendered controller
+
+GIT = dataclasses.replace(DEFAULT_OPTIONS, catalog_git_repo="https://git.example.edu/hubs/catalog.git",
+                          catalog_git_path="fleet", catalog_git_secret="catalog-git", controller_image="registry.example.edu/hubfleet:1.0")
+
+
+@pytest.mark.parametrize("options", [DEFAULT_OPTIONS, GIT], ids=["configmap", "git-sync"])
+def test_every_fleet_object_passes_strict_validation_for_1_32(catalog, options):
+    pytest.importorskip("kubernetes_validate")
+    tree = render_tree(spec_of(catalog), options=options, material=read_material(catalog, spec_of(catalog)))
+    fleet = tree["_fleet/manifests.yaml"]
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "Role", "RoleBinding"} <= {o["kind"] for o in fleet}
+    for obj in fleet:
+        assert validate_manifest(obj, "1.32.0") == [], obj["kind"]
+
+
+def test_the_controller_runs_up_on_the_synced_catalog_with_its_own_account():
+    (deployment,) = [o for o in controller_objects(GIT) if o["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (controller,) = [c for c in pod["containers"] if c["name"] == "controller"]
+    assert controller["image"] == "registry.example.edu/hubfleet:1.0"
+    assert controller["command"] == ["hubfleet", "up", "/catalog/current/fleet"]
+    sync = [c for c in pod["containers"] + pod["initContainers"] if c["image"].startswith("registry.k8s.io/git-sync/git-sync:v4.")]
+    assert len(sync) == 2 and all("--repo=https://git.example.edu/hubs/catalog.git" in c["args"] for c in sync)
+    assert pod["serviceAccountName"] == "hubfleet-controller"
+
+
+def test_rbac_grants_nothing_in_namespaces_hubfleet_does_not_manage(catalog):
+    objects = controller_objects(DEFAULT_OPTIONS)
+    cluster_rules = [r for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "hubfleet-controller"
+                     for r in o["rules"]]
+    # Bound cluster-wide: never Secrets or workloads, only namespaces, the store's PVs, ConfigMap lists, binding.
+    assert {res for r in cluster_rules for res in r["resources"]} == {
+        "namespaces", "persistentvolumes", "configmaps", "rolebindings", "clusterroles"}
+    assert not any("*" in r["verbs"] or "*" in r["resources"] for o in objects if "rules" in o for r in o["rules"])
+    bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
+    assert [b["roleRef"]["name"] for b in bindings] == ["hubfleet-controller"]  # hubfleet-hub is never bound cluster-wide
+    # Each hub namespace is rendered with its own binding of hubfleet-hub to the controller.
+    spec = spec_of(catalog)
+    for hub in spec.hubs:
+        manifests = render_manifests(hub, spec, DEFAULT_OPTIONS, read_material(catalog, spec))
+        (binding,) = [o for o in manifests if o["kind"] == "RoleBinding"]
+        assert binding["roleRef"]["name"] == "hubfleet-hub" and binding["metadata"]["namespace"] == hub.name
+        assert manifests[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "hubfleet"

@@ -188,7 +188,11 @@ class KubernetesBackend:
         # Workloads the fleet no longer renders (the NFS server after a switch to a filer): by label, only the
         # kinds that hold no state. Its data claim is kept (resource-policy keep), as are the archiver's objects.
         ns = self.options.system_namespace
-        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in rendered}
+        from .controlplane import controller_objects
+
+        # The controller's Deployment carries the fleet's labels but is the platform team's (``_fleet/``): kept.
+        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"])
+                  for o in [*rendered, *controller_objects(self.options)]}
         for api_version, kind in FLEET_PRUNABLE_KINDS:
             for obj in self.cluster.list(api_version, kind, ns, MANAGED_SELECTOR):
                 if (api_version, kind, obj["metadata"]["name"]) not in wanted:
@@ -358,7 +362,11 @@ class KubernetesBackend:
         Only kinds that hold no state: never a Secret (generated once), a claim or a volume (student files), nor
         the objects hubfleet keeps by other rules (records, archive markers, material, archive Jobs' support)."""
         selector = f"{MANAGED_SELECTOR},hubfleet.io/hub={hub}"
-        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"]) for o in rendered}
+        from .controlplane import controller_objects
+
+        # The controller's Deployment carries the fleet's labels but is the platform team's (``_fleet/``): kept.
+        wanted = {(o["apiVersion"], o["kind"], o["metadata"]["name"])
+                  for o in [*rendered, *controller_objects(self.options)]}
         gone = 0
         for api_version, kind in PRUNABLE_KINDS:
             for obj in self.cluster.list(api_version, kind, ns, selector):

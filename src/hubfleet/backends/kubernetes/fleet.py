@@ -55,6 +55,15 @@ class RenderOptions:
     nb_uid: int = 1000  # docker-stacks' default user; every student's files belong to it
     nb_gid: int = 100
     pause_image: str = "registry.k8s.io/pause:3.10"
+    # The in-cluster controller (controlplane.py): its image, and the catalog's git repository for git-sync
+    # (None = a single-file catalog in the ConfigMap hubfleet-catalog).
+    controller_image: str = "ghcr.io/hubfleet/hubfleet:0.1.0"
+    catalog_git_repo: str | None = None
+    catalog_git_ref: str = "main"
+    catalog_git_path: str = ""  # the catalog folder inside the repository
+    catalog_git_period: str = "60s"
+    catalog_git_secret: str | None = None  # a Secret with username/password for an HTTPS repository
+    git_sync_image: str = "registry.k8s.io/git-sync/git-sync:v4.4.0"
 
 
 DEFAULT_OPTIONS = RenderOptions()

@@ -147,7 +147,11 @@ def render_tree(spec: FleetSpec, gitops: str | None = None, options: RenderOptio
     from hubfleet.backends.kubernetes.fleet import render_fleet
     from hubfleet.backends.kubernetes.manifests import render_manifests
 
-    tree: dict = {"_fleet/manifests.yaml": render_fleet(spec, options)}
+    from hubfleet.backends.kubernetes.controlplane import controller_objects
+    from hubfleet.backends.kubernetes.fleet import options_for
+
+    # The controller's own objects (RBAC included) are the platform team's to apply, never the controller's.
+    tree: dict = {"_fleet/manifests.yaml": render_fleet(spec, options) + controller_objects(options_for(spec, options))}
     for hub in spec.hubs:
         values = render_values(hub, spec, options=options, material=material)
         tree[f"{hub.name}/values.yaml"] = values

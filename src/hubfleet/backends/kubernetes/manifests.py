@@ -35,6 +35,7 @@ from pathlib import Path
 
 from hubfleet.backends.kubernetes import material as m
 from hubfleet.backends.kubernetes import values as v
+from hubfleet.backends.kubernetes.controlplane import role_binding
 from hubfleet.backends.kubernetes.fleet import (
     DEFAULT_OPTIONS,
     MANAGED_BY,
@@ -139,6 +140,8 @@ def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DE
     hard = sizing(hub, options)
     objects: list[dict] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}},
+        # The controller's rights in this namespace, right after it exists (controlplane.py says why per namespace).
+        role_binding(ns, options),
         {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": _meta("hubfleet", ns, labels),
          "spec": {"hard": hard}},
         {"apiVersion": "v1", "kind": "LimitRange", "metadata": _meta("hubfleet", ns, labels),
