@@ -187,3 +187,95 @@ def test_rbac_grants_nothing_in_namespaces_hubfleet_does_not_manage(catalog):
         (binding,) = [o for o in manifests if o["kind"] == "RoleBinding"]
         assert binding["roleRef"]["name"] == "hubfleet-hub" and binding["metadata"]["namespace"] == hub.name
         assert manifests[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "hubfleet"
+
+
+# ------------------------------------------------------------------ over HTTP: the served fake API, the real client
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The fake API server over HTTPS and a kubeconfig for it; controllers reach it with the kubernetes client."""
+    import yaml
+
+    from hubfleet.testing.kubeapi import KubeApiServer, ServedCluster
+
+    work = tmp_path_factory.mktemp("kubeapi")
+    store = ServedCluster()
+    store.register_kind(PV)
+    api = KubeApiServer(store, work / "ca").start()
+    kubeconfig = work / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": api.url, "certificate-authority": str(work / "ca" / "ca.crt")}}],
+        "users": [{"name": "fake", "user": {"token": api.token}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+    }))
+    yield store, str(kubeconfig)
+    api.stop()
+
+
+def client(kubeconfig: str):
+    from hubfleet.backends.kubernetes.cluster import KubernetesCluster
+
+    return KubernetesCluster(kubeconfig=kubeconfig)
+
+
+def test_over_http_a_stale_lease_write_is_refused_with_409(served):
+    store, kubeconfig = served
+    api = client(kubeconfig)
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "stale"}})
+    a = Lease(api, "stale", holder="a")
+    assert a.hold() is None
+    stale = api.get(API_VERSION, "Lease", "stale", "hubfleet-controller")
+    assert a.hold() is None  # renewal: a new resourceVersion
+    with pytest.raises(Conflict):
+        api.replace({**stale, "spec": {**stale["spec"], "holderIdentity": "b"}})
+
+
+def test_two_controllers_started_at_once_over_http_only_one_acts(served, catalog):
+    import threading
+
+    store, kubeconfig = served
+    loaded = load_catalog(catalog)
+    helm = FakeHelm(store)
+    pairs = [controller(catalog, KubernetesBackend(client(kubeconfig), helm, catalog_root=catalog), loaded, OPEN,
+                        lease=Lease(client(kubeconfig), "hubfleet-system", holder=name)) for name in ("a", "b")]
+    loops = [loop for loop, _ in pairs]
+    start = threading.Barrier(2)
+    reports: dict[int, object] = {}
+
+    def run(i: int) -> None:
+        start.wait()
+        reports[i] = loops[i].step()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    acted = [r for r in reports.values() if r.results]
+    waited = [r for r in reports.values() if not r.results]
+    assert len(acted) == 1 and len(waited) == 1, [r.notes + r.errors for r in reports.values()]
+    assert all(r.ok for r in acted[0].results) and len(acted[0].results) == len(HUBS)
+    assert waited[0].notes[0].startswith("standing by: ")
+    assert len(released(store)) == len(HUBS)
+    # The standby takes over once the leader is gone for good: a clean stop releases the Lease at once.
+    leader = next(i for i, r in reports.items() if r.results)
+    assert pairs[leader][1].release()
+    assert loops[1 - leader].step().notes[0] == "leading: this controller acts now"
+
+
+def test_over_http_a_dead_holder_is_taken_over_after_the_lease_expires(served):
+    store, kubeconfig = served
+    api = client(kubeconfig)
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dead"}})
+    now = [0.0]
+    dead = Lease(api, "dead", holder="dead", duration=10)
+    assert dead.hold() is None  # then it is killed: never renews
+    heir = Lease(client(kubeconfig), "dead", holder="heir", duration=10, clock=lambda: now[0])
+    assert heir.hold() == "Lease dead/hubfleet-controller is held by dead"
+    now[0] = 9.0
+    assert heir.hold() is not None
+    now[0] = 10.0
+    assert heir.hold() is None
+    assert api.get(API_VERSION, "Lease", "dead", "hubfleet-controller")["spec"]["holderIdentity"] == "heir"

@@ -18,9 +18,13 @@ Faithful (KubeSpawner and the kubernetes clients run unpatched against it):
 - bearer-token authentication (the service-account token the kubelet mounts) over TLS with its own CA, so
   ``load_incluster_config()`` works as in a pod.
 
+- API discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/{group}/{version}``) for the kinds the store serves,
+  so the dynamic client works (the controller's ``KubernetesCluster``); with ``coordination.k8s.io/v1`` Leases
+  (a built-in kind of FakeCluster) and their optimistic concurrency: a PUT with a stale resourceVersion is 409.
+
 Not faithful (on purpose, say so if a test needs it): no RBAC (any valid token may do anything), no PATCH, no
 admission webhooks or quotas, no 410 Gone (the whole event history is kept), no garbage collection by
-ownerReferences, no API discovery beyond ``/version``. Writes made directly on the store (the test's own calls)
+ownerReferences, no aggregated discovery (the dynamic client falls back to the legacy documents). Writes made directly on the store (the test's own calls)
 are streamed to watchers like any other.
 """
 
@@ -331,6 +335,44 @@ class VersionHandler(tornado.web.RequestHandler):
         self.finish({"major": "1", "minor": "32", "gitVersion": "v1.32.0-hubfleet-fake", "platform": "linux/amd64"})
 
 
+class DiscoveryHandler(tornado.web.RequestHandler):
+    """API discovery, enough for the dynamic client (``KubernetesCluster``): ``/api``, ``/apis``, and the resource
+    list of each served group version, from the store's kinds. Verbs listed are the ones this server answers."""
+
+    def initialize(self, api: KubeApiServer) -> None:
+        self.api = api
+
+    def prepare(self) -> None:
+        if self.request.headers.get("Authorization") != f"Bearer {self.api.token}":
+            self.set_status(401)
+            self.finish(json.dumps(status_body(401, "Unauthorized", "Unauthorized")))
+
+    def get(self, group: str | None = None, version: str | None = None) -> None:
+        kinds = list(self.api.cluster._kinds.values())
+        path = self.request.path.rstrip("/")
+        if path == "/api":
+            return self.finish({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+        if path == "/apis":
+            groups: dict[str, list[str]] = {}
+            for info in kinds:
+                if "/" in info.api_version:
+                    g, v = info.api_version.split("/")
+                    if v not in groups.setdefault(g, []):
+                        groups[g].append(v)
+            return self.finish({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                 "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}} for g, vs in groups.items()]})
+        group_version = f"{group}/{version}" if group else version
+        resources = [{"name": i.plural, "singularName": i.kind.lower(), "namespaced": i.namespaced, "kind": i.kind,
+                      "verbs": ["create", "delete", "get", "list", "update", "watch"]}
+                     for i in kinds if i.api_version == group_version]
+        if not resources:
+            self.set_status(404)
+            return self.finish(json.dumps(status_body(404, "NotFound", f"{group_version} is not served")))
+        self.finish({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                     "resources": resources})
+
+
 _PATH = r"(?:namespaces/(?P<ns>[^/]+)/)?(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?/?"
 
 
@@ -391,6 +433,10 @@ class KubeApiServer:
             asyncio.set_event_loop(self.loop)
             routes = [
                 (r"/version/?", VersionHandler),
+                (r"/api/?", DiscoveryHandler, {"api": self}),
+                (r"/apis/?", DiscoveryHandler, {"api": self}),
+                (r"/api/(?P<version>v1)/?", DiscoveryHandler, {"api": self}),
+                (r"/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/?", DiscoveryHandler, {"api": self}),
                 (r"/api/(?P<version>v1)/" + _PATH, ResourceHandler, {"api": self}),
                 (r"/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/" + _PATH, ResourceHandler, {"api": self}),
             ]
