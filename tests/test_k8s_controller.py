@@ -19,7 +19,7 @@ from test_k8s_backend import HUBS, OPEN, PV, spec_of, write_catalog
 from hubfleet.backends.kubernetes import records
 from hubfleet.backends.kubernetes.backend import KubernetesBackend
 from hubfleet.backends.kubernetes.cluster import Conflict
-from hubfleet.backends.kubernetes.controller import controller
+from hubfleet.backends.kubernetes.controller import controller, write_status
 from hubfleet.backends.kubernetes.controlplane import controller_objects
 from hubfleet.backends.kubernetes.fake import FakeCluster
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS
@@ -279,3 +279,22 @@ def test_over_http_a_dead_holder_is_taken_over_after_the_lease_expires(served):
     now[0] = 10.0
     assert heir.hold() is None
     assert api.get(API_VERSION, "Lease", "dead", "hubfleet-controller")["spec"]["holderIdentity"] == "heir"
+
+
+def test_status_reads_what_the_controller_wrote(catalog, cluster, monkeypatch):
+    loop, lease = controller(catalog, make_backend(cluster, catalog), load_catalog(catalog), OPEN,
+                             lease=Lease(cluster, "hubfleet-system", holder="controller-7f9c"))
+    assert write_status(cluster, "hubfleet-system", lease.holder, loop.step(), loop.catalog_problems)
+    (catalog / "courses" / "W101.yaml").write_text("code: [unclosed\n")  # a broken edit in git
+    report = loop.step()
+    assert report.errors and loop.standing_by is None
+    assert write_status(cluster, "hubfleet-system", lease.holder, report, loop.catalog_problems)
+    # Still broken a step later: the problem stays in the document, and an unchanged document costs no write.
+    assert not write_status(cluster, "hubfleet-system", lease.holder, loop.step(), loop.catalog_problems)
+    (catalog / "courses" / "W101.yaml").unlink()  # (so `status` can load the catalog)
+    monkeypatch.setattr(k8s_cmds, "kubernetes_backend",
+                        lambda loaded: KubernetesBackend(cluster, FakeHelm(cluster), hub_url=lambda hub: "http://127.0.0.1:9/"))
+    result = CliRunner().invoke(app, ["status", str(catalog), "--at", OPEN.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "controller controller-7f9c, Lease renewed" in result.output
+    assert "controller problem: " in result.output and "W101.yaml" in result.output

@@ -117,6 +117,8 @@ class Reconciler:
         self.loaded = loaded
         self.hooks = hooks or LoopHooks()
         self.leader = leader
+        # The current catalog's errors while an edit is broken (reported once as errors; kept here for a status page).
+        self.catalog_problems: list[str] = []
         self._waiting: str | None = None  # the last "not the leader" reason, reported once per change
         self.at = at  # fixed date (--at) or None for "today", which moves phases at midnight
         self.base_delay = base_delay
@@ -132,6 +134,11 @@ class Reconciler:
         self.allow_mass_stop = allow_mass_stop
         self._held_back: list[str] = []  # hubs the mass-stop guard keeps running (reported once, not every tick)
 
+    @property
+    def standing_by(self) -> str | None:
+        """Why the last step did nothing (another controller leads), or None when this one acted."""
+        return self._waiting
+
     def _current_signature(self) -> tuple:
         loaded = self.loaded
         return catalog_signature(self.catalog, [loaded.root / rel for rel in sorted(loaded.rosters)])
@@ -145,9 +152,11 @@ class Reconciler:
         try:
             self.loaded = load_catalog(self.catalog)
         except CatalogError as exc:
-            report.errors += [str(p) for p in exc.problems]
-            report.errors.append("the catalog has errors; the fleet keeps running as last applied")
+            self.catalog_problems = [*(str(p) for p in exc.problems),
+                                     "the catalog has errors; the fleet keeps running as last applied"]
+            report.errors += self.catalog_problems
             return
+        self.catalog_problems = []
         self.hooks.reloaded(self.loaded)
         self._signature = self._current_signature()  # rosters may have changed with the catalog
         report.notes.append("catalog changed: re-planned")

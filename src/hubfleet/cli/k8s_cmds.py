@@ -110,7 +110,16 @@ def up_kubernetes(catalog: Path, loaded, at, interval: float, detach: bool, allo
     backend = kubernetes_backend(loaded)
     loop, lease = controller(catalog, backend, loaded, at, allow_mass_stop=allow_mass_stop)
 
+    from hubfleet.backends.kubernetes.controller import write_status
+
+    from hubfleet.backends.kubernetes.cluster import ClusterError
+
     def show(report) -> None:
+        if loop.standing_by is None:
+            try:
+                write_status(backend.cluster, lease.namespace, lease.holder, report, loop.catalog_problems)
+            except ClusterError as exc:  # the API server away: the next step reports it, and retries
+                err_console.print(f"cannot write the controller status: {exc}", markup=False)
         for note in report.notes:
             console.print(note, markup=False, highlight=False)
         for error in report.errors:
@@ -141,4 +150,11 @@ def up_kubernetes(catalog: Path, loaded, at, interval: float, detach: bool, allo
 
 
 def status_kubernetes(loaded, spec):
-    return kubernetes_backend(loaded).status(spec)
+    """The hubs as the cluster has them (the releases and applied-spec records the controller writes), and the
+    controller's own state (its Lease and latest problems, controller.write_status)."""
+    from hubfleet.backends.kubernetes.controller import read_status
+
+    backend = kubernetes_backend(loaded)
+    for line in read_status(backend.cluster, backend.options.system_namespace):
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return backend.status(spec)

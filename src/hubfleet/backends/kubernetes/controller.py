@@ -9,14 +9,18 @@ material changed (the planner cannot see material). It never starts a local proc
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
-from hubfleet.backends.reconcile import LoopHooks, Reconciler
+from hubfleet.backends.reconcile import LoopHooks, Reconciler, StepReport
 from hubfleet.catalog import LoadedCatalog
 
 from .backend import KubernetesBackend
+from .cluster import Cluster, NotFound
 from .fleet import MANAGED_BY
-from .lease import Lease
+from .lease import API_VERSION, NAME as LEASE_NAME, Lease
+
+STATUS_DOCUMENT = "hubfleet-controller-status"
 
 
 def controller_hooks(backend: KubernetesBackend) -> LoopHooks:
@@ -45,3 +49,33 @@ def controller(
     loop = Reconciler(catalog, backend, at, loaded=loaded, hooks=controller_hooks(backend), leader=lease.hold,
                       allow_mass_stop=allow_mass_stop, **kwargs)
     return loop, lease
+
+
+def write_status(cluster: Cluster, namespace: str, holder: str, report: StepReport, catalog_problems: list[str]) -> bool:
+    """The leader's last word for `hubfleet status`: the problems of its latest step (catalog errors, refused
+    plans, failed actions) and the hubs waiting out a backoff. Written only when that changes (a quiet fleet costs
+    no write per step). Only the leader calls it (``Reconciler.standing_by is None``)."""
+    problems = [*dict.fromkeys([*catalog_problems, *report.errors]), *(f"{r.action.hub} {r.action.kind.value}: {r.message}" for r in report.results if not r.ok)]
+    data = {"holder": holder, "problems": json.dumps(problems), "deferred": json.dumps(sorted(set(report.deferred)))}
+    return cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "data": data,
+                          "metadata": {"name": STATUS_DOCUMENT, "namespace": namespace, "labels": dict(MANAGED_BY)}})
+
+
+def read_status(cluster: Cluster, namespace: str) -> list[str]:
+    """What `hubfleet status` says about the controller: who holds the Lease, and its latest problems."""
+    try:
+        lease = cluster.get(API_VERSION, "Lease", namespace, LEASE_NAME).get("spec") or {}
+    except NotFound:
+        return ["no controller has run (no Lease); `hubfleet up` or the _fleet/ Deployment runs one"]
+    holder = lease.get("holderIdentity")
+    lines = [f"controller {holder}, Lease renewed {lease.get('renewTime')}" if holder
+             else "no controller holds the Lease now"]
+    try:
+        data = cluster.get("v1", "ConfigMap", namespace, STATUS_DOCUMENT).get("data") or {}
+    except NotFound:
+        return lines
+    lines += [f"controller problem: {p}" for p in json.loads(data.get("problems") or "[]")]
+    deferred = json.loads(data.get("deferred") or "[]")
+    if deferred:
+        lines.append(f"controller backing off: {', '.join(deferred)}")
+    return lines
