@@ -298,3 +298,19 @@ def test_status_reads_what_the_controller_wrote(catalog, cluster, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "controller controller-7f9c, Lease renewed" in result.output
     assert "controller problem: " in result.output and "W101.yaml" in result.output
+
+
+def test_render_takes_the_controller_image_and_catalog_repository(catalog, tmp_path):
+    import yaml
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["render", str(catalog), "--out", str(out), "--at", OPEN.isoformat(),
+                                      "--controller-image", "registry.example.edu/hubfleet:2.0",
+                                      "--catalog-git", "https://git.example.edu/c.git", "--catalog-git-path", "uni"])
+    assert result.exit_code == 0, result.output
+    fleet = list(yaml.safe_load_all((out / "_fleet" / "manifests.yaml").read_text()))
+    (deployment,) = [o for o in fleet if o["kind"] == "Deployment" and o["metadata"]["name"] == "hubfleet-controller"]
+    containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert containers["controller"]["image"] == "registry.example.edu/hubfleet:2.0"
+    assert containers["controller"]["command"] == ["hubfleet", "up", "/catalog/current/uni"]
+    assert "--repo=https://git.example.edu/c.git" in containers["git-sync"]["args"]
