@@ -314,3 +314,25 @@ def test_render_takes_the_controller_image_and_catalog_repository(catalog, tmp_p
     assert containers["controller"]["image"] == "registry.example.edu/hubfleet:2.0"
     assert containers["controller"]["command"] == ["hubfleet", "up", "/catalog/current/uni"]
     assert "--repo=https://git.example.edu/c.git" in containers["git-sync"]["args"]
+
+
+def test_a_leader_busy_in_a_long_step_keeps_its_lease(cluster):
+    """A helm upgrade can outlast the Lease: the background renewal keeps a standby from taking over meanwhile."""
+    import threading
+
+    cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}})
+    leader = Lease(cluster, "ns", holder="leader", duration=2)
+    assert leader.hold() is None
+    stop = threading.Event()
+    renewal = leader.renew_in_background(stop)
+    standby = Lease(cluster, "ns", holder="standby", duration=2)
+    try:
+        seen = set()
+        for _ in range(8):  # 4 s of the leader "applying" without a step of its own: twice the duration
+            assert standby.hold() == "Lease ns/hubfleet-controller is held by leader"
+            seen.add(cluster.get(API_VERSION, "Lease", "ns", "hubfleet-controller")["metadata"]["resourceVersion"])
+            stop.wait(0.5)
+        assert len(seen) > 1  # renewed meanwhile, so the standby never saw it silent for a whole duration
+    finally:
+        stop.set()
+        renewal.join(5)

@@ -145,6 +145,9 @@ def up_kubernetes(catalog: Path, loaded, at, interval: float, detach: bool, allo
 
     from hubfleet.cli.guards import _interrupt
 
+    import threading
+
+    stopping = threading.Event()
     if not detach:  # a pod is stopped with SIGTERM: hand the Lease over like Ctrl-C does
         signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -153,8 +156,10 @@ def up_kubernetes(catalog: Path, loaded, at, interval: float, detach: bool, allo
             show(report)
             lease.release()
             raise typer.Exit(0 if not report.errors and all(r.ok for r in report.results) else 1)
+        lease.renew_in_background(stopping)
         loop.run(interval, progress=say, on_step=show)
     except KeyboardInterrupt:
+        stopping.set()
         # Hubs keep running: they are the cluster's. Only leadership is handed over.
         lease.release()
         console.print("Controller stopped; the Lease is released. The hubs keep running in the cluster.")

@@ -12,7 +12,10 @@ The protocol is client-go's leaderelection, reduced to what one loop needs:
   the same). A controller that starts next to a silent Lease therefore waits one full duration before taking over.
 - ``release()`` on a clean exit empties ``holderIdentity`` so a successor need not wait out the duration.
 
-A leader renews every step; the step interval must stay well below the duration (the CLI checks).
+A leader renews every step, and ``renew_in_background()`` renews it between and *during* steps: a helm upgrade
+can take minutes, longer than the duration, and a Lease left unrenewed that long would let a standby start acting
+while the leader still applies. A leader that loses the Lease anyway (partitioned from the API server for a whole
+duration) finishes the action at hand and stands by from its next step.
 # ref: https://kubernetes.io/docs/concepts/architecture/leases/
 # ref: https://github.com/kubernetes/client-go/blob/master/tools/leaderelection/leaderelection.go
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -61,6 +65,23 @@ class Lease:
         self.duration = duration
         self.clock, self.wall = clock, wall
         self._seen: tuple[str, float] | None = None  # (resourceVersion, our clock when it first showed)
+        self._lock = threading.Lock()  # the loop and the background renewal must not race each other's writes
+        self.held = False
+
+    def renew_in_background(self, stop: threading.Event) -> threading.Thread:
+        """Renew every third of the duration while we hold the Lease, until ``stop`` is set."""
+
+        def run() -> None:
+            while not stop.wait(self.duration / 3):
+                if self.held:
+                    try:
+                        self.hold()
+                    except Exception:  # noqa: BLE001 - API server away: the loop's own step reports it
+                        pass
+
+        thread = threading.Thread(target=run, name="lease-renewal", daemon=True)
+        thread.start()
+        return thread
 
     def _body(self, spec: dict, live: dict | None = None) -> dict:
         meta = {"name": self.name, "namespace": self.namespace, "labels": dict(MANAGED_BY)}
@@ -76,6 +97,12 @@ class Lease:
 
     def hold(self) -> str | None:
         """Acquire or renew. None when this process holds the Lease now; otherwise why it must stand by."""
+        with self._lock:
+            why = self._hold()
+            self.held = why is None
+            return why
+
+    def _hold(self) -> str | None:
         now = self.wall()
         live = self.read()
         if live is None:
@@ -114,6 +141,11 @@ class Lease:
 
     def release(self) -> bool:
         """Give the Lease up if we hold it (a clean exit), so a standby takes over at its next step."""
+        with self._lock:
+            self.held = False
+            return self._release()
+
+    def _release(self) -> bool:
         live = self.read()
         if live is None or (live.get("spec") or {}).get("holderIdentity") != self.holder:
             return False
