@@ -52,6 +52,44 @@ class HubStatus:
 
 
 Progress = Callable[[Action, str], None]
+Say = Callable[[str], None]
+
+
+class WriterBusy(RuntimeError):
+    """Another writer (an ``up``, ``apply`` or ``lifecycle run``) acts on this fleet now."""
+
+
+class WriterLock(Protocol):
+    """One writer per fleet: ``acquire()`` (raises WriterBusy naming the holder), ``release()``, ``holder()``."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def holder(self) -> str | None:
+        """Who holds the fleet now, for ``status``; None if nobody (or the backend cannot tell)."""
+
+
+class NoWriterLock:
+    """A backend whose writers are serialised elsewhere (or not yet at all): acquiring always succeeds."""
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def holder(self) -> str | None:
+        return None
+
+
+def removal_summary(removed: int, kept: int) -> str:
+    """What a lifecycle run deleted, in the words every backend's ``archive_removals`` report uses."""
+    text = (f"{removed} course folder(s) removed, each right after its archive was re-verified."
+            if removed else "No course folder was removed.")
+    if kept:
+        text += f" {kept} folder(s) kept because their archive failed that check."
+    return text
 
 
 @runtime_checkable
@@ -69,3 +107,19 @@ class Backend(Protocol):
 
     def status(self, spec: FleetSpec) -> list[HubStatus]:
         """Each hub: up or down, users and running servers."""
+
+    def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
+        """The actions from ``state`` to ``spec``: the planner's diff, plus what only this backend can see
+        (e.g. changed course material, which is content, not spec). Read-only; raises OrphanError like diff."""
+
+    def writer_lock(self) -> WriterLock:
+        """The lock every command that changes this fleet holds while it does."""
+
+    def configure_archive(self, store: str | None, say: Say | None) -> None:
+        """Where archives go (None: the fleet's remembered or default store) and who hears what they hold."""
+
+    def archive_problems(self, deep: bool = False) -> list[str]:
+        """Recorded archives that are missing, corrupt or unverified (``deep``: read each back in full)."""
+
+    def archive_removals(self) -> str:
+        """What this process's lifecycle actions deleted, and what they kept because an archive failed."""

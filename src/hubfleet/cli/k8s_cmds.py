@@ -94,7 +94,3 @@ def apply_kubernetes(loaded, spec, yes: bool, allow_mass_stop: bool = False) -> 
         console.print(f"  {hub.name}: {hub.url}", highlight=False)
     console.print("Enrol students with `hubfleet enrol sync` once the hubs answer at their URLs.")
     raise typer.Exit(0 if report.ok else 1)
-
-
-def status_kubernetes(loaded, spec):
-    return kubernetes_backend(loaded).status(spec)

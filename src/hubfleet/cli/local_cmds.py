@@ -24,9 +24,10 @@ from hubfleet.backends.local.backend import LocalBackend, fleet_processes, stop_
 from hubfleet.backends.local.frontdoor import FrontDoorError, PortTaken
 from hubfleet.backends.local.proxy import ProxyNotFound
 from hubfleet.backends.local.reconciler import Reconciler, StepReport, sync_enrolment
-from hubfleet.backends.local.statelock import StateLock, holder as lock_holder, stop_holder
+from hubfleet.backends.local.statelock import StateLock, stop_holder
 from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli import k8s_cmds
+from hubfleet.cli.backend_factory import make_backend
 from hubfleet.cli.enrol_cmds import print_changes
 from hubfleet.enrol.membership import SourceError
 from hubfleet.cli.common import (
@@ -237,17 +238,14 @@ def status(
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     phases = {h.name: ", ".join(f"{p.key} {p.phase.value}" for p in h.presentations) for h in spec.hubs}
-    if loaded.catalog.fleet.backend == "kubernetes":
-        rows = k8s_cmds.status_kubernetes(loaded, spec)
-    else:
-        backend = _backend(catalog, loaded, state_dir, storage_root, port)
-        rows = backend.status(spec)
-        who = lock_holder(backend.paths.state)
-        if who is not None:
-            err_console.print(f"in use by {who.describe()}", markup=False, highlight=False, soft_wrap=True)
-        # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
-        for problem in backend.archiving.problems():
-            err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
+    backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
+    rows = backend.status(spec)
+    who = backend.writer_lock().holder()
+    if who is not None:
+        err_console.print(f"in use by {who}", markup=False, highlight=False, soft_wrap=True)
+    # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
+    for problem in backend.archive_problems():
+        err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
     if as_json:
         print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
         return

@@ -42,9 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, NoWriterLock, Progress, Say
 from hubfleet.backends.executor import run_plan
-from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan
+from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
 from . import material as mat
@@ -174,6 +174,29 @@ class KubernetesBackend:
     def status(self, spec: FleetSpec, query_api: bool = True) -> list[HubStatus]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda hub: self._hub_status(hub, query_api), spec.hubs))
+
+    def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
+        # Course material is content, not spec: only the cluster can say a hub's material changed.
+        return self.material_updates(diff(spec, state), spec, state)
+
+    def writer_lock(self) -> NoWriterLock:
+        """No lock yet: the in-cluster controller's Lease (one acting replica) is what serialises writers to a
+        cluster; until a CLI apply takes that Lease too, a CLI writer and the controller are not kept apart."""
+        return NoWriterLock()
+
+    def configure_archive(self, store: str | None, say: Say | None) -> None:
+        if store is not None:
+            # The archive Jobs run in the cluster and write where the catalog's fleet says; a path on this
+            # machine would silently not be used.
+            raise ValueError("--archive-store applies to the local backend; on kubernetes the archive Jobs "
+                             "write to the store the catalog's fleet names")
+
+    def archive_problems(self, deep: bool = False) -> list[str]:
+        return []  # the archive Job verifies in the cluster; an unverified archive shows as a refused delete
+
+    def archive_removals(self) -> str:
+        return ("Archives are made by Jobs in the cluster; a hub's namespace is deleted only once every student "
+                "volume in it has a verified archive marker.")
 
     def apply_fleet_objects(self, spec: FleetSpec) -> int:
         """Apply `render_fleet` (fleet namespace, shared image puller, the archiver's personal-store PV/PVC, the

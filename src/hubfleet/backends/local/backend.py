@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import psutil
 
-from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress, Say, removal_summary
 from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
@@ -43,11 +43,12 @@ from hubfleet.backends.local.members import PasswordBook, demo_password, hub_mem
 from hubfleet.backends.local.ports import HubPorts, PortBook
 from hubfleet.backends.local.proxy import ProxyCommand, find_chp
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
+from hubfleet.backends.local.statelock import StateLock
 from hubfleet.backends.local.strays import end_strays, fleet_processes
 from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
-from hubfleet.plan.diff import Action, FleetState, Kind, Plan
+from hubfleet.plan.diff import Action, FleetState, Kind, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
 __all__ = ["ApplyCancelled", "LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "fleet_processes", "stop_fleet"]
@@ -135,6 +136,27 @@ class LocalBackend:
                 self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
                 portal_url=f"{self.hosts.portal_url}/portal/archives/", store=self.archive_store)
         return cached
+
+    def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
+        return diff(spec, state)  # everything a local hub depends on is in its spec
+
+    def writer_lock(self) -> StateLock:
+        """The state dir's lock: one writer per state dir (up, apply, lifecycle run, ...)."""
+        return StateLock(self.paths.state)
+
+    def configure_archive(self, store: str | None, say: Say | None) -> None:
+        if store is not None:
+            self.archive_store = store
+        self.archiving.say = say
+
+    def archive_problems(self, deep: bool = False) -> list[str]:
+        return self.archiving.problems(deep=deep)
+
+    def archive_removals(self) -> str:
+        """From the engine's outcomes: each folder in them was removed right after its archive was re-verified
+        (sha256 against the ledger and a full read-back), and only then; nothing else deletes."""
+        outcomes = self.archiving.outcomes
+        return removal_summary(sum(len(o.removed) for o in outcomes), sum(len(o.kept) for o in outcomes))
 
     def _service_token(self, hub: str) -> str:
         return read_secret(self.paths.hub(hub).service_token)
