@@ -32,3 +32,31 @@ def test_plan_of_a_local_catalog_with_no_state_plans_every_hub_as_create(tmp_pat
     assert result.exit_code == 0, result.output
     assert '"kind": "create"' in result.output
     assert not (catalog / ".hubfleet").exists(), "plan changes nothing"
+
+
+def test_apply_on_a_kubernetes_catalog_goes_through_the_contract_and_a_second_apply_writes_nothing(tmp_path, monkeypatch):
+    """The same `apply` code for both backends: here the cluster (FakeCluster + FakeHelm stand in for what
+    `connect` would reach), and no local hub, state dir or front door."""
+    from test_backend_contract import write_catalog
+
+    from hubfleet.backends.kubernetes.backend import KubernetesBackend
+    from hubfleet.backends.kubernetes.cluster import KindInfo
+    from hubfleet.backends.kubernetes.fake import FakeCluster
+    from hubfleet.backends.kubernetes.helm import FakeHelm
+
+    catalog = write_catalog(tmp_path / "catalog", "kubernetes")
+    cluster = FakeCluster(extra_kinds=[KindInfo("v1", "PersistentVolume", "persistentvolumes", False)])
+    helm = FakeHelm(cluster)
+    monkeypatch.setattr("hubfleet.cli.local_cmds.make_backend",
+                        lambda loaded, *a, **kw: KubernetesBackend(cluster, helm, catalog_root=loaded.root))
+    first = CliRunner().invoke(app, ["apply", str(catalog), "--yes", "--at", "2026-11-01"])
+    assert first.exit_code == 0, first.output
+    assert set(helm.releases) == {("m269-2026j", "m269-2026j"), ("tm351-2026j", "tm351-2026j")}
+    assert "https://tm351-2026j.hubs.test.example" in first.output  # where each hub is, from backend.access
+    assert not (catalog / ".hubfleet").exists(), "no local state: nothing local was started"
+    cluster.reset_counters()
+    helm.counts.clear()
+    second = CliRunner().invoke(app, ["apply", str(catalog), "--yes", "--at", "2026-11-01"])
+    assert second.exit_code == 0, second.output
+    assert "No changes" in second.output
+    assert cluster.write_count == 0 and helm.write_count == 0

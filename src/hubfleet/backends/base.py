@@ -55,6 +55,14 @@ Progress = Callable[[Action, str], None]
 Say = Callable[[str], None]
 
 
+class FleetUnavailable(RuntimeError):
+    """A fleet-wide fault found before any hub is touched. ``exit_code`` 2: the operator's input must change."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class WriterBusy(RuntimeError):
     """Another writer (an ``up``, ``apply`` or ``lifecycle run``) acts on this fleet now."""
 
@@ -111,6 +119,13 @@ class Backend(Protocol):
     def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
         """The actions from ``state`` to ``spec``: the planner's diff, plus what only this backend can see
         (e.g. changed course material, which is content, not spec). Read-only; raises OrphanError like diff."""
+
+    def prepare(self, spec: FleetSpec) -> None:
+        """What every apply needs before it touches a hub (the local front door's port; the cluster's fleet-level
+        objects). Raises FleetUnavailable, having changed no hub."""
+
+    def access(self, spec: FleetSpec) -> list[str]:
+        """Where people sign in and reach each hub, for after an apply (rich markup)."""
 
     def writer_lock(self) -> WriterLock:
         """The lock every command that changes this fleet holds while it does."""

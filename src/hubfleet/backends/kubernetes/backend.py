@@ -42,7 +42,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, NoWriterLock, Progress, Say
+from hubfleet.backends.base import (
+    ApplyReport, FleetUnavailable, HubEndpoint, HubStatus, NoWriterLock, Progress, Say,
+)
 from hubfleet.backends.executor import run_plan
 from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
@@ -178,6 +180,17 @@ class KubernetesBackend:
     def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
         # Course material is content, not spec: only the cluster can say a hub's material changed.
         return self.material_updates(diff(spec, state), spec, state)
+
+    def prepare(self, spec: FleetSpec) -> None:
+        """The fleet-level objects (``apply_fleet_objects``) every hub relies on, before any hub's release."""
+        try:
+            self.apply_fleet_objects(spec)
+        except ClusterError as exc:
+            raise FleetUnavailable(f"cannot apply the fleet's objects: {_explain(exc)}") from exc
+
+    def access(self, spec: FleetSpec) -> list[str]:
+        lines = [f"  {hub.name}: {self.hub_url(hub.name) if self.hub_url else hub.url}" for hub in spec.hubs]
+        return [*lines, "Enrol students with `hubfleet enrol sync` if a hub did not answer from here yet."]
 
     def writer_lock(self) -> NoWriterLock:
         """No lock yet: the in-cluster controller's Lease (one acting replica) is what serialises writers to a
