@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def test_plan_of_a_local_catalog_with_no_state_plans_every_hub_as_create(tmp_pat
     assert not (catalog / ".hubfleet").exists(), "plan changes nothing"
 
 
-def test_apply_on_a_kubernetes_catalog_goes_through_the_contract_and_a_second_apply_writes_nothing(tmp_path, monkeypatch):
+def test_apply_and_status_on_a_kubernetes_catalog_go_through_the_contract_and_a_second_apply_writes_nothing(tmp_path, monkeypatch):
     """The same `apply` code for both backends: here the cluster (FakeCluster + FakeHelm stand in for what
     `connect` would reach), and no local hub, state dir or front door."""
     from test_backend_contract import write_catalog
@@ -60,3 +61,8 @@ def test_apply_on_a_kubernetes_catalog_goes_through_the_contract_and_a_second_ap
     assert second.exit_code == 0, second.output
     assert "No changes" in second.output
     assert cluster.write_count == 0 and helm.write_count == 0
+    status = CliRunner().invoke(app, ["status", str(catalog), "--at", "2026-11-01", "--json"])
+    assert status.exit_code == 0, status.output
+    rows = {r["name"]: r for r in json.loads(status.stdout)}
+    assert set(rows) == {"m269-2026j", "tm351-2026j"}
+    assert all("release deployed" in r["detail"] for r in rows.values())  # read from the cluster, not local state
