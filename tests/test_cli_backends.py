@@ -66,3 +66,26 @@ def test_apply_and_status_on_a_kubernetes_catalog_go_through_the_contract_and_a_
     rows = {r["name"]: r for r in json.loads(status.stdout)}
     assert set(rows) == {"m269-2026j", "tm351-2026j"}
     assert all("release deployed" in r["detail"] for r in rows.values())  # read from the cluster, not local state
+
+
+def test_lifecycle_run_on_a_kubernetes_catalog_uses_the_contract_and_refuses_a_local_archive_store(tmp_path, monkeypatch):
+    from test_backend_contract import write_catalog
+
+    from hubfleet.backends.kubernetes.backend import KubernetesBackend
+    from hubfleet.backends.kubernetes.fake import FakeCluster
+    from hubfleet.backends.kubernetes.helm import FakeHelm
+
+    catalog = write_catalog(tmp_path / "catalog", "kubernetes")
+    cluster = FakeCluster()
+    helm = FakeHelm(cluster)
+    monkeypatch.setattr("hubfleet.cli.lifecycle_cmds.make_backend",
+                        lambda loaded, *a, **kw: KubernetesBackend(cluster, helm, catalog_root=loaded.root))
+    store = tmp_path / "archives"
+    refused = CliRunner().invoke(app, ["lifecycle", "run", str(catalog), "--at", "2026-11-01",
+                                       "--archive-store", str(store)])
+    assert refused.exit_code == 2 and "archive-store" in refused.output
+    assert helm.releases == {} and not store.exists()  # nothing was changed
+    run = CliRunner().invoke(app, ["lifecycle", "run", str(catalog), "--at", "2026-11-01"])
+    assert run.exit_code == 0, run.output
+    assert set(helm.releases) == {("m269-2026j", "m269-2026j"), ("tm351-2026j", "tm351-2026j")}
+    assert not (catalog / ".hubfleet").exists()
