@@ -1,7 +1,9 @@
 """The one contract every backend implements: observe, apply a plan, and reach a hub's API.
 
 It speaks only in planner types (FleetSpec, FleetState, Plan), so the CLI, enrolment sync and the
-lifecycle work the same against local processes and Zero-to-JupyterHub releases.
+lifecycle work the same against local processes and Zero-to-JupyterHub releases. Everything a command needs from a
+backend is here (writer lock, archive reporting, what to prepare before hubs, where people sign in): the CLI never
+asks which backend it has. tests/test_backend_contract.py runs the same assertions against both backends.
 """
 
 from __future__ import annotations
