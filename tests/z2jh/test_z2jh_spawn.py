@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 import uuid
 
 import httpx
@@ -226,3 +227,34 @@ async def execute(url: str, headers: dict, code: str) -> str:
                 return "".join(out)
     finally:
         conn.close()
+
+
+def test_tutor_and_instructor_can_do_what_their_roles_allow_and_no_more(hub):
+    """Staff are in the profiles' groups, so the refusal rule leaves them their own servers; over students'
+    servers an instructor may stop them, a tutor may not, and both get 404 for users outside the course."""
+    student = enrolled(hub)[5]
+    outsider = "zz8888"
+    assert hub.api("POST", f"users/{outsider}").status_code == 201
+    assert hub.api("POST", f"users/{student}/server", json={}).status_code in (201, 202)
+    instructor, tutor = Student(hub, "ef4410"), Student(hub, "hc3391")
+    try:
+        for staff in (tutor, instructor):
+            staff.sign_in()
+            assert staff.start().status_code == 200
+            assert staff.open_lab().status_code == 200, staff.pod_logs()
+        while not (hub.api("GET", f"users/{student}").json()["servers"].get("") or {}).get("ready"):
+            time.sleep(0.5)
+
+        def as_staff(who: Student, method: str, path: str) -> int:
+            return who.http.request(method, f"/hub/api/{path}", headers={"X-XSRFToken": who.hub_xsrf()}).status_code
+
+        assert as_staff(tutor, "GET", f"users/{student}") == 200
+        # Outside the tutor's scopes: JupyterHub answers 404, and the student's server keeps running.
+        assert as_staff(tutor, "DELETE", f"users/{student}/server") == 404
+        assert hub.api("GET", f"users/{student}").json()["servers"][""]["ready"]
+        assert as_staff(tutor, "GET", f"users/{outsider}") == 404
+        assert as_staff(instructor, "GET", f"users/{outsider}") == 404
+        assert as_staff(instructor, "DELETE", f"users/{student}/server") in (202, 204)
+    finally:
+        tutor.close()
+        instructor.close()
