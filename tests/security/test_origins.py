@@ -30,7 +30,7 @@ from urllib.parse import urljoin
 
 import psutil
 import pytest
-from conftest import browser_client, free_port, running_in
+from conftest import browser_client, free_port, running_in, wait_until
 from hub_fixture import world_traversable_dir
 
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
@@ -86,7 +86,7 @@ class Fleet:
     def start(self, user: str) -> None:
         with self.api() as api:
             api.start_server(user)
-        _until(lambda: self.server(user).get("ready"))
+        wait_until(lambda: self.server(user).get("ready"))
         uid = _server_process(user).uids().real
         assert uid != os.geteuid(), f"{user}'s server runs as the hub's account: students must be system users here"
         self.accounts.add(pwd.getpwuid(uid).pw_name)
@@ -94,7 +94,7 @@ class Fleet:
     def stop(self, user: str) -> None:
         with self.api() as api:
             api.stop_server(user)
-        _until(lambda: not self.server(user))
+        wait_until(lambda: not self.server(user))
 
 
 def write_catalog(root: Path) -> Path:
@@ -280,10 +280,3 @@ def _env(proc: psutil.Process) -> dict[str, str]:
     except psutil.Error:
         return {}
 
-
-def _until(check, timeout: float = 120.0) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.3)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import free_port, running_in, write_two_course_catalog
+from conftest import free_port, running_in, wait_until, write_two_course_catalog
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
@@ -99,13 +99,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             assert alive == [], f"left running: {alive}"
 
 
-def _until(check, timeout: float = 120.0, what: str = "condition") -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g}s")
-        time.sleep(0.05)
-
 
 def _a_hub_started(fleet: Fleet) -> bool:
     return any(process.read_alive(fleet.state / "hubs" / h / "hub.pid.json") for h in HUBS)
@@ -115,7 +108,7 @@ def test_a_second_apply_is_refused_and_told_who_holds_the_fleet(fleet: Fleet) ->
     first = subprocess.Popen(fleet.argv("apply", "--yes"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              stdin=subprocess.DEVNULL)  # fmt: skip
     try:
-        _until(lambda: _a_hub_started(fleet) or first.poll() is not None, what="first apply starting a hub")
+        wait_until(lambda: _a_hub_started(fleet) or first.poll() is not None, what="first apply starting a hub")
         assert first.poll() is None, first.communicate()
         # Freeze the first apply mid-way (a hub started, not yet answering), so "at once" is certain.
         held = psutil.Process(first.pid)
@@ -226,7 +219,7 @@ def test_down_during_ups_first_apply_leaves_nothing_running(fleet: Fleet) -> Non
     up = subprocess.Popen(fleet.argv("up"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           stdin=subprocess.DEVNULL)  # fmt: skip
     try:
-        _until(lambda: _a_hub_started(fleet) or up.poll() is not None, what="up starting a hub")
+        wait_until(lambda: _a_hub_started(fleet) or up.poll() is not None, what="up starting a hub")
         assert up.poll() is None, up.communicate()
         down = fleet.cli("down")
         assert down.returncode == 0, down.stdout + down.stderr

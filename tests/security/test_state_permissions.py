@@ -101,7 +101,7 @@ def _spawn(fleet: Fleet, hub: str, user: str) -> None:
     ports = json.loads((fleet.state / "ports.json").read_text())
     port = next(v for k, v in _flat(ports) if hub in k and "proxy" in k and "api" not in k)
     token = (fleet.state / "hubs" / hub / "service_token").read_text().strip()
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}/hubs/{hub}/hub/api/", headers={"Authorization": f"token {token}"}, timeout=60) as api:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}/hub/api/", headers={"Authorization": f"token {token}"}, timeout=60) as api:
         assert api.post(f"users/{user}/server").status_code in (201, 202)
         deadline = time.monotonic() + 120
         while not (api.get(f"users/{user}").json()["servers"].get("") or {}).get("ready"):
