@@ -30,7 +30,9 @@ from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "z2jh"))  # the tier's ChartHub/Student (sign-in as the tests do)
+sys.path.insert(0, str(HERE.parent / "tests"))  # conftest's clients, as local_fleet uses them
 
+from conftest import browser_client, portal_sign_in  # noqa: E402
 from local_fleet import free_port, write_catalog  # noqa: E402
 from z2jh_hubs import ChartHub, Student  # noqa: E402
 
@@ -79,23 +81,24 @@ def run_z2jh(work: Path, sequential: int, concurrent: int) -> tuple[list[float],
         hub.stop()
 
 
-def local_login_to_lab(url: str, hub: str, user: str, password: str) -> float:
-    """local_fleet's portal sign-in, OAuth hop and spawn, then the lab page through the front door."""
-    browser = httpx.Client(base_url=url, timeout=120)
+def local_login_to_lab(port: int, hub: str, user: str, password: str) -> float:
+    """local_fleet's portal sign-in, OAuth hop and spawn (each host its own *.localhost origin), then the lab."""
+    browser = browser_client(f"http://portal.localhost:{port}", timeout=120, follow_redirects=True)
+    hub_url = f"http://{hub}.localhost:{port}/"
     try:
         t0 = time.perf_counter()
-        form = browser.get("/portal/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-        browser.post("/portal/login", data={"username": user, "password": password, "csrf_token": token.group(1)})
-        browser.get(f"/hubs/{hub}/hub/oauth_login", params={"next": f"/hubs/{hub}/hub/home"}, follow_redirects=True)
-        browser.get(f"/hubs/{hub}/hub/spawn")
-        xsrf = {"X-XSRFToken": browser.cookies.get("_xsrf", path=f"/hubs/{hub}/hub/") or ""}
-        while not (browser.get(f"/hubs/{hub}/hub/api/users/{user}", headers=xsrf).json().get("servers", {})
-                   .get("") or {}).get("ready"):
+        portal_sign_in(browser, user, password, follow_redirects=False)
+        browser.get(f"{hub_url}hub/oauth_login", params={"next": "/hub/home"})
+        browser.get(f"{hub_url}hub/spawn")
+        while True:
+            xsrf = browser.cookies.get("_xsrf", domain=f"{hub}.localhost", path="/hub/") or ""
+            model = browser.get(f"{hub_url}hub/api/users/{user}", headers={"X-XSRFToken": xsrf}).json()
+            if (model.get("servers", {}).get("") or {}).get("ready"):
+                break
             if time.perf_counter() - t0 > 600:
                 raise RuntimeError(f"{user}'s server not ready after 600 s")
             time.sleep(0.1)
-        lab = browser.get(f"/hubs/{hub}/user/{user}/lab", follow_redirects=True)
+        lab = browser.get(f"{hub_url}user/{user}/lab")
         elapsed = time.perf_counter() - t0
         assert lab.status_code == 200 and "JupyterLab" in lab.text, lab.text[:300]
         return elapsed
@@ -115,7 +118,7 @@ def run_local(work: Path, sequential: int, concurrent: int) -> tuple[list[float]
         if not report.ok:
             sys.exit(f"local apply failed: {[r.message for r in report.failures]}")
         password = (state / "demo-password").read_text().strip()
-        url, hub = f"http://127.0.0.1:{port}", "c000-2026j"
+        hub = "c000-2026j"
         names = [f"s00{j:02d}" for j in range(20)]
         endpoint = backend.endpoint(hub)
 
@@ -128,11 +131,11 @@ def run_local(work: Path, sequential: int, concurrent: int) -> tuple[list[float]
         seq = []
         for i in range(sequential):
             user = names[i % len(names)]
-            seq.append(local_login_to_lab(url, hub, user, password))
+            seq.append(local_login_to_lab(port, hub, user, password))
             stop(user)
         batch = names[:concurrent]
         with ThreadPoolExecutor(max_workers=len(batch)) as pool:
-            conc = list(pool.map(lambda u: local_login_to_lab(url, hub, u, password), batch))
+            conc = list(pool.map(lambda u: local_login_to_lab(port, hub, u, password), batch))
         for user in batch:
             stop(user)
         return seq, conc

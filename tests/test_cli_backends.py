@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -32,3 +33,59 @@ def test_plan_of_a_local_catalog_with_no_state_plans_every_hub_as_create(tmp_pat
     assert result.exit_code == 0, result.output
     assert '"kind": "create"' in result.output
     assert not (catalog / ".hubfleet").exists(), "plan changes nothing"
+
+
+def test_apply_and_status_on_a_kubernetes_catalog_go_through_the_contract_and_a_second_apply_writes_nothing(tmp_path, monkeypatch):
+    """The same `apply` code for both backends: here the cluster (FakeCluster + FakeHelm stand in for what
+    `connect` would reach), and no local hub, state dir or front door."""
+    from test_backend_contract import write_catalog
+
+    from hubfleet.backends.kubernetes.backend import KubernetesBackend
+    from hubfleet.backends.kubernetes.cluster import KindInfo
+    from hubfleet.backends.kubernetes.fake import FakeCluster
+    from hubfleet.backends.kubernetes.helm import FakeHelm
+
+    catalog = write_catalog(tmp_path / "catalog", "kubernetes")
+    cluster = FakeCluster(extra_kinds=[KindInfo("v1", "PersistentVolume", "persistentvolumes", False)])
+    helm = FakeHelm(cluster)
+    monkeypatch.setattr("hubfleet.cli.local_cmds.make_backend",
+                        lambda loaded, *a, **kw: KubernetesBackend(cluster, helm, catalog_root=loaded.root))
+    first = CliRunner().invoke(app, ["apply", str(catalog), "--yes", "--at", "2026-11-01"])
+    assert first.exit_code == 0, first.output
+    assert set(helm.releases) == {("m269-2026j", "m269-2026j"), ("tm351-2026j", "tm351-2026j")}
+    assert "https://tm351-2026j.hubs.test.example" in first.output  # where each hub is, from backend.access
+    assert not (catalog / ".hubfleet").exists(), "no local state: nothing local was started"
+    cluster.reset_counters()
+    helm.counts.clear()
+    second = CliRunner().invoke(app, ["apply", str(catalog), "--yes", "--at", "2026-11-01"])
+    assert second.exit_code == 0, second.output
+    assert "No changes" in second.output
+    assert cluster.write_count == 0 and helm.write_count == 0
+    status = CliRunner().invoke(app, ["status", str(catalog), "--at", "2026-11-01", "--json"])
+    assert status.exit_code == 0, status.output
+    rows = {r["name"]: r for r in json.loads(status.stdout)}
+    assert set(rows) == {"m269-2026j", "tm351-2026j"}
+    assert all("release deployed" in r["detail"] for r in rows.values())  # read from the cluster, not local state
+
+
+def test_lifecycle_run_on_a_kubernetes_catalog_uses_the_contract_and_refuses_a_local_archive_store(tmp_path, monkeypatch):
+    from test_backend_contract import write_catalog
+
+    from hubfleet.backends.kubernetes.backend import KubernetesBackend
+    from hubfleet.backends.kubernetes.fake import FakeCluster
+    from hubfleet.backends.kubernetes.helm import FakeHelm
+
+    catalog = write_catalog(tmp_path / "catalog", "kubernetes")
+    cluster = FakeCluster()
+    helm = FakeHelm(cluster)
+    monkeypatch.setattr("hubfleet.cli.lifecycle_cmds.make_backend",
+                        lambda loaded, *a, **kw: KubernetesBackend(cluster, helm, catalog_root=loaded.root))
+    store = tmp_path / "archives"
+    refused = CliRunner().invoke(app, ["lifecycle", "run", str(catalog), "--at", "2026-11-01",
+                                       "--archive-store", str(store)])
+    assert refused.exit_code == 2 and "archive-store" in refused.output
+    assert helm.releases == {} and not store.exists()  # nothing was changed
+    run = CliRunner().invoke(app, ["lifecycle", "run", str(catalog), "--at", "2026-11-01"])
+    assert run.exit_code == 0, run.output
+    assert set(helm.releases) == {("m269-2026j", "m269-2026j"), ("tm351-2026j", "tm351-2026j")}
+    assert not (catalog / ".hubfleet").exists()

@@ -292,11 +292,11 @@ def test_status_reads_what_the_controller_wrote(catalog, cluster, monkeypatch):
     # Still broken a step later: the problem stays in the document, and an unchanged document costs no write.
     assert not write_status(cluster, "hubfleet-system", lease.holder, loop.step(), loop.catalog_problems)
     (catalog / "courses" / "W101.yaml").unlink()  # (so `status` can load the catalog)
-    monkeypatch.setattr(k8s_cmds, "kubernetes_backend",
-                        lambda loaded: KubernetesBackend(cluster, FakeHelm(cluster), hub_url=lambda hub: "http://127.0.0.1:9/"))
+    monkeypatch.setattr("hubfleet.cli.local_cmds.make_backend", lambda loaded, *a, **kw: KubernetesBackend(
+        cluster, FakeHelm(cluster), hub_url=lambda hub: "http://127.0.0.1:9/"))
     result = CliRunner().invoke(app, ["status", str(catalog), "--at", OPEN.isoformat()])
     assert result.exit_code == 0, result.output
-    assert "controller controller-7f9c, Lease renewed" in result.output
+    assert "in use by controller controller-7f9c, Lease renewed" in result.output
     assert "controller problem: " in result.output and "W101.yaml" in result.output
 
 

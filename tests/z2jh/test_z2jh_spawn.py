@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 import uuid
 
 import httpx
@@ -21,7 +22,7 @@ from tornado.websocket import websocket_connect
 
 from z2jh_hubs import ChartHub, Student
 
-from hubfleet.catalog.naming import account_prefix, unix_account
+from hubfleet.catalog.naming import account_prefix, normalise_username, unix_account
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +39,25 @@ def course_dir(hub: ChartHub, name: str) -> str:
     return f"/home/{account(hub, name)}/A233-2026J"
 
 
+# Usernames KubeSpawner escapes (issue 9 item 3): a capital and a dot, a non-ASCII letter, an e-mail login.
+ESCAPED = ["Alice.Smith", "josé", "jane.doe@example.ac.uk"]
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    running = ChartHub(tmp_path_factory.mktemp("z2jh"), HUB)
+    running = ChartHub(tmp_path_factory.mktemp("z2jh"), HUB,
+                       extra_students=[("A233-2026J.csv", name) for name in ESCAPED])
     yield running
     running.stop()
 
 
-def enrolled(hub: ChartHub, group: str = HUB) -> list[str]:
-    return sorted(hub.api("GET", f"groups/{group}").json()["users"])
+def members(hub: ChartHub) -> list[str]:
+    return sorted(hub.api("GET", f"groups/{HUB}").json()["users"])
+
+
+def enrolled(hub: ChartHub) -> list[str]:
+    """The example's own students (the roster's ab1234-style logins), sorted."""
+    return [u for u in members(hub) if u.isalnum() and u.isascii()]
 
 
 def test_enrolment_sync_creates_the_students_and_a_second_run_writes_nothing(hub):
@@ -81,6 +92,30 @@ def test_student_lands_in_the_seeded_course_folder_and_an_edit_survives_a_restar
         assert student.open_lab().status_code == 200, student.pod_logs()
         # Seeding ran again on the new pod (policy "never") and kept the student's edit.
         assert student.contents("GET", "corpus/README.md").json()["content"] == edited
+    finally:
+        student.close()
+
+
+@pytest.mark.parametrize("login", ESCAPED)
+def test_escaped_usernames_land_in_their_seeded_folder_and_keep_an_edit(hub, login):
+    """Issue 9 item 3: the home mount, the root dir and the working dir agree for names KubeSpawner escapes."""
+    name = normalise_username(login)
+    assert name in members(hub)
+    student = Student(hub, name, login)
+    try:
+        student.sign_in()
+        assert student.start().status_code == 200
+        assert student.open_lab().status_code == 200, student.pod_logs()
+        pod = hub.user_pod(name)["spec"]["containers"][0]
+        assert pod["workingDir"] == course_dir(hub, name)
+        assert {"README.md", "austen-persuasion-ch1.txt"} <= {
+            f["name"] for f in student.contents("GET", "corpus").json()["content"]}
+        note = {"type": "file", "format": "text", "content": f"{login} was here\n"}
+        assert student.contents("PUT", "notes.txt", json=note).status_code == 201
+        hub.stop_server(name)
+        student.start()
+        assert student.open_lab().status_code == 200, student.pod_logs()
+        assert student.contents("GET", "notes.txt").json()["content"] == f"{login} was here\n"
     finally:
         student.close()
 
@@ -192,3 +227,34 @@ async def execute(url: str, headers: dict, code: str) -> str:
                 return "".join(out)
     finally:
         conn.close()
+
+
+def test_tutor_and_instructor_can_do_what_their_roles_allow_and_no_more(hub):
+    """Staff are in the profiles' groups, so the refusal rule leaves them their own servers; over students'
+    servers an instructor may stop them, a tutor may not, and both get 404 for users outside the course."""
+    student = enrolled(hub)[5]
+    outsider = "zz8888"
+    assert hub.api("POST", f"users/{outsider}").status_code == 201
+    assert hub.api("POST", f"users/{student}/server", json={}).status_code in (201, 202)
+    instructor, tutor = Student(hub, "ef4410"), Student(hub, "hc3391")
+    try:
+        for staff in (tutor, instructor):
+            staff.sign_in()
+            assert staff.start().status_code == 200
+            assert staff.open_lab().status_code == 200, staff.pod_logs()
+        while not (hub.api("GET", f"users/{student}").json()["servers"].get("") or {}).get("ready"):
+            time.sleep(0.5)
+
+        def as_staff(who: Student, method: str, path: str) -> int:
+            return who.http.request(method, f"/hub/api/{path}", headers={"X-XSRFToken": who.hub_xsrf()}).status_code
+
+        assert as_staff(tutor, "GET", f"users/{student}") == 200
+        # Outside the tutor's scopes: JupyterHub answers 404, and the student's server keeps running.
+        assert as_staff(tutor, "DELETE", f"users/{student}/server") == 404
+        assert hub.api("GET", f"users/{student}").json()["servers"][""]["ready"]
+        assert as_staff(tutor, "GET", f"users/{outsider}") == 404
+        assert as_staff(instructor, "GET", f"users/{outsider}") == 404
+        assert as_staff(instructor, "DELETE", f"users/{student}/server") in (202, 204)
+    finally:
+        tutor.close()
+        instructor.close()

@@ -55,10 +55,15 @@ class Ingress(httpx.HTTPTransport):
 class ChartHub:
     """One running hub of the example catalog: its proxy URL, service token and enrolled users."""
 
-    def __init__(self, workdir: Path, hub: str, at: dt.date = OPEN, catalog: Path = EXAMPLE):
+    def __init__(self, workdir: Path, hub: str, at: dt.date = OPEN, catalog: Path = EXAMPLE,
+                 extra_students: list[tuple[str, str]] = ()):
+        """``extra_students`` ((enrolment CSV, username) pairs) are appended to the copied catalog's rosters."""
         self.hub = hub
         root = workdir / "catalog"
         shutil.copytree(catalog, root)
+        for csv_name, username in extra_students:
+            with open(root / "enrolments" / csv_name, "a", encoding="utf-8") as roster:
+                roster.write(f"Test,Student,{username},{username.split('@')[0]}@students.example.ac.uk,Student,\n")
         self.fleet = ChartCluster(root, workdir, extra_values=SIGN_IN).start()
         try:
             spec = self.fleet.apply(at)
@@ -103,8 +108,9 @@ class ChartHub:
 class Student:
     """A browser-like client: signs in through the hub's form and uses its server through the chart's proxy."""
 
-    def __init__(self, hub: ChartHub, username: str):
-        self.hub, self.name = hub, username
+    def __init__(self, hub: ChartHub, username: str, login: str | None = None):
+        """``username`` as the hub stores it; ``login`` what they type at sign-in (default: the same)."""
+        self.hub, self.name, self.login = hub, username, login or username
         self.http = httpx.Client(base_url=f"https://{hub.host}", follow_redirects=True, timeout=60,
                                  transport=Ingress(hub.url, hub.domain))
         self.server = ""  # https://<user host>/user/<name>/ once JupyterLab has loaded
@@ -114,7 +120,7 @@ class Student:
 
     def sign_in(self) -> httpx.Response:
         self.http.get("/hub/login")
-        return self.http.post("/hub/login", data={"username": self.name, "password": PASSWORD,
+        return self.http.post("/hub/login", data={"username": self.login, "password": PASSWORD,
                                                   "_xsrf": self.http.cookies.get("_xsrf", path="/hub/")})
 
     def hub_xsrf(self) -> str:
@@ -146,7 +152,7 @@ class Student:
 
     def contents(self, method: str, path: str, **kwargs) -> httpx.Response:
         """The Jupyter server's contents API, as JupyterLab calls it (session cookie + XSRF header)."""
-        xsrf = self.http.cookies.get("_xsrf", path=f"/user/{self.name}/")
+        xsrf = self.http.cookies.get("_xsrf", path=httpx.URL(self.server).raw_path.decode())  # %-encoded, as set
         return self.http.request(method, f"{self.server}api/contents/{path}",
                                  headers={"X-XSRFToken": xsrf or ""}, **kwargs)
 

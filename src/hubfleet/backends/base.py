@@ -1,7 +1,9 @@
 """The one contract every backend implements: observe, apply a plan, and reach a hub's API.
 
 It speaks only in planner types (FleetSpec, FleetState, Plan), so the CLI, enrolment sync and the
-lifecycle work the same against local processes and Zero-to-JupyterHub releases.
+lifecycle work the same against local processes and Zero-to-JupyterHub releases. Everything a command needs from a
+backend is here (writer lock, archive reporting, what to prepare before hubs, where people sign in): the CLI never
+asks which backend it has. tests/test_backend_contract.py runs the same assertions against both backends.
 """
 
 from __future__ import annotations
@@ -52,6 +54,52 @@ class HubStatus:
 
 
 Progress = Callable[[Action, str], None]
+Say = Callable[[str], None]
+
+
+class FleetUnavailable(RuntimeError):
+    """A fleet-wide fault found before any hub is touched. ``exit_code`` 2: the operator's input must change."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class WriterBusy(RuntimeError):
+    """Another writer (an ``up``, ``apply`` or ``lifecycle run``) acts on this fleet now."""
+
+
+class WriterLock(Protocol):
+    """One writer per fleet: ``acquire()`` (raises WriterBusy naming the holder), ``release()``, ``holder()``."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def holder(self) -> str | None:
+        """Who holds the fleet now, for ``status``; None if nobody (or the backend cannot tell)."""
+
+
+class NoWriterLock:
+    """A backend whose writers are serialised elsewhere (or not yet at all): acquiring always succeeds."""
+
+    def acquire(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def holder(self) -> str | None:
+        return None
+
+
+def removal_summary(removed: int, kept: int) -> str:
+    """What a lifecycle run deleted, in the words every backend's ``archive_removals`` report uses."""
+    text = (f"{removed} course folder(s) removed, each right after its archive was re-verified."
+            if removed else "No course folder was removed.")
+    if kept:
+        text += f" {kept} folder(s) kept because their archive failed that check."
+    return text
 
 
 @runtime_checkable
@@ -69,3 +117,26 @@ class Backend(Protocol):
 
     def status(self, spec: FleetSpec) -> list[HubStatus]:
         """Each hub: up or down, users and running servers."""
+
+    def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
+        """The actions from ``state`` to ``spec``: the planner's diff, plus what only this backend can see
+        (e.g. changed course material, which is content, not spec). Read-only; raises OrphanError like diff."""
+
+    def prepare(self, spec: FleetSpec) -> None:
+        """What every apply needs before it touches a hub (the local front door's port; the cluster's fleet-level
+        objects). Raises FleetUnavailable, having changed no hub."""
+
+    def access(self, spec: FleetSpec) -> list[str]:
+        """Where people sign in and reach each hub, for after an apply (rich markup)."""
+
+    def writer_lock(self) -> WriterLock:
+        """The lock every command that changes this fleet holds while it does."""
+
+    def configure_archive(self, store: str | None, say: Say | None) -> None:
+        """Where archives go (None: the fleet's remembered or default store) and who hears what they hold."""
+
+    def archive_problems(self, deep: bool = False) -> list[str]:
+        """Recorded archives that are missing, corrupt or unverified (``deep``: read each back in full)."""
+
+    def archive_removals(self) -> str:
+        """What this process's lifecycle actions deleted, and what they kept because an archive failed."""

@@ -9,8 +9,7 @@ exponential backoff instead of being hammered every tick.
 
 The loop speaks only the ``Backend`` contract (observe, apply, status, endpoint). What one backend needs beyond
 it comes in as ``LoopHooks``: the local backend re-reads rosters on a catalog change and refreshes running hubs
-between applies; the Kubernetes backend applies its fleet-level objects and adds material updates the planner
-cannot see. ``leader`` gates every step: a controller that does not hold the fleet's Lease observes nothing and
+between applies; the Kubernetes backend applies its fleet-level objects every step. ``leader`` gates every step: a controller that does not hold the fleet's Lease observes nothing and
 writes nothing (two replicas never act at once).
 """
 
@@ -26,8 +25,8 @@ from hubfleet.backends.base import ActionResult, Backend, Progress
 from hubfleet.catalog import CatalogError, LoadedCatalog, load_catalog
 from hubfleet.enrol.membership import SourceError
 from hubfleet.enrol.sync import HubChanges, sync_spec
-from hubfleet.plan import OrphanError, diff, plan as make_plan
-from hubfleet.plan.diff import FleetState, Kind, Plan
+from hubfleet.plan import OrphanError, plan as make_plan
+from hubfleet.plan.diff import Kind, Plan
 from hubfleet.plan.guard import mass_stop, without_hubs
 from hubfleet.plan.spec import FleetSpec
 
@@ -54,8 +53,6 @@ class LoopHooks:
     reloaded: Callable[[LoadedCatalog], None] = lambda loaded: None
     # Before the hubs' actions, every step: fleet-level objects (Kubernetes: `_fleet/`). Returns notes.
     before: Callable[[FleetSpec], list[str]] = _nothing
-    # Extra actions the planner cannot see (Kubernetes: changed course material).
-    extend: Callable[[Plan, FleetSpec, FleetState], Plan] = lambda plan, spec, state: plan
     # A step with nothing to apply (local: running hubs pick up members and branding). Returns notes.
     idle: Callable[[FleetSpec], list[str]] = _nothing
 
@@ -186,7 +183,7 @@ class Reconciler:
             return report
         try:
             state = self.backend.observe()
-            plan = self.hooks.extend(diff(spec, state), spec, state)
+            plan = self.backend.plan(spec, state)  # the diff, plus what only the backend sees (course material)
         except OrphanError as exc:
             report.errors += [f"refused: {r}" for r in exc.reasons]
             return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -41,3 +42,14 @@ def make_backend(
             raise typer.Exit(2) from None
     err_console.print(f"[red]unknown backend {kind!r}; use local or kubernetes[/]")
     raise typer.Exit(2)
+
+
+def observing_backend(loaded: LoadedCatalog, state_dir: Path | None) -> Backend | None:
+    """The backend `plan` observes, or None when there is nothing to observe yet (no local state dir; no
+    KUBECONFIG), in which case the plan is made against an empty fleet."""
+    kind = loaded.catalog.fleet.backend
+    if kind == "local" and not state_dir_for(loaded, state_dir).is_dir():
+        return None
+    if kind == "kubernetes" and not os.environ.get("KUBECONFIG"):
+        return None
+    return make_backend(loaded, state_dir)

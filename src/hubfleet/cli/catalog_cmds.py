@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -11,7 +10,7 @@ from rich.table import Table
 
 from hubfleet.catalog.docs import render_reference
 from hubfleet.catalog.model import Catalog
-from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir_for
+from hubfleet.cli.backend_factory import StateDirOption, observing_backend
 from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, today
 from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import plan_json
@@ -47,25 +46,16 @@ def plan(
     """
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
-    k8s = None
-    if state:
-        observed = FleetState.model_validate_json(state.read_text())
-    elif loaded.catalog.fleet.backend == "local" and state_dir_for(loaded, state_dir).is_dir():
-        observed = make_backend(loaded, state_dir).observe()  # reads the state dir only
-    elif loaded.catalog.fleet.backend == "kubernetes" and os.environ.get("KUBECONFIG"):
-        from hubfleet.cli.k8s_cmds import kubernetes_backend
-
-        k8s = kubernetes_backend(loaded)
-        observed = k8s.observe()  # namespaces, releases and applied specs; read-only
-    else:
-        observed = FleetState()  # nothing runs yet (or no KUBECONFIG: planned against an empty cluster)
+    backend = None if state else observing_backend(loaded, state_dir)
     try:
-        actions = diff(spec, observed)
+        if backend is None:
+            # --state given, or nothing runs yet (no state dir; no KUBECONFIG: planned against an empty cluster)
+            observed = FleetState.model_validate_json(state.read_text()) if state else FleetState()
+            actions = diff(spec, observed)
+        else:
+            actions = backend.plan(spec, backend.observe())  # read-only
     except OrphanError as exc:
         raise orphan_exit(exc) from None
-    if k8s is not None:
-        # Course material is content, not spec: only the cluster can say a hub's material changed.
-        actions = k8s.material_updates(actions, spec, observed)
     if as_json:
         print(plan_json(spec, actions))
         return

@@ -11,12 +11,13 @@ from types import FrameType
 import click
 import typer
 
-from hubfleet.backends.local.statelock import StateLock, StateLocked
+from hubfleet.backends.base import WriterBusy, WriterLock
+from hubfleet.backends.local.statelock import StateLock
 from hubfleet.cli.common import err_console
 from hubfleet.plan import FleetSpec, FleetState, Plan
 from hubfleet.plan.guard import mass_stop
 
-__all__ = ["AllowMassStopOption", "hold_state", "refuse_mass_stop"]
+__all__ = ["AllowMassStopOption", "hold_state", "hold_writer", "refuse_mass_stop"]
 
 AllowMassStopOption = typer.Option(
     False, "--allow-mass-stop",
@@ -33,14 +34,20 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def hold_state(state: Path) -> StateLock:
-    """Take ``state``'s writer lock for the rest of this command or exit 2 naming who holds it.
+    """Take ``state``'s writer lock for the rest of this command or exit 2 naming who holds it."""
+    lock = StateLock(state)
+    hold_writer(lock)
+    return lock
+
+
+def hold_writer(lock: WriterLock) -> WriterLock:
+    """Take a backend's writer lock for the rest of this command or exit 2 naming who holds it.
 
     Released when the command ends (click closes its context) or the process dies, whichever comes first.
     """
-    lock = StateLock(state)
     try:
         lock.acquire()
-    except StateLocked as exc:
+    except WriterBusy as exc:
         err_console.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS}

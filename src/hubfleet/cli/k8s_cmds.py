@@ -71,42 +71,6 @@ def kubernetes_backend(loaded):
         raise typer.Exit(2) from None
 
 
-def apply_kubernetes(loaded, spec, yes: bool, allow_mass_stop: bool = False) -> None:
-    """`hubfleet apply` for a kubernetes fleet: fleet-level objects, then one helm release per changed hub."""
-    import sys
-
-    from hubfleet.backends.kubernetes.material import MaterialError
-    from hubfleet.cli.common import orphan_exit, print_plan, print_report
-    from hubfleet.cli.guards import refuse_mass_stop
-    from hubfleet.plan import OrphanError, diff
-
-    backend = kubernetes_backend(loaded)
-    state = backend.observe()
-    try:
-        plan = diff(spec, state)
-    except OrphanError as exc:
-        raise orphan_exit(exc) from None
-    try:
-        # Material is not in the spec: changed material is an update the planner cannot see on its own.
-        plan = backend.material_updates(plan, spec, state)
-    except MaterialError as exc:
-        err_console.print(str(exc), markup=False)
-        raise typer.Exit(2) from None
-    print_plan(spec, plan)
-    refuse_mass_stop(plan, state, spec, allow_mass_stop)
-    if plan and not yes:
-        if not sys.stdin.isatty() or not typer.confirm("Apply this plan?", default=False):
-            err_console.print("[red]Not applied: confirm interactively or pass --yes.[/]")
-            raise typer.Exit(1)
-    backend.apply_fleet_objects(spec)
-    report = backend.apply(plan, spec, lambda action, msg: console.print(f"{action.hub} {action.kind.value}: {msg}"))
-    print_report(report)
-    for hub in spec.hubs:
-        console.print(f"  {hub.name}: {hub.url}", highlight=False)
-    console.print("Enrol students with `hubfleet enrol sync` once the hubs answer at their URLs.")
-    raise typer.Exit(0 if report.ok else 1)
-
-
 def up_kubernetes(catalog: Path, loaded, at, interval: float, detach: bool, allow_mass_stop: bool) -> None:
     """`hubfleet up` for a kubernetes fleet (the controller's command in its Deployment): reconcile the cluster in
     the shared loop while holding the fleet's Lease; starts no local hub. Ctrl-C/SIGTERM release the Lease."""
@@ -164,13 +128,3 @@ def up_kubernetes(catalog: Path, loaded, at, interval: float, detach: bool, allo
         lease.release()
         console.print("Controller stopped; the Lease is released. The hubs keep running in the cluster.")
 
-
-def status_kubernetes(loaded, spec):
-    """The hubs as the cluster has them (the releases and applied-spec records the controller writes), and the
-    controller's own state (its Lease and latest problems, controller.write_status)."""
-    from hubfleet.backends.kubernetes.controller import read_status
-
-    backend = kubernetes_backend(loaded)
-    for line in read_status(backend.cluster, backend.options.system_namespace):
-        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
-    return backend.status(spec)

@@ -18,8 +18,8 @@ from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir
 from hubfleet.cli.common import (
     AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
 )
-from hubfleet.cli.guards import AllowMassStopOption, hold_state, refuse_mass_stop
-from hubfleet.plan import OrphanError, diff, plan as make_plan
+from hubfleet.cli.guards import AllowMassStopOption, hold_state, hold_writer, refuse_mass_stop
+from hubfleet.plan import OrphanError, plan as make_plan
 
 lifecycle_app = typer.Typer(help="Presentation lifecycle: read-only, archive, teardown, purge.", no_args_is_help=True)
 archive_app = typer.Typer(help="Students' archives: list them, restore one into a new presentation.",
@@ -49,27 +49,26 @@ def run(
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
-    if hasattr(backend, "archive_store"):
-        backend.archive_store = archive_store
-    if getattr(backend, "name", None) == "local":
-        hold_state(state_dir_for(loaded, state_dir))  # one writer per state dir (up, apply, lifecycle run, ...)
-    archiving = getattr(backend, "archiving", None)
-    if archiving is not None:
+    try:
         # What the archives hold, and anything they could not hold, printed before any folder is deleted.
-        archiving.say = lambda line: console.print(line, markup=False, highlight=False)
+        backend.configure_archive(archive_store, lambda line: console.print(line, markup=False, highlight=False))
+    except ValueError as exc:
+        err_console.print(str(exc), style="red", markup=False)
+        raise typer.Exit(2) from None
+    hold_writer(backend.writer_lock())  # one writer per fleet (up, apply, lifecycle run, ...)
     try:
         state = backend.observe()
-        plan_ = diff(spec, state)
+        plan_ = backend.plan(spec, state)
     except OrphanError as exc:
         raise orphan_exit(exc) from None
     print_plan(spec, plan_)
     refuse_mass_stop(plan_, state, spec, allow_mass_stop)
     report = backend.apply(plan_, spec, lambda action, message: None)
     print_report(report)
-    problems = archiving.problems(deep=True) if archiving is not None else []
+    problems = backend.archive_problems(deep=True)
     for problem in problems:
         err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
-    removals = _removals(archiving)
+    removals = backend.archive_removals()
     if report.ok and not problems:
         console.print(f"Lifecycle: all done; every recorded archive reads back with its recorded sha256. {removals}",
                       highlight=False)
@@ -77,19 +76,6 @@ def run(
     err_console.print(f"Lifecycle: {len(report.failures)} action(s) failed, {len(problems)} archive problem(s). "
                       f"{removals}", style="red", markup=False, highlight=False)
     raise typer.Exit(1)
-
-
-def _removals(archiving) -> str:  # noqa: ANN001
-    """What this run deleted, from the engine's outcomes: each folder in them was removed right after its archive
-    was re-verified (sha256 against the ledger and a full read-back), and only then; nothing else deletes."""
-    outcomes = getattr(archiving, "outcomes", [])
-    removed = sum(len(o.removed) for o in outcomes)
-    kept = sum(len(o.kept) for o in outcomes)
-    text = (f"{removed} course folder(s) removed, each right after its archive was re-verified."
-            if removed else "No course folder was removed.")
-    if kept:
-        text += f" {kept} folder(s) kept because their archive failed that check."
-    return text
 
 
 def _local(catalog: Path, state_dir: Path | None, storage_root: Path | None):  # noqa: ANN202

@@ -19,20 +19,22 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from hubfleet.backends.base import ApplyReport
+from hubfleet.backends.base import ApplyReport, Backend, FleetUnavailable
 from hubfleet.backends.local.backend import LocalBackend, fleet_processes, stop_fleet
 from hubfleet.backends.local.frontdoor import FrontDoorError, PortTaken
 from hubfleet.backends.local.proxy import ProxyNotFound
-from hubfleet.backends.local.reconciler import Reconciler, StepReport, sync_enrolment
-from hubfleet.backends.local.statelock import StateLock, holder as lock_holder, stop_holder
+from hubfleet.backends.local.reconciler import Reconciler, StepReport
+from hubfleet.backends.local.statelock import StateLock, stop_holder
 from hubfleet.catalog import LoadedCatalog
-from hubfleet.cli import k8s_cmds
+from hubfleet.cli import k8s_cmds  # noqa: F401 - `up` on a kubernetes catalog (branch controller)
+from hubfleet.cli.backend_factory import make_backend
 from hubfleet.cli.enrol_cmds import print_changes
 from hubfleet.enrol.membership import SourceError
+from hubfleet.enrol.sync import sync_spec
 from hubfleet.cli.common import (
     AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
 )
-from hubfleet.cli.guards import AllowMassStopOption, hold_state, refuse_mass_stop
+from hubfleet.cli.guards import AllowMassStopOption, hold_state, hold_writer, refuse_mass_stop
 from hubfleet.plan import OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import Action, Plan
 from hubfleet.plan.spec import FleetSpec
@@ -71,7 +73,7 @@ def _progress_display() -> Iterator:
             bar.update(task, total=1, completed=1)
 
 
-def _apply(backend: LocalBackend, plan: Plan, spec: FleetSpec) -> ApplyReport:
+def _apply(backend: Backend, plan: Plan, spec: FleetSpec) -> ApplyReport:
     """Apply with the progress display; fleet-wide faults (no proxy binary, front door failing) exit 1, the front
     door's port taken by something else exits 2 (input the operator must change: --port)."""
     try:
@@ -82,26 +84,9 @@ def _apply(backend: LocalBackend, plan: Plan, spec: FleetSpec) -> ApplyReport:
         raise typer.Exit(2 if isinstance(exc, PortTaken) else 1) from None
 
 
-def _print_access(backend: LocalBackend, spec: FleetSpec) -> None:
-    # One sign-in for every hub: the portal is the fleet's identity provider, so that is where people log in.
-    console.print(f"\n[bold]Portal:[/] {backend.frontdoor.url}/  (sign in at {backend.frontdoor.url}/portal/login)")
-    for hub in spec.hubs:
-        console.print(f"  {hub.name}: {backend.hub_url(hub.name)}", highlight=False)
-    # Browsers resolve *.localhost themselves; other clients need the host named (README "Hosts").
-    console.print(f"  (each on a host of its own; a client that cannot resolve them connects to 127.0.0.1:"
-                  f"{backend.port} and names the host, e.g. curl --resolve, or `hubfleet hosts`)", highlight=False)  # fmt: skip
-    if backend.demo_mode:
-        password = backend.paths.demo_password.read_text().strip()
-        console.print(
-            "\n[bold black on yellow] DEMO MODE [/] (not root, or HUBFLEET_DEMO_MODE=1): every server runs as this account, "
-            "students are not isolated from each other. Do not use this for real students."
-        )
-        console.print(f"Log in as any enrolled user with the demo password: [bold]{password}[/]")
-    else:
-        console.print(
-            f"Log in with your username and the password the operator gives you; per-user passwords "
-            f"(hand them out; mode 0600): [bold]{backend.paths.passwords_txt}[/]"
-        )
+def _print_access(backend: Backend, spec: FleetSpec) -> None:
+    for line in backend.access(spec):
+        console.print(line, highlight=False)
 
 
 def _say(action: Action, message: str) -> None:
@@ -146,11 +131,11 @@ def up(
         raise orphan_exit(exc) from None
     print_plan(spec, plan)
     refuse_mass_stop(plan, state, spec, allow_mass_stop)
-    _check_port(backend)
+    _prepare(backend, spec)
     try:
         report = _apply(backend, plan, spec)
         print_report(report)
-        synced = _sync(backend, spec)
+        synced = _sync(backend, loaded, spec)
         _print_access(backend, spec)
         if detach:
             raise typer.Exit(0 if report.ok and synced else 1)
@@ -166,13 +151,19 @@ def up(
         console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal.")
 
 
-def _sync(backend: LocalBackend, spec: FleetSpec) -> bool:
-    """Put enrolled students into their hubs' groups right after an apply, so they can log in at once."""
+def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec) -> bool:
+    """Put enrolled students into their hubs' groups right after an apply, so they can log in at once. Only hubs
+    that answer from here (a cluster's hubs may not yet, or not from this machine: `hubfleet enrol sync` later)."""
     up = {h.name for h in backend.status(spec) if h.up}
     if not up:
         return True
+
+    def endpoint(name: str) -> tuple[str, str]:
+        ep = backend.endpoint(name)
+        return ep.api_url, ep.token
+
     try:
-        results = sync_enrolment(backend, spec, hubs=up)
+        results = sync_spec(loaded, spec, endpoint, hubs=up)
     except SourceError as exc:
         err_console.print(str(exc), markup=False)
         return False
@@ -195,28 +186,29 @@ def apply(
     """
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
-    if loaded.catalog.fleet.backend == "kubernetes":
-        k8s_cmds.apply_kubernetes(loaded, spec, yes, allow_mass_stop)
-    backend = _backend(catalog, loaded, state_dir, storage_root, port)
-    hold_state(backend.paths.state)
+    backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
+    hold_writer(backend.writer_lock())  # one writer per fleet: a second up/apply exits 2 naming this one
     try:
         state = backend.observe()
-        plan = diff(spec, state)
+        plan = backend.plan(spec, state)
     except OrphanError as exc:
         raise orphan_exit(exc) from None
+    except ValueError as exc:  # course material the backend cannot read or ship (kubernetes)
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
     print_plan(spec, plan)
     refuse_mass_stop(plan, state, spec, allow_mass_stop)
-    _check_port(backend)
     if plan and not yes:
         if not sys.stdin.isatty():
             err_console.print("[red]Refusing to apply without confirmation: stdin is not a terminal. Pass --yes.[/]")
             raise typer.Exit(1)
         if not typer.confirm("Apply this plan?", default=False):
             raise typer.Exit(1)
+    _prepare(backend, spec)
     try:
         report = _apply(backend, plan, spec)
         print_report(report)
-        synced = _sync(backend, spec)
+        synced = _sync(backend, loaded, spec)
     except KeyboardInterrupt:
         err_console.print("[red]Interrupted: nothing more was started; what already runs keeps running "
                           "(`hubfleet down` stops it).[/]")  # fmt: skip
@@ -240,17 +232,14 @@ def status(
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     phases = {h.name: ", ".join(f"{p.key} {p.phase.value}" for p in h.presentations) for h in spec.hubs}
-    if loaded.catalog.fleet.backend == "kubernetes":
-        rows = k8s_cmds.status_kubernetes(loaded, spec)
-    else:
-        backend = _backend(catalog, loaded, state_dir, storage_root, port)
-        rows = backend.status(spec)
-        who = lock_holder(backend.paths.state)
-        if who is not None:
-            err_console.print(f"in use by {who.describe()}", markup=False, highlight=False, soft_wrap=True)
-        # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
-        for problem in backend.archiving.problems():
-            err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
+    backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
+    rows = backend.status(spec)
+    who = backend.writer_lock().holder()
+    if who is not None:
+        err_console.print(f"in use by {who}", markup=False, highlight=False, soft_wrap=True)
+    # Corrupt, missing or unverified archives block teardown; say so whatever else is shown (stderr, loud).
+    for problem in backend.archive_problems():
+        err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
     if as_json:
         print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
         return
@@ -304,11 +293,10 @@ def _cmdline(proc) -> list[str]:  # noqa: ANN001
         return []
 
 
-def _check_port(backend: LocalBackend) -> None:
-    """The front door's public port must be free or ours, before anything is started (exit 2 naming its holder)."""
+def _prepare(backend: Backend, spec: FleetSpec) -> None:
+    """What the fleet needs before any hub is touched (exit 2 if the operator must change something, e.g. --port)."""
     try:
-        backend.frontdoor.check_port()
-    except FrontDoorError as exc:
-        err_console.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
-        err_console.print("[red]Nothing was changed. Free the port or pass another --port.[/]")
-        raise typer.Exit(2) from None
+        backend.prepare(spec)
+    except FleetUnavailable as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None

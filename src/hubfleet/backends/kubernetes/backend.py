@@ -42,9 +42,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.base import (
+    ApplyReport, FleetUnavailable, HubEndpoint, HubStatus, NoWriterLock, Progress, Say,
+)
 from hubfleet.backends.executor import run_plan
-from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan
+from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
 from . import material as mat
@@ -174,6 +176,41 @@ class KubernetesBackend:
     def status(self, spec: FleetSpec, query_api: bool = True) -> list[HubStatus]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda hub: self._hub_status(hub, query_api), spec.hubs))
+
+    def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
+        # Course material is content, not spec: only the cluster can say a hub's material changed.
+        return self.material_updates(diff(spec, state), spec, state)
+
+    def prepare(self, spec: FleetSpec) -> None:
+        """The fleet-level objects (``apply_fleet_objects``) every hub relies on, before any hub's release."""
+        try:
+            self.apply_fleet_objects(spec)
+        except ClusterError as exc:
+            raise FleetUnavailable(f"cannot apply the fleet's objects: {_explain(exc)}") from exc
+
+    def access(self, spec: FleetSpec) -> list[str]:
+        lines = [f"  {hub.name}: {self.hub_url(hub.name) if self.hub_url else hub.url}" for hub in spec.hubs]
+        return [*lines, "Enrol students with `hubfleet enrol sync` if a hub did not answer from here yet."]
+
+    def writer_lock(self) -> "ControllerLock":
+        """No lock for CLI writers yet: the in-cluster controller's Lease (one acting replica) is what serialises
+        controllers; until a CLI apply takes that Lease too, a CLI writer and the controller are not kept apart.
+        ``holder()`` says which controller holds the Lease, and what its latest step could not do."""
+        return ControllerLock(self.cluster, self.options.system_namespace)
+
+    def configure_archive(self, store: str | None, say: Say | None) -> None:
+        if store is not None:
+            # The archive Jobs run in the cluster and write where the catalog's fleet says; a path on this
+            # machine would silently not be used.
+            raise ValueError("--archive-store applies to the local backend; on kubernetes the archive Jobs "
+                             "write to the store the catalog's fleet names")
+
+    def archive_problems(self, deep: bool = False) -> list[str]:
+        return []  # the archive Job verifies in the cluster; an unverified archive shows as a refused delete
+
+    def archive_removals(self) -> str:
+        return ("Archives are made by Jobs in the cluster; a hub's namespace is deleted only once every student "
+                "volume in it has a verified archive marker.")
 
     def apply_fleet_objects(self, spec: FleetSpec) -> int:
         """Apply `render_fleet` (fleet namespace, shared image puller, the archiver's personal-store PV/PVC, the
@@ -471,6 +508,20 @@ class KubernetesBackend:
             return HubStatus(hub.name, url, up=False, detail=f"{where}; hub API not answering from here: {exc}")
         servers = sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
         return HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers, detail=where)
+
+
+class ControllerLock(NoWriterLock):
+    def __init__(self, cluster: Cluster, namespace: str):
+        self.cluster, self.namespace = cluster, namespace
+
+    def holder(self) -> str | None:
+        from .controller_status import read_status
+
+        try:
+            lines = read_status(self.cluster, self.namespace)
+        except ClusterError:
+            return None
+        return "\n".join(lines) if lines else None
 
 
 class RefusedDelete(RuntimeError):

@@ -33,7 +33,9 @@ from typing import Any
 import httpx
 import psutil
 
-from hubfleet.backends.base import ApplyReport, HubEndpoint, HubStatus, Progress
+from hubfleet.backends.base import (
+    ApplyReport, FleetUnavailable, HubEndpoint, HubStatus, Progress, Say, removal_summary,
+)
 from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
@@ -43,11 +45,12 @@ from hubfleet.backends.local.members import PasswordBook, demo_password, hub_mem
 from hubfleet.backends.local.ports import HubPorts, PortBook
 from hubfleet.backends.local.proxy import ProxyCommand, find_chp
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
+from hubfleet.backends.local.statelock import StateLock
 from hubfleet.backends.local.strays import end_strays, fleet_processes
 from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
-from hubfleet.plan.diff import Action, FleetState, Kind, Plan
+from hubfleet.plan.diff import Action, FleetState, Kind, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
 __all__ = ["ApplyCancelled", "LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "fleet_processes", "stop_fleet"]
@@ -135,6 +138,54 @@ class LocalBackend:
                 self.paths, self.storage_root, self.loaded, demo_mode=self.demo_mode,
                 portal_url=f"{self.hosts.portal_url}/portal/archives/", store=self.archive_store)
         return cached
+
+    def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
+        return diff(spec, state)  # everything a local hub depends on is in its spec
+
+    def prepare(self, spec: FleetSpec) -> None:
+        """The front door's public port must be free or ours, before anything is started."""
+        from hubfleet.backends.local.frontdoor import FrontDoorError
+
+        try:
+            self.frontdoor.check_port()
+        except FrontDoorError as exc:
+            raise FleetUnavailable(f"{exc}\nNothing was changed. Free the port or pass another --port.", 2) from exc
+
+    def access(self, spec: FleetSpec) -> list[str]:
+        # One sign-in for every hub: the portal is the fleet's identity provider, so that is where people log in.
+        url = self.frontdoor.url
+        lines = [f"\n[bold]Portal:[/] {url}/  (sign in at {url}/portal/login)"]
+        lines += [f"  {hub.name}: {self.hub_url(hub.name)}" for hub in spec.hubs]
+        # Browsers resolve *.localhost themselves; other clients need the host named (README "Hosts").
+        lines.append(f"  (each on a host of its own; a client that cannot resolve them connects to 127.0.0.1:"
+                     f"{self.port} and names the host, e.g. curl --resolve, or `hubfleet hosts`)")
+        if self.demo_mode:
+            password = self.paths.demo_password.read_text().strip()
+            lines.append("\n[bold black on yellow] DEMO MODE [/] (not root, or HUBFLEET_DEMO_MODE=1): every server runs "
+                         "as this account, students are not isolated from each other. Do not use this for real students.")
+            lines.append(f"Log in as any enrolled user with the demo password: [bold]{password}[/]")
+        else:
+            lines.append("Log in with your username and the password the operator gives you; per-user passwords "
+                         f"(hand them out; mode 0600): [bold]{self.paths.passwords_txt}[/]")
+        return lines
+
+    def writer_lock(self) -> StateLock:
+        """The state dir's lock: one writer per state dir (up, apply, lifecycle run, ...)."""
+        return StateLock(self.paths.state)
+
+    def configure_archive(self, store: str | None, say: Say | None) -> None:
+        if store is not None:
+            self.archive_store = store
+        self.archiving.say = say
+
+    def archive_problems(self, deep: bool = False) -> list[str]:
+        return self.archiving.problems(deep=deep)
+
+    def archive_removals(self) -> str:
+        """From the engine's outcomes: each folder in them was removed right after its archive was re-verified
+        (sha256 against the ledger and a full read-back), and only then; nothing else deletes."""
+        outcomes = self.archiving.outcomes
+        return removal_summary(sum(len(o.removed) for o in outcomes), sum(len(o.kept) for o in outcomes))
 
     def _service_token(self, hub: str) -> str:
         return read_secret(self.paths.hub(hub).service_token)

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import psutil
 
+from hubfleet.backends.base import WriterBusy
+
 __all__ = ["Holder", "StateLock", "StateLocked", "holder", "stop_holder"]
 
 LOCK_NAME = "hubfleet.lock"
@@ -50,7 +52,7 @@ class Holder:
         return f"`{self.command}` ({who}, since {self.since})"
 
 
-class StateLocked(RuntimeError):
+class StateLocked(WriterBusy):
     def __init__(self, state: Path, holder: Holder | None) -> None:
         self.state, self.holder = state, holder
         who = holder.describe() if holder else "another hubfleet process (it has not written its name yet)"
@@ -96,6 +98,11 @@ class StateLock:
             # race with the next holder's write.
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+    def holder(self) -> str | None:
+        """Who holds this state dir now (the ``WriterLock`` contract), described for ``status``."""
+        who = holder(self.state)
+        return who.describe() if who is not None else None
 
     @property
     def held(self) -> bool:
