@@ -336,3 +336,15 @@ def test_a_leader_busy_in_a_long_step_keeps_its_lease(cluster):
     finally:
         stop.set()
         renewal.join(5)
+
+
+def test_a_controller_that_cannot_reach_its_lease_acts_on_nothing(catalog, cluster):
+    class Unreachable(Lease):
+        def hold(self):
+            raise ConnectionError("api server down")
+
+    loop, _ = controller(catalog, make_backend(cluster, catalog), load_catalog(catalog), OPEN,
+                         lease=Unreachable(cluster, "hubfleet-system"))
+    report = loop.step()
+    assert report.results == [] and report.notes == ["standing by: cannot reach the Lease: api server down"]
+    assert released(cluster) == set()

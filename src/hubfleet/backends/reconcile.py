@@ -164,7 +164,10 @@ class Reconciler:
     def step(self, progress: Progress | None = None) -> StepReport:
         report = StepReport()
         if self.leader is not None:
-            waiting = self.leader()
+            try:
+                waiting = self.leader()
+            except Exception as exc:  # noqa: BLE001 - the Lease unreadable (API server away): act on nothing
+                waiting = f"cannot reach the Lease: {exc}"
             if waiting is not None:
                 if waiting != self._waiting:
                     report.notes.append(f"standing by: {waiting}")
