@@ -348,3 +348,70 @@ def test_a_controller_that_cannot_reach_its_lease_acts_on_nothing(catalog, clust
     report = loop.step()
     assert report.results == [] and report.notes == ["standing by: cannot reach the Lease: api server down"]
     assert released(cluster) == set()
+
+
+def test_a_controller_killed_mid_apply_is_restarted_and_converges(served, tmp_path):
+    """kill -9 between two hubs' releases: the restarted process (a new Lease holder, after the dead one's Lease
+    expired) finishes the fleet, and the hubs the first one made keep their secrets."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import wait_until
+
+    store, kubeconfig = served
+    for ns in list(store.list("v1", "Namespace")):  # the module's earlier tests used this store too
+        if ns["metadata"]["name"] in HUBS:
+            store.delete("v1", "Namespace", None, ns["metadata"]["name"])
+    if _has_lease(store):
+        store.delete(API_VERSION, "Lease", "hubfleet-system", "hubfleet-controller")
+    catalog = write_catalog(tmp_path / "catalog")
+    script = Path(__file__).parent / "fixtures" / "controller_process.py"
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, str(script), kubeconfig, str(catalog), OPEN.isoformat()],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def releases() -> set[str]:
+        return {ns for ns in HUBS if _exists(store, ns, f"release-{ns}")}
+
+    def secrets() -> dict[str, dict]:
+        return {ns: store.get("v1", "Secret", ns, "hubfleet")["data"] for ns in releases()}
+
+    first = start()
+    try:
+        wait_until(lambda: len(releases()) >= 1, what="the first release")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        before = secrets()
+        assert 1 <= len(before) < len(HUBS)  # killed mid-apply: part of the fleet done
+        second = start()
+        try:
+            wait_until(lambda: releases() == set(HUBS) and len(released(store)) == len(HUBS), what="convergence")
+            assert {ns: s for ns, s in secrets().items() if ns in before} == before  # nothing regenerated
+            holder = store.get(API_VERSION, "Lease", "hubfleet-system", "hubfleet-controller")["spec"]
+            assert holder["leaseTransitions"] == 1  # the restarted process took the dead one's Lease over
+        finally:
+            second.send_signal(signal.SIGKILL)
+            second.wait(10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
+
+
+def _exists(store, ns: str, name: str) -> bool:
+    try:
+        store.get("v1", "ConfigMap", ns, name)
+        return True
+    except Exception:  # noqa: BLE001 - NotFound, or the namespace is not there yet
+        return False
+
+
+def _has_lease(store) -> bool:
+    try:
+        store.get(API_VERSION, "Lease", "hubfleet-system", "hubfleet-controller")
+        return True
+    except Exception:  # noqa: BLE001
+        return False
