@@ -163,6 +163,9 @@ def oauth_settings(spec: HubSpec, raw: dict[str, Any], discover: Any = None) -> 
         "enable_pkce": True,
         "login_service": spec.branding.name,
         "basic_auth": True,  # client_secret_basic, the method every OIDC provider must support
+        # Tornado's 20 s default fails a sign-in with a 500 when a busy one-VM workshop starves the provider for a
+        # moment (seen at load 10 on 2 cores); a slow token answer must cost a wait, not the student's login.
+        "http_request_kwargs": {"connect_timeout": 30, "request_timeout": 90},
     }
     if auth["type"] == "embedded":
         public, internal = portal_urls(raw)
