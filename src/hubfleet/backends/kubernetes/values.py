@@ -395,8 +395,8 @@ def render_values(
     # DNS-01 solver for a wildcard). ref: https://z2jh.jupyter.org/en/stable/resources/reference.html#hub-config-jupyterhub-subdomain-host
     auth["JupyterHub"]["subdomain_host"] = f"https://{host}"
     hosts = [host, f"*.{host}"]
-    policy = spawn_policy.policy_data([{"slug": p.name, "groups": p.groups} for p in hub.profiles], TOKEN_ENV,
-                                      fleet.account_prefix or account_prefix(fleet.fleet))
+    policy = spawn_policy.policy_data([{"slug": p.name, "groups": spawn_groups(hub, p)} for p in hub.profiles],
+                                      TOKEN_ENV, fleet.account_prefix or account_prefix(fleet.fleet))
     ingress = {
         "enabled": True,
         "hosts": hosts,
@@ -452,6 +452,15 @@ def render_values(
         },
         "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}},
     }
+
+
+def spawn_groups(hub: HubSpec, prof: ProfileSpec) -> list[str]:
+    """Groups that may start a profile: before its presentation opens (``provisioned``) only the course team, so
+    staff can prepare while students are not admitted yet (the local backend's rule, membership.py)."""
+    p = _pres(hub, prof)
+    if p.phase == Phase.provisioned:
+        return [g for g in prof.groups if g != p.group]
+    return list(prof.groups)
 
 
 def _pres(hub: HubSpec, prof: ProfileSpec) -> PresentationSpec:
