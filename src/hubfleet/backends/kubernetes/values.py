@@ -177,6 +177,23 @@ def seed_init_containers(p: PresentationSpec, image: str, options: RenderOptions
     return out
 
 
+def course_folder_init_containers(p: PresentationSpec, image: str, options: RenderOptions) -> list[dict]:
+    """For a presentation that seeds nothing: make the course folder, owned by the notebook user, before the
+    server starts (seeding.py makes it otherwise). Without it the container runtime creates the missing
+    workingDir as root and start.sh chowns only the home, so the student could not save a file in their own
+    course folder. Not in the read-only phase (the folder is mounted read-only as it is)."""
+    if material.seeds(p) or read_only(p):
+        return []
+    owner = f"{options.nb_uid}:{options.nb_gid}"
+    return [{
+        "name": "hubfleet-course-folder",
+        "image": image,
+        "command": ["sh", "-c", 'mkdir -p -- "$1" && chown -- "$2" "$1"', "sh", course_dir(p), owner],
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0, "allowPrivilegeEscalation": False},
+        "volumeMounts": [_mount("home", home_path(p), _store_subpath(p))],
+    }]
+
+
 def seed_command(p: PresentationSpec, source: str, target: str, policy: str, options: RenderOptions) -> list[str]:
     return [
         "python3", f"{SEEDING_DIR}/seeding.py",
@@ -237,7 +254,8 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
         "environment": environment(hub, p, options),
         "volumes": _volumes(p, lab_configmap, shipped),
         "volume_mounts": mounts,
-        "init_containers": seed_init_containers(p, prof.image, options, shipped),
+        "init_containers": seed_init_containers(p, prof.image, options, shipped)
+        + course_folder_init_containers(p, prof.image, options),
         "uid": 0 if p.container_user == "username" else options.nb_uid,
         "fs_gid": options.nb_gid,
         "storage_extra_labels": {"hubfleet.io/presentation": dns_label(p.key)},
