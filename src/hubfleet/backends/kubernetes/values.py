@@ -183,6 +183,23 @@ def seed_init_containers(p: PresentationSpec, image: str, options: RenderOptions
     return out
 
 
+def course_folder_init_containers(p: PresentationSpec, image: str, options: RenderOptions) -> list[dict]:
+    """For a presentation that seeds nothing: make the course folder, owned by the notebook user, before the
+    server starts (seeding.py makes it otherwise). Without it the container runtime creates the missing
+    workingDir as root and start.sh chowns only the home, so the student could not save a file in their own
+    course folder. Not in the read-only phase (the folder is mounted read-only as it is)."""
+    if material.seeds(p) or read_only(p):
+        return []
+    owner = f"{options.nb_uid}:{options.nb_gid}"
+    return [{
+        "name": "hubfleet-course-folder",
+        "image": image,
+        "command": ["sh", "-c", 'mkdir -p -- "$1" && chown -- "$2" "$1"', "sh", course_dir(p), owner],
+        "securityContext": {"runAsUser": 0, "runAsGroup": 0, "allowPrivilegeEscalation": False},
+        "volumeMounts": [_mount("home", home_path(p), _store_subpath(p))],
+    }]
+
+
 def seed_command(p: PresentationSpec, source: str, target: str, policy: str, options: RenderOptions) -> list[str]:
     return [
         "python3", f"{SEEDING_DIR}/seeding.py",
@@ -243,7 +260,8 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
         "environment": environment(hub, p, options),
         "volumes": _volumes(p, lab_configmap, shipped),
         "volume_mounts": mounts,
-        "init_containers": seed_init_containers(p, prof.image, options, shipped),
+        "init_containers": seed_init_containers(p, prof.image, options, shipped)
+        + course_folder_init_containers(p, prof.image, options),
         "uid": 0 if p.container_user == "username" else options.nb_uid,
         "fs_gid": options.nb_gid,
         "storage_extra_labels": {"hubfleet.io/presentation": dns_label(p.key)},
@@ -409,8 +427,8 @@ def render_values(
     # DNS-01 solver for a wildcard). ref: https://z2jh.jupyter.org/en/stable/resources/reference.html#hub-config-jupyterhub-subdomain-host
     auth["JupyterHub"]["subdomain_host"] = f"https://{host}"
     hosts = [host, f"*.{host}"]
-    policy = spawn_policy.policy_data([{"slug": p.name, "groups": p.groups} for p in hub.profiles], TOKEN_ENV,
-                                      fleet.account_prefix or account_prefix(fleet.fleet))
+    policy = spawn_policy.policy_data([{"slug": p.name, "groups": spawn_groups(hub, p)} for p in hub.profiles],
+                                      TOKEN_ENV, fleet.account_prefix or account_prefix(fleet.fleet))
     ingress = {
         "enabled": True,
         "hosts": hosts,
@@ -469,6 +487,15 @@ def render_values(
         },
         "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}},
     }
+
+
+def spawn_groups(hub: HubSpec, prof: ProfileSpec) -> list[str]:
+    """Groups that may start a profile: before its presentation opens (``provisioned``) only the course team, so
+    staff can prepare while students are not admitted yet (the local backend's rule, membership.py)."""
+    p = _pres(hub, prof)
+    if p.phase == Phase.provisioned:
+        return [g for g in prof.groups if g != p.group]
+    return list(prof.groups)
 
 
 def _pres(hub: HubSpec, prof: ProfileSpec) -> PresentationSpec:
