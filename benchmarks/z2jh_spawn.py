@@ -87,9 +87,15 @@ def local_login_to_lab(port: int, hub: str, user: str, password: str) -> float:
     hub_url = f"http://{hub}.localhost:{port}/"
     try:
         t0 = time.perf_counter()
-        portal_sign_in(browser, user, password, follow_redirects=False)
-        browser.get(f"{hub_url}hub/oauth_login", params={"next": "/hub/home"})
-        browser.get(f"{hub_url}hub/spawn")
+        signed = portal_sign_in(browser, user, password, follow_redirects=False)
+        if signed.status_code != 303:
+            raise RuntimeError(f"{user}: portal sign-in answered {signed.status_code}: {signed.text[:200]}")
+        hop = browser.get(f"{hub_url}hub/oauth_login", params={"next": "/hub/home"})
+        if hop.status_code != 200:
+            raise RuntimeError(f"{user}: OAuth hop to the hub ended in {hop.status_code} at {hop.url.path}")
+        spawn = browser.get(f"{hub_url}hub/spawn")
+        if spawn.status_code >= 400:
+            raise RuntimeError(f"{user}: spawn page answered {spawn.status_code}: {spawn.text[:200]}")
         while True:
             xsrf = browser.cookies.get("_xsrf", domain=f"{hub}.localhost", path="/hub/") or ""
             model = browser.get(f"{hub_url}hub/api/users/{user}", headers={"X-XSRFToken": xsrf}).json()
@@ -154,7 +160,12 @@ def main() -> None:
         work = Path(tmp)
         work.chmod(0o755)
         if args.only in (None, "local"):
-            results["local"] = run_local(work, args.sequential, args.concurrent)
+            try:
+                results["local"] = run_local(work, args.sequential, args.concurrent)
+            except Exception:
+                for log in sorted((work / "local" / "state").glob("**/logs/hub.log")):  # why, before the dir goes
+                    print(f"--- {log}\n{log.read_text(errors='replace')[-4000:]}", file=sys.stderr)
+                raise
         if args.only in (None, "z2jh"):
             results["z2jh"] = run_z2jh(work, args.sequential, args.concurrent)
     table = Table(title="login -> JupyterLab ready (seconds per student)")
