@@ -164,7 +164,10 @@ def main() -> None:
                 results["local"] = run_local(work, args.sequential, args.concurrent)
             except Exception:
                 for log in sorted((work / "local" / "state").glob("**/logs/hub.log")):  # why, before the dir goes
-                    print(f"--- {log}\n{log.read_text(errors='replace')[-4000:]}", file=sys.stderr)
+                    lines = log.read_text(errors="replace").splitlines()
+                    hits = [i for i, line in enumerate(lines) if line.startswith(("[E", "[W")) or " 500 " in line]
+                    shown = sorted({j for i in hits for j in range(i, min(i + 25, len(lines)))})
+                    print(f"--- {log}", *(lines[j] for j in shown), sep="\n", file=sys.stderr)
                 raise
         if args.only in (None, "z2jh"):
             results["z2jh"] = run_z2jh(work, args.sequential, args.concurrent)

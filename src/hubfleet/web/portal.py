@@ -307,7 +307,10 @@ def main(argv: list[str] | None = None) -> None:
     # Access log off, CHP already logs every request. One worker on purpose: oidc.py keeps its one-time
     # authorization codes (and throttle.py its counters) in this process.
     where = {"uds": str(args.uds)} if args.uds else {"host": args.host, "port": args.port}
-    uvicorn.run(app, **where, log_level="warning", access_log=False, proxy_headers=False)
+    # timeout_keep_alive: the front door (node's keep-alive agent, 5 s) must always be the side that closes an idle
+    # connection; with uvicorn's own 5 s default both close at once, and a request node sends on a connection uvicorn
+    # is just closing fails as CHP's "503: Proxy Target Missing" (seen as 500s at hub sign-in under a class burst).
+    uvicorn.run(app, **where, log_level="warning", access_log=False, proxy_headers=False, timeout_keep_alive=75)
 
 
 if __name__ == "__main__":
