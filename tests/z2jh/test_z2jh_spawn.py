@@ -10,17 +10,15 @@ What the tier fakes and why: ``hubfleet.testing.kubeapi`` / ``kubelet`` / ``char
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import time
-import uuid
 
 import httpx
 import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from z2jh_hubs import ChartHub, Student
+from z2jh_hubs import ChartHub, Student, run_code
 
 from hubfleet.catalog.naming import account_prefix, normalise_username, unix_account
 
@@ -136,7 +134,7 @@ def test_a_kernel_runs_through_the_proxy_websocket(hub):
         headers["Host"] = httpx.URL(student.server).host
         # The chart's proxy (node CHP) passes the kernel protocol's subprotocol through to the server.
         assert asyncio.run(subprotocol(url, headers)) == "v1.kernel.websocket.jupyter.org"
-        out = asyncio.run(execute(url, headers, "import getpass, os; print(getpass.getuser(), os.getcwd(), 6 * 7)"))
+        out = asyncio.run(run_code(url, headers, "import getpass, os; print(getpass.getuser(), os.getcwd(), 6 * 7)"))
         # As the student's account, in the course folder (a kernel started with no path runs in the cwd).
         assert out.split() == [account(hub, name), course_dir(hub, name), "42"]
     finally:
@@ -196,35 +194,6 @@ async def subprotocol(url: str, headers: dict) -> str | None:
                                    subprotocols=["v1.kernel.websocket.jupyter.org"])
     try:
         return conn.selected_subprotocol
-    finally:
-        conn.close()
-
-
-async def execute(url: str, headers: dict, code: str) -> str:
-    """Run ``code`` over the legacy JSON kernel protocol (no subprotocol asked); return its stdout."""
-    conn = await websocket_connect(HTTPRequest(url, headers=headers, request_timeout=60))
-    msg_id = uuid.uuid4().hex
-    conn.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                   "version": "5.3", "date": dt.datetime.now(dt.timezone.utc).isoformat()},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False},
-    }))
-    out: list[str] = []
-    try:
-        while True:
-            raw = await asyncio.wait_for(conn.read_message(), 120)
-            assert raw is not None, "kernel websocket closed"
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return "".join(out)
     finally:
         conn.close()
 

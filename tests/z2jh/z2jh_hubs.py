@@ -162,3 +162,39 @@ class Student:
                               headers={"X-XSRFToken": self.hub_xsrf()})
         assert resp.status_code == 201, resp.text
         return resp.json()["token"]
+
+
+async def run_code(url: str, headers: dict, code: str) -> str:
+    """Run ``code`` in a kernel over its websocket (the JSON kernel protocol); return stdout and errors."""
+    import asyncio
+    import json
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    conn = await websocket_connect(HTTPRequest(url, headers=headers, request_timeout=60))
+    msg_id = uuid.uuid4().hex
+    conn.write_message(json.dumps({
+        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
+                   "version": "5.3", "date": dt.datetime.now(dt.timezone.utc).isoformat()},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                    "allow_stdin": False},
+    }))
+    out: list[str] = []
+    try:
+        while True:
+            raw = await asyncio.wait_for(conn.read_message(), 120)
+            assert raw is not None, "kernel websocket closed"
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                return "".join(out)
+    finally:
+        conn.close()

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 from ruamel.yaml import YAML
 
-from z2jh_hubs import EXAMPLE, SIGN_IN, ChartHub, Student
+from z2jh_hubs import EXAMPLE, SIGN_IN, ChartHub, Student, run_code  # noqa: F401 - the tests import it from here
 
 from hubfleet.enrol.sync import sync_spec
 from hubfleet.plan.spec import Phase, PresentationSpec
@@ -217,39 +217,3 @@ def storage_path(hub: CalendarHub, username: str, path: str) -> Path:
         base = run.root / "volumes" / mount["name"]
     rel = posixpath.relpath(path, mount["mountPath"])
     return base / (mount.get("subPath") or "") / ("" if rel == "." else rel)
-
-
-async def run_code(url: str, headers: dict, code: str) -> str:
-    """Run ``code`` in a kernel over its websocket (the JSON kernel protocol); return stdout and errors."""
-    import asyncio
-    import json
-    import uuid
-
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
-    conn = await websocket_connect(HTTPRequest(url, headers=headers, request_timeout=60))
-    msg_id = uuid.uuid4().hex
-    conn.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                   "version": "5.3", "date": dt.datetime.now(dt.timezone.utc).isoformat()},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False},
-    }))
-    out: list[str] = []
-    try:
-        while True:
-            raw = await asyncio.wait_for(conn.read_message(), 120)
-            assert raw is not None, "kernel websocket closed"
-            msg = json.loads(raw)
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return "".join(out)
-    finally:
-        conn.close()
