@@ -1,0 +1,199 @@
+"""The simulator against cases with known answers: an always-on hub, Poisson arrivals (M/G/inf), exact
+bin-packing, a spawn burst through a concurrency limit; determinism with a seed; costs that add up."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hubfleet.catalog import load_catalog
+from hubfleet.simulate import PresentationLoad, Window, sessions_workload, simulate, simulate_catalog
+from hubfleet.simulate.engine import Scenario, Simulation
+from hubfleet.simulate.model import NodeType, Platform, Pool, Prices, Scenarios, UsageModel
+from hubfleet.simulate.packing import pack
+from hubfleet.simulate.spawning import queue_waits
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "university"
+WINDOW = Window(dt.date(2026, 9, 1), dt.date(2027, 9, 1))
+
+
+def _pres(key="C1-A", course="C1", unit="u", students=0, cpu=1.0, memory=2.0, storage=0.0, idle=0.0, days=(0, 10),
+          window=None) -> PresentationLoad:
+    start = (window or Window(dt.date(2026, 1, 1), dt.date(2026, 1, 11))).start
+    a, b = (start + dt.timedelta(days=d) for d in days)
+    return PresentationLoad(key=key, course=course, unit=unit, students=students, cpu=cpu, memory=memory,
+                            storage_gib=storage, teach_from=a, teach_to=b, hub_from=a, hub_to=b, idle_minutes=idle,
+                            max_age_minutes=0)
+
+
+def _prices(user_price=0.0, core_price=0.0, user_min=0, node=(4.0, "16Gi"), shared=None, storage=0.0) -> Prices:
+    return Prices(
+        user_pool=Pool(node=NodeType(name="u", cpu=node[0], memory=node[1], price_per_hour=user_price),
+                       min_nodes=user_min),
+        core_pool=Pool(node=NodeType(name="c", cpu=2, memory="8Gi", price_per_hour=core_price), min_nodes=1),
+        shared_per_hour=shared or {}, storage_per_gib_month=storage,
+    )
+
+
+ONE = UsageModel(scenarios=Scenarios(topologies=["per-presentation"], hibernation=[False], prewarm=[False]))
+
+
+def test_single_always_on_hub_costs_hours_times_price():
+    window = Window(dt.date(2026, 1, 1), dt.date(2026, 1, 11))  # 240 hours
+    p = _pres(window=window)
+    empty = sessions_workload([p], window, [], [], [])
+    prices = _prices(user_price=0.25, core_price=1.5, user_min=2)
+    result = simulate(empty, ONE, prices, "f", "per-presentation", seed=0)
+    s = result.scenarios[0]
+    assert s.core_node_hours == 240 and s.user_node_hours == 480
+    assert s.total == pytest.approx(240 * 1.5 + 480 * 0.25)
+    assert s.hub_hours == 240
+    assert s.per_presentation == {"C1-A": pytest.approx(s.total)}  # the only presentation carries everything
+
+
+def _poisson_cdf(k: int, mean: float) -> float:
+    term = total = math.exp(-mean)
+    for i in range(1, k + 1):
+        term *= mean / i
+        total += term
+    return total
+
+
+def _poisson_ppf(q: float, mean: float) -> int:
+    k = 0
+    while _poisson_cdf(k, mean) < q:
+        k += 1
+    return k
+
+
+def test_poisson_arrivals_give_the_erlang_load_and_its_peak():
+    """M/G/inf: Poisson arrivals at rate lam, servers of fixed length h: the number running at any instant is
+    Poisson(lam * h) (the offered load in Erlangs), whatever the length distribution."""
+    window = Window(dt.date(2026, 1, 1), dt.date(2026, 3, 2))  # 60 days
+    lam, h = 0.5, 60.0  # per minute, minutes -> 30 Erlangs
+    rng = np.random.default_rng(3)
+    starts = np.cumsum(rng.exponential(1 / lam, size=int(lam * window.minutes * 1.1)))
+    starts = starts[starts < window.minutes]
+    p = _pres(window=window, days=(0, 60), cpu=0.5, memory=1.0)
+    work = sessions_workload([p], window, np.zeros(len(starts), int), starts, np.full(len(starts), h))
+    model = UsageModel(platform=Platform(resolution_minutes=1), scenarios=ONE.scenarios)
+    sim = Simulation(work, model, _prices(), "f")
+    running = sim.total_conc[int(h):]  # after the first hour the system is in steady state
+    assert running.mean() == pytest.approx(lam * h, rel=0.02)
+    # the share of instants with at least the Poisson 99th percentile running is about 1%
+    q99 = _poisson_ppf(0.99, lam * h)
+    assert 0.004 < (running > q99).mean() < 0.02
+    peak = simulate(work, model, _prices(), "f", "per-presentation", 0).scenarios[0].peak_users
+    assert _poisson_ppf(0.999, lam * h) <= peak <= _poisson_ppf(1 - 1e-7, lam * h)
+
+
+def test_bin_packing_known_answers():
+    node = (4.0, 16.0)
+    assert pack([3, 3], [(3.0, 1.0), (1.0, 1.0)], node) == 3  # each 3-CPU pod shares with a 1-CPU pod
+    assert pack([2, 2], [(2.5, 1.0), (1.5, 1.0)], node) == 2
+    assert pack([5], [(1.0, 7.0)], node) == 3  # memory-bound: two per node
+    assert pack([8], [(0.5, 2.0)], node) == 1
+    assert pack([0, 0], [(1.0, 1.0), (2.0, 2.0)], node) == 0
+    with pytest.raises(ValueError, match="does not fit on a node"):
+        pack([1], [(8.0, 1.0)], node)
+
+
+def test_node_hours_follow_the_packing():
+    """Seven 1.5-CPU servers running for 10 hours on 4-CPU nodes: two per node, so 4 nodes x 10 hours."""
+    window = Window(dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+    p = _pres(window=window, days=(0, 1), cpu=1.5, memory=1.0)
+    work = sessions_workload([p], window, np.zeros(7, int), np.full(7, 120.0), np.full(7, 600.0))
+    s = simulate(work, ONE, _prices(user_price=2.0), "f", "per-presentation", 0).scenarios[0]
+    assert s.user_node_hours == 40
+    assert s.peak_users == 7
+    assert s.breakdown.user_pods + s.breakdown.idle_capacity == pytest.approx(80.0)
+    assert s.breakdown.user_pods == pytest.approx(7 * 10 * 1.5 / 4 * 2.0)  # what the requests occupy
+
+
+def test_a_burst_waits_for_the_spawn_limit():
+    """130 students click at once; 64 spawns at a time, 20 s each: 64 start at once, 64 after 20 s, 2 after 40 s."""
+    waits = queue_waits(np.zeros(130, np.int64), np.zeros(130), limit=64, spawn_minutes=20 / 60) * 60
+    assert sorted(np.round(waits).astype(int).tolist()) == [0] * 64 + [20] * 64 + [40] * 2
+    # two hubs at the same moment do not queue behind each other
+    two = queue_waits(np.r_[np.zeros(64, np.int64), np.ones(64, np.int64)], np.zeros(128), 64, 1 / 3)
+    assert two.max() == 0
+
+
+@pytest.fixture(scope="module")
+def example():
+    return load_catalog(EXAMPLE).catalog
+
+
+def test_same_seed_same_year_other_seed_another(example):
+    a = simulate_catalog(example, WINDOW, seed=7).to_json()
+    assert simulate_catalog(example, WINDOW, seed=7).to_json() == a
+    assert simulate_catalog(example, WINDOW, seed=8).to_json() != a
+
+
+@pytest.mark.parametrize("sharing", ["hub-hours", "students", "equal"])
+def test_costs_add_up_overhead_included(example, sharing):
+    model = UsageModel(platform=Platform(sharing=sharing))
+    r = simulate_catalog(example, WINDOW, model=model, seed=1)
+    for s in r.scenarios:
+        assert sum(s.per_presentation.values()) == pytest.approx(s.total, rel=1e-9), s.name
+        assert sum(r.by(s, "course").values()) == pytest.approx(s.total, rel=1e-9), s.name
+        assert sum(r.by(s, "unit").values()) == pytest.approx(s.total, rel=1e-9), s.name
+        assert s.breakdown.total == pytest.approx(s.total, rel=1e-9), s.name
+        assert s.breakdown.shared_platform > 0 and s.breakdown.hub_overhead > 0
+        assert all(c >= 0 for c in s.per_presentation.values()), s.name
+
+
+def test_the_example_year_tells_the_topologies_apart(example):
+    r = simulate_catalog(example, WINDOW, seed=0)
+    rows = {(s.topology, s.hibernation, s.prewarm): s for s in r.scenarios}
+    assert len(rows) == 20
+    # a hub per student that never sleeps pays a hub for every enrolment all year
+    assert rows["per-student", False, False].total > 2 * rows["per-presentation", False, False].total
+    # hibernation brings it back near the shared hubs; pre-warming removes the wait at class starts
+    assert rows["per-student", True, False].total < 1.2 * rows["per-presentation", False, False].total
+    assert rows["per-presentation", False, False].wait_p95_s > 60
+    assert rows["per-presentation", False, True].wait_p95_s == 0
+    assert rows["per-presentation", False, True].user_node_hours > rows["per-presentation", False, False].user_node_hours
+    # one central hub carries everyone: its peak is the cluster's
+    assert rows["central", False, False].peak_hub_users == rows["central", False, False].peak_users
+    assert rows["per-presentation", False, False].peak_hub_users < rows["central", False, False].peak_users
+    data = json.loads(r.to_json())
+    assert {s["topology"] for s in data["scenarios"]} == {"per-presentation", "per-course", "per-unit", "central",
+                                                           "per-student"}
+
+
+def test_only_the_window_is_simulated(example):
+    r = simulate_catalog(example, Window(dt.date(2026, 12, 1), dt.date(2026, 12, 15)), seed=0)
+    keys = {p["key"] for p in r.presentations}
+    assert "SWC-dec26" in keys and "DSS-2027" not in keys and "TM351-2025J" not in keys
+    assert r.baseline().user_node_hours < 24 * 14 * 300
+
+
+DEFAULTS = Path(__file__).resolve().parent.parent / "src" / "hubfleet" / "simulate" / "defaults"
+
+
+def test_the_documented_files_are_the_defaults():
+    from hubfleet.costs.files import load_model, load_prices
+
+    assert load_model(DEFAULTS / "model.yaml") == UsageModel()
+    assert load_prices(DEFAULTS / "prices.yaml") == Prices()
+
+
+def test_a_bad_model_file_is_refused_at_its_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from hubfleet.cli.main import app
+
+    bad = tmp_path / "model.yaml"
+    bad.write_text("usage:\n  hours_per_weak: 4\nplatform:\n  sharing: by-size\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["simulate", str(EXAMPLE), "--model", str(bad), "--out", str(out)])
+    assert result.exit_code == 2
+    assert f"{bad}:2:3: usage.hours_per_weak: unknown key 'hours_per_weak'" in result.output
+    assert f"{bad}:4:12: platform.sharing:" in result.output and "hub-hours" in result.output
+    assert not out.exists()  # nothing written
