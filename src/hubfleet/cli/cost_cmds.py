@@ -115,3 +115,60 @@ def simulate(
     print_scenarios(results)
     for path in write_outputs(results, out):
         console.print(f"wrote {path}", highlight=False)
+
+
+def _predicted(catalog: Catalog, start: dt.date, end: dt.date, model: UsageModel, prices: Prices, seed: int):
+    """The simulator's cost per presentation for the same window, as the catalog is written."""
+    as_written = model.model_copy(update={"scenarios": model.scenarios.model_copy(update={
+        "topologies": [catalog.fleet.topology], "hibernation": [False], "prewarm": [False]})})
+    results = run_simulation(catalog, Window(start, max(end, start + dt.timedelta(days=1))), as_written, prices, seed)
+    return results.baseline().per_presentation
+
+
+def cost(
+    catalog: Path = CatalogArg,
+    opencost: str = typer.Option(..., "--opencost", help="OpenCost API URL, e.g. http://localhost:9003"),
+    window: str = typer.Option("30d", "--window", help="OpenCost window: 30d, 12h, lastmonth, or an RFC3339 pair."),
+    model: Path = ModelOption,
+    prices: Path = PricesOption,
+    seed: int = SeedOption,
+    out: Path = typer.Option(None, "--out", help="Also write cost.csv and cost.html here."),
+) -> None:
+    """Real cost per presentation, course and unit from OpenCost, with the simulator's prediction beside it.
+
+    Example: hubfleet cost examples/university --opencost http://localhost:9003 --window 30d --out cost/
+    """
+    from hubfleet.costs import bill
+    from hubfleet.costs.opencost import OpenCostError, attribute, fetch
+
+    loaded = load_or_exit(catalog)
+    usage, price_list = _inputs(model, prices)
+    try:
+        real = attribute(loaded.catalog, fetch(opencost, window), usage.platform.sharing)
+    except OpenCostError as exc:
+        err_console.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    predicted = _predicted(loaded.catalog, real.start, real.end, usage, price_list, seed)
+    rows = bill.rows(real, predicted)
+    table = Table("presentation", "course", "unit", "own namespaces", "shared overhead", "real total", "predicted",
+                  title=f"{loaded.catalog.fleet.name}: OpenCost {real.start} to {real.end} "
+                  f"(overhead shared by {usage.platform.sharing})")
+    for r in rows:
+        table.add_row(r["presentation"], r["course"], r["unit"], f"{r['direct']:,.2f}", f"{r['shared']:,.2f}",
+                      f"{r['real']:,.2f}", f"{r['predicted']:,.2f}")
+    console.print(table)
+    for level in ("course", "unit"):
+        t = Table(level, "real", "predicted")
+        for name, (real_cost, pred) in bill.totals(rows, level).items():
+            t.add_row(name, f"{real_cost:,.2f}", f"{pred:,.2f}")
+        console.print(t)
+    if real.shared_sources:
+        console.print("Shared overhead from: " + ", ".join(f"{ns} {c:,.2f}" for ns, c in real.shared_sources.items()),
+                      highlight=False)
+    console.print(f"Total: real {real.grand_total:,.2f}, predicted {sum(r['predicted'] for r in rows):,.2f}")
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "cost.csv").write_text(bill.csv_text(rows), encoding="utf-8")
+        (out / "cost.html").write_text(bill.html(real, rows, loaded.catalog.fleet.name, usage.platform.sharing),
+                                       encoding="utf-8")
+        console.print(f"wrote {out / 'cost.csv'} and {out / 'cost.html'}", highlight=False)

@@ -25,6 +25,7 @@ app.command()(local_cmds.status)
 app.command()(local_cmds.down)
 app.command()(hosts_cmds.hosts)
 app.command()(cost_cmds.simulate)
+app.command()(cost_cmds.cost)
 
 from hubfleet.cli import lifecycle_cmds  # noqa: E402 - the lifecycle's commands, wired last
 
