@@ -197,3 +197,19 @@ def test_a_bad_model_file_is_refused_at_its_line(tmp_path):
     assert f"{bad}:2:3: usage.hours_per_weak: unknown key 'hours_per_weak'" in result.output
     assert f"{bad}:4:12: platform.sharing:" in result.output and "hub-hours" in result.output
     assert not out.exists()  # nothing written
+
+
+def test_topology_compare_reads_the_simulation():
+    from typer.testing import CliRunner
+
+    from hubfleet.cli.main import app
+
+    result = CliRunner().invoke(app, ["topology", "compare", str(EXAMPLE), "--from", "2026-09-01", "--seed", "0"],
+                                env={"COLUMNS": "220"})
+    assert result.exit_code == 0, result.output
+    r = simulate_catalog(load_catalog(EXAMPLE).catalog, WINDOW, seed=0)
+    lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.startswith("│")}
+    assert set(lines) == {"per-presentation (catalog)", "per-course", "per-unit", "central", "per-student"}
+    student_on = next(s for s in r.scenarios if s.topology == "per-student" and not s.hibernation and not s.prewarm)
+    assert f"{student_on.total:,.0f}" in lines["per-student"]  # the same figures as the simulation's
+    assert f"Cheapest: {r.cheapest().name}" in result.output

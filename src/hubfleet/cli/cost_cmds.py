@@ -41,7 +41,7 @@ def window_of(start: str | None, end: str | None, today: dt.date | None = None) 
     return Window(first, last)
 
 
-def _inputs(model: Path | None, prices: Path | None) -> tuple[UsageModel, Prices]:
+def inputs(model: Path | None, prices: Path | None) -> tuple[UsageModel, Prices]:
     try:
         return load_model(model), load_prices(prices)
     except CatalogError as exc:
@@ -95,6 +95,31 @@ def print_scenarios(results: Results) -> None:
                   f"Cheapest: [green]{best.name}[/], {best.total:,.0f} {results.currency}.")
 
 
+def print_topologies(results: Results) -> None:
+    """The topology comparison: one row per topology, read off the simulation's scenarios."""
+    rows: dict[str, dict] = {}
+    for s in results.scenarios:
+        rows.setdefault(s.topology, {})[(s.hibernation, s.prewarm)] = s
+    c = results.currency
+    table = Table("topology", "hubs", "largest hub peak", f"cost, always on ({c})", f"cost, hibernating ({c})",
+                  "wait p95 s (no pre-warm / pre-warm)", "per student-h", "idle+ovh",
+                  title=f"Topologies for {results.fleet}, {results.start} to {results.end} (simulated)")
+    best = results.cheapest()
+    for topology, by in rows.items():
+        on, hib = by.get((False, False)), by.get((True, False))
+        warm = by.get((False, True))
+        base = on or next(iter(by.values()))
+        table.add_row(
+            topology + (" (catalog)" if topology == results.catalog_topology else ""), str(base.hubs),
+            str(base.peak_hub_users), f"{on.total:,.0f}" if on else "-", f"{hib.total:,.0f}" if hib else "-",
+            f"{base.wait_p95_s:.0f} / {warm.wait_p95_s:.0f}" if warm else f"{base.wait_p95_s:.0f}",
+            f"{base.cost_per_student_hour:.3f}", f"{base.idle_overhead_share:.0%}",
+            style="green" if topology == best.topology else None,
+        )
+    console.print(table)
+    console.print(f"Cheapest: [green]{best.name}[/], {best.total:,.0f} {c}.")
+
+
 def simulate(
     catalog: Path = CatalogArg,
     start: str = FromOption,
@@ -110,7 +135,7 @@ def simulate(
     """
     loaded = load_or_exit(catalog)
     window = window_of(start, end)
-    usage, price_list = _inputs(model, prices)
+    usage, price_list = inputs(model, prices)
     results = run_simulation(loaded.catalog, window, usage, price_list, seed)
     print_scenarios(results)
     for path in write_outputs(results, out):
@@ -142,7 +167,7 @@ def cost(
     from hubfleet.costs.opencost import OpenCostError, attribute, fetch
 
     loaded = load_or_exit(catalog)
-    usage, price_list = _inputs(model, prices)
+    usage, price_list = inputs(model, prices)
     try:
         real = attribute(loaded.catalog, fetch(opencost, window), usage.platform.sharing)
     except OpenCostError as exc:
