@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CHP := node_modules/.bin/configurable-http-proxy
 
-.PHONY: install test-tools demo test bench docs lint clean
+.PHONY: install test-tools demo test bench docs simulation-report lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,9 +41,14 @@ bench: test-tools
 	$(PY) benchmarks/render_scale.py
 	$(PY) benchmarks/k8s_plan.py
 	$(PY) benchmarks/z2jh_spawn.py
+	$(PY) benchmarks/simulate.py
 
-docs: install
+docs: install simulation-report
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md
+
+# The example catalog's simulated year (docs/simulation.md reads it; tests/test_simulate_docs.py keeps it current).
+simulation-report: install
+	$(VENV)/bin/hubfleet simulate examples/university --from 2026-09-01 --to 2027-09-01 --seed 0 --out docs/simulation
 
 clean:
 	rm -rf $(VENV) node_modules .hubfleet .cache

@@ -255,7 +255,7 @@ class Simulation:
         req = self.request_node_hours
         req_total = req.sum(axis=0)
         frac = np.divide(req, req_total, out=np.zeros_like(req), where=req_total > 0)
-        user_p = frac @ node_cost
+        user_p = (frac * node_cost).sum(axis=1)  # not BLAS: the same sums on every CPU
         unused_nodes = float(node_cost[req_total <= 0].sum())  # the pool's minimum running with nobody on it
         pods_cost = float(np.minimum(req_total, nodes).sum() * prices.user_pool.node.price_per_hour)
         months = (self.live_hi - self.live_lo) / 24 / DAYS_PER_MONTH

@@ -75,7 +75,7 @@ def overhead_plot(r: Results) -> bytes:
         left = [a + b for a, b in zip(left, vals)]
     ax.set_xlabel(f"cost ({r.currency})")
     ax.set_title("Where the money goes (without pre-warming)")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1 - 1.0 / (len(rows) + 3)), ncol=5, fontsize="small")
     ax.invert_yaxis()
     return _png(fig)
 

@@ -116,7 +116,7 @@ class Results:
                 for s in self.scenarios
             ],
         }
-        return json.dumps(data, indent=2, default=_rounded) + "\n"
+        return json.dumps(_round(data), indent=2, default=_rounded) + "\n"
 
     def scenarios_csv(self) -> str:
         out = io.StringIO()
@@ -143,6 +143,17 @@ class Results:
             w.writerow([p["key"], p["course"], p["unit"], p["students"]]
                        + [f"{s.per_presentation[p['key']]:.2f}" for s in self.scenarios])
         return out.getvalue()
+
+
+def _round(value):
+    """Four decimals: the figures mean nothing beyond, and the file stays the same across CPUs' float sums."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    return value
 
 
 def _rounded(value):
