@@ -213,3 +213,44 @@ def test_topology_compare_reads_the_simulation():
     student_on = next(s for s in r.scenarios if s.topology == "per-student" and not s.hibernation and not s.prewarm)
     assert f"{student_on.total:,.0f}" in lines["per-student"]  # the same figures as the simulation's
     assert f"Cheapest: {r.cheapest().name}" in result.output
+
+
+def _first_fit_decreasing(counts, sizes, node):
+    """The textbook algorithm, one pod at a time: what `pack` must equal."""
+    pods = sorted((s for c, s in zip(counts, sizes) for _ in range(c)),
+                  key=lambda s: max(s[0] / node[0], s[1] / node[1]), reverse=True)
+    free: list[list[float]] = []
+    for c, m in pods:
+        for f in free:
+            if f[0] + 1e-9 >= c and f[1] + 1e-9 >= m:
+                f[0] -= c
+                f[1] -= m
+                break
+        else:
+            free.append([node[0] - c, node[1] - m])
+    return len(free)
+
+
+def test_packing_is_first_fit_decreasing():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    size = st.tuples(st.sampled_from([0.25, 0.5, 1.0, 1.5, 2.0, 3.0]), st.sampled_from([0.5, 1.0, 2.0, 3.0, 7.0]))
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 12), size), min_size=1, max_size=4, unique_by=lambda t: t[1]))
+    def check(classes):
+        counts, sizes = [c for c, _ in classes], [s for _, s in classes]
+        assert pack(counts, sizes, (4.0, 16.0)) == _first_fit_decreasing(counts, sizes, (4.0, 16.0))
+
+    check()
+
+
+def test_the_shared_queue_equals_the_plain_one():
+    from hubfleet.simulate.spawning import SpawnQueue
+
+    rng = np.random.default_rng(5)
+    group = np.sort(rng.integers(0, 7, 3000))
+    ready = np.concatenate([np.sort(rng.random((group == g).sum()) * 3) for g in range(7)])
+    assert np.array_equal(SpawnQueue(group).waits(ready, 64, 1 / 3), queue_waits(group, ready, 64, 1 / 3))
+    assert queue_waits(group, ready, 64, 1 / 3).max() > 0  # the case has queues at all

@@ -29,7 +29,7 @@ from hubfleet.simulate.load import PresentationLoad, Workload
 from hubfleet.simulate.model import Prices, Topology, UsageModel
 from hubfleet.simulate.packing import Packer, pods_per_node
 from hubfleet.simulate.results import Breakdown, Results, ScenarioResult, share_out
-from hubfleet.simulate.spawning import queue_waits
+from hubfleet.simulate.spawning import SpawnQueue
 
 DAYS_PER_MONTH = 365.25 / 12
 
@@ -77,6 +77,10 @@ class Simulation:
     """What every scenario shares (the load, the user nodes), computed once; ``run`` adds each scenario."""
 
     def __init__(self, workload: Workload, model: UsageModel, prices: Prices, fleet: str):
+        if len(workload.pres) and np.any(np.diff(workload.pres) < 0):
+            order = np.argsort(workload.pres, kind="stable")  # hub peaks slice sessions by presentation
+            workload = Workload(workload.window, workload.presentations, workload.pres[order], workload.start[order],
+                                workload.active[order], workload.end[order], workload.event[order], workload.meta)
         self.w, self.model, self.prices, self.fleet = workload, model, prices, fleet
         pl = model.platform
         self.R = pl.resolution_minutes
@@ -134,11 +138,22 @@ class Simulation:
         self.student_hours = float(workload.active.sum() / 60)
         self.live_lo, self.live_hi = _hour_ranges(pres, workload.window, "hub_from", "hub_to")
         self.live = _range_matrix(self.live_lo, self.live_hi, self.H)
-        tt = workload.timetabled
+        self.request_total = self.request_node_hours.sum(axis=0)
+        self.request_frac = np.divide(self.request_node_hours, self.request_total,
+                                      out=np.zeros_like(self.request_node_hours), where=self.request_total > 0)
+        # Class arrivals in (class start, arrival) order; meetings = distinct (presentation, class start).
+        tt = np.flatnonzero(workload.timetabled)
+        tt = tt[np.lexsort((workload.start[tt], workload.event[tt]))]
         self.arr_pres, self.arr_time, self.arr_event = workload.pres[tt], workload.start[tt], workload.event[tt]
-        self.event_hours = np.unique(self.arr_event // 60) if tt.any() else np.zeros(0, np.int64)
+        span = int(self.arr_event.max(initial=0)) + 1
+        meet_key, self.arr_meet = np.unique(self.arr_pres.astype(np.int64) * span + self.arr_event, return_inverse=True)
+        self.arr_meet = np.ravel(self.arr_meet)
+        self.meet_pres, self.meet_event = meet_key // span, meet_key % span
+        self.event_hours = np.unique(self.arr_event // 60) if len(tt) else np.zeros(0, np.int64)
         self._node_ready = None
         self._hub_peaks: dict[str, tuple[int, int]] = {}
+        self._hub_cache: dict = {}
+        self._queues: dict = {}
 
     # -- user nodes ---------------------------------------------------------------------------------------------
     def user_nodes_for(self, prewarm: bool) -> np.ndarray:
@@ -153,10 +168,8 @@ class Simulation:
     def node_ready(self) -> np.ndarray:
         """Without pre-warming: the minute each class arrival can first get a node (arrival, or a new node)."""
         if self._node_ready is None:
-            ready = self.arr_time.copy()
             delay = self.model.platform.autoscaler_delay_seconds / 60
-            order = np.lexsort((self.arr_time, self.arr_event))
-            ev, t, d = self.arr_event[order], self.arr_time[order], self.dom[self.arr_pres[order]]
+            ev, t, d = self.arr_event, self.arr_time, self.dom[self.arr_pres]  # already in (class, time) order
             bounds = np.flatnonzero(np.r_[True, ev[1:] != ev[:-1], True])
             out = t.copy()
             for a, b in zip(bounds[:-1], bounds[1:]):
@@ -168,8 +181,7 @@ class Simulation:
                 if over.any():
                     new_node_at = t[a:b][over][0] + delay
                     out[a:b][over] = np.maximum(t[a:b][over], new_node_at)
-            ready[order] = out
-            self._node_ready = ready
+            self._node_ready = out
         return self._node_ready
 
     # -- hubs ---------------------------------------------------------------------------------------------------
@@ -194,57 +206,67 @@ class Simulation:
                 self._hub_peaks[topology] = (len(names), peak)
         return self._hub_peaks[topology]
 
+    def _hub_index(self, keys: list[str]) -> tuple[np.ndarray, int]:
+        names = sorted(set(keys))
+        pos = {k: i for i, k in enumerate(names)}
+        return np.array([pos[k] for k in keys], dtype=np.int64), len(names)
+
+    def _hubs(self, topology: Topology, keys, hibernation: bool):
+        """Hub-hours each presentation carries, hubs awake per hour, and (shared hubs) which hub is up when."""
+        cache_key = (topology, hibernation)
+        if cache_key in self._hub_cache:
+            return self._hub_cache[cache_key]
+        pl, w, P = self.model.platform, self.w, len(self.w.presentations)
+        dilate_h = math.ceil(pl.hibernate_after_minutes / 60)
+        hub_up = None
+        if keys is None:
+            if hibernation:
+                life = np.bincount(w.pres, weights=(w.end - w.start + pl.hibernate_after_minutes) / 60, minlength=P)
+                hub_hours = life
+                stretch = life.sum() / max((w.end - w.start).sum() / 60, 1e-9) if len(w.pres) else 0.0
+                awake = np.ceil(self.hourly_total * stretch)
+            else:
+                hub_hours = self.students * self.live.sum(axis=1)
+                awake = self.students @ self.live
+        else:
+            hub_idx, n = self._hub_index(keys)
+            if hibernation:
+                active = self.U > 0
+                hub_up = _dilate(_group_any(active, hub_idx, n), dilate_h)
+                weight = _dilate(active, dilate_h) * (self.students[:, None] + 1) + self.live * 1e-6
+            else:
+                hub_up = _group_any(self.live, hub_idx, n)
+                weight = self.live * (self.students[:, None] + 1e-6)
+            weight = weight * hub_up[hub_idx]
+            total_w = _group_sum(weight, hub_idx, n)[hub_idx]
+            hub_hours = np.divide(weight, total_w, out=np.zeros_like(weight), where=total_w > 0).sum(axis=1)
+            awake = hub_up.sum(axis=0).astype(float)
+        self._hub_cache[cache_key] = (hub_hours, awake, hub_up)
+        return self._hub_cache[cache_key]
+
     def run(self, sc: Scenario) -> ScenarioResult:
         w, pl, prices = self.w, self.model.platform, self.prices
         pres = w.presentations
         P, H = len(pres), self.H
         keys = hub_keys(pres, sc.topology, self.fleet)
         hubs, peak_hub = self.hub_peak(sc.topology, keys)
-        dilate_h = math.ceil(pl.hibernate_after_minutes / 60)
         prewarm_h = min(pl.prewarm_minutes, 60) / 60
-        active = self.U > 0
         hub_cpu, hub_mem = pl.hub_request
         core = prices.core_pool.node
         per_core = pods_per_node((hub_cpu, hub_mem), core.capacity)
         hub_unit = core.price_per_hour * max(hub_cpu / core.capacity[0], hub_mem / core.capacity[1])
-        # Hub-hours each presentation carries, and hubs awake per hour (for the core nodes).
-        if keys is None:
-            if sc.hibernation:
-                life = np.bincount(w.pres, weights=(w.end - w.start + pl.hibernate_after_minutes) / 60, minlength=P)
-                hub_hours = life.copy()
-                stretch = (life.sum() / max((w.end - w.start).sum() / 60, 1e-9)) if len(w.pres) else 0
-                awake = np.ceil(self.hourly_total * stretch)
-                if sc.prewarm:
-                    # Pre-warming cannot know who will come: every enrolled student's hub wakes before each class.
-                    hub_hours += self.students * _meetings_of(self.arr_pres, self.arr_event, P) * prewarm_h
+        hub_hours, awake, hub_up = self._hubs(sc.topology, keys, sc.hibernation)
+        hub_hours = hub_hours.copy()
+        if sc.hibernation and sc.prewarm and len(self.meet_pres):
+            if keys is None:
+                # Pre-warming cannot know who will come: every enrolled student's hub wakes before each class.
+                hub_hours += self.students * np.bincount(self.meet_pres, minlength=P) * prewarm_h
             else:
-                hub_hours = self.students * self.live.sum(axis=1)
-                awake = (self.students[:, None] * self.live).sum(axis=0)
-        else:
-            names = sorted(set(keys))
-            hub_idx = np.array([names.index(k) for k in keys])
-            if sc.hibernation:
-                hub_active = np.zeros((len(names), H), dtype=bool)
-                np.logical_or.at(hub_active, hub_idx, active)
-                hub_up = _dilate(hub_active, dilate_h)
-                weight = _dilate(active, dilate_h) * (self.students[:, None] + 1) + self.live * 1e-6
-            else:
-                hub_up = np.zeros((len(names), H), dtype=bool)
-                np.logical_or.at(hub_up, hub_idx, self.live)
-                weight = self.live * (self.students[:, None] + 1e-6)
-            weight = weight * hub_up[hub_idx]
-            total_w = np.zeros((len(names), H))
-            np.add.at(total_w, hub_idx, weight)
-            share = np.divide(weight, total_w[hub_idx], out=np.zeros_like(weight), where=total_w[hub_idx] > 0)
-            hub_hours = share.sum(axis=1)
-            awake = hub_up.sum(axis=0).astype(float)
-            if sc.hibernation and sc.prewarm and len(self.arr_event):
                 # Each class start wakes its hub early if it was asleep the hour before.
-                ev_hub = hub_idx[self.arr_pres]
-                pairs = np.unique(np.stack([ev_hub, self.arr_event // 60, self.arr_pres]), axis=1)
-                h = pairs[1]
-                asleep = (h == 0) | ~hub_up[pairs[0], np.maximum(h - 1, 0)]
-                np.add.at(hub_hours, pairs[2][asleep], prewarm_h)
+                hub_idx, _ = self._hub_index(keys)
+                h = self.meet_event // 60
+                asleep = (h == 0) | ~hub_up[hub_idx[self.meet_pres], np.maximum(h - 1, 0)]
+                hub_hours += np.bincount(self.meet_pres[asleep], minlength=P) * prewarm_h
         core_nodes = np.maximum(np.ceil(awake / per_core), prices.core_pool.min_nodes)
         core_cost = float(core_nodes.sum() * core.price_per_hour)
         hub_cost = hub_hours * hub_unit
@@ -252,18 +274,14 @@ class Simulation:
         # User nodes to presentations by their requests, hour by hour.
         nodes = self.user_nodes_for(sc.prewarm)
         node_cost = nodes * prices.user_pool.node.price_per_hour
-        req = self.request_node_hours
-        req_total = req.sum(axis=0)
-        frac = np.divide(req, req_total, out=np.zeros_like(req), where=req_total > 0)
-        user_p = (frac * node_cost).sum(axis=1)  # not BLAS: the same sums on every CPU
-        unused_nodes = float(node_cost[req_total <= 0].sum())  # the pool's minimum running with nobody on it
-        pods_cost = float(np.minimum(req_total, nodes).sum() * prices.user_pool.node.price_per_hour)
+        user_p = (self.request_frac * node_cost).sum(axis=1)  # not BLAS: the same sums on every CPU
+        unused_nodes = float(node_cost[self.request_total <= 0].sum())  # the pool's minimum with nobody on it
+        pods_cost = float(np.minimum(self.request_total, nodes).sum() * prices.user_pool.node.price_per_hour)
         months = (self.live_hi - self.live_lo) / 24 / DAYS_PER_MONTH
         storage_p = self.students * np.array([p.storage_gib for p in pres]) * months * prices.storage_per_gib_month
         shared = fixed + core_cost - float(hub_cost.sum()) + unused_nodes
         alive = self.live.any(axis=1)
-        rule = pl.sharing
-        basis = {"hub-hours": hub_hours, "students": self.students, "equal": np.ones(P)}[rule] * alive
+        basis = {"hub-hours": hub_hours, "students": self.students, "equal": np.ones(P)}[pl.sharing] * alive
         if basis.sum() <= 0:
             basis = alive.astype(float)
         shared_p = share_out(shared, basis)
@@ -273,55 +291,70 @@ class Simulation:
             user_pods=pods_cost, idle_capacity=float(node_cost.sum()) - pods_cost - unused_nodes,
             hub_overhead=float(hub_cost.sum()), shared_platform=shared, storage=float(storage_p.sum()),
         )
-        waits = self._waits(sc, keys, hub_up if keys is not None and sc.hibernation else None)
+        waits = self._waits(sc, keys, hub_up if sc.hibernation else None)
+        p50, p95 = np.percentile(waits, [50, 95]) * 60 if len(waits) else (0.0, 0.0)
         return ScenarioResult(
             topology=sc.topology, hibernation=sc.hibernation, prewarm=sc.prewarm, hubs=hubs,
             user_node_hours=float(nodes.sum()), core_node_hours=float(core_nodes.sum()),
             hub_hours=float(hub_hours.sum()),
             peak_users=int(self.total_conc.max()) if self.NB else 0, peak_hub_users=peak_hub,
-            wait_p50_s=float(np.percentile(waits, 50) * 60) if len(waits) else 0.0,
-            wait_p95_s=float(np.percentile(waits, 95) * 60) if len(waits) else 0.0,
+            wait_p50_s=float(p50), wait_p95_s=float(p95),
             class_arrivals=len(waits), student_hours=self.student_hours, breakdown=breakdown,
             total=float(per_p.sum()), per_presentation={p.key: float(c) for p, c in zip(pres, per_p)},
             idle_overhead_share=(total_compute - pods_cost) / total_compute if total_compute else 0.0,
             hours_at_max_nodes=self.hours_short,
         )
 
+    def _queue(self, topology: Topology, keys) -> SpawnQueue | None:
+        """Class arrivals grouped by (hub, class start); None for a hub per student (nobody shares a queue)."""
+        if keys is None:
+            return None
+        if topology not in self._queues:
+            hub_idx, _ = self._hub_index(keys)
+            pair = hub_idx[self.meet_pres] * (int(self.meet_event.max(initial=0)) + 1) + self.meet_event
+            _, meet_group = np.unique(pair, return_inverse=True)
+            self._queues[topology] = SpawnQueue(np.ravel(meet_group)[self.arr_meet])
+        return self._queues[topology]
+
     def _waits(self, sc: Scenario, keys, hub_up) -> np.ndarray:
+        """Minutes from each class arrival's request to its spawn beginning. Arrivals are in (class, time) order,
+        and every delay below keeps that order within a queue (see SpawnQueue)."""
         pl = self.model.platform
         n = len(self.arr_time)
         if n == 0:
             return np.zeros(0)
-        ready = self.arr_time.copy() if sc.prewarm else self.node_ready().copy()
-        if keys is None:
-            group = np.arange(n)  # every student's own hub
-            asleep = np.full(n, sc.hibernation and not sc.prewarm)
-        else:
-            names = sorted(set(keys))
-            hub = np.array([names.index(k) for k in keys])[self.arr_pres]
-            group = hub.astype(np.int64) * (self.H * 60 + 1) + self.arr_event
-            if sc.hibernation and not sc.prewarm:
-                h = self.arr_event // 60
-                asleep = (h == 0) | ~hub_up[hub, np.maximum(h - 1, 0)]
+        ready = self.arr_time if sc.prewarm else self.node_ready()
+        queue = self._queue(sc.topology, keys)
+        if sc.hibernation and not sc.prewarm:
+            wake = pl.hub_wake_seconds / 60
+            if keys is None:
+                ready = np.maximum(ready, self.arr_time + wake)  # every student wakes their own hub
             else:
-                asleep = np.zeros(n, dtype=bool)
-        if asleep.any():
-            # The first request of a group wakes the hub; everyone in that group waits for it.
-            uniq, inv = np.unique(group, return_inverse=True)
-            first_arrival = np.full(len(uniq), np.inf)
-            np.minimum.at(first_arrival, inv, self.arr_time)
-            woken = first_arrival[inv] + pl.hub_wake_seconds / 60
-            ready = np.where(asleep, np.maximum(ready, woken), ready)
-        q = queue_waits(group, ready, pl.concurrent_spawn_limit, pl.spawn_seconds / 60)
-        return (ready - self.arr_time) + q
+                hub_idx, _ = self._hub_index(keys)
+                h = self.meet_event // 60
+                asleep_meet = (h == 0) | ~hub_up[hub_idx[self.meet_pres], np.maximum(h - 1, 0)]
+                # The first request of a (hub, class) wakes the hub; everyone in that queue waits for it.
+                first = np.full(queue.groups, np.inf)
+                np.minimum.at(first, queue.group, self.arr_time)
+                asleep = asleep_meet[self.arr_meet]
+                ready = np.where(asleep, np.maximum(ready, first[queue.group] + wake), ready)
+        if queue is None:
+            return ready - self.arr_time
+        return (ready - self.arr_time) + queue.waits(ready, pl.concurrent_spawn_limit, pl.spawn_seconds / 60)
 
 
-def _meetings_of(arr_pres: np.ndarray, arr_event: np.ndarray, P: int) -> np.ndarray:
-    """Distinct class meetings per presentation."""
-    if len(arr_pres) == 0:
-        return np.zeros(P)
-    pairs = np.unique(np.stack([arr_pres.astype(np.int64), arr_event]), axis=1)
-    return np.bincount(pairs[0], minlength=P).astype(float)
+def _group_sum(matrix: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+    """Rows summed by group (presentations into hubs)."""
+    order = np.argsort(idx, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(idx[order]) != 0])
+    out = np.zeros((n, matrix.shape[1]), dtype=float)
+    if len(order):
+        out[idx[order][starts]] = np.add.reduceat(matrix[order].astype(float), starts, axis=0)
+    return out
+
+
+def _group_any(matrix: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
+    return _group_sum(matrix, idx, n) > 0
 
 
 def scenarios_of(model: UsageModel, presentations: list[PresentationLoad]) -> list[Scenario]:

@@ -10,49 +10,61 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+import math
 
 
 def pods_per_node(pod: tuple[float, float], node: tuple[float, float]) -> int:
-    """How many identical pods fit on an empty node (0 if one does not fit at all)."""
-    fits = [np.floor(cap / req + 1e-9) if req > 0 else np.inf for req, cap in zip(pod, node)]
-    n = min(fits)
-    return int(n) if np.isfinite(n) else 1_000_000
+    """How many identical pods fit in ``node`` free capacity (0 if not even one)."""
+    fits = [math.floor(cap / req + 1e-9) if req > 0 else 1_000_000 for req, cap in zip(pod, node)]
+    return max(min(fits), 0)
 
 
 def pack(counts: Sequence[int], sizes: Sequence[tuple[float, float]], node: tuple[float, float]) -> int:
     """Nodes needed for ``counts[i]`` pods of ``sizes[i]`` (cpu, memory) each: first-fit decreasing.
 
-    A pod larger than a node can never be scheduled; it raises, since the simulation would otherwise report
-    a cluster that cannot exist.
+    Nodes are kept as runs of identical nodes ``[count, free cpu, free memory]`` in the order they were added:
+    first-fit of identical pods fills whole runs and splits at most one, so a packing is a few list steps per
+    size class however many nodes there are. A pod larger than a node can never be scheduled; it raises, since
+    the simulation would otherwise report a cluster that cannot exist.
     """
+    cap_c, cap_m = node
     order = sorted(range(len(sizes)), key=lambda i: max(s / c for s, c in zip(sizes[i], node)), reverse=True)
-    free = np.zeros((0, 2))
-    cap = np.asarray(node, dtype=float)
+    runs: list[list[float]] = []
     for i in order:
         n = int(counts[i])
         if n <= 0:
             continue
-        size = np.asarray(sizes[i], dtype=float)
-        per_node = pods_per_node(tuple(size), tuple(cap))
+        c, m = sizes[i]
+        per_node = pods_per_node((c, m), node)
         if per_node == 0:
-            raise ValueError(f"a pod of {size[0]:g} CPU / {size[1]:g} GiB does not fit on a node of "
-                             f"{cap[0]:g} CPU / {cap[1]:g} GiB; pick a larger node type in the prices file")
-        if len(free):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                room = np.floor(np.min(np.where(size > 0, free / np.where(size > 0, size, 1) + 1e-9, np.inf), axis=1))
-            room = np.minimum(room, n).astype(np.int64)
-            before = np.concatenate(([0], np.cumsum(room)[:-1]))
-            placed = np.clip(n - before, 0, room)
-            free = free - placed[:, None] * size
-            n -= int(placed.sum())
-        if n > 0:
+            raise ValueError(f"a pod of {c:g} CPU / {m:g} GiB does not fit on a node of {cap_c:g} CPU / {cap_m:g} "
+                             "GiB; pick a larger node type in the prices file")
+        out = []
+        for run in runs:
+            count, fc, fm = run
+            fit = pods_per_node((c, m), (fc, fm)) if n else 0
+            if fit <= 0:
+                out.append(run)
+                continue
+            fit = min(fit, n)
+            full = min(int(count), n // fit)
+            if full:
+                out.append([full, fc - fit * c, fm - fit * m])
+                n -= full * fit
+            left = int(count) - full
+            if left and n:  # fewer than `fit` pods remain: one node takes them
+                out.append([1, fc - n * c, fm - n * m])
+                n, left = 0, left - 1
+            if left:
+                out.append([left, fc, fm])
+        runs = out
+        if n:
             full, rest = divmod(n, per_node)
-            new = np.repeat(cap[None, :] - per_node * size, full, axis=0)
+            if full:
+                runs.append([full, cap_c - per_node * c, cap_m - per_node * m])
             if rest:
-                new = np.vstack([new, cap - rest * size])
-            free = np.vstack([free, new]) if len(free) else new
-    return len(free)
+                runs.append([1, cap_c - rest * c, cap_m - rest * m])
+    return int(sum(run[0] for run in runs))
 
 
 class Packer:

@@ -30,3 +30,35 @@ def queue_waits(group: np.ndarray, ready: np.ndarray, limit: int, spawn_minutes:
     waits = np.empty(n)
     waits[order] = begin - r
     return waits
+
+
+class SpawnQueue:
+    """``queue_waits`` for many scenarios over the same arrivals: the grouping is sorted once.
+
+    ``group[i]`` is arrival ``i``'s queue; arrivals must already be in time order within each queue, and the
+    ``ready`` times given to ``waits`` must keep that order (the delays the engine adds do: a new node or a
+    waking hub delays a queue's later requests to one moment, which never reorders them).
+    """
+
+    def __init__(self, group: np.ndarray):
+        self.group = np.asarray(group, dtype=np.int64)
+        n = len(self.group)
+        self.groups = int(self.group.max()) + 1 if n else 0
+        self.order = np.argsort(self.group, kind="stable")
+        g = self.group[self.order]
+        first = np.ones(n, dtype=bool)
+        first[1:] = g[1:] != g[:-1]
+        rank = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, int)
+        self.by_rank = np.argsort(rank, kind="stable")  # positions in `order`, lowest rank first
+        self.rank_starts = np.searchsorted(rank[self.by_rank], np.arange(int(rank.max(initial=0)) + 2))
+
+    def waits(self, ready: np.ndarray, limit: int, spawn_minutes: float) -> np.ndarray:
+        r = np.asarray(ready, dtype=float)[self.order]
+        begin = r.copy()
+        top = len(self.rank_starts) - 1
+        for k in range(limit, top, limit):  # ranks [k, k + limit): each waits for rank - limit of its queue
+            j = self.by_rank[self.rank_starts[k]:self.rank_starts[min(k + limit, top)]]
+            begin[j] = np.maximum(r[j], begin[j - limit] + spawn_minutes)
+        out = np.empty(len(r))
+        out[self.order] = begin - r
+        return out
