@@ -254,3 +254,14 @@ def test_the_shared_queue_equals_the_plain_one():
     ready = np.concatenate([np.sort(rng.random((group == g).sum()) * 3) for g in range(7)])
     assert np.array_equal(SpawnQueue(group).waits(ready, 64, 1 / 3), queue_waits(group, ready, 64, 1 / 3))
     assert queue_waits(group, ready, 64, 1 / 3).max() > 0  # the case has queues at all
+
+
+def test_server_minutes_land_in_their_hours():
+    from hubfleet.simulate.engine import _pod_minutes_per_hour
+
+    window = Window(dt.date(2026, 1, 1), dt.date(2026, 1, 2))
+    p = _pres(window=window, days=(0, 1))
+    work = sessions_workload([p, p], window, [0, 0, 1], [30.0, 610.0, 100.0], [170.0, 20.0, 200.0])
+    u = _pod_minutes_per_hour(work, 2, 24)
+    assert u[0, :5].tolist() == [30, 60, 60, 20, 0] and u[0, 10] == 20 and u[0].sum() == 190
+    assert u[1, 1:6].tolist() == [20, 60, 60, 60, 0] and u[1].sum() == 200

@@ -121,19 +121,7 @@ class Simulation:
         self.user_nodes = np.clip(need, pool.min_nodes, pool.max_nodes).astype(float)
         self.hours_short = int((need > pool.max_nodes).sum())
         # Usage per presentation per hour, in pod-minutes (servers running, idle or not)
-        self.U = np.zeros((P, self.H))
-        if len(workload.pres):
-            s, e = workload.start, workload.end
-            h0 = np.floor(s / 60).astype(np.int64)
-            for k in range(int(np.ceil((e - s).max() / 60)) + 2):
-                h = h0 + k
-                ok = h < self.H
-                ov = np.clip(np.minimum(e, (h + 1) * 60) - np.maximum(s, h * 60), 0, None)
-                ok &= ov > 0
-                if not ok.any():
-                    continue
-                self.U += np.bincount(workload.pres[ok] * self.H + h[ok], weights=ov[ok], minlength=P * self.H
-                                      ).reshape(P, self.H)
+        self.U = _pod_minutes_per_hour(workload, P, self.H)
         self.request_node_hours = self.U * self.dom[:, None] / 60  # node-hours the requests occupy
         self.student_hours = float(workload.active.sum() / 60)
         self.live_lo, self.live_hi = _hour_ranges(pres, workload.window, "hub_from", "hub_to")
@@ -343,6 +331,22 @@ class Simulation:
         return (ready - self.arr_time) + queue.waits(ready, pl.concurrent_spawn_limit, pl.spawn_seconds / 60)
 
 
+def _pod_minutes_per_hour(w: Workload, P: int, H: int) -> np.ndarray:
+    """(presentations x hours) server-minutes: a server's first and last hour in part, the hours between whole
+    (a difference array along the hours, so the cost does not grow with session length)."""
+    width = H + 1
+    s, e = w.start, w.end
+    h0, h1 = np.floor(s / 60).astype(np.int64), np.floor(e / 60).astype(np.int64)
+    row = w.pres.astype(np.int64) * width
+    same = h0 == h1
+    part = np.bincount(row + h0, weights=np.where(same, e - s, (h0 + 1) * 60 - s), minlength=P * width)
+    part += np.bincount(row[~same] + h1[~same], weights=e[~same] - h1[~same] * 60, minlength=P * width)
+    span = h1 > h0 + 1
+    whole = (np.bincount(row[span] + h0[span] + 1, minlength=P * width)
+             - np.bincount(row[span] + h1[span], minlength=P * width)).reshape(P, width)
+    return (part.reshape(P, width) + 60.0 * np.cumsum(whole, axis=1))[:, :H]
+
+
 def _group_sum(matrix: np.ndarray, idx: np.ndarray, n: int) -> np.ndarray:
     """Rows summed by group (presentations into hubs)."""
     order = np.argsort(idx, kind="stable")
@@ -383,5 +387,5 @@ def simulate(workload: Workload, model: UsageModel, prices: Prices, fleet: str, 
         catalog_topology=catalog_topology, sharing=model.platform.sharing,
         presentations=[{"key": p.key, "course": p.course, "unit": p.unit or "-", "students": p.students}
                        for p in workload.presentations],
-        scenarios=rows, weekly_peak_users=weeks,
+        scenarios=rows, weekly_peak_users=weeks, sessions=len(workload.pres),
     )

@@ -138,8 +138,7 @@ def default_timetable(presentations: Iterable[PresentationLoad], usage: Usage,
     return sessions
 
 
-def _self_study(p: PresentationLoad, window: Window, usage: Usage, rng: np.random.Generator,
-                cdf: np.ndarray, day_weight: np.ndarray):
+def _self_study(p: PresentationLoad, window: Window, usage: Usage, rng: np.random.Generator, weights: np.ndarray):
     lo, hi = max(p.teach_from, window.start), min(p.teach_to, window.end)
     if hi <= lo or p.students == 0 or usage.hours_per_week == 0:
         return None
@@ -155,10 +154,10 @@ def _self_study(p: PresentationLoad, window: Window, usage: Usage, rng: np.rando
         return None
     first = (lo - window.start).days
     weekdays = (np.arange((hi - lo).days) + lo.weekday()) % 7
-    w = day_weight[weekdays]
-    day = rng.choice(len(weekdays), size=n, p=w / w.sum())
-    hour = (rng.random(n)[:, None] > cdf[weekdays[day]]).sum(axis=1)
-    start = (first + day) * MINUTES_PER_DAY + hour * 60 + rng.random(n) * 60
+    # One draw per session over every (day, hour) cell of the teaching days, by the weekly profile's weight.
+    cells = np.cumsum(weights[weekdays].ravel())
+    cell = np.minimum(np.searchsorted(cells, rng.random(n) * cells[-1], side="right"), len(cells) - 1)
+    start = (first * 24 + cell) * 60 + rng.random(n) * 60
     active = np.clip(s.median_minutes * np.exp(s.sigma * rng.standard_normal(n)), s.min_minutes, s.max_minutes)
     return start, active
 
@@ -186,16 +185,14 @@ def build_workload(presentations: list[PresentationLoad], window: Window, usage:
                    progress: Callable[[int], None] | None = None) -> Workload:
     """All sessions of the window. ``timetable`` maps a presentation key to its meetings; presentations it does
     not name get the usage model's default weekly class."""
-    weights = np.asarray(usage.weekly_profile.hour_weights(), dtype=float)
-    day_weight = weights.sum(axis=1)
-    cdf = np.cumsum(weights, axis=1) / np.where(day_weight[:, None] > 0, day_weight[:, None], 1)
+    weights = np.asarray(usage.weekly_profile.hour_weights(), dtype=float)  # 7 x 24, Monday first
     timetable = dict(timetable or {})
     missing = [p for p in presentations if p.key not in timetable]
     for m in default_timetable(missing, usage, rng):
         timetable.setdefault(m.presentation, []).append(m)
     parts = []
     for i, p in enumerate(presentations):
-        study = _self_study(p, window, usage, rng, cdf, day_weight)
+        study = _self_study(p, window, usage, rng, weights)
         if study is not None:
             parts.append((i, study[0], study[1], np.full(len(study[0]), -1, dtype=np.int64)))
         classes = _classes(p, timetable.get(p.key, []), window, rng)

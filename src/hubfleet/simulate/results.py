@@ -85,6 +85,7 @@ class Results:
     presentations: list[dict]
     scenarios: list[ScenarioResult]
     weekly_peak_users: list[int] = field(default_factory=list)
+    sessions: int = 0  # servers started in the window
 
     def baseline(self) -> ScenarioResult:
         """The catalog as written: its topology, no hibernation, no pre-warming (what runs today)."""
@@ -109,7 +110,8 @@ class Results:
         data = {
             "fleet": self.fleet, "from": self.start.isoformat(), "to": self.end.isoformat(), "seed": self.seed,
             "currency": self.currency, "catalog_topology": self.catalog_topology, "sharing": self.sharing,
-            "presentations": self.presentations, "weekly_peak_users": self.weekly_peak_users,
+            "sessions": self.sessions, "presentations": self.presentations,
+            "weekly_peak_users": self.weekly_peak_users,
             "scenarios": [
                 {**{k: v for k, v in asdict(s).items() if k != "breakdown"},
                  "breakdown": asdict(s.breakdown), "cost_per_student_hour": s.cost_per_student_hour,
