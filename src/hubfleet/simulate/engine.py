@@ -95,8 +95,8 @@ class Simulation:
         node = prices.user_pool.node.capacity
         self.dom = np.array([max(p.cpu / node[0], p.memory / node[1]) for p in pres])  # node share per pod
         # Instants at which each server runs: bins [b0, b1)
-        self.b0 = np.minimum(np.ceil(workload.start / self.R).astype(np.int64), self.NB)
-        self.b1 = np.minimum(np.ceil(workload.end / self.R).astype(np.int64), self.NB)
+        self.b0 = np.minimum(np.ceil(workload.start / self.R), self.NB).astype(np.int32)
+        self.b1 = np.minimum(np.ceil(workload.end / self.R), self.NB).astype(np.int32)
         C = len(sizes)
         c = cls_of[workload.pres] if len(workload.pres) else np.zeros(0, np.int64)
         width = self.NB + 1

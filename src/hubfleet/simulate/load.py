@@ -83,7 +83,7 @@ class Workload:
     start: np.ndarray  # float64 minutes
     active: np.ndarray  # float64 minutes of use
     end: np.ndarray  # float64 minutes: the server stops (culled or max age)
-    event: np.ndarray  # int64 minute of the class a timetabled session belongs to; -1 for self-study
+    event: np.ndarray  # int32 minute of the class a timetabled session belongs to; -1 for self-study
     meta: dict = field(default_factory=dict)
 
     @property
@@ -174,7 +174,7 @@ def _classes(p: PresentationLoad, meetings: list[TimetabledSession], window: Win
             continue
         starts.append(t - rng.random(k) * m.arrival_spread_minutes)
         actives.append(np.full(k, m.minutes) + (t - starts[-1]))
-        events.append(np.full(k, int(round(t)), dtype=np.int64))
+        events.append(np.full(k, int(round(t)), dtype=np.int32))
     if not starts:
         return None
     return np.concatenate(starts), np.concatenate(actives), np.concatenate(events)
@@ -194,7 +194,7 @@ def build_workload(presentations: list[PresentationLoad], window: Window, usage:
     for i, p in enumerate(presentations):
         study = _self_study(p, window, usage, rng, weights)
         if study is not None:
-            parts.append((i, study[0], study[1], np.full(len(study[0]), -1, dtype=np.int64)))
+            parts.append((i, study[0], study[1], np.full(len(study[0]), -1, dtype=np.int32)))
         classes = _classes(p, timetable.get(p.key, []), window, rng)
         if classes is not None:
             parts.append((i, *classes))
@@ -206,7 +206,7 @@ def build_workload(presentations: list[PresentationLoad], window: Window, usage:
         active = np.concatenate([a for _, _, a, _ in parts])
         event = np.concatenate([e for _, _, _, e in parts])
     else:
-        pres, start, active, event = (np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+        pres, start, active, event = (np.zeros(0, np.int32), np.zeros(0), np.zeros(0), np.zeros(0, np.int32))
     return sessions_workload(presentations, window, pres, start, active, event, rng)
 
 
@@ -218,12 +218,15 @@ def sessions_workload(presentations: list[PresentationLoad], window: Window, pre
     pres = np.asarray(pres, dtype=np.int32)
     start = np.asarray(start, dtype=float)
     active = np.asarray(active, dtype=float)
-    idle = np.array([p.idle_minutes for p in presentations])[pres] if len(pres) else np.zeros(0)
-    max_age = np.array([p.max_age_minutes for p in presentations])[pres] if len(pres) else np.zeros(0)
-    lifetime = active + idle
-    lifetime = np.where(max_age > 0, np.minimum(lifetime, max_age), lifetime)
-    end = np.minimum(start + lifetime, window.minutes)
+    event = np.full(len(pres), -1, dtype=np.int32) if event is None else np.asarray(event, dtype=np.int32)
+    idle = np.array([p.idle_minutes for p in presentations], dtype=float)
+    max_age = np.array([p.max_age_minutes for p in presentations], dtype=float)
+    max_age = np.where(max_age > 0, max_age, np.inf)[pres] if len(pres) else np.zeros(0)
+    lifetime = np.minimum(active + idle[pres], max_age) if len(pres) else active.copy()
+    active = np.minimum(active, lifetime)  # a server stopped at max age was not used after it
+    # In place: a year of 300,000 students is 30 million sessions, and every array of them is 240 MB.
+    end = np.minimum(np.add(start, lifetime, out=lifetime), window.minutes, out=lifetime)
     keep = (start >= 0) & (start < window.minutes)
-    event = np.full(len(pres), -1, dtype=np.int64) if event is None else np.asarray(event, dtype=np.int64)
-    return Workload(window, presentations, pres[keep], start[keep], np.minimum(active, lifetime)[keep], end[keep],
-                    event[keep])
+    if keep.all():
+        return Workload(window, presentations, pres, start, active, end, event)
+    return Workload(window, presentations, pres[keep], start[keep], active[keep], end[keep], event[keep])
