@@ -265,3 +265,20 @@ def test_server_minutes_land_in_their_hours():
     u = _pod_minutes_per_hour(work, 2, 24)
     assert u[0, :5].tolist() == [30, 60, 60, 20, 0] and u[0, 10] == 20 and u[0].sum() == 190
     assert u[1, 1:6].tolist() == [20, 60, 60, 60, 0] and u[1].sum() == 200
+
+
+def test_a_window_that_is_not_one_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from hubfleet.cli.main import app
+
+    runner = CliRunner()
+    backwards = runner.invoke(app, ["simulate", str(EXAMPLE), "--from", "2027-01-01", "--to", "2026-01-01",
+                                    "--out", str(tmp_path / "a")])
+    assert backwards.exit_code == 2 and "is not after --from" in backwards.output
+    nonsense = runner.invoke(app, ["simulate", str(EXAMPLE), "--from", "2027-13-01", "--out", str(tmp_path / "b")])
+    assert nonsense.exit_code == 2 and "is not a date" in nonsense.output
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    from hubfleet.cli.cost_cmds import window_of
+
+    assert window_of("2028-02-29", None) == Window(dt.date(2028, 2, 29), dt.date(2029, 2, 28))

@@ -34,7 +34,8 @@ def _date(text: str, flag: str) -> dt.date:
 def window_of(start: str | None, end: str | None, today: dt.date | None = None) -> Window:
     today = today or dt.date.today()
     first = _date(start, "--from") if start else dt.date(today.year if today.month >= 9 else today.year - 1, 9, 1)
-    last = _date(end, "--to") if end else first.replace(year=first.year + 1)
+    last = _date(end, "--to") if end else dt.date(first.year + 1, first.month, min(first.day, 28 if first.month == 2
+                                                                                else 31))
     if last <= first:
         err_console.print(f"[red]--to {last} is not after --from {first}; give a later --to[/]")
         raise typer.Exit(2)
