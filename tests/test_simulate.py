@@ -15,8 +15,7 @@ from hubfleet.catalog import load_catalog
 from hubfleet.simulate import PresentationLoad, Window, sessions_workload, simulate, simulate_catalog
 from hubfleet.simulate.engine import Scenario, Simulation
 from hubfleet.simulate.model import NodeType, Platform, Pool, Prices, Scenarios, UsageModel
-from hubfleet.simulate.packing import pack
-from hubfleet.simulate.spawning import queue_waits
+from hubfleet.simulate.capacity import pack, queue_waits
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "university"
 WINDOW = Window(dt.date(2026, 9, 1), dt.date(2027, 9, 1))
@@ -247,7 +246,7 @@ def test_packing_is_first_fit_decreasing():
 
 
 def test_the_shared_queue_equals_the_plain_one():
-    from hubfleet.simulate.spawning import SpawnQueue
+    from hubfleet.simulate.capacity import SpawnQueue
 
     rng = np.random.default_rng(5)
     group = np.sort(rng.integers(0, 7, 3000))

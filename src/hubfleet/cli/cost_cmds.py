@@ -164,18 +164,17 @@ def cost(
 
     Example: hubfleet cost examples/university --opencost http://localhost:9003 --window 30d --out cost/
     """
-    from hubfleet.costs import bill
-    from hubfleet.costs.opencost import OpenCostError, attribute, fetch
+    from hubfleet.costs import opencost as oc
 
     loaded = load_or_exit(catalog)
     usage, price_list = inputs(model, prices)
     try:
-        real = attribute(loaded.catalog, fetch(opencost, window), usage.platform.sharing)
-    except OpenCostError as exc:
+        real = oc.attribute(loaded.catalog, oc.fetch(opencost, window), usage.platform.sharing)
+    except oc.OpenCostError as exc:
         err_console.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2) from None
     predicted = _predicted(loaded.catalog, real.start, real.end, usage, price_list, seed)
-    rows = bill.rows(real, predicted)
+    rows = oc.rows(real, predicted)
     table = Table("presentation", "course", "unit", "own namespaces", "shared overhead", "real total", "predicted",
                   title=f"{loaded.catalog.fleet.name}: OpenCost {real.start} to {real.end} "
                   f"(overhead shared by {usage.platform.sharing})")
@@ -185,7 +184,7 @@ def cost(
     console.print(table)
     for level in ("course", "unit"):
         t = Table(level, "real", "predicted")
-        for name, (real_cost, pred) in bill.totals(rows, level).items():
+        for name, (real_cost, pred) in oc.totals(rows, level).items():
             t.add_row(name, f"{real_cost:,.2f}", f"{pred:,.2f}")
         console.print(t)
     if real.shared_sources:
@@ -194,7 +193,7 @@ def cost(
     console.print(f"Total: real {real.grand_total:,.2f}, predicted {sum(r['predicted'] for r in rows):,.2f}")
     if out:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "cost.csv").write_text(bill.csv_text(rows), encoding="utf-8")
-        (out / "cost.html").write_text(bill.html(real, rows, loaded.catalog.fleet.name, usage.platform.sharing),
+        (out / "cost.csv").write_text(oc.csv_text(rows), encoding="utf-8")
+        (out / "cost.html").write_text(oc.html(real, rows, loaded.catalog.fleet.name, usage.platform.sharing),
                                        encoding="utf-8")
         console.print(f"wrote {out / 'cost.csv'} and {out / 'cost.html'}", highlight=False)

@@ -27,9 +27,8 @@ import numpy as np
 from hubfleet.catalog.naming import dns_label
 from hubfleet.simulate.load import PresentationLoad, Workload
 from hubfleet.simulate.model import Prices, Topology, UsageModel
-from hubfleet.simulate.packing import Packer, pods_per_node
+from hubfleet.simulate.capacity import Packer, SpawnQueue, pods_per_node
 from hubfleet.simulate.results import Breakdown, Results, ScenarioResult, share_out
-from hubfleet.simulate.spawning import SpawnQueue
 
 DAYS_PER_MONTH = 365.25 / 12
 
