@@ -281,3 +281,32 @@ def test_a_window_that_is_not_one_is_refused(tmp_path):
     from hubfleet.cli.cost_cmds import window_of
 
     assert window_of("2028-02-29", None) == Window(dt.date(2028, 2, 29), dt.date(2029, 2, 28))
+
+
+def test_hibernation_keeps_a_hub_up_only_around_its_use_and_the_first_student_waits_for_it():
+    """One class a day at 19:00 for an hour, 10 students arriving at once, nobody else: the hub is up 19:00-21:00
+    (an hour of use, an hour before it sleeps) instead of all day, and each class waits for the hub to wake."""
+    window = Window(dt.date(2026, 1, 1), dt.date(2026, 1, 11))
+    p = _pres(window=window, students=10)
+    starts = np.repeat(np.arange(10) * 1440 + 19 * 60, 10).astype(float)
+    work = sessions_workload([p], window, np.zeros(100, int), starts, np.full(100, 60.0), event=starts.astype(int))
+    model = UsageModel(platform=Platform(hibernate_after_minutes=60, hub_wake_seconds=45, autoscaler_delay_seconds=0),
+                       scenarios=Scenarios(topologies=["per-presentation", "per-student"], hibernation=[False, True],
+                                           prewarm=[False, True]))
+    rows = {(s.topology, s.hibernation, s.prewarm): s
+            for s in simulate(work, model, _prices(core_price=1.0), "f", "per-presentation", 0).scenarios}
+    assert rows["per-presentation", False, False].hub_hours == 240
+    assert rows["per-presentation", True, False].hub_hours == 20
+    assert rows["per-presentation", True, False].wait_p50_s == pytest.approx(45)  # the hub wakes for the class
+    assert rows["per-presentation", True, True].wait_p50_s == 0  # ... unless it was woken before
+    assert rows["per-presentation", False, False].wait_p95_s == 0
+    # a hub per student: 10 hubs all the time, or each for its student's hour and the hour after
+    assert rows["per-student", False, False].hub_hours == 2400
+    assert rows["per-student", True, False].hub_hours == pytest.approx(100 * 2)
+    assert rows["per-student", True, False].wait_p95_s == pytest.approx(45)
+    # with no node free the hour before, the class waits for the autoscaler's new node, unless nodes were pre-warmed
+    slow = UsageModel(platform=Platform(autoscaler_delay_seconds=240), scenarios=Scenarios(
+        topologies=["per-presentation"], hibernation=[False], prewarm=[False, True]))
+    cold, warm = simulate(work, slow, _prices(core_price=1.0), "f", "per-presentation", 0).scenarios
+    assert cold.wait_p50_s == pytest.approx(240) and warm.wait_p95_s == 0
+    assert warm.user_node_hours > cold.user_node_hours  # the pre-warmed half hour costs node time
