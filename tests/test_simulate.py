@@ -310,3 +310,11 @@ def test_hibernation_keeps_a_hub_up_only_around_its_use_and_the_first_student_wa
     cold, warm = simulate(work, slow, _prices(core_price=1.0), "f", "per-presentation", 0).scenarios
     assert cold.wait_p50_s == pytest.approx(240) and warm.wait_p95_s == 0
     assert warm.user_node_hours > cold.user_node_hours  # the pre-warmed half hour costs node time
+
+
+def test_progress_reaches_its_total(example):
+    from hubfleet.simulate import steps
+
+    ticks = []
+    simulate_catalog(example, WINDOW, seed=0, progress=ticks.append)
+    assert sum(ticks) == steps(example, WINDOW, UsageModel()) == 10 + 1 + 20

@@ -32,9 +32,10 @@ __all__ = [
 
 
 def steps(catalog: Catalog, window: Window, model: UsageModel) -> int:
-    """How many progress steps ``simulate_catalog`` reports: one per presentation, one per scenario."""
+    """How many progress steps ``simulate_catalog`` reports: one per presentation, one for the load, one per
+    scenario."""
     pres = presentations_from_catalog(catalog, window)
-    return len(pres) + len(scenarios_of(model, pres))
+    return len(pres) + 1 + len(scenarios_of(model, pres))
 
 
 def simulate_catalog(catalog: Catalog, window: Window, model: UsageModel | None = None, prices: Prices | None = None,

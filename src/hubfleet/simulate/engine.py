@@ -374,6 +374,8 @@ def scenarios_of(model: UsageModel, presentations: list[PresentationLoad]) -> li
 def simulate(workload: Workload, model: UsageModel, prices: Prices, fleet: str, catalog_topology: str,
              seed: int, progress: Callable[[int], None] | None = None) -> Results:
     sim = Simulation(workload, model, prices, fleet)
+    if progress:
+        progress(1)  # the shared part: concurrency, nodes, usage per hour
     rows = []
     for sc in scenarios_of(model, workload.presentations):
         rows.append(sim.run(sc))
