@@ -9,7 +9,7 @@ CHP := node_modules/.bin/configurable-http-proxy
 # Most of a test's time is spent waiting on real processes (hubs, proxies, spawns), so more workers than cores pay.
 TEST_WORKERS ?= 3
 
-.PHONY: install system-packages test-tools demo test bench docs lint clean
+.PHONY: install system-packages test-tools demo test bench docs simulation-report lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,9 +49,14 @@ bench: test-tools
 	$(PY) benchmarks/render_scale.py
 	$(PY) benchmarks/k8s_plan.py
 	$(PY) benchmarks/z2jh_spawn.py
+	$(PY) benchmarks/simulate.py
 
-docs: install
+docs: install simulation-report
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md
+
+# The example catalog's simulated year (docs/simulation.md reads it; tests/test_simulate_docs.py keeps it current).
+simulation-report: install
+	$(VENV)/bin/hubfleet simulate examples/university --from 2026-09-01 --to 2027-09-01 --seed 0 --out docs/simulation
 
 clean:
 	rm -rf $(VENV) node_modules .hubfleet .cache
