@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubfleet.backends.base import ActionResult, Backend, Progress
+from hubfleet.backends.base import ActionResult, Backend, Progress, WriterLock
 from hubfleet.catalog import CatalogError, LoadedCatalog, load_catalog
 from hubfleet.enrol.membership import SourceError
 from hubfleet.enrol.sync import HubChanges, sync_spec
@@ -30,7 +30,7 @@ from hubfleet.plan.diff import Kind, Plan
 from hubfleet.plan.guard import mass_stop, without_hubs
 from hubfleet.plan.spec import FleetSpec
 
-__all__ = ["LoopHooks", "Reconciler", "StepReport", "catalog_signature", "sync_enrolment"]
+__all__ = ["FleetRunner", "LoopHooks", "Reconciler", "StepReport", "catalog_signature", "sync_enrolment"]
 
 
 def sync_enrolment(backend: Backend, loaded: LoadedCatalog, spec, hubs: set[str] | None = None) -> list[HubChanges]:
@@ -55,6 +55,26 @@ class LoopHooks:
     before: Callable[[FleetSpec], list[str]] = _nothing
     # A step with nothing to apply (local: running hubs pick up members and branding). Returns notes.
     idle: Callable[[FleetSpec], list[str]] = _nothing
+
+
+@dataclass
+class FleetRunner:
+    """What ``hubfleet up`` runs on a backend (``Backend.runner``): the shared loop wired to it, the writer lock it
+    holds for as long as it runs, and what differs at the edges. ``up`` itself is one code path for every backend:
+    take ``lock``, apply once (plan shown), then ``loop.run`` until Ctrl-C/SIGTERM, then ``stop()``.
+    """
+
+    loop: "Reconciler"
+    lock: WriterLock
+    # A second `up` waits until the fleet's writer lets go (a controller replica standing by on the Lease) instead
+    # of exiting 2 naming it (a second `up` in a terminal, which is a mistake).
+    standby: bool = False
+    # After each step the loop acted in (not standing by): e.g. the controller's status document for `hubfleet
+    # status`. Returns problems to print (it must not raise: the loop goes on).
+    after_step: Callable[["StepReport"], list[str]] = lambda report: []
+    # Ctrl-C or SIGTERM: what `up` does on its way out, before the lock is released (the local fleet is stopped;
+    # a cluster's hubs keep running). Returns what to tell the operator.
+    stop: Callable[[], str] = lambda: "Stopped."
 
 
 @dataclass
