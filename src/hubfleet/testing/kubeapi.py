@@ -236,8 +236,7 @@ class ResourceHandler(tornado.web.RequestHandler):
         ns, name = (unquote(ns) if ns else None), (unquote(name) if name else None)
         try:
             info = self.resolve(group, version, plural)
-            if verb != "GET":  # every write request a client sent, answered or refused (tests count them)
-                self.api.requests[(verb, info.kind)] += 1
+            self.api.requests[(verb, info.kind)] += 1  # every request a client sent, answered or refused
             if verb == "GET" and name is None:
                 if self.get_query_argument("watch", "").lower() in ("true", "1"):
                     return await self.watch(info, ns)
@@ -390,7 +389,8 @@ class KubeApiServer:
         self.cluster, self.host = cluster, host
         self.token = secrets.token_urlsafe(32)
         self.ca_dir = Path(ca_dir)
-        # Write requests over HTTP by (verb, kind); the kubelet and tests writing on the store directly are not here.
+        # Requests over HTTP by (verb, kind) (a watch counts once); the kubelet and tests using the store directly
+        # are not here.
         self.requests: Counter[tuple[str, str]] = Counter()
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -460,7 +460,7 @@ class KubeApiServer:
 
     def writes(self, *, but: tuple[str, ...] = ()) -> int:
         """Write requests received so far, leaving out the kinds in ``but`` (e.g. "Lease", a writer lock)."""
-        return sum(n for (verb, kind), n in self.requests.items() if kind not in but)
+        return sum(n for (verb, kind), n in self.requests.items() if verb != "GET" and kind not in but)
 
     def kubeconfig(self, path: Path) -> Path:
         """A kubeconfig for this server (its CA, its token), as `kubectl`/the kubernetes client read it (JSON is
