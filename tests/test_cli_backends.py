@@ -93,3 +93,21 @@ def test_lifecycle_run_on_a_kubernetes_catalog_uses_the_contract_and_refuses_a_l
     assert run.exit_code == 0, run.output
     assert set(helm.releases) == {("m269-2026j", "m269-2026j"), ("tm351-2026j", "tm351-2026j")}
     assert not (catalog / ".hubfleet").exists()
+
+
+def test_the_cli_never_asks_which_backend_it_has():
+    """Everything a command needs is in the Backend protocol: only the factory reads the catalog's backend name."""
+    import re
+    from pathlib import Path
+
+    import hubfleet.cli
+
+    offenders = []
+    for path in sorted(Path(hubfleet.cli.__file__).parent.glob("*.py")):
+        if path.name == "backend_factory.py":
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"fleet\.backend\b|backend\s*==|\.name\s*==\s*[\"'](local|kubernetes)|hasattr\(\s*backend"
+                         r"|isinstance\([^)]*Backend", line):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert offenders == []

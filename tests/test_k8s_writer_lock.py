@@ -133,15 +133,33 @@ def test_the_controller_stands_by_while_a_cli_applies_then_leads(fresh, tmp_path
 def test_a_writer_killed_holding_the_fleet_is_taken_over_after_its_lease_runs_out(fresh):
     import time
 
-    dead = Lease(client(fresh), NS, holder="killed `hubfleet apply uni --yes`", duration=1)
+    t = time.time()  # the dead writer's last renewal, and the wall clocks of those who come after it
+    dead = Lease(client(fresh), NS, holder="killed `hubfleet apply uni --yes`", duration=1, wall=lambda: t)
     assert dead.hold() is None  # ... then kill -9: it never renews nor releases
-    # Just after, the record says it is alive: refused at once (refusing is safe whatever the clocks say).
+    # Within its duration the record says it is alive: refused at once (refusing is safe whatever the clocks say).
     with pytest.raises(LeaseBusy, match="killed"):
-        LeaseLock(Lease(client(fresh), NS, holder="next")).acquire()
-    time.sleep(1.2)  # the record is older than its duration now: the next writer watches it for one duration
-    heir = LeaseLock(Lease(client(fresh), NS, holder="next"))
+        LeaseLock(Lease(client(fresh), NS, holder="next", wall=lambda: t + 0.5)).acquire()
+    # Older than its duration: the next writer watches it unchanged for one duration by its own clock, then takes it.
+    heir = LeaseLock(Lease(client(fresh), NS, holder="next", wall=lambda: t + 2))
     heir.acquire()
     try:
         assert holder(fresh) == "next"
     finally:
         heir.release()
+
+
+def test_up_detach_while_the_controller_leads_exits_2_naming_it(fresh, tmp_path, monkeypatch):
+    """`up --detach` is a one-off writer like `apply`; only a running `up` (a controller replica) stands by."""
+    catalog = write_catalog(tmp_path / "catalog")
+    controller_lease = Lease(client(fresh), NS, holder="hubfleet-controller-5d9f_1_a1b2c3 `hubfleet up /catalog`")
+    assert controller_lease.hold() is None
+    helm = FakeHelm(fresh.cluster)
+    monkeypatch.setattr("hubfleet.cli.local_cmds.make_backend", lambda loaded, *a, **kw: backend(fresh, catalog, helm))
+    try:
+        fresh.requests.clear()
+        result = CliRunner().invoke(app, ["up", str(catalog), "--detach", "--at", OPEN.isoformat()])
+        assert result.exit_code == 2, result.output
+        assert "is in use by hubfleet-controller-5d9f_1_a1b2c3" in " ".join(result.output.split())
+        assert helm.write_count == 0 and fresh.writes(but=("Lease", "Namespace")) == 0
+    finally:
+        controller_lease.release()

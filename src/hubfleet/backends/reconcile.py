@@ -7,8 +7,9 @@ exponential backoff instead of being hammered every tick.
 
 ``step()`` is the unit tests call directly; ``run()`` only adds the sleeping.
 
-The loop speaks only the ``Backend`` contract (observe, apply, status, endpoint). What one backend needs beyond
-it comes in as ``LoopHooks``: the local backend re-reads rosters on a catalog change and refreshes running hubs
+The loop speaks only the ``Backend`` contract (observe, apply, status, endpoint); ``Backend.runner`` hands it to
+``hubfleet up`` as a ``FleetRunner`` with the writer lock it runs under. What one backend needs beyond it comes
+in as ``LoopHooks``: the local backend re-reads rosters on a catalog change and refreshes running hubs
 between applies; the Kubernetes backend applies its fleet-level objects every step. ``leader`` gates every step: a controller that does not hold the fleet's Lease observes nothing and
 writes nothing (two replicas never act at once).
 """

@@ -59,7 +59,10 @@ def hold_writer(lock: WriterLock, standby: float | None = None) -> WriterLock:
             if str(exc) != said:
                 err_console.print(f"standing by: {exc}", markup=False, highlight=False, soft_wrap=True)
                 said = str(exc)
-            time.sleep(standby)
+            try:
+                time.sleep(standby)
+            except KeyboardInterrupt:  # stopped while standing by: it held nothing, so there is nothing to undo
+                raise typer.Exit(130) from None
     if said is not None:
         err_console.print("leading: this process acts now", markup=False, highlight=False)
     previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS}

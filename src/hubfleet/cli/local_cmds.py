@@ -1,8 +1,10 @@
-"""Commands that run a fleet on this machine: up, apply, status, down. Thin: the work is in backends.local.
+"""Commands that run a fleet: up, apply, status (any backend, through the ``Backend`` protocol only) and down (the
+local state dir's processes). Thin: the work is in backends.
 
-``up`` is the foreground, docker-compose-like command: it applies, then keeps reconciling until Ctrl-C, and on
-Ctrl-C stops the fleet it runs (``--detach`` applies once and leaves it running). ``apply`` is one reconcile that
-leaves hubs running. ``down`` stops everything and deletes nothing.
+``up`` is the foreground, docker-compose-like command: it applies, then keeps reconciling until Ctrl-C (locally
+Ctrl-C stops the fleet it runs; ``--detach`` applies once and leaves it running). On a kubernetes catalog the same
+command is the in-cluster controller's. ``apply`` is one reconcile that leaves hubs running. ``down`` stops
+everything local and deletes nothing.
 """
 
 from __future__ import annotations
