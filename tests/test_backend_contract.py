@@ -237,7 +237,10 @@ class KubernetesHarness(Harness):
                 except httpx.HTTPError:
                     return False
 
-            wait_until(answers, timeout=120, what=f"hub {hub} answering through its proxy pod")
+            try:
+                wait_until(answers, timeout=120, what=f"hub {hub} answering through its proxy pod")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{self.chart.logs(hub, 'hub')[-3000:]}") from None
 
     def footprint(self, hub: str) -> Any:
         # Pods and Events are the kubelet's to write; which pods run (their names) is part of the footprint.
@@ -318,7 +321,9 @@ def h(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def apply(h: Harness, date: dt.date = OPEN):  # noqa: ANN201
+    """What `hubfleet apply` does through the contract: prepare the fleet, plan against what runs, apply."""
     spec = h.spec(date)
+    h.backend.prepare(spec)
     report = h.backend.apply(h.backend.plan(spec, h.backend.observe()), spec)
     h.settle()
     return report
@@ -367,6 +372,7 @@ def test_reapply_is_a_no_op_with_zero_writes(h: Harness) -> None:
     secrets = {hub: h.secrets(hub) for hub in (A, B)}
     h.reset_writes()
     spec = h.spec()
+    h.backend.prepare(spec)  # the fleet-level objects too (the cluster's `_fleet/`): unchanged, so not written
     p = h.backend.plan(spec, h.backend.observe())
     assert p == Plan()
     assert h.backend.apply(p, spec).results == []
