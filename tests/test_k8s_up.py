@@ -102,3 +102,30 @@ def test_two_ups_one_acts_a_kill_9_mid_apply_is_taken_over_and_converges(api, tm
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
+
+
+def test_a_controller_holds_a_mass_stop_back_instead_of_crash_looping(tmp_path, capsys):
+    """The controller's first plan would stop every hub (a wrong date, a catalog folder missing from git): nobody
+    reads an exit code in a pod, so it keeps them running and says so, as the loop does; an operator's `up` in a
+    terminal is refused with exit 2 instead (tests/security/test_processes.py)."""
+    import datetime as dt
+
+    from hubfleet.backends.kubernetes.backend import KubernetesBackend
+    from hubfleet.backends.kubernetes.fake import FakeCluster
+    from hubfleet.backends.kubernetes.helm import FakeHelm
+    from hubfleet.catalog import load_catalog
+    from hubfleet.cli.local_cmds import _apply_once
+    from hubfleet.plan import plan as make_plan
+
+    catalog = write_catalog(tmp_path / "catalog")
+    cluster = FakeCluster(extra_kinds=[PV])
+    backend = KubernetesBackend(cluster, FakeHelm(cluster), catalog_root=catalog)
+    loaded = load_catalog(catalog)
+    report, _ = _apply_once(backend, loaded, make_plan(loaded.catalog, OPEN), False, hold_back=True)
+    assert report.ok and len(report.results) == len(HUBS)
+    later = make_plan(loaded.catalog, dt.date(2031, 1, 1))  # every presentation long over
+    report, _ = _apply_once(backend, loaded, later, False, hold_back=True)
+    assert report.results == []  # nothing stopped, archived or deleted
+    assert all(hub.running for hub in backend.observe().hubs.values())
+    said = " ".join(capsys.readouterr().err.split())
+    assert "this plan would stop 3 of the 3 running hub(s)" in said and "kept running" in said

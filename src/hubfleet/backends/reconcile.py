@@ -70,6 +70,9 @@ class FleetRunner:
     # A second `up` waits until the fleet's writer lets go (a controller replica standing by on the Lease) instead
     # of exiting 2 naming it (a second `up` in a terminal, which is a mistake).
     standby: bool = False
+    # Nobody reads a prompt or an exit code (a controller pod): where `up` would refuse its first plan with exit 2
+    # (a mass stop), it holds those hubs back and reports it, as the loop does, instead of crash-looping the pod.
+    unattended: bool = False
     # After each step the loop acted in (not standing by): e.g. the controller's status document for `hubfleet
     # status`. Returns problems to print (it must not raise: the loop goes on).
     after_step: Callable[["StepReport"], list[str]] = lambda report: []

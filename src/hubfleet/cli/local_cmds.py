@@ -36,6 +36,7 @@ from hubfleet.cli.common import (
 from hubfleet.cli.guards import AllowMassStopOption, hold_writer, refuse_mass_stop
 from hubfleet.plan import OrphanError, plan as make_plan
 from hubfleet.plan.diff import Action, Plan
+from hubfleet.plan.guard import mass_stop, without_hubs
 from hubfleet.plan.spec import FleetSpec
 
 StateOption = typer.Option(None, "--state-dir", help="Where hubfleet keeps hub state; default .hubfleet/ next to the catalog.")
@@ -121,7 +122,7 @@ def up(
     # One writer per fleet: a second `up` exits 2 naming this one, or (a controller replica) stands by until it leads.
     hold_writer(runner.lock, standby=interval if runner.standby and not detach else None)
     try:
-        report, synced = _apply_once(backend, loaded, spec, allow_mass_stop)
+        report, synced = _apply_once(backend, loaded, spec, allow_mass_stop, hold_back=runner.unattended and not detach)
         if detach:
             raise typer.Exit(0 if report.ok and synced else 1)
         console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops.")
@@ -142,8 +143,10 @@ def up(
         console.print(runner.stop(), highlight=False)
 
 
-def _apply_once(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, allow_mass_stop: bool) -> tuple[ApplyReport, bool]:
-    """`up`'s first reconcile in the foreground: the plan shown, the mass-stop guard, apply, enrolment, access."""
+def _apply_once(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, allow_mass_stop: bool,
+                hold_back: bool = False) -> tuple[ApplyReport, bool]:
+    """`up`'s first reconcile in the foreground: the plan shown, the mass-stop guard (``hold_back``: keep those hubs
+    running and say so, instead of exiting 2), apply, enrolment, access."""
     try:
         state = backend.observe()
         plan = backend.plan(spec, state)
@@ -153,6 +156,11 @@ def _apply_once(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, allow_
         err_console.print(str(exc), markup=False)
         raise typer.Exit(2) from None
     print_plan(spec, plan)
+    verdict = None if allow_mass_stop or not hold_back else mass_stop(plan, state, spec)
+    if verdict is not None:
+        for line in [*verdict.lines(), "kept running; restart `up` with --allow-mass-stop if intended"]:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+        plan = without_hubs(plan, verdict.names)
     refuse_mass_stop(plan, state, spec, allow_mass_stop)
     _prepare(backend, spec)
     report = _apply(backend, plan, spec)

@@ -241,7 +241,7 @@ class KubernetesBackend:
                 return [f"cannot write the controller status: {exc}"]
             return []
 
-        return FleetRunner(loop=loop, lock=lock, standby=True, after_step=after_step,
+        return FleetRunner(loop=loop, lock=lock, standby=True, unattended=True, after_step=after_step,
                            stop=lambda: "Controller stopped; the Lease is released. The hubs keep running in the cluster.")
 
     def configure_archive(self, store: str | None, say: Say | None) -> None:
