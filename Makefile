@@ -48,6 +48,7 @@ bench: test-tools
 	$(PY) benchmarks/archive.py
 	$(PY) benchmarks/render_scale.py
 	$(PY) benchmarks/k8s_plan.py
+	$(PY) benchmarks/noop_reconcile.py
 	$(PY) benchmarks/z2jh_spawn.py
 	$(PY) benchmarks/simulate.py
 
