@@ -25,8 +25,10 @@ holder before anything is started.
 from __future__ import annotations
 
 import errno
+import functools
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -39,7 +41,7 @@ import psutil
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, read_json, write_json_atomic
 from hubfleet.backends.local.hosts import FleetHosts
-from hubfleet.backends.local.ports import PortBook
+from hubfleet.backends.local.ports import PortBook, listening_ports
 from hubfleet.backends.local.proxy import ProxyCommand
 from hubfleet.backends.local.secrets import ensure_secret
 
@@ -132,7 +134,8 @@ class FrontDoor:
         settings = read_json(self.settings_file) or {}
         api_port = settings.get("api_port") or self._ports()[0]
         return httpx.Client(
-            base_url=f"http://{HOST}:{api_port}/api/", headers={"Authorization": f"token {self._token()}"}, timeout=10
+            base_url=f"http://{HOST}:{api_port}/api/", headers={"Authorization": f"token {self._token()}"}, timeout=10,
+            verify=_tls(),
         )
 
     def running(self) -> bool:
@@ -192,6 +195,8 @@ class FrontDoor:
                 if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
                     raise
         ours = process.read_alive(self.proxy_pidfile)
+        if ours is not None and self.port in listening_ports([ours.pid]):
+            return  # ours holds it (every step of a running fleet); a second listener would need SO_REUSEPORT
         holders = _listeners(self.port)
         if ours is not None and holders and holders <= {ours.pid}:
             return
@@ -201,10 +206,10 @@ class FrontDoor:
               uds: Path | None = None, fleet_id: str | None = None) -> None:  # fmt: skip
         headers = {"Authorization": f"token {token}"} if token else {}
         deadline = time.monotonic() + timeout
-        transport = httpx.HTTPTransport(uds=str(uds)) if uds else None
+        transport = httpx.HTTPTransport(uds=str(uds), verify=_tls()) if uds else None
         while True:
             try:
-                with httpx.Client(transport=transport, timeout=2) as client:
+                with httpx.Client(transport=transport, timeout=2, verify=_tls()) as client:
                     resp = client.get(url, headers=headers)
                 if resp.status_code == 200 and fleet_id is None:
                     return
@@ -259,6 +264,13 @@ class FrontDoor:
                 api.delete(f"routes{path}").raise_for_status()
                 changed.append(f"route {path.lstrip('/')} removed")
         return changed
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for the process. The front door is plain HTTP, but every httpx client builds a context and
+    loads the CA bundle (about 0.3 s here), and a reconcile step made four of them."""
+    return ssl.create_default_context()
 
 
 def _listeners(port: int) -> set[int | None]:
