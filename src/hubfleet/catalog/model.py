@@ -28,6 +28,31 @@ Overwrite = Literal["never", "always", "if-unchanged"]
 Role = Literal["student", "tutor", "instructor"]
 
 
+def check_hibernate_after(value: int | str) -> int | str:
+    """Seconds (`1800`), minutes or hours (`30m`, `2h`) or `never`; kept as seconds or `never`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"{value} is not a positive number of seconds; write e.g. `30m`, `1800` or `never`")
+        return value
+    if isinstance(value, str):
+        if value == "never":
+            return value
+        found = re.fullmatch(r"(\d+)\s*(s|m|h)?", value.strip())
+        if found and int(found.group(1)) > 0:
+            return int(found.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[found.group(2)]
+    raise ValueError(f"{value!r} is not an idle time; write seconds (`1800`), `30m`, `2h` or `never`")
+
+
+HibernateAfter = Annotated[Union[int, str], AfterValidator(check_hibernate_after)]
+_HIBERNATE_DOC = (
+    "Idle time after which the hub hibernates: seconds (`1800`), `30m`, `2h`, or `never`. A hub hibernates only with "
+    "no running or pending student server and no activity for this long; its processes stop (Kubernetes: hub and "
+    "proxy scaled to 0), students' files, the database and secrets stay. The first request wakes it (a few seconds; "
+    "a form posted to a sleeping hub is not replayed and must be sent again). On a hub serving several "
+    "presentations the longest wins, and `never` wins over any time."
+)
+
+
 def check_template(text: str) -> str:
     """Reject placeholders other than the ones hubfleet fills in."""
     for name in _PLACEHOLDER.findall(text):
@@ -280,6 +305,7 @@ class Overrides(Strict):
     extensions: Extensions | None = Field(None, description="JupyterLab extension config.")
     seed: list[SeedStep] | None = Field(None, description="Course material to seed.")
     culling: Culling | None = Field(None, description="Idle culling.")
+    hibernate_after: HibernateAfter | None = Field(None, description=_HIBERNATE_DOC + " Unset: the fleet default.")
     container_user: Literal["username", "jovyan"] | None = Field(
         None, description="`username`: the real username inside the container; `jovyan`: the image default."
     )
@@ -321,6 +347,7 @@ class Defaults(Strict):
     storage: Storage = Field(default_factory=lambda: Storage(layout="personal-subfolder", size="5Gi"))
     container_user: Literal["username", "jovyan"] = Field("username")
     culling: Culling = Field(default_factory=Culling)
+    hibernate_after: HibernateAfter = Field(1800, description=_HIBERNATE_DOC)
 
 
 class OidcAuth(Strict):

@@ -1,0 +1,187 @@
+"""Hibernation on the local backend, with real processes: a hub idle for its `hibernate_after` stops (hub, proxy,
+culler gone), the first request for it wakes it through the portal's waker and lands on the page asked for, a POST
+sent while it sleeps is refused rather than replayed, and a hub with a running server never sleeps.
+
+One small fleet (one hub, `hibernate_after: 2` seconds) shared by the tests, in file order. Demo mode, so no system
+users are created.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from conftest import browser_client, free_port, running_in, wait_until
+
+from hubfleet.backends.local import process
+from hubfleet.backends.local.backend import LocalBackend, stop_fleet
+from hubfleet.backends.local.reconciler import Reconciler
+from hubfleet.catalog import load_catalog
+from hubfleet.plan import diff, plan
+
+AT = dt.date(2026, 11, 1)
+HUB = "m269-2026j"
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Fleet:
+    catalog: Path
+    state: Path
+    port: int
+    backend: LocalBackend
+    loop: Reconciler
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.state / "hubs" / HUB
+
+    def url(self, path: str = "") -> str:
+        return f"http://{HUB}.localhost:{self.port}/{path}"
+
+    def asleep(self) -> bool:
+        return (self.hub_dir / "hibernated.json").exists()
+
+    def hub_processes(self) -> list[psutil.Process]:
+        """The hub's own processes: JupyterHub, its proxy and its services (the idle culler), by their cwd."""
+        return [p for p in running_in(self.state) if p.cwd() == str(self.hub_dir)]
+
+    def token(self) -> str:
+        return (self.hub_dir / "service_token").read_text().strip()
+
+    def api(self) -> httpx.Client:
+        """The hub's API through the front door, as hubfleet's service."""
+        return browser_client(self.url("hub/api/"), headers={"Authorization": f"token {self.token()}"}, timeout=30)
+
+    def step_until_asleep(self) -> None:
+        wait_until(lambda: self.loop.step().errors == [] and self.asleep(), what="the hub to hibernate", every=0.3)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    root = tmp_path_factory.mktemp("hibernation")
+    catalog = root / "catalog"
+    (catalog / "courses").mkdir(parents=True)
+    (catalog / "fleet.yaml").write_text(textwrap.dedent("""\
+        fleet:
+          name: sleepy-university
+          defaults: {hibernate_after: 2}
+        """))
+    (catalog / "courses" / "M269.yaml").write_text(textwrap.dedent("""\
+        code: M269
+        title: Algorithms, data structures and computability
+        presentations:
+          - {id: 2026J, start: 2026-10-10, end: 2027-06-01, enrolment: [{users: [carol, alice]}]}
+        """))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HUBFLEET_DEMO_MODE", "1")
+        state = root / "state"
+        backend = LocalBackend(state, state / "storage", load_catalog(catalog), port=free_port())
+        f = Fleet(catalog, state, backend.port, backend, Reconciler(catalog, backend, AT))
+        try:
+            spec = plan(backend.loaded.catalog, AT)
+            report = backend.apply(diff(spec, backend.observe()), spec)
+            assert report.ok, [r.message for r in report.failures]
+            yield f
+        finally:
+            seen = running_in(state)
+            stop_fleet(state)
+            _, alive = psutil.wait_procs(seen, timeout=30)
+            assert alive == [], f"left running after down: {alive}"
+
+
+def _waker_page(resp: httpx.Response) -> bool:
+    return 'id="waker-heading"' in resp.text
+
+
+def test_an_idle_hub_hibernates_and_its_processes_are_gone(fleet: Fleet) -> None:
+    before = fleet.hub_processes()
+    names = {" ".join(p.cmdline()) for p in before}
+    assert any("jupyterhub" in n and "-f" in n for n in names) and any("configurable-http-proxy" in n for n in names)
+    assert any("jupyterhub_idle_culler" in n for n in names), names  # the culler is one of the hub's processes
+    fleet.step_until_asleep()
+    _, alive = psutil.wait_procs(before, timeout=30)
+    assert alive == [] and fleet.hub_processes() == []
+    assert process.read_alive(fleet.hub_dir / "hub.pid.json") is None
+    spec = plan(fleet.backend.loaded.catalog, AT)
+    # Not down: nothing plans a start, further steps leave it asleep, status says hibernated.
+    assert diff(spec, fleet.backend.observe()).actions == ()
+    assert fleet.loop.step().results == [] and fleet.asleep() and fleet.hub_processes() == []
+    [row] = fleet.backend.status(spec)
+    assert (row.up, row.hibernated) == (False, True)
+
+
+def test_a_request_wakes_it_and_lands_on_the_page_asked_for(fleet: Fleet) -> None:
+    asked = fleet.url("hub/login?next=%2Fhub%2Fhome")
+    seen = []
+    with browser_client(timeout=30) as browser:
+        first = browser.get(asked)
+        assert first.status_code == 200 and _waker_page(first)
+        assert "Starting Algorithms, data structures and computability" in first.text
+        assert '<meta http-equiv="refresh" content="1">' in first.text  # follows readiness without JavaScript
+
+        def reload() -> bool:  # what the page's meta refresh does: the same URL again
+            resp = browser.get(asked)
+            seen.append(resp.status_code)
+            return not _waker_page(resp)
+
+        wait_until(reload, what="the hub to wake", every=0.5)
+        landed = browser.get(asked)
+    assert all(code == 200 for code in seen[:-1]), seen  # no error while waking
+    # JupyterHub itself answered the very URL asked, query included: its login hands on to the sign-in with `next`.
+    assert landed.headers.get("x-jupyterhub-version") and str(landed.url) == asked
+    assert (landed.status_code, landed.headers["location"]) == (302, "/hub/oauth_login?next=%2Fhub%2Fhome")
+    assert not fleet.asleep() and len(fleet.hub_processes()) >= 3
+
+
+def test_a_post_while_it_sleeps_is_refused_not_replayed(fleet: Fleet) -> None:
+    fleet.step_until_asleep()
+    with fleet.api() as api:
+        sent = api.post("users", json={"usernames": ["posted-while-asleep"]})
+        assert sent.status_code == 503 and "NOT received" in sent.text and sent.headers["retry-after"]
+        wait_until(lambda: not _waker_page(api.get("users/carol")), what="the hub to wake after the POST", every=0.5)
+        assert api.get("users/posted-while-asleep").status_code == 404  # the POST was never replayed
+        assert api.get("users/carol").json()["name"] == "carol"
+
+
+def test_a_websocket_never_goes_through_the_waker(fleet: Fleet) -> None:
+    fleet.step_until_asleep()
+    with browser_client(timeout=30) as browser:
+        upgrade = browser.get(fleet.url("user/alice/api/kernels/x/channels"), headers={
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})  # fmt: skip
+    assert upgrade.status_code == 403 and not _waker_page(upgrade)
+    assert fleet.asleep() and fleet.hub_processes() == []  # and it woke nothing
+
+
+def test_a_hub_with_a_running_server_never_hibernates(fleet: Fleet) -> None:
+    with browser_client(timeout=30) as browser:
+        wait_until(lambda: not _waker_page(browser.get(fleet.url("hub/api/"))), what="wake", every=0.5)
+    with fleet.api() as api:
+        assert api.post("users/alice/server").status_code in (201, 202)
+        wait_until(lambda: (api.get("users/alice").json()["servers"].get("") or {}).get("ready"), what="spawn")
+        kernel = api.get("users/alice").json()["servers"][""]
+    server = browser_client(kernel["url"].join("api/") if hasattr(kernel["url"], "join") else
+                            f"http://alice.{HUB}.localhost:{fleet.port}{kernel['url']}api/",
+                            headers={"Authorization": f"token {fleet.token()}"}, timeout=30)
+    with server:
+        opened = server.post("kernels", json={"name": "python3"})
+    assert opened.status_code == 201, opened.text  # an open kernel, idle from here on
+    steps = 0
+    deadline = psutil.time.monotonic() + 8  # four times its hibernate_after, stepping as `up` does
+    while psutil.time.monotonic() < deadline:
+        assert fleet.loop.step().errors == []
+        steps += 1
+        psutil.time.sleep(0.3)
+    assert steps > 5 and not fleet.asleep()
+    with fleet.api() as api:
+        assert api.get("users/alice").json()["servers"][""]["ready"]  # the server and its kernel are still there
+        assert api.delete("users/alice/server").status_code in (202, 204)
+        wait_until(lambda: api.get("users/alice").json()["servers"] == {}, what="server stopped")
+    fleet.step_until_asleep()  # once the server is gone, it does sleep
