@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import browser_client, free_port, running_in, wait_until
+from conftest import browser_client, free_port, portal_sign_in, running_in, wait_until
 
 from hubfleet.backends.local import process
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
@@ -160,28 +161,30 @@ def test_a_websocket_never_goes_through_the_waker(fleet: Fleet) -> None:
     assert fleet.asleep() and fleet.hub_processes() == []  # and it woke nothing
 
 
-def test_a_hub_with_a_running_server_never_hibernates(fleet: Fleet) -> None:
-    with browser_client(timeout=30) as browser:
-        wait_until(lambda: not _waker_page(browser.get(fleet.url("hub/api/"))), what="wake", every=0.5)
-    with fleet.api() as api:
-        assert api.post("users/alice/server").status_code in (201, 202)
-        wait_until(lambda: (api.get("users/alice").json()["servers"].get("") or {}).get("ready"), what="spawn")
-        kernel = api.get("users/alice").json()["servers"][""]
-    server = browser_client(kernel["url"].join("api/") if hasattr(kernel["url"], "join") else
-                            f"http://alice.{HUB}.localhost:{fleet.port}{kernel['url']}api/",
-                            headers={"Authorization": f"token {fleet.token()}"}, timeout=30)
-    with server:
-        opened = server.post("kernels", json={"name": "python3"})
-    assert opened.status_code == 201, opened.text  # an open kernel, idle from here on
+def test_a_hub_with_a_running_server_and_open_kernel_never_hibernates(fleet: Fleet) -> None:
+    with browser_client(fleet.url(), timeout=60) as browser:
+        wait_until(lambda: not _waker_page(browser.get("hub/api/")), what="wake", every=0.5)
+        # Alice signs in (portal, then the hub's OAuth hop) and starts her server, as in a browser.
+        password = (fleet.state / "demo-password").read_text().strip()
+        signed_in = portal_sign_in(browser, "alice", password, portal=f"http://portal.localhost:{fleet.port}/portal")
+        assert signed_in.status_code == 303
+        assert browser.get("hub/spawn", follow_redirects=True).status_code == 200
+        with fleet.api() as api:
+            wait_until(lambda: (api.get("users/alice").json()["servers"].get("") or {}).get("ready"), what="spawn")
+            mine = api.get("users/alice").json()["servers"][""]["full_url"]
+        assert browser.get(mine + "lab", follow_redirects=True).status_code == 200
+        xsrf = browser.cookies.get("_xsrf", domain=f"alice.{HUB}.localhost", path="/user/alice/")
+        opened = browser.post(mine + "api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf})
+        assert opened.status_code == 201, opened.text  # an open kernel, idle from here on
     steps = 0
-    deadline = psutil.time.monotonic() + 8  # four times its hibernate_after, stepping as `up` does
-    while psutil.time.monotonic() < deadline:
+    deadline = time.monotonic() + 8  # four times its hibernate_after, stepping as `up` does
+    while time.monotonic() < deadline:
         assert fleet.loop.step().errors == []
         steps += 1
-        psutil.time.sleep(0.3)
+        time.sleep(0.3)
     assert steps > 5 and not fleet.asleep()
     with fleet.api() as api:
-        assert api.get("users/alice").json()["servers"][""]["ready"]  # the server and its kernel are still there
+        assert api.get("users/alice").json()["servers"][""]["ready"]  # her server and kernel are still there
         assert api.delete("users/alice/server").status_code in (202, 204)
         wait_until(lambda: api.get("users/alice").json()["servers"] == {}, what="server stopped")
-    fleet.step_until_asleep()  # once the server is gone, it does sleep
+    fleet.step_until_asleep()  # once her server is stopped, the hub does sleep
