@@ -27,6 +27,10 @@ from hubfleet.catalog import load_catalog
 from hubfleet.plan import diff, plan
 
 AT = dt.date(2026, 11, 1)
+QUIET = dt.datetime(2026, 11, 2, 3, 0)  # a Monday night
+# Wednesday 10:00 is M269's weekly session; warming starts node_ready_time + wake_time (5 + 1 min) before it and
+# lasts until the arrival window (10 min) after it.
+WARM = dt.datetime(2026, 11, 4, 9, 55)
 HUB = "m269-2026j"
 pytestmark = pytest.mark.slow
 
@@ -78,12 +82,17 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         code: M269
         title: Algorithms, data structures and computability
         presentations:
-          - {id: 2026J, start: 2026-10-10, end: 2027-06-01, enrolment: [{users: [carol, alice]}]}
+          - id: 2026J
+            start: 2026-10-10
+            end: 2027-06-01
+            enrolment: [{users: [carol, alice]}]
+            timetable: {weekly: [{weekday: wed, start: "10:00", duration: 1h}]}
         """))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HUBFLEET_DEMO_MODE", "1")
         state = root / "state"
         backend = LocalBackend(state, state / "storage", load_catalog(catalog), port=free_port())
+        backend.wall_clock = lambda: QUIET  # no session near: the timetable keeps nothing awake
         f = Fleet(catalog, state, backend.port, backend, Reconciler(catalog, backend, AT))
         try:
             spec = plan(backend.loaded.catalog, AT)
@@ -188,3 +197,26 @@ def test_a_hub_with_a_running_server_and_open_kernel_never_hibernates(fleet: Fle
         assert api.delete("users/alice/server").status_code in (202, 204)
         wait_until(lambda: api.get("users/alice").json()["servers"] == {}, what="server stopped")
     fleet.step_until_asleep()  # once her server is stopped, the hub does sleep
+
+
+def test_the_timetable_wakes_the_hub_before_a_session_and_keeps_it_awake_through_the_arrivals(fleet: Fleet) -> None:
+    from hubfleet.backends.local.hibernation import journal
+
+    fleet.step_until_asleep()
+    fleet.backend.wall_clock = lambda: WARM
+    try:
+        report = fleet.loop.step()
+        assert report.errors == [] and not fleet.asleep() and len(fleet.hub_processes()) >= 3
+        assert any("woken for wed 10:00 at 10:00 (timetable)" in n for n in report.notes), report.notes
+        assert journal(fleet.backend.paths)[-1] | {"at": None, "seconds": None} == {
+            "at": None, "event": "wake", "hub": HUB, "ok": True, "reason": "timetable", "seconds": None}
+        # Idle, no server, far past its 2 s: still awake while students arrive.
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            assert fleet.loop.step().errors == []
+            time.sleep(0.3)
+        assert not fleet.asleep()
+        fleet.backend.wall_clock = lambda: WARM + dt.timedelta(minutes=16)  # 10:11, the arrival window is over
+        fleet.step_until_asleep()
+    finally:
+        fleet.backend.wall_clock = lambda: QUIET

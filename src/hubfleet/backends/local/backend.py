@@ -40,7 +40,9 @@ from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor
-from hubfleet.backends.local.hibernation import hibernate, hub_lock, is_hibernated, start_hub_processes, wait_hub_api
+from hubfleet.backends.local.hibernation import (
+    hibernate, hub_lock, is_hibernated, start_hub_processes, wait_hub_api, wake,
+)
 from hubfleet.backends.local.hosts import FleetHosts
 from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
 from hubfleet.backends.local.ports import HubPorts, PortBook
@@ -53,6 +55,7 @@ from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
 from hubfleet.plan.diff import Action, FleetState, Kind, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
+from hubfleet.plan.timetable import active_windows, warmup_schedule
 
 __all__ = ["ApplyCancelled", "LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "fleet_processes", "stop_fleet"]
 
@@ -103,6 +106,8 @@ class LocalBackend:
         # more hubs behind the back of the `down` that interrupted them.
         self.cancelled = threading.Event()
         self._next_idle_check: dict[str, float] = {}  # hub -> monotonic time of its next hibernation check
+        # Local wall-clock time, naive, as the timetable is written (tests move it).
+        self.wall_clock = dt.datetime.now
 
     # -- small helpers -------------------------------------------------------------------------------------------
 
@@ -296,7 +301,16 @@ class LocalBackend:
         notes = []
         now = time.monotonic()
         door = self.frontdoor
+        warm = self._warm_windows(spec)
         for hub in spec.hubs:
+            if hub.name in warm:
+                # A session is coming (timetable): the hub is woken ahead of it and kept awake until the arrival
+                # window is over, so the class does not wait for it.
+                if is_hibernated(self.paths.hub(hub.name)):
+                    wake(self.paths, hub.name, door.route_hub, self.hub_timeout, reason="timetable")
+                    notes.append(f"{hub.name} woken for {warm[hub.name].session} at "
+                                 f"{warm[hub.name].session_start:%H:%M} (timetable)")
+                continue
             if hub.hibernate_after is None or now < self._next_idle_check.get(hub.name, 0.0):
                 continue
             self._next_idle_check[hub.name] = now + min(max(hub.hibernate_after / 4, 0.2), 60.0)
@@ -310,6 +324,13 @@ class LocalBackend:
             up = {h.name: h.name not in asleep and self._alive(h.name) for h in spec.hubs}
             write_json_atomic(self.paths.fleet_json, self._fleet_document(spec, up, asleep))
         return notes
+
+    def _warm_windows(self, spec: FleetSpec) -> dict[str, Any]:
+        """Hubs in a timetable warm-up window now (plan.timetable), by the wall clock (``self.wall_clock``)."""
+        at = self.wall_clock()
+        windows = warmup_schedule(self.loaded.catalog, at - dt.timedelta(days=1), days=2, calendars=self.loaded.calendars)
+        wanted = {h.name for h in spec.hubs}
+        return {hub: w for hub, w in active_windows(windows, at).items() if hub in wanted}
 
     def _alive(self, hub: str) -> bool:
         hp = self.paths.hub(hub)

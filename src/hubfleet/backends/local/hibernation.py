@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import json
 import os
 import sys
 import time
@@ -40,7 +41,7 @@ from hubfleet.hubapi import HubClient
 from hubfleet.plan.hibernation import HubActivity, activity_of, awake_reason
 from hubfleet.plan.spec import HubSpec
 
-__all__ = ["WakeFailed", "hibernate", "hub_activity", "hub_lock", "hub_proxy_command", "is_hibernated",
+__all__ = ["WakeFailed", "hibernate", "journal", "hub_activity", "hub_lock", "hub_proxy_command", "is_hibernated",
            "start_hub_processes", "wait_hub_api", "wake"]
 
 HOST = "127.0.0.1"
@@ -160,6 +161,7 @@ def hibernate(paths: FleetPaths, hub: HubSpec, route: Any, now: dt.datetime | No
             hp.hibernated.unlink(missing_ok=True)
             return reason
         _stop_processes(hp)
+    _note(paths, {"event": "hibernate", "hub": hub.name})
     return None
 
 
@@ -186,10 +188,11 @@ def _stop_processes(hp: HubPaths) -> None:
     process.stop(hp.proxy_pidfile)
 
 
-def wake(paths: FleetPaths, name: str, route: Any, timeout: float = 120.0) -> float | None:
+def wake(paths: FleetPaths, name: str, route: Any, timeout: float = 120.0, reason: str = "request") -> float | None:
     """Start a hibernated hub, point its route back at its proxy, clear the marker; the seconds it took, or None
     if it was not hibernated (another process woke it first). A failed start leaves it *down* (no marker), so the
-    ``up`` loop restarts it with its usual backoff, and raises WakeFailed."""
+    ``up`` loop restarts it with its usual backoff, and raises WakeFailed. Every wake is journaled
+    (:func:`journal`) with its ``reason`` (``request``: the waker; ``timetable``: a session is coming)."""
     hp = paths.hub(name)
     with hub_lock(hp):
         if not is_hibernated(hp):
@@ -201,9 +204,40 @@ def wake(paths: FleetPaths, name: str, route: Any, timeout: float = 120.0) -> fl
             route(name, (read_json(hp.hub_json) or {})["proxy_port"])
         except Exception as exc:
             hp.hibernated.unlink(missing_ok=True)
+            _note(paths, {"event": "wake", "hub": name, "reason": reason, "ok": False})
             raise WakeFailed(f"{name} did not wake: {exc}") from exc
         hp.hibernated.unlink(missing_ok=True)
-        return time.monotonic() - t0
+        took = time.monotonic() - t0
+        _note(paths, {"event": "wake", "hub": name, "reason": reason, "ok": True, "seconds": round(took, 3)})
+        return took
+
+
+def journal_path(paths: FleetPaths) -> Path:
+    return paths.state / "hibernation.jsonl"
+
+
+def _note(paths: FleetPaths, entry: dict) -> None:
+    """One line per hibernation and wake, appended (O_APPEND: whole lines from several processes); the portal's
+    /metrics counts from it, so the figures survive a portal restart and include the ``up`` loop's wakes."""
+    entry = {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **entry}
+    fd = os.open(journal_path(paths), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def journal(paths: FleetPaths) -> list[dict]:
+    """Every journaled hibernation and wake, oldest first (a torn last line is skipped)."""
+    try:
+        lines = journal_path(paths).read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
 
 
 def _tail(path: Path, nbytes: int = 1500) -> str:
