@@ -106,6 +106,29 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             assert alive == [], f"left running after down: {alive}"
 
 
+def scrape(fleet: Fleet) -> dict[tuple, float]:
+    """The portal's /metrics, parsed with Prometheus' own text parser: {(sample name, sorted labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from hubfleet.web.metrics import metrics_token
+
+    with browser_client(timeout=30) as client:
+        url = f"http://portal.localhost:{fleet.port}/metrics"
+        assert client.get(url).status_code == 401  # the fleet's shape is not public
+        resp = client.get(url, headers={"Authorization": f"Bearer {metrics_token(fleet.state)}"})
+    assert resp.status_code == 200, resp.text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(resp.text) for s in family.samples}
+
+
+def hubs(metrics: dict, state: str) -> float:
+    return metrics[("hubfleet_hubs", (("phase", "open"), ("state", state)))]
+
+
+def wakes(metrics: dict, reason: str) -> float:
+    return metrics[("hubfleet_wakes_total", (("outcome", "ok"), ("reason", reason)))]
+
+
 def _waker_page(resp: httpx.Response) -> bool:
     return 'id="waker-heading"' in resp.text
 
@@ -115,7 +138,12 @@ def test_an_idle_hub_hibernates_and_its_processes_are_gone(fleet: Fleet) -> None
     names = {" ".join(p.cmdline()) for p in before}
     assert any("jupyterhub" in n and "-f" in n for n in names) and any("configurable-http-proxy" in n for n in names)
     assert any("jupyterhub_idle_culler" in n for n in names), names  # the culler is one of the hub's processes
+    awake = scrape(fleet)
+    assert (hubs(awake, "running"), hubs(awake, "hibernated")) == (1, 0)
     fleet.step_until_asleep()
+    asleep = scrape(fleet)
+    assert (hubs(asleep, "running"), hubs(asleep, "hibernated")) == (0, 1)
+    assert asleep[("hubfleet_hibernations_total", ())] == awake[("hubfleet_hibernations_total", ())] + 1
     _, alive = psutil.wait_procs(before, timeout=30)
     assert alive == [] and fleet.hub_processes() == []
     assert process.read_alive(fleet.hub_dir / "hub.pid.json") is None
@@ -130,6 +158,7 @@ def test_an_idle_hub_hibernates_and_its_processes_are_gone(fleet: Fleet) -> None
 def test_a_request_wakes_it_and_lands_on_the_page_asked_for(fleet: Fleet) -> None:
     asked = fleet.url("hub/login?next=%2Fhub%2Fhome")
     seen = []
+    before = scrape(fleet)
     with browser_client(timeout=30) as browser:
         first = browser.get(asked)
         assert first.status_code == 200 and _waker_page(first)
@@ -148,6 +177,10 @@ def test_a_request_wakes_it_and_lands_on_the_page_asked_for(fleet: Fleet) -> Non
     assert landed.headers.get("x-jupyterhub-version") and str(landed.url) == asked
     assert (landed.status_code, landed.headers["location"]) == (302, "/hub/oauth_login?next=%2Fhub%2Fhome")
     assert not fleet.asleep() and len(fleet.hub_processes()) >= 3
+    after = scrape(fleet)
+    assert wakes(after, "request") == wakes(before, "request") + 1 and wakes(after, "timetable") == 0
+    count = ("hubfleet_wake_duration_seconds_count", ())
+    assert after[count] == before[count] + 1 and after[("hubfleet_wake_duration_seconds_sum", ())] > 0
 
 
 def test_a_post_while_it_sleeps_is_refused_not_replayed(fleet: Fleet) -> None:
@@ -192,17 +225,23 @@ def test_a_hub_with_a_running_server_and_open_kernel_never_hibernates(fleet: Fle
         steps += 1
         time.sleep(0.3)
     assert steps > 5 and not fleet.asleep()
+    labels = (("course", "M269"), ("hub", HUB), ("presentation", "M269-2026J"))
+    during = scrape(fleet)  # from the hub's own /hub/metrics
+    assert during[("hubfleet_hub_running_servers", labels)] == 1
+    assert during[("hubfleet_hub_active_users", labels)] >= 1
     with fleet.api() as api:
         assert api.get("users/alice").json()["servers"][""]["ready"]  # her server and kernel are still there
         assert api.delete("users/alice/server").status_code in (202, 204)
         wait_until(lambda: api.get("users/alice").json()["servers"] == {}, what="server stopped")
     fleet.step_until_asleep()  # once her server is stopped, the hub does sleep
+    assert scrape(fleet)[("hubfleet_hub_running_servers", labels)] == 0
 
 
 def test_the_timetable_wakes_the_hub_before_a_session_and_keeps_it_awake_through_the_arrivals(fleet: Fleet) -> None:
     from hubfleet.backends.local.hibernation import journal
 
     fleet.step_until_asleep()
+    before = wakes(scrape(fleet), "timetable")
     fleet.backend.wall_clock = lambda: WARM
     try:
         report = fleet.loop.step()
@@ -210,6 +249,7 @@ def test_the_timetable_wakes_the_hub_before_a_session_and_keeps_it_awake_through
         assert any("woken for wed 10:00 at 10:00 (timetable)" in n for n in report.notes), report.notes
         assert journal(fleet.backend.paths)[-1] | {"at": None, "seconds": None} == {
             "at": None, "event": "wake", "hub": HUB, "ok": True, "reason": "timetable", "seconds": None}
+        assert wakes(scrape(fleet), "timetable") == before + 1
         # Idle, no server, far past its 2 s: still awake while students arrive.
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:

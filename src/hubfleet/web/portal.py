@@ -95,7 +95,7 @@ def _safe_next(target: str | None) -> str:
 
 
 # Called server to server (by the hubs, at the portal's private address), never with a browser's cookie.
-_MACHINE_PATHS = frozenset({"/healthz", f"{PORTAL_PREFIX}/oauth/token", f"{PORTAL_PREFIX}/oauth/userinfo",
+_MACHINE_PATHS = frozenset({"/healthz", "/metrics", f"{PORTAL_PREFIX}/oauth/token", f"{PORTAL_PREFIX}/oauth/userinfo",
                             f"{PORTAL_PREFIX}/oauth/jwks", f"{PORTAL_PREFIX}/.well-known/openid-configuration"})  # fmt: skip
 
 
@@ -195,6 +195,18 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         if not path or not Path(path).is_file():
             raise HTTPException(404, "no logo")
         return FileResponse(path, media_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        # Scraped by Prometheus with the fleet's metrics token (web/metrics.py); any host, like /healthz.
+        from hubfleet.web.metrics import authorised, metrics_text
+
+        if not authorised(source.state, request.headers.get("authorization")):
+            return Response("metrics need the fleet's bearer token (<state>/frontdoor/metrics_token)\n", 401,
+                            media_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics_text(source.state, source.fleet()), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str | None]:

@@ -49,6 +49,7 @@ from hubfleet.backends.executor import run_plan
 from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
+from . import hibernation
 from . import material as mat
 from . import records
 from .cluster import Cluster, ClusterError, ClusterUnavailable, NotFound, UnsupportedKind
@@ -154,7 +155,12 @@ class KubernetesBackend:
         for ns, applied in recorded.items():
             name = applied.get("name", ns)
             status = statuses[ns]
-            hubs[name] = ObservedHub(name=name, running=bool(status and status.deployed), applied=applied)
+            try:
+                asleep = hibernation.is_hibernated(self.cluster, ns)
+            except ClusterUnavailable as exc:
+                raise KubernetesUnavailable(str(exc)) from exc
+            hubs[name] = ObservedHub(name=name, running=bool(status and status.deployed) and not asleep,
+                                     applied=applied, hibernated=asleep)
         presentations = records.observed_presentations(recorded, claims, markers)
         return FleetState(hubs=hubs, presentations=presentations)
 
@@ -482,6 +488,15 @@ class KubernetesBackend:
         return records.unarchived_claims(records.student_claims(self.cluster, ns), applied,
                                          records.read_markers(self.cluster))
 
+    # -- hibernation (hibernation.py): the hub's Deployments scaled to 0 and back ------------------------------
+
+    def hibernate(self, hub: str) -> list[str]:
+        """Scale ``hub``'s JupyterHub and proxy to 0 (release, database claim, secrets, student storage stay)."""
+        return hibernation.hibernate(self.cluster, hub)
+
+    def wake(self, hub: str) -> list[str]:
+        return hibernation.wake(self.cluster, hub)
+
     def _release_status(self, ns: str):
         return self.helm.status(ns, ns)
 
@@ -493,6 +508,8 @@ class KubernetesBackend:
             return HubStatus(hub.name, url, up=False, detail=f"cannot ask helm: {_explain(exc)}")
         if release is None:
             return HubStatus(hub.name, url, up=False, detail="no release")
+        if release.deployed and hibernation.is_hibernated(self.cluster, namespace_name(hub)):
+            return HubStatus(hub.name, url, up=False, hibernated=True, detail="hibernated: hub and proxy at 0 replicas")
         if not release.deployed:
             return HubStatus(hub.name, url, up=False, detail=f"release {release.status}: {release.description}")
         where = f"release deployed (revision {release.revision}, chart {release.chart_version})"
