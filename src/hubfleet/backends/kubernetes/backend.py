@@ -51,6 +51,7 @@ from hubfleet.plan.spec import FleetSpec, HubSpec
 
 from . import hibernation
 from . import material as mat
+from .prewarm import placeholders_in, prewarm_values
 from . import records
 from .cluster import Cluster, ClusterError, ClusterUnavailable, NotFound, UnsupportedKind
 from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, options_for
@@ -134,6 +135,8 @@ class KubernetesBackend:
         self.hub_url = hub_url
         self.helm_timeout, self.api_timeout = helm_timeout, api_timeout
         self.catalog_root = catalog_root
+        # Hub -> the timetable's warm-up window in force now (plan.timetable); the controller sets it each step.
+        self.warm: Callable[[], dict] = dict
 
     # ---------------------------------------------------------------------------------------- the contract
 
@@ -185,7 +188,7 @@ class KubernetesBackend:
 
     def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
         # Course material is content, not spec: only the cluster can say a hub's material changed.
-        return self.material_updates(diff(spec, state), spec, state)
+        return self.prewarm_updates(self.material_updates(diff(spec, state), spec, state), spec, state)
 
     def prepare(self, spec: FleetSpec) -> None:
         """The fleet-level objects (``apply_fleet_objects``) every hub relies on, before any hub's release."""
@@ -361,8 +364,30 @@ class KubernetesBackend:
         if material is None:
             material = self.material_for(hub)
         values = render_values(hub, spec, options=self.options, material=material)
+        if warm := prewarm_values(self.warm().get(hub.name)):
+            values = _merge(values, warm)  # a timetable warm-up window is in force (prewarm.py)
         extra = self.extra_values(hub) if callable(self.extra_values) else self.extra_values
         return _merge(values, extra) if extra else values
+
+    def prewarm_updates(self, plan: Plan, spec: FleetSpec, state: FleetState) -> Plan:
+        """`plan` plus an `update` for each running hub whose release runs another number of placeholders than its
+        timetable asks for now (a window opened or closed): the spec is by date, the window by the clock."""
+        busy = {a.hub for a in plan.actions}
+        windows = self.warm()
+        extra = []
+        for hub in spec.hubs:
+            seen = state.hubs.get(hub.name)
+            if hub.name in busy or seen is None or not seen.running:
+                continue
+            want = placeholders_in(prewarm_values(windows.get(hub.name)))
+            try:
+                have = placeholders_in(self.helm.get_values(hub.name, namespace_name(hub)))
+            except (HelmError, ClusterError):
+                continue
+            if want != have:
+                why = f"timetable: {windows[hub.name].session}" if hub.name in windows else "timetable: window over"
+                extra.append(Action(kind=Kind.update, hub=hub.name, reason=f"{why}, placeholders {have} -> {want}"))
+        return Plan(actions=plan.actions + tuple(extra)) if extra else plan
 
     # ------------------------------------------------------------------------------------------ material
 
