@@ -8,8 +8,8 @@ loses nothing and the ``up`` loop's own actions (a timetable wake, a hibernation
 * ``hubfleet_wakes_total{reason,outcome}``, ``hubfleet_wake_duration_seconds`` (histogram) and
   ``hubfleet_hibernations_total``: from the hibernation journal (``backends/local/hibernation.py``);
 * ``hubfleet_hub_running_servers`` and ``hubfleet_hub_active_users`` per hub, with ``course`` and
-  ``presentation`` labels: scraped from each running hub's own ``/hub/metrics`` with hubfleet's service token
-  (scope ``read:metrics``); a sleeping hub counts 0 and is not woken by a scrape;
+  ``presentation`` labels: from each running hub's own ``/hub/metrics`` (scope ``read:metrics``) and users'
+  ``last_activity``, with hubfleet's service token; a sleeping hub counts 0 and is not woken by a scrape;
 * ``hubfleet_archive_bytes`` and ``hubfleet_archives{status}`` (verified, failed, pending): from the archive ledger.
 
 The endpoint wants ``Authorization: Bearer <token>``, the token in ``<state>/frontdoor/metrics_token`` (generated
@@ -19,8 +19,8 @@ ref: https://prometheus.io/docs/instrumenting/writing_exporters/#collectors
 
 from __future__ import annotations
 
+import datetime as dt
 import hmac
-import math
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,22 +132,32 @@ class FleetCollector:
 
 
 def _scrape_hub(hp) -> tuple[float, float]:  # noqa: ANN001
-    """(running servers, active users over 24h) from the hub's own /hub/metrics; zeros if it does not answer."""
+    """(running servers, users active in the last 24 hours) of a running hub; zeros if it does not answer.
+
+    Running servers come from the hub's own /hub/metrics. Active users are counted from its users' last_activity
+    (the API) instead of its ``jupyterhub_active_users`` gauge, which JupyterHub recomputes only periodically and
+    so still says 0 for a while after a student's first sign-in."""
     raw = read_json(hp.hub_json) or {}
-    try:
-        resp = httpx.get(f"http://127.0.0.1:{raw['proxy_port']}/hub/metrics", timeout=5,
-                         headers={"Authorization": f"token {read_secret(hp.service_token)}"})  # fmt: skip
-        resp.raise_for_status()
-    except (httpx.HTTPError, KeyError, OSError):
-        return 0.0, 0.0
+    headers = {"Authorization": f"token {read_secret(hp.service_token)}"}
+    base = f"http://127.0.0.1:{raw.get('proxy_port')}/hub"
     running = users = 0.0
-    for family in text_string_to_metric_families(resp.text):
-        for sample in family.samples:
-            if sample.name == "jupyterhub_running_servers":
-                running = sample.value
-            elif sample.name == "jupyterhub_active_users" and sample.labels.get("period") == "24h":
-                users = sample.value
-    return running, users if not math.isnan(users) else 0.0
+    try:
+        resp = httpx.get(f"{base}/metrics", timeout=5, headers=headers)
+        resp.raise_for_status()
+        for family in text_string_to_metric_families(resp.text):
+            for sample in family.samples:
+                if sample.name == "jupyterhub_running_servers":
+                    running = sample.value
+        listed = httpx.get(f"{base}/api/users", timeout=5, headers=headers)
+        listed.raise_for_status()
+    except (httpx.HTTPError, OSError):
+        return running, users
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=24)
+    for user in listed.json():
+        stamp = user.get("last_activity")
+        if stamp and dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")) >= since:
+            users += 1
+    return running, users
 
 
 def metrics_text(state: Path, fleet: dict) -> bytes:
