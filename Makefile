@@ -44,6 +44,7 @@ test: system-packages test-tools
 bench: test-tools
 	$(PY) benchmarks/plan_scale.py
 	$(PY) benchmarks/local_fleet.py
+	$(PY) benchmarks/hibernation.py
 	$(PY) benchmarks/enrol_sync.py
 	$(PY) benchmarks/archive.py
 	$(PY) benchmarks/render_scale.py

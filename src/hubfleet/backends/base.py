@@ -57,6 +57,8 @@ class HubStatus:
     users: int | None = None
     running_servers: int | None = None
     detail: str = ""
+    # Asleep on purpose after its idle time: not up, but not down either (the first request wakes it).
+    hibernated: bool = False
 
 
 Progress = Callable[[Action, str], None]

@@ -56,6 +56,8 @@ class LoopHooks:
     before: Callable[[FleetSpec], list[str]] = _nothing
     # A step with nothing to apply (local: running hubs pick up members and branding). Returns notes.
     idle: Callable[[FleetSpec], list[str]] = _nothing
+    # After every step's actions: hibernate hubs idle for their hibernate_after (plan.hibernation). Returns notes.
+    rest: Callable[[FleetSpec], list[str]] = _nothing
 
 
 @dataclass
@@ -245,6 +247,10 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - e.g. the front door's port taken; report it, try again next tick
             report.errors.append(f"reconcile failed: {exc}")
             return report
+        try:
+            report.notes += self.hooks.rest(spec)
+        except Exception as exc:  # noqa: BLE001 - a hub's API away mid-check: it stays awake, try again next tick
+            report.errors.append(f"hibernation check failed: {exc}")
         if now >= self._next_sync:
             self._sync(spec, report)
             self._next_sync = now + self.sync_every

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from hubfleet.catalog import naming
 from hubfleet.catalog.boundary import outside_catalog, shared_names
+from hubfleet.catalog.ical import IcalError, parse_ical
 from hubfleet.catalog.errors import MAX_SHOWN, CatalogError, Location, Problem
 from hubfleet.catalog.model import Catalog, Course, Fleet
 from hubfleet.catalog.roster import Member, Roster, RosterErrors, read_roster
@@ -25,7 +26,7 @@ from hubfleet.catalog.semantics import check_semantics
 from hubfleet.catalog.source import DataPath, SourceMap, read_yaml
 
 # Keys whose values are file paths, written relative to the file that names them.
-_PATH_KEYS = {("csv",), ("source",), ("logo",), ("users_file",)}
+_PATH_KEYS = {("csv",), ("source",), ("logo",), ("users_file",), ("ical",)}
 # Tags pydantic puts into error locations of tagged unions; they are not keys of the data.
 _UNION_TAGS = {"csv", "users", "ldap", "idp_group", "oidc", "lti13", "embedded"}
 
@@ -38,6 +39,7 @@ class LoadedCatalog:
     root: Path
     sources: SourceMap
     rosters: dict[str, list[Member]] = field(default_factory=dict)  # root-relative csv path -> members
+    calendars: dict[str, str] = field(default_factory=dict)  # root-relative .ics path -> its text (timetables)
 
     def path(self, relative: str) -> Path:
         """The real path of a root-relative path from the catalog; ValueError if it leads outside the catalog."""
@@ -363,10 +365,36 @@ def _load(target: Path) -> LoadedCatalog:
                     for e in bad.errors[:MAX_SHOWN]:
                         loc = ("courses", ci, "presentations", pi, "enrolment", si, "csv")
                         problems.append(Problem(Location(csv_display, e.row, e.col), readable_path(data, loc), e.detail))
+    calendars = _calendars(catalog, root, data, fleet_file, problems)
     prefix = naming.account_prefix(catalog.fleet.name, catalog.fleet.account_prefix)
     for clash in shared_names(_usernames(catalog, shown), prefix):
         (loc, path), (first_loc, _) = _place(clash.where, data, smap), _place(clash.first_where, data, smap)
         problems.append(Problem(loc, path, clash.message(str(first_loc))))
     if problems:
         raise CatalogError(problems, omitted)
-    return LoadedCatalog(catalog=catalog, root=root, sources=smap, rosters=rosters)
+    return LoadedCatalog(catalog=catalog, root=root, sources=smap, rosters=rosters, calendars=calendars)
+
+
+def _calendars(catalog: Catalog, root: Path, data: Any, fleet_file: Path, problems: list[Problem]) -> dict[str, str]:
+    """Read and check each timetable's iCal file: the loader is the one place that reads files; the planner only
+    parses the text (plan.timetable.parse_ical), so a bad line is reported here as ``file:line:1``."""
+    out: dict[str, str] = {}
+    for ci, course in enumerate(catalog.courses):
+        for pi, pres in enumerate(course.presentations):
+            rel = pres.timetable.ical if pres.timetable else None
+            if rel is None or rel in out:
+                continue
+            loc = ("courses", ci, "presentations", pi, "timetable", "ical")
+            display = os.path.normpath(os.path.join(fleet_file.parent, rel))
+            try:
+                text = catalog_path(root, rel).read_text(encoding="utf-8")
+                parse_ical(text)
+            except IcalError as exc:
+                problems.append(Problem(Location(display, exc.line, 1), readable_path(data, loc), str(exc).split(": ", 1)[1]))
+                continue
+            except (OSError, ValueError) as exc:
+                problems.append(Problem(Location(display, 1, 1), readable_path(data, loc),
+                                        f"cannot read the iCal file ({exc}); fix the path or remove `ical:`"))
+                continue
+            out[rel] = text
+    return out

@@ -28,6 +28,37 @@ Overwrite = Literal["never", "always", "if-unchanged"]
 Role = Literal["student", "tutor", "instructor"]
 
 
+def check_duration(value: int | str, *, never: bool = False) -> int | str:
+    """Seconds (`1800`), minutes or hours (`30m`, `2h`), or (``never``) the word `never`; kept as seconds."""
+    how = "write seconds (`1800`), `30m`, `2h`" + (" or `never`" if never else "")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"{value} is not a positive number of seconds; {how}")
+        return value
+    if isinstance(value, str):
+        if never and value == "never":
+            return value
+        found = re.fullmatch(r"(\d+)\s*(s|m|h)?", value.strip())
+        if found and int(found.group(1)) > 0:
+            return int(found.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[found.group(2)]
+    raise ValueError(f"{value!r} is not a length of time; {how}")
+
+
+def check_hibernate_after(value: int | str) -> int | str:
+    return check_duration(value, never=True)
+
+
+Duration = Annotated[Union[int, str], AfterValidator(check_duration)]
+HibernateAfter = Annotated[Union[int, str], AfterValidator(check_hibernate_after)]
+_HIBERNATE_DOC = (
+    "Idle time after which the hub hibernates: seconds (`1800`), `30m`, `2h`, or `never`. A hub hibernates only with "
+    "no running or pending student server and no activity for this long; its processes stop (Kubernetes: hub and "
+    "proxy scaled to 0), students' files, the database and secrets stay. The first request wakes it (a few seconds; "
+    "a form posted to a sleeping hub is not replayed and must be sent again). On a hub serving several "
+    "presentations the longest wins, and `never` wins over any time."
+)
+
+
 def check_template(text: str) -> str:
     """Reject placeholders other than the ones hubfleet fills in."""
     for name in _PLACEHOLDER.findall(text):
@@ -280,8 +311,69 @@ class Overrides(Strict):
     extensions: Extensions | None = Field(None, description="JupyterLab extension config.")
     seed: list[SeedStep] | None = Field(None, description="Course material to seed.")
     culling: Culling | None = Field(None, description="Idle culling.")
+    hibernate_after: HibernateAfter | None = Field(None, description=_HIBERNATE_DOC + " Unset: the fleet default.")
     container_user: Literal["username", "jovyan"] | None = Field(
         None, description="`username`: the real username inside the container; `jovyan`: the image default."
+    )
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_CLOCK = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class WeeklySlot(Strict):
+    """A teaching session every week of the presentation (from its start to its end date)."""
+
+    weekday: Weekday = Field(description="Day of the week: `mon` ... `sun`.")
+    start: str = Field(pattern=_CLOCK, description="Start time, `HH:MM`, in the fleet's local time.")
+    duration: Duration = Field(description="Length: seconds, `90m`, `2h`.")
+    attendance: float = Field(
+        1.0, gt=0, le=1,
+        description="Share of the enrolled students expected to start a server at this session (0-1]. Sizes the "
+        "pre-warming: too low and the first arrivals queue for nodes, too high and idle capacity is paid for.",
+    )
+
+
+class OneOffEvent(Strict):
+    """A dated session (an exam, a workshop) on top of the weekly slots."""
+
+    name: str = Field("session", description="What it is, shown in `hubfleet plan`.")
+    date: dt.date = Field(description="The day (YYYY-MM-DD).")
+    start: str = Field(pattern=_CLOCK, description="Start time, `HH:MM`, local time.")
+    duration: Duration = Field(description="Length: seconds, `90m`, `2h`.")
+    attendance: float = Field(1.0, gt=0, le=1, description="Share of the enrolled students expected (0-1].")
+
+
+class Timetable(Strict):
+    """When a presentation's students arrive, so the hub is awake and capacity is warm before they do."""
+
+    weekly: list[WeeklySlot] = Field(default_factory=list, description="Recurring weekly sessions.")
+    events: list[OneOffEvent] = Field(default_factory=list, description="Dated one-off sessions.")
+    ical: str | None = Field(
+        None,
+        description="An iCalendar (`.ics`) file, relative to the file that names it, with more sessions (e.g. "
+        "exported from the timetabling system). Its VEVENTs' DTSTART/DTEND (local time or UTC `Z`) count as "
+        "sessions with attendance `X-HUBFLEET-ATTENDANCE` (default 1). Where sessions overlap, the largest "
+        "attendance wins, so an override never lowers what the catalog asks for.",
+    )
+
+
+class Prewarm(Strict):
+    """How far ahead of a session capacity is warmed (2i2c's sizing rule with these inputs)."""
+
+    node_ready_time: Duration = Field(
+        300, description="Time a new node takes to be ready for pods (cloud: 3-15 minutes). Warming starts this "
+        "long (plus `wake_time`) before a session.",
+    )
+    wake_time: Duration = Field(60, description="Time to wake a hibernated hub; added to the lead time.")
+    arrival_window: Duration = Field(
+        600, description="Students arrive spread over this long after a session starts; placeholders are removed "
+        "after it.",
+    )
+    spawn_time: Duration = Field(60, description="Time one server takes to start, for the spawn limit.")
+    users_per_node: int = Field(
+        0, ge=0, description="Kubernetes: students per node. Set it to get whole-node placeholders (one pod per "
+        "node, so nobody queues behind a node that is not ready); 0 uses one small placeholder per user.",
     )
 
 
@@ -295,6 +387,7 @@ class Presentation(Overrides):
     enrolment: list[EnrolmentSource] = Field(default_factory=list, description="Where the students come from.")
     team: Team | None = Field(None, description="Staff added for this presentation only.")
     title: str | None = Field(None, description="Overrides the course title, e.g. for a summer school.")
+    timetable: Timetable | None = Field(None, description="Sessions, for waking and pre-warming ahead of them.")
 
 
 class Course(Overrides):
@@ -321,6 +414,7 @@ class Defaults(Strict):
     storage: Storage = Field(default_factory=lambda: Storage(layout="personal-subfolder", size="5Gi"))
     container_user: Literal["username", "jovyan"] = Field("username")
     culling: Culling = Field(default_factory=Culling)
+    hibernate_after: HibernateAfter = Field(1800, description=_HIBERNATE_DOC)
 
 
 class OidcAuth(Strict):
@@ -467,6 +561,7 @@ class Fleet(Strict):
     auth: Auth = Field(default_factory=lambda: EmbeddedAuth(type="embedded"), description="How users log in.")
     branding: Branding = Field(default_factory=Branding)
     units: list[Unit] = Field(default_factory=list, description="Faculties or schools.")
+    prewarm: Prewarm = Field(default_factory=Prewarm, description="Lead times for timetable pre-warming.")
     directory: Directory | None = Field(None, description="LDAP directory for `ldap:` enrolment sources.")
     kubernetes: KubernetesSettings = Field(
         default_factory=KubernetesSettings,

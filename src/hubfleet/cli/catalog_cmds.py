@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from hubfleet.cli.backend_factory import StateDirOption, observing_backend
 from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, today
 from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import plan_json
+from hubfleet.plan.timetable import warmup_schedule
 
 topology_app = typer.Typer(help="Compare ways of grouping presentations into hubs.", no_args_is_help=True)
 
@@ -56,8 +58,12 @@ def plan(
             actions = backend.plan(spec, backend.observe())  # read-only
     except OrphanError as exc:
         raise orphan_exit(exc) from None
+    windows = warmup_schedule(loaded.catalog, dt.datetime.combine(spec.date, dt.time()), calendars=loaded.calendars)
     if as_json:
-        print(plan_json(spec, actions))
+        doc = json.loads(plan_json(spec, actions))
+        doc["warmup"] = [{k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in vars(w).items()}
+                         for w in windows]  # fmt: skip
+        print(json.dumps(doc, indent=2))
         return
     table = Table("hub", "url", "presentations", "profiles", "students")
     for hub in spec.hubs:
@@ -69,6 +75,14 @@ def plan(
             str(hub.expected_students),
         )
     console.print(table)
+    if windows:
+        warm = Table("hub", "session", "starts", "warm from", "until", "expected", "headroom", "placeholders",
+                     "spawn limit", title=f"Warm-up schedule, 7 days from {spec.date}")
+        for w in windows:
+            warm.add_row(w.hub, w.session, f"{w.session_start:%a %d %b %H:%M}", f"{w.warm_from:%H:%M}",
+                         f"{w.warm_until:%H:%M}", str(w.expected), str(w.headroom_users), str(w.placeholders),
+                         str(w.concurrent_spawn_limit))
+        console.print(warm)
     print_plan(spec, actions)
 
 

@@ -265,7 +265,7 @@ def status(
     table = Table("hub", "url", "phase", "up", "users", "servers", "detail", title=f"{spec.fleet} on {spec.date}")
     for r in rows:
         table.add_row(
-            r.name, r.url, phases[r.name], "[green]up[/]" if r.up else "[red]down[/]",
+            r.name, r.url, phases[r.name], "[green]up[/]" if r.up else "[blue]hibernated[/]" if r.hibernated else "[red]down[/]",
             "" if r.users is None else str(r.users), "" if r.running_servers is None else str(r.running_servers), r.detail,
         )
     console.print(table)

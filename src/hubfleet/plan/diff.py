@@ -33,6 +33,9 @@ class ObservedHub(BaseModel):
     name: str
     running: bool
     applied: dict[str, Any]  # HubSpec.model_dump(mode="json") as last applied
+    # Stopped on purpose after its idle time (plan.hibernation): not down, so nothing plans a start; the first
+    # request wakes it. A spec change still plans an update, which wakes it to apply.
+    hibernated: bool = False
 
 
 class FleetState(BaseModel):
@@ -165,7 +168,7 @@ def diff(spec: FleetSpec, state: FleetState) -> Plan:
             actions.append(Action(kind=Kind.create, hub=name, reason="wanted by the catalog"))
         elif seen.applied != new:
             actions.append(Action(kind=Kind.update, hub=name, changes=tuple(field_changes(seen.applied, new))))
-        elif not seen.running:
+        elif not seen.running and not seen.hibernated:
             actions.append(Action(kind=Kind.start, hub=name, reason="configured but not running"))
     for p in spec.retired:
         seen_p = state.presentations.get(p.key)

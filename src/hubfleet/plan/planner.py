@@ -163,6 +163,13 @@ def _culling(settings: list[Culling]) -> CullingSpec:
     )
 
 
+def _hibernate_after(settings: list[int | str]) -> int | None:
+    """Seconds of idleness before the hub hibernates, None for never; in a shared hub the most lenient wins."""
+    if any(s == "never" for s in settings):
+        return None
+    return max(int(s) for s in settings)
+
+
 def _labels(fleet: str, hub: str, pres: list[PresentationSpec]) -> dict[str, str]:
     labels = {"app.kubernetes.io/managed-by": "hubfleet", "hubfleet.io/fleet": fleet, "hubfleet.io/hub": hub}
     for key, values in (
@@ -186,7 +193,8 @@ def plan(catalog: Catalog, today: dt.date) -> FleetSpec:
             spec = _presentation(catalog, course, pres, today)
             if spec.phase.hub_wanted:
                 culling = pres.culling or course.culling or fleet.defaults.culling
-                members[spec.hub].append((course, pres, spec, culling))
+                sleep = _pick(pres.hibernate_after, course.hibernate_after, fleet.defaults.hibernate_after)
+                members[spec.hub].append((course, pres, spec, culling, sleep))
             elif spec.phase.rank >= spec.phase.archived.rank:
                 retired.append(spec)
     hubs = []
@@ -203,10 +211,11 @@ def plan(catalog: Catalog, today: dt.date) -> FleetSpec:
                 base_path="/",
                 topology=fleet.topology,
                 presentations=tuple(specs),
-                profiles=tuple(p for c, pr, s, _ in entries for p in _profiles(catalog, c, pr, s, shared)),
+                profiles=tuple(p for c, pr, s, *_ in entries for p in _profiles(catalog, c, pr, s, shared)),
                 admins=tuple(fleet.platform_team),
                 roles=tuple(r for s in specs for r in _roles(s)),
                 culling=_culling([e[3] for e in entries]),
+                hibernate_after=_hibernate_after([e[4] for e in entries]),
                 branding=BrandingSpec(**fleet.branding.model_dump()),
                 auth=fleet.auth.model_dump(),
                 labels=_labels(fleet.name, name, specs),

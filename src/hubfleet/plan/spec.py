@@ -187,6 +187,8 @@ class HubSpec(Spec):
     auth: dict[str, Any]
     labels: dict[str, str]
     expected_students: int
+    # Seconds with no server, no pending spawn and no activity before the hub hibernates; None: never.
+    hibernate_after: int | None = None
 
     @property
     def students_admitted(self) -> bool:

@@ -48,6 +48,7 @@ from hubfleet.web.csrf import CSRF_FIELD, CsrfGuard
 from hubfleet.web.devices import DeviceCookies
 from hubfleet.web.directory import UserDirectory
 from hubfleet.web.throttle import SignInThrottle
+from hubfleet.web.waker import Waker
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -94,7 +95,7 @@ def _safe_next(target: str | None) -> str:
 
 
 # Called server to server (by the hubs, at the portal's private address), never with a browser's cookie.
-_MACHINE_PATHS = frozenset({"/healthz", f"{PORTAL_PREFIX}/oauth/token", f"{PORTAL_PREFIX}/oauth/userinfo",
+_MACHINE_PATHS = frozenset({"/healthz", "/metrics", f"{PORTAL_PREFIX}/oauth/token", f"{PORTAL_PREFIX}/oauth/userinfo",
                             f"{PORTAL_PREFIX}/oauth/jwks", f"{PORTAL_PREFIX}/.well-known/openid-configuration"})  # fmt: skip
 
 
@@ -162,6 +163,8 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
 
     app.state.page_context = page_context
     app.add_middleware(OwnHostOnly, source=source)
+    # Outermost: a sleeping hub's host (its route points here while it hibernates) is the waker's, not the portal's.
+    app.add_middleware(Waker, **local_waking(source.state, source.fleet))
 
     def render(request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
                **extra: Any) -> HTMLResponse:  # fmt: skip
@@ -192,6 +195,18 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         if not path or not Path(path).is_file():
             raise HTTPException(404, "no logo")
         return FileResponse(path, media_type=mimetypes.guess_type(path)[0] or "application/octet-stream")
+
+    @app.get("/metrics")
+    def metrics(request: Request) -> Response:
+        # Scraped by Prometheus with the fleet's metrics token (web/metrics.py); any host, like /healthz.
+        from hubfleet.web.metrics import authorised, metrics_text
+
+        if not authorised(source.state, request.headers.get("authorization")):
+            return Response("metrics need the fleet's bearer token (<state>/frontdoor/metrics_token)\n", 401,
+                            media_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics_text(source.state, source.fleet()), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str | None]:
@@ -282,6 +297,28 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
     else:
         app.include_router(archives_router, prefix=PORTAL_PREFIX)
     return app
+
+
+def local_waking(state: Path, fleet: Callable[[], dict]) -> dict[str, Any]:
+    """The waker's hooks for a local fleet: the hub's files say whether it sleeps, ``hibernation.wake`` wakes it and
+    points its front-door route back at its proxy."""
+    from hubfleet.backends.local import process
+    from hubfleet.backends.local.fleetstate import FleetPaths
+    from hubfleet.backends.local.frontdoor import FrontDoor
+    from hubfleet.backends.local.hibernation import is_hibernated, wake
+
+    paths = FleetPaths(state)
+
+    def wake_hub(name: str) -> float | None:
+        door = FrontDoor(paths, 0, None, fleet().get("domain") or "localhost")
+        return wake(paths, name, door.route_hub)
+
+    return {
+        "fleet": fleet,
+        "asleep": lambda name: is_hibernated(paths.hub(name)),
+        "alive": lambda name: process.read_alive(paths.hub(name).hub_pidfile) is not None,
+        "wake": wake_hub,
+    }
 
 
 def _duration(seconds: float) -> str:

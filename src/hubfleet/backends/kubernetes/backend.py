@@ -49,7 +49,9 @@ from hubfleet.backends.executor import run_plan
 from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
+from . import hibernation
 from . import material as mat
+from .prewarm import placeholders_in, prewarm_values
 from . import records
 from .cluster import Cluster, ClusterError, ClusterUnavailable, Conflict, NotFound, UnsupportedKind
 from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, options_for
@@ -133,6 +135,8 @@ class KubernetesBackend:
         self.hub_url = hub_url
         self.helm_timeout, self.api_timeout = helm_timeout, api_timeout
         self.catalog_root = catalog_root
+        # Hub -> the timetable's warm-up window in force now (plan.timetable); the controller sets it each step.
+        self.warm: Callable[[], dict] = dict
 
     # ---------------------------------------------------------------------------------------- the contract
 
@@ -154,7 +158,12 @@ class KubernetesBackend:
         for ns, applied in recorded.items():
             name = applied.get("name", ns)
             status = statuses[ns]
-            hubs[name] = ObservedHub(name=name, running=bool(status and status.deployed), applied=applied)
+            try:
+                asleep = hibernation.is_hibernated(self.cluster, ns)
+            except ClusterUnavailable as exc:
+                raise KubernetesUnavailable(str(exc)) from exc
+            hubs[name] = ObservedHub(name=name, running=bool(status and status.deployed) and not asleep,
+                                     applied=applied, hibernated=asleep)
         presentations = records.observed_presentations(recorded, claims, markers)
         return FleetState(hubs=hubs, presentations=presentations)
 
@@ -179,7 +188,7 @@ class KubernetesBackend:
 
     def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
         # Course material is content, not spec: only the cluster can say a hub's material changed.
-        return self.material_updates(diff(spec, state), spec, state)
+        return self.prewarm_updates(self.material_updates(diff(spec, state), spec, state), spec, state)
 
     def prepare(self, spec: FleetSpec) -> None:
         """The fleet-level objects (``apply_fleet_objects``) every hub relies on, before any hub's release."""
@@ -401,8 +410,30 @@ class KubernetesBackend:
         if material is None:
             material = self.material_for(hub)
         values = render_values(hub, spec, options=self.options, material=material)
+        if warm := prewarm_values(self.warm().get(hub.name)):
+            values = _merge(values, warm)  # a timetable warm-up window is in force (prewarm.py)
         extra = self.extra_values(hub) if callable(self.extra_values) else self.extra_values
         return _merge(values, extra) if extra else values
+
+    def prewarm_updates(self, plan: Plan, spec: FleetSpec, state: FleetState) -> Plan:
+        """`plan` plus an `update` for each running hub whose release runs another number of placeholders than its
+        timetable asks for now (a window opened or closed): the spec is by date, the window by the clock."""
+        busy = {a.hub for a in plan.actions}
+        windows = self.warm()
+        extra = []
+        for hub in spec.hubs:
+            seen = state.hubs.get(hub.name)
+            if hub.name in busy or seen is None or not seen.running:
+                continue
+            want = placeholders_in(prewarm_values(windows.get(hub.name)))
+            try:
+                have = placeholders_in(self.helm.get_values(hub.name, namespace_name(hub)))
+            except (HelmError, ClusterError):
+                continue
+            if want != have:
+                why = f"timetable: {windows[hub.name].session}" if hub.name in windows else "timetable: window over"
+                extra.append(Action(kind=Kind.update, hub=hub.name, reason=f"{why}, placeholders {have} -> {want}"))
+        return Plan(actions=plan.actions + tuple(extra)) if extra else plan
 
     # ------------------------------------------------------------------------------------------ material
 
@@ -528,6 +559,15 @@ class KubernetesBackend:
         return records.unarchived_claims(records.student_claims(self.cluster, ns), applied,
                                          records.read_markers(self.cluster))
 
+    # -- hibernation (hibernation.py): the hub's Deployments scaled to 0 and back ------------------------------
+
+    def hibernate(self, hub: str) -> list[str]:
+        """Scale ``hub``'s JupyterHub and proxy to 0 (release, database claim, secrets, student storage stay)."""
+        return hibernation.hibernate(self.cluster, hub)
+
+    def wake(self, hub: str) -> list[str]:
+        return hibernation.wake(self.cluster, hub)
+
     def _release_status(self, ns: str):
         return self.helm.status(ns, ns)
 
@@ -539,6 +579,8 @@ class KubernetesBackend:
             return HubStatus(hub.name, url, up=False, detail=f"cannot ask helm: {_explain(exc)}")
         if release is None:
             return HubStatus(hub.name, url, up=False, detail="no release")
+        if release.deployed and hibernation.is_hibernated(self.cluster, namespace_name(hub)):
+            return HubStatus(hub.name, url, up=False, hibernated=True, detail="hibernated: hub and proxy at 0 replicas")
         if not release.deployed:
             return HubStatus(hub.name, url, up=False, detail=f"release {release.status}: {release.description}")
         where = f"release deployed (revision {release.revision}, chart {release.chart_version})"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from hubfleet.backends.reconcile import LoopHooks, Reconciler
 from hubfleet.catalog import LoadedCatalog
+from hubfleet.plan.timetable import active_windows, warmup_schedule
 
 from .backend import KubernetesBackend
 from .controller_status import read_status, write_status
@@ -47,5 +48,13 @@ def controller(
     lease = lease or Lease(backend.cluster, ns)
     loop = Reconciler(catalog, backend, at, loaded=loaded, hooks=controller_hooks(backend), leader=lease.hold,
                       allow_mass_stop=allow_mass_stop, **kwargs)
+    backend.warm = lambda: warm_now(loop.loaded, dt.datetime.now())
     return loop, lease
+
+
+def warm_now(loaded: LoadedCatalog, at: dt.datetime) -> dict:
+    """Hub -> the timetable's warm-up window in force at ``at`` (local wall-clock time, as timetables are written);
+    ``backend.plan`` turns a window opening or closing into an update of that release's placeholders."""
+    windows = warmup_schedule(loaded.catalog, at - dt.timedelta(days=1), days=2, calendars=loaded.calendars)
+    return active_windows(windows, at)
 

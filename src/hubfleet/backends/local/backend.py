@@ -40,6 +40,9 @@ from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
 from hubfleet.backends.local.frontdoor import HOST, FrontDoor, FrontDoorError, PortTaken
+from hubfleet.backends.local.hibernation import (
+    hibernate, hub_lock, is_hibernated, start_hub_processes, wait_hub_api, wake,
+)
 from hubfleet.backends.local.hosts import FleetHosts
 from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
 from hubfleet.backends.local.ports import HubPorts, PortBook
@@ -52,6 +55,7 @@ from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
 from hubfleet.plan.diff import Action, FleetState, Kind, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
+from hubfleet.plan.timetable import active_windows, warmup_schedule
 
 __all__ = ["ApplyCancelled", "LifecycleNotAvailable", "LocalBackend", "default_demo_mode", "fleet_processes", "stop_fleet"]
 
@@ -101,6 +105,9 @@ class LocalBackend:
         # Set when the caller is interrupted mid-apply: the worker threads stop at their next step instead of starting
         # more hubs behind the back of the `down` that interrupted them.
         self.cancelled = threading.Event()
+        self._next_idle_check: dict[str, float] = {}  # hub -> monotonic time of its next hibernation check
+        # Local wall-clock time, naive, as the timetable is written (tests move it).
+        self.wall_clock = dt.datetime.now
 
     # -- small helpers -------------------------------------------------------------------------------------------
 
@@ -253,6 +260,9 @@ class LocalBackend:
             hp = self.paths.hub(hub.name)
             url = self.hub_url(hub.name)
             running = (read_json(hp.applied) is not None) and process.read_alive(hp.hub_pidfile) is not None
+            if not running and is_hibernated(hp):
+                out.append(HubStatus(hub.name, url, up=False, hibernated=True, detail="hibernated: wakes on its first request"))
+                continue
             if not running:
                 out.append(HubStatus(hub.name, url, up=False, detail="not running"))
                 continue
@@ -291,8 +301,9 @@ class LocalBackend:
         """Everything besides hub actions: logins, fleet.json for the portal, front door and its routes."""
         notes = [f"members of {h} updated" for h in self.sync_logins(spec)]
         notes += self.archiving.enforce_read_only(spec)
-        up = {h.name: self._alive(h.name) for h in spec.hubs}
-        write_json_atomic(self.paths.fleet_json, self._fleet_document(spec, up))
+        asleep = [h.name for h in spec.hubs if is_hibernated(self.paths.hub(h.name))]
+        up = {h.name: h.name not in asleep and self._alive(h.name) for h in spec.hubs}
+        write_json_atomic(self.paths.fleet_json, self._fleet_document(spec, up, asleep))
         door = self.frontdoor
         door.ensure_running()
         targets = {}
@@ -300,14 +311,52 @@ class LocalBackend:
             ports = self.ports.recorded(name)
             if alive and ports:
                 targets[name] = ports.proxy_port
-        notes += door.sync_routes(targets)
+        notes += door.sync_routes(targets, asleep)
         return notes
+
+    def hibernate_idle(self, spec: FleetSpec) -> list[str]:
+        """Hibernate every running hub that has been idle for its ``hibernate_after`` (``plan.hibernation``);
+        called by the ``up`` loop every step. A hub is asked at most every ``hibernate_after / 4`` seconds (and
+        at least every minute), so a quiet loop does not poll every hub's API every tick."""
+        notes = []
+        now = time.monotonic()
+        door = self.frontdoor
+        warm = self._warm_windows(spec)
+        for hub in spec.hubs:
+            if hub.name in warm:
+                # A session is coming (timetable): the hub is woken ahead of it and kept awake until the arrival
+                # window is over, so the class does not wait for it.
+                if is_hibernated(self.paths.hub(hub.name)):
+                    wake(self.paths, hub.name, door.route_hub, self.hub_timeout, reason="timetable")
+                    notes.append(f"{hub.name} woken for {warm[hub.name].session} at "
+                                 f"{warm[hub.name].session_start:%H:%M} (timetable)")
+                continue
+            if hub.hibernate_after is None or now < self._next_idle_check.get(hub.name, 0.0):
+                continue
+            self._next_idle_check[hub.name] = now + min(max(hub.hibernate_after / 4, 0.2), 60.0)
+            hp = self.paths.hub(hub.name)
+            if is_hibernated(hp) or not self._alive(hub.name):
+                continue
+            if hibernate(self.paths, hub, door.route_hub) is None:
+                notes.append(f"{hub.name} hibernated (idle for {hub.hibernate_after}s, no servers)")
+        if notes:
+            asleep = [h.name for h in spec.hubs if is_hibernated(self.paths.hub(h.name))]
+            up = {h.name: h.name not in asleep and self._alive(h.name) for h in spec.hubs}
+            write_json_atomic(self.paths.fleet_json, self._fleet_document(spec, up, asleep))
+        return notes
+
+    def _warm_windows(self, spec: FleetSpec) -> dict[str, Any]:
+        """Hubs in a timetable warm-up window now (plan.timetable), by the wall clock (``self.wall_clock``)."""
+        at = self.wall_clock()
+        windows = warmup_schedule(self.loaded.catalog, at - dt.timedelta(days=1), days=2, calendars=self.loaded.calendars)
+        wanted = {h.name for h in spec.hubs}
+        return {hub: w for hub, w in active_windows(windows, at).items() if hub in wanted}
 
     def _alive(self, hub: str) -> bool:
         hp = self.paths.hub(hub)
         return hp.applied.exists() and process.read_alive(hp.hub_pidfile) is not None
 
-    def _fleet_document(self, spec: FleetSpec, up: dict[str, bool]) -> dict[str, Any]:
+    def _fleet_document(self, spec: FleetSpec, up: dict[str, bool], asleep: list[str] = ()) -> dict[str, Any]:
         branding = spec.hubs[0].branding.model_dump() if spec.hubs else self.loaded.catalog.fleet.branding.model_dump()
         logo = branding.get("logo")
         branding["logo_path"] = str(self.loaded.path(logo)) if logo else None
@@ -316,13 +365,16 @@ class LocalBackend:
             "date": spec.date.isoformat(),
             "front_door": self.hosts.portal_url,
             "portal_url": self.hosts.portal_url,
+            "domain": self.hosts.domain,
             "demo_mode": self.demo_mode,
             "branding": branding,
             "hubs": [
                 {
                     "name": h.name,
                     "url": self.hub_url(h.name),
-                    "up": up.get(h.name, False),
+                    # A hibernated hub counts as up for people: its link works, the first request wakes it.
+                    "up": up.get(h.name, False) or h.name in asleep,
+                    "hibernated": h.name in asleep,
                     "presentations": [
                         {
                             "key": p.key, "course": p.course, "presentation": p.presentation, "title": p.title,
@@ -366,8 +418,16 @@ class LocalBackend:
             raise ApplyCancelled("interrupted: not started")
 
     def _converge(self, hub: HubSpec, say: Any) -> str:
-        """Create, update and start are one operation: make files right, (re)start if needed, verify, record."""
+        """Create, update and start are one operation: make files right, (re)start if needed, verify, record.
+        Under the hub's wake lock, so the portal's waker never starts the same hub at the same time; a hibernated
+        hub is woken by it (an update is applied to a running hub) and goes back to sleep when idle again."""
         hp = self.paths.hub(hub.name)
+        with hub_lock(hp):
+            message = self._converge_locked(hub, hp, say)
+            hp.hibernated.unlink(missing_ok=True)
+        return message
+
+    def _converge_locked(self, hub: HubSpec, hp: HubPaths, say: Any) -> str:
         hp.logs.mkdir(parents=True, exist_ok=True)
         for secret in hp.secrets():
             ensure_secret(secret)
@@ -393,22 +453,9 @@ class LocalBackend:
         t0 = time.monotonic()
         _reap_leftovers(hp)
         self._check_cancelled()
-        if self.own_proxy and process.read_alive(hp.proxy_pidfile) is None:
-            say("starting proxy")
-            cmd = self._proxy_command(hub.name, ports, hp)
-            process.start_detached(cmd.argv, hp.dir, cmd.env(), hp.proxy_log, hp.proxy_pidfile)
-        self._check_cancelled()
-        if process.read_alive(hp.hub_pidfile) is None:
-            # start_detached also finds a hub of this dir whose record was lost and waits on it instead of starting
-            # a second one on the same database: a slow start is not a crash.
-            say("starting hub")
-            argv = [str(Path(sys.prefix) / "bin" / "jupyterhub"), "-f", str(hp.config)]
-            env = dict(os.environ)
-            # The hub finds jupyterhub-singleuser and the idle culler next to its own interpreter.
-            env["PATH"] = f"{Path(sys.prefix) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-            process.start_detached(argv, hp.dir, env, hp.hub_log, hp.hub_pidfile)
+        start_hub_processes(hp, say, own_proxy=self.own_proxy)
         say("waiting for the hub API")
-        self._wait_api(hub.name, ports, hp)
+        wait_hub_api(hp, self.hub_timeout, self._check_cancelled)
         write_json_atomic(hp.applied, hub.model_dump(mode="json"))
         return f"{verb} in {time.monotonic() - t0:.1f}s" if verb != "updated in place (no restart needed)" else verb
 
@@ -437,36 +484,6 @@ class LocalBackend:
             "fleet": self.loaded.catalog.fleet.name,
             "account_prefix": naming.account_prefix(self.loaded.catalog.fleet.name, self.loaded.catalog.fleet.account_prefix),
         }
-
-    def _proxy_command(self, hub: str, ports: HubPorts, hp: HubPaths) -> ProxyCommand:
-        return ProxyCommand(
-            executable=self.chp,
-            ip=HOST,
-            port=ports.proxy_port,
-            api_ip=HOST,
-            api_port=ports.proxy_api_port,
-            auth_token=read_secret(hp.proxy_token),
-            error_target=f"http://{HOST}:{ports.hub_port}/hub/error",
-            host_routing=True,  # the hub routes each student's host to their server (JupyterHub.subdomain_host)
-        )
-
-    def _wait_api(self, hub: str, ports: HubPorts, hp: HubPaths) -> None:
-        """Up means: the hub process lives and answers ``/hub/api/user`` through its proxy *with our token*."""
-        url = f"http://{HOST}:{ports.proxy_port}/hub/api/user"
-        headers = {"Authorization": f"token {read_secret(hp.service_token)}"}
-        deadline = time.monotonic() + self.hub_timeout
-        while True:
-            self._check_cancelled()
-            try:
-                if httpx.get(url, headers=headers, timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if process.read_alive(hp.hub_pidfile) is None:
-                raise RuntimeError(f"hub process exited while starting; see {hp.hub_log}\n{_tail(hp.hub_log)}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"hub API not answering after {self.hub_timeout:g}s; see {hp.hub_log}")
-            time.sleep(0.2)
 
     def _stop_hub(self, hp: HubPaths) -> bool:
         return _stop_hub(hp)

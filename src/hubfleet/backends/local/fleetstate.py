@@ -9,6 +9,7 @@ Layout (``<state>`` defaults to ``.hubfleet/`` next to the catalog)::
     <state>/frontdoor/                 the front-door proxy and the portal: pidfiles, token, logs
     <state>/hubs/<hub>/                one hub: hub.json, members.json, jupyterhub_config.py, secrets, sqlite, logs
     <state>/hubs/<hub>/applied.json    the HubSpec last applied *and verified up*; absent = never came up
+    <state>/hubs/<hub>/hibernated.json present while the hub sleeps (``hibernation.py``); its processes are stopped
     <state>/retired/<hub>-<stamp>/     a deleted hub's dir, kept (sqlite included) as a backup
     <state>/archives.sqlite            the archive ledger (hubfleet.lifecycle.ledger): archived/purged facts
     <state>/archives/<KEY>/<user>.*    the default archive store (tar.gz + manifest per student)
@@ -54,6 +55,7 @@ class HubPaths:
     hub_json = property(lambda self: self.dir / "hub.json")
     members = property(lambda self: self.dir / "members.json")
     applied = property(lambda self: self.dir / "applied.json")
+    hibernated = property(lambda self: self.dir / "hibernated.json")  # present while it sleeps (hibernation.py)
     config = property(lambda self: self.dir / "jupyterhub_config.py")
     hub_pidfile = property(lambda self: self.dir / "hub.pid.json")
     proxy_pidfile = property(lambda self: self.dir / "proxy.pid.json")
@@ -228,7 +230,8 @@ def _observe(paths: FleetPaths, storage_root: Path, own_proxy: bool, ledger: Led
         applied = read_json(hp.applied)
         if applied is None:
             continue  # never verified up: diff will plan a create, which is what retries a failed first start
-        hubs[name] = ObservedHub(name=name, running=hub_running(hp, own_proxy=own_proxy), applied=applied)
+        hubs[name] = ObservedHub(name=name, running=hub_running(hp, own_proxy=own_proxy), applied=applied,
+                                 hibernated=hp.hibernated.exists())
         for pres in applied.get("presentations", []):
             note(pres)
     return FleetState(hubs=hubs, presentations=presentations)

@@ -240,16 +240,30 @@ class FrontDoor:
 
     # -- routes ------------------------------------------------------------------------------------------------
 
-    def sync_routes(self, targets: dict[str, int]) -> list[str]:
-        """Make the host routes equal ``portal.<domain>`` plus ``{hub: proxy_port}`` (each hub with its subdomains);
-        return what changed (for the progress log)."""
-        changed = []
+    def _portal_target(self) -> str:
         sock = (read_json(self.settings_file) or {}).get("portal_socket")
         if not sock:
             raise FrontDoorError("the front door is not started (no portal socket on record)")
-        wanted = {f"/{self.hosts.portal_host}": {"target": f"unix+http://{quote(sock, safe='')}"}}
+        return f"unix+http://{quote(sock, safe='')}"
+
+    def _hub_route(self, port: int | None) -> dict:
+        """A hub's route, its students' hosts included: its proxy, or (None: hibernated) the portal's waker."""
+        return {"target": f"http://{HOST}:{port}" if port else self._portal_target(), "subdomains": True}
+
+    def route_hub(self, hub: str, port: int | None) -> None:
+        """Point one hub's route at its proxy on ``port``, or (None) at the waker; the others are left alone."""
+        with self._api() as api:
+            api.post(f"routes/{self.hosts.hub_host(hub)}", json=self._hub_route(port)).raise_for_status()
+
+    def sync_routes(self, targets: dict[str, int], asleep: tuple[str, ...] | list[str] = ()) -> list[str]:
+        """Make the host routes equal ``portal.<domain>`` plus ``{hub: proxy_port}`` (each hub with its subdomains)
+        and each hibernated hub in ``asleep`` to the waker; return what changed (for the progress log)."""
+        changed = []
+        wanted = {f"/{self.hosts.portal_host}": {"target": self._portal_target()}}
+        for hub in asleep:
+            wanted[f"/{self.hosts.hub_host(hub)}"] = self._hub_route(None)
         for hub, port in targets.items():
-            wanted[f"/{self.hosts.hub_host(hub)}"] = {"target": f"http://{HOST}:{port}", "subdomains": True}
+            wanted[f"/{self.hosts.hub_host(hub)}"] = self._hub_route(port)
         with self._api() as api:
             resp = api.get("routes")
             resp.raise_for_status()

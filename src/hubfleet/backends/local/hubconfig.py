@@ -42,8 +42,9 @@ HOST = "127.0.0.1"
 #   admin:users   enrolment sync creates and deletes users (implies list:users, read:users)
 #   admin:groups  enrolment sync creates groups and sets their members
 #   servers       status (read:servers), stop before archive/down (delete:servers), smoke-test start
+#   read:metrics  the portal's /metrics reads each hub's /hub/metrics (running servers, active users)
 # Not access:servers (hubfleet never opens a student's server) and not tokens (it never acts as a student).
-HUBFLEET_SCOPES = ["read:hub", "admin:users", "admin:groups", "servers"]
+HUBFLEET_SCOPES = ["read:hub", "admin:users", "admin:groups", "servers", "read:metrics"]
 # jupyterhub-idle-culler culling servers only (not users). ref: https://github.com/jupyterhub/jupyterhub-idle-culler#permissions
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 

@@ -22,7 +22,8 @@ def sync_enrolment(backend: LocalBackend, spec, hubs: set[str] | None = None) ->
 
 
 def local_hooks(backend: LocalBackend) -> LoopHooks:
-    return LoopHooks(reloaded=lambda loaded: setattr(backend, "loaded", loaded), idle=backend.refresh)
+    return LoopHooks(reloaded=lambda loaded: setattr(backend, "loaded", loaded), idle=backend.refresh,
+                     rest=backend.hibernate_idle)
 
 
 class Reconciler(_Reconciler):
