@@ -8,9 +8,11 @@ other fleet. Now a taken port is refused before anything starts, with exit 2, na
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +85,22 @@ def test_the_public_port_answers_with_this_fleets_identity(tmp_path: Path) -> No
     finally:
         for door in doors:
             door.stop()
+
+
+def test_a_deep_state_dir_gets_its_own_private_socket_folder_and_changes_no_other(tmp_path: Path) -> None:
+    """A state dir too deep for a socket path puts the portal's socket in a private temporary folder. Seen before the
+    fix: with no folder on record it used "/nonexistent", whose parent "/" is root's, and as root chmod-ed "/" to
+    0700 (every other account on the machine then failed to load a library); a recorded path was trusted as is."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "state"
+    door = FrontDoor(FleetPaths(deep), free_port(), find_chp())
+    fresh = door._portal_socket({})
+    assert fresh.parent.parent == Path(tempfile.gettempdir()) and fresh.parent.name.startswith("hubfleet-portal-")
+    assert fresh.parent.stat().st_mode & 0o777 == 0o700
+    assert door._portal_socket({"portal_socket": str(fresh)}) == fresh  # its own folder is kept across restarts
+    victim = tmp_path / "shared"
+    victim.mkdir(mode=0o755)
+    victim.chmod(0o755)
+    elsewhere = door._portal_socket({"portal_socket": str(victim / "portal.sock")})
+    assert elsewhere.parent != victim and victim.stat().st_mode & 0o777 == 0o755  # not taken over, not chmod-ed
+    for folder in (fresh.parent, elsewhere.parent):
+        shutil.rmtree(folder)

@@ -23,14 +23,12 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from hubfleet.backends.base import (
@@ -46,7 +44,7 @@ from hubfleet.backends.local.hibernation import (
 from hubfleet.backends.local.hosts import FleetHosts
 from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
 from hubfleet.backends.local.ports import HubPorts, PortBook
-from hubfleet.backends.local.proxy import ProxyCommand, ProxyNotFound, find_chp
+from hubfleet.backends.local.proxy import ProxyNotFound, find_chp
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
 from hubfleet.backends.local.statelock import StateLock
 from hubfleet.backends.local.strays import end_strays, fleet_processes

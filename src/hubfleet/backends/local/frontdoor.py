@@ -68,6 +68,7 @@ class PortTaken(FrontDoorError):
 
 # Socket paths are limited to 108 bytes (sun_path); a deep state dir gets a private temporary directory instead.
 _SUN_PATH_MAX = 100
+_RUN_PREFIX = "hubfleet-portal-"
 
 
 class FrontDoor:
@@ -109,11 +110,16 @@ class FrontDoor:
         run = self.dir / "run"
         sock = run / "portal.sock"
         if len(str(sock)) > _SUN_PATH_MAX:
-            old = Path(settings.get("portal_socket") or "/nonexistent")
-            if old.parent.is_dir() and old.parent.stat().st_uid == psutil.Process().uids().effective:
+            recorded = settings.get("portal_socket")
+            old = Path(recorded) if recorded else None
+            # Reuse only a folder this code made (mkdtemp's name, in the temp dir, ours, not a link): the chmod
+            # below must never land on anything else (a missing record once made it chmod "/" to 0700).
+            if (old is not None and old.name == "portal.sock" and old.parent.parent == Path(tempfile.gettempdir())
+                    and old.parent.name.startswith(_RUN_PREFIX) and not old.parent.is_symlink()
+                    and old.parent.is_dir() and old.parent.stat().st_uid == psutil.Process().uids().effective):
                 run, sock = old.parent, old
             else:
-                run = Path(tempfile.mkdtemp(prefix="hubfleet-portal-"))
+                run = Path(tempfile.mkdtemp(prefix=_RUN_PREFIX))
                 sock = run / "portal.sock"
         run.mkdir(mode=0o700, parents=True, exist_ok=True)
         run.chmod(0o700)
