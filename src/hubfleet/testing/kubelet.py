@@ -10,7 +10,7 @@ What it does for a pod, in the order a kubelet does:
 3. runs the init containers one after the other, then the first container, each as
    ``unshare --mount`` + ``sh``: the pod gets its own ``/home`` (tmpfs), copy-on-write overlays of the top-level
    directories it mounts into (``/etc``, ``/opt``, ``/usr``, ``/srv``, ``/run``), an ``/etc/hosts`` with the
-   namespace's Services, the service-account token/CA/namespace at ``/var/run/secrets/kubernetes.io/
+   namespace's Services (and other namespaces' by ``<name>.<namespace>[.svc[.cluster.local]]``), the service-account token/CA/namespace at ``/var/run/secrets/kubernetes.io/
    serviceaccount`` (unless ``automountServiceAccountToken: false``), every volumeMount bind-mounted at its
    ``mountPath`` (``subPath`` created if missing, ``readOnly`` remounted read-only) and its own ``/tmp``; then it
    drops to the container's ``runAsUser``/``runAsGroup`` (``setpriv``) in ``workingDir``;
@@ -366,6 +366,13 @@ class ProcessKubelet:
         for svc in services:
             n = svc["metadata"]["name"]
             hosts.append(f"{svc['_ip']} {n} {n}.{ns} {n}.{ns}.svc {n}.{ns}.svc.cluster.local")
+        # Other namespaces' Services by their qualified names only, as cluster DNS answers them (a hub reaching
+        # the fleet portal at hubfleet-portal.hubfleet-system.svc.cluster.local).
+        for other in self.cluster.list("v1", "Namespace", None):
+            o = other["metadata"]["name"]
+            for svc in self._services(o) if o != ns else []:
+                n = svc["metadata"]["name"]
+                hosts.append(f"{svc['_ip']} {n}.{o} {n}.{o}.svc {n}.{o}.svc.cluster.local")
         lines.append(f"printf '%s\\n' {' '.join(q(h) for h in hosts)} > /etc/hosts")
         for m in mounts:
             src = volumes[m["name"]]

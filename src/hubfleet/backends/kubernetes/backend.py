@@ -55,6 +55,7 @@ from .cluster import Cluster, ClusterError, ClusterUnavailable, NotFound, Unsupp
 from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, options_for
 from .helm import Helm, HelmError, HelmMissing, ReleaseNotFound
 from .manifests import namespace_name, render_manifests
+from .portal import mirror_client_secret
 from .secrets import MissingProvidedKeys, ensure_hub_secret, read_key
 from .values import render_values
 
@@ -221,7 +222,9 @@ class KubernetesBackend:
         from .fleet import render_fleet
 
         rendered = render_fleet(spec, self.options)
-        written = sum(bool(self.cluster.apply(obj)) for obj in rendered)
+        # Secrets (the portal's) are placeholders: created and filled once, never applied over (secrets.py).
+        written = sum(ensure_hub_secret(self.cluster, obj) != "kept" if obj["kind"] == "Secret"
+                      else bool(self.cluster.apply(obj)) for obj in rendered)
         # Workloads the fleet no longer renders (the NFS server after a switch to a filer): by label, only the
         # kinds that hold no state. Its data claim is kept (resource-policy keep), as are the archiver's objects.
         ns = self.options.system_namespace
@@ -328,6 +331,8 @@ class KubernetesBackend:
         for obj in rendered:
             if obj["kind"] == "Secret" and obj["apiVersion"] == "v1":
                 secret = ensure_hub_secret(self.cluster, obj)
+                if hub.auth.get("type") == "embedded":  # the portal registers the hub with its client secret
+                    written += mirror_client_secret(self.cluster, hub.name, ns, options_for(spec, self.options))
             elif mat.LABEL in obj["metadata"]["labels"]:
                 written += self._ensure_material(obj)
                 shipped.add(obj["metadata"]["name"])
