@@ -1,14 +1,19 @@
 """``hubfleet portal serve``: the fleet portal as a plain HTTP server, for a fleet whose hubs run elsewhere
-(the Kubernetes backend's ``_fleet/`` Deployment runs exactly this; see backends/kubernetes/portal.py)."""
+(the Kubernetes backend's ``_fleet/`` Deployment runs exactly this; see backends/kubernetes/portal.py).
+
+It checks the catalog (errors with file:line, exit 2, nothing served), then becomes the portal process,
+``python -m hubfleet.web.portal`` (the entry the local front door starts too): the CLI and the web layer are
+separate layers (pyproject's import contract), so it hands over by ``exec`` rather than importing the app."""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import typer
 
 from hubfleet.cli.common import AtOption, CatalogArg, load_or_exit, today
-from hubfleet.web.portal import serve_catalog
 
 portal_app = typer.Typer(help="The fleet portal (sign-in for every hub, \"your courses\").", no_args_is_help=True)
 
@@ -27,6 +32,11 @@ def serve(
     at: str = AtOption,
 ) -> None:
     """Serve the portal over HTTP on HOST:PORT for CATALOG's hubs (planned for today, re-read every minute)."""
-    load_or_exit(catalog)  # a bad catalog: its errors and exit 2 before anything is served
-    serve_catalog(catalog, state, public_url, secrets=secrets, clients=clients, host=host, port=port,
-                  at=today(at) if at else None)
+    load_or_exit(catalog)
+    argv = [sys.executable, "-m", "hubfleet.web.portal", "--catalog", str(catalog), "--state", str(state),
+            "--public-url", public_url, "--host", host, "--port", str(port)]
+    for flag, value in (("--secrets", secrets), ("--clients", clients), ("--at", at and today(at).isoformat())):
+        if value:
+            argv += [flag, str(value)]
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)

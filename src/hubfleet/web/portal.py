@@ -343,7 +343,19 @@ def main(argv: list[str] | None = None) -> None:
                         "X-Forwarded-For entry the front door appends).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    # A fleet whose hubs run elsewhere (Kubernetes; `hubfleet portal serve` runs this): state from the catalog.
+    parser.add_argument("--catalog", type=Path, help="Write the state from this catalog (serve_catalog).")
+    parser.add_argument("--public-url", help="With --catalog: where browsers reach the portal.")
+    parser.add_argument("--secrets", type=Path, help="With --catalog: the portal's mounted Secret.")
+    parser.add_argument("--clients", type=Path, help="With --catalog: the hubs' client secrets, one file each.")
+    parser.add_argument("--at", type=dt.date.fromisoformat, help="With --catalog: plan for this date, not today.")
     args = parser.parse_args(argv)
+    if args.catalog is not None:
+        if not args.public_url:
+            parser.error("--catalog needs --public-url")
+        serve_catalog(args.catalog, args.state, args.public_url, secrets=args.secrets, clients=args.clients,
+                      host=args.host, port=args.port, at=args.at)
+        return
     app = create_app(PortalSource(args.state.resolve()), behind_front_door=args.uds is not None)
     # proxy_headers off: uvicorn would take X-Forwarded-For from any local peer; client_address decides instead.
     # Access log off, CHP already logs every request. One worker on purpose: oidc.py keeps its one-time
