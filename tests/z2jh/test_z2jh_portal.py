@@ -145,9 +145,13 @@ def test_one_sign_in_at_the_portal_opens_both_hubs_and_a_student_of_a_only_is_re
     cluster, routes = fleet
     with _browser(routes) as alice:
         _sign_in_at_portal(alice, cluster, "alice")
+        links = _course_links(alice)
+        assert set(links) == {HUB_A, HUB_B}
         for hub in (HUB_A, HUB_B):
-            # The hub's login sends the browser to the portal, which answers from its session (no password form).
-            home = alice.get(f"https://{hub}.{DOMAIN}/hub/oauth_login?next=/hub/home")
+            # "Open" on "your courses", then the hub's sign-in button: the hub sends the browser to the portal,
+            # which answers from its session (no password form) and back.
+            assert links[hub] == f"https://{hub}.{DOMAIN}/hub/"
+            home = alice.get(f"{links[hub]}oauth_login?next=/hub/home")
             hops = [str(r.url) for r in home.history]
             assert home.status_code == 200 and home.url.path == "/hub/home", (hops, home.text[:500])
             assert any(h.startswith(f"https://portal.{DOMAIN}/portal/oauth/authorize") for h in hops), hops
@@ -161,11 +165,17 @@ def test_one_sign_in_at_the_portal_opens_both_hubs_and_a_student_of_a_only_is_re
 
     with _browser(routes) as bob:
         _sign_in_at_portal(bob, cluster, "bob")
+        assert set(_course_links(bob)) == {HUB_A}
         home = bob.get(f"https://{HUB_A}.{DOMAIN}/hub/oauth_login?next=/hub/home")
         assert home.status_code == 200 and home.url.path == "/hub/home"
         refused = bob.get(f"https://{HUB_B}.{DOMAIN}/hub/oauth_login?next=/hub/home")
         assert refused.status_code == 403, (refused.url, refused.text[:500])
         assert refused.url.path == "/hub/oauth_callback"
+
+
+def _course_links(browser: httpx.Client) -> dict[str, str]:
+    page = browser.get(f"https://portal.{DOMAIN}/portal/")
+    return {hub: href for href, hub in re.findall(r'class="open" href="([^"]+)" data-hub="([^"]+)"', page.text)}
 
 
 def test_the_portal_serves_what_the_hubs_were_rendered_with(fleet):
