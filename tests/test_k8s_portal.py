@@ -5,6 +5,7 @@ the real portal pod and two chart hubs, is tests/z2jh/test_z2jh_portal.py."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,21 @@ def test_each_hub_signs_in_with_the_client_the_portal_registers_for_it(tmp_path)
     (clients / spec.hubs[0].name).unlink()
     CatalogState(tmp_path / "fleet.yaml", tmp_path / "state", public, clients, lambda: DATE).write(loaded, spec)
     assert UserDirectory(tmp_path / "state").client(spec.hubs[0].name) is None
+
+
+GOLDEN = Path(__file__).parent / "golden" / "k8s" / "embedded-portal.yaml"
+
+
+def test_golden_portal_objects_and_hub_sign_in_config(tmp_path):
+    """The portal's `_fleet/` objects and each hub's GenericOAuthenticator config for a small embedded fleet.
+    Regenerate with ``UPDATE_GOLDEN=1 pytest tests/test_k8s_portal.py -k golden``."""
+    from hubfleet.backends.kubernetes.gitops import dump_yaml
+
+    (tmp_path / "fleet.yaml").write_text(SMALL)
+    spec = plan(load_catalog(tmp_path / "fleet.yaml").catalog, DATE)
+    docs = k8s_portal.portal_objects(spec, options_for(spec, DEFAULT_OPTIONS)) + [
+        {hub.name: render_values(hub, spec)["hub"]["config"]["GenericOAuthenticator"] for hub in spec.hubs}]
+    text = dump_yaml(docs)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == GOLDEN.read_text(encoding="utf-8"), "UPDATE_GOLDEN=1 pytest tests/test_k8s_portal.py -k golden"
