@@ -156,3 +156,15 @@ def test_golden_portal_objects_and_hub_sign_in_config(tmp_path):
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(text, encoding="utf-8")
     assert text == GOLDEN.read_text(encoding="utf-8"), "UPDATE_GOLDEN=1 pytest tests/test_k8s_portal.py -k golden"
+
+
+def test_hubs_use_only_current_oauthenticator_option_names(tmp_path):
+    from oauthenticator.generic import GenericOAuthenticator
+    from test_k8s_oidc import deprecated_names
+
+    (tmp_path / "fleet.yaml").write_text(SMALL)
+    spec = plan(load_catalog(tmp_path / "fleet.yaml").catalog, DATE)
+    for hub in spec.hubs:
+        oauth = set(render_values(hub, spec)["hub"]["config"]["GenericOAuthenticator"])
+        assert oauth & deprecated_names() == set()
+        assert oauth <= set(GenericOAuthenticator.class_traits(config=True))  # a typo would be ignored silently
