@@ -168,3 +168,32 @@ def test_hubs_use_only_current_oauthenticator_option_names(tmp_path):
         oauth = set(render_values(hub, spec)["hub"]["config"]["GenericOAuthenticator"])
         assert oauth & deprecated_names() == set()
         assert oauth <= set(GenericOAuthenticator.class_traits(config=True))  # a typo would be ignored silently
+
+
+def test_the_fleet_objects_apply_once_and_leaving_embedded_auth_removes_the_portal_but_keeps_its_data(tmp_path):
+    from hubfleet.backends.kubernetes.backend import KubernetesBackend
+    from hubfleet.backends.kubernetes.fake import FakeCluster
+    from hubfleet.backends.kubernetes.helm import FakeHelm
+    from test_k8s_backend import PV
+
+    (tmp_path / "fleet.yaml").write_text(SMALL)
+    catalog = load_catalog(tmp_path / "fleet.yaml").catalog
+    spec = plan(catalog, DATE)
+    cluster = FakeCluster(extra_kinds=[PV])
+    backend = KubernetesBackend(cluster, FakeHelm(cluster), catalog_root=tmp_path / "fleet.yaml")
+    assert backend.apply_fleet_objects(spec) > 0
+    keys = cluster.get("v1", "Secret", "hubfleet-system", k8s_portal.NAME)["data"]
+    assert backend.apply_fleet_objects(spec) == 0  # a second step writes nothing, regenerates nothing
+    assert cluster.get("v1", "Secret", "hubfleet-system", k8s_portal.NAME)["data"] == keys
+
+    fleet = type(catalog.fleet).model_validate({**catalog.fleet.model_dump(), "auth": {
+        "type": "oidc", "issuer": "https://login.example.ac.uk/realms/uni", "client_id": "hubfleet"}})
+    backend.apply_fleet_objects(plan(catalog.model_copy(update={"fleet": fleet}), DATE))
+    left = {(o["kind"], o["metadata"]["name"]) for kind in ("Deployment", "Service", "Ingress", "Secret",
+                                                            "PersistentVolumeClaim")
+            for o in cluster.list({"Deployment": "apps/v1", "Ingress": "networking.k8s.io/v1"}.get(kind, "v1"),
+                                  kind, "hubfleet-system") if "portal" in o["metadata"]["name"]}
+    # Nothing serves the old portal; its keys and students' passwords stay, should the fleet come back to it.
+    assert left == {("Secret", k8s_portal.NAME), ("Secret", k8s_portal.CLIENTS_SECRET),
+                    ("PersistentVolumeClaim", k8s_portal.NAME)}
+    assert cluster.get("v1", "Secret", "hubfleet-system", k8s_portal.NAME)["data"] == keys

@@ -94,6 +94,7 @@ class CatalogState:
 
     def write(self, loaded: LoadedCatalog, spec: FleetSpec) -> None:
         hubs_dir = self.state / "hubs"
+        hubs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         everyone: set[str] = set()
         for hub in spec.hubs:
             hub_dir = hubs_dir / hub.name

@@ -66,7 +66,8 @@ HUB_SELECTOR = MANAGED_SELECTOR + ",hubfleet.io/hub"  # hub namespaces, not the 
 
 # What `_prune` may delete: kinds render_manifests writes that hold no state. Labels of objects other rules own.
 PRUNABLE_KINDS = (("v1", "ConfigMap"), ("v1", "ResourceQuota"), ("v1", "LimitRange"))
-FLEET_PRUNABLE_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
+FLEET_PRUNABLE_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"),
+                        ("networking.k8s.io/v1", "Ingress"))  # the portal's, when the fleet leaves auth: embedded
 KEPT_BY_OTHER_RULES = {records.RECORD_LABEL, records.MARKER_LABEL, mat.LABEL, "hubfleet.io/archive-job"}
 
 ExtraValues = Mapping[str, Any] | Callable[[HubSpec], Mapping[str, Any]] | None
