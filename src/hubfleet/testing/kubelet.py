@@ -265,6 +265,7 @@ class ProcessKubelet:
         # The kubelet's atomic-writer layout: the files live in a timestamped folder, `..data` points at it and
         # each top-level entry is a symlink through `..data` (seeding relies on `..data`, as on a cluster).
         stamp = f"..{now().replace(':', '_')}.{random.randint(0, 10**6)}"
+        (path / stamp).mkdir()  # an empty Secret or ConfigMap is an empty folder, not a failed mount
         for item in items:
             target = path / stamp / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
