@@ -85,7 +85,10 @@ def test_the_deployment_runs_a_portal_command_the_cli_accepts_with_the_controlle
         assert ctx.params["port"] == k8s_portal.PORT and ctx.params["public_url"] == f"https://portal.{spec.domain}"
         controller = [o for o in controller_objects(options_for(spec, options)) if o["kind"] == "Deployment"][0]
         (ctl,) = [c for c in controller["spec"]["template"]["spec"]["containers"] if c["name"] == "controller"]
-        assert ctx.params["catalog"] == Path(ctl["command"][-1])  # the same catalog the controller reconciles
+        # The same catalog the controller reconciles, from the same volume (mounted below /srv/hubfleet here).
+        (ctl_mount,) = [m["mountPath"] for m in ctl["volumeMounts"] if m["name"] == "catalog"]
+        assert str(ctx.params["catalog"]) == ctl["command"][-1].replace(ctl_mount, k8s_portal.CATALOG_DIR, 1)
+        assert {m["mountPath"]: m["name"] for m in container["volumeMounts"]}[k8s_portal.CATALOG_DIR] == "catalog"
         mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         volumes = {v["name"] for v in pod["volumes"]}
         for flag in ("state", "secrets", "clients"):

@@ -355,6 +355,12 @@ class ProcessKubelet:
             (sa / "namespace").write_text(run.pod["metadata"]["namespace"])
             sa.chmod(0o755)
         targets = [m["mountPath"] for m in mounts] + ([SA_DIR] if sa else [])
+        # A mount point in a top-level directory the host lacks would be made by mkdir in the host's own root
+        # (only directories that exist can be overlaid): refuse rather than litter the machine.
+        stray = [t for t in targets if _top(t) == "/" and not t.startswith(("/home/", "/tmp/"))]
+        if stray:
+            raise PodFailed("FailedMount", f"mount path(s) {', '.join(stray)}: the process kubelet mounts only "
+                                           "below a top-level directory that exists on this machine (e.g. /srv)")
         tops = sorted({"/etc"} | {_top(t) for t in targets} - {"/home", "/tmp", "/"})
         lines = [f"mount -t tmpfs -o size=16m tmpfs {q(str(layers))}", "mount -t tmpfs -o mode=0755 tmpfs /home"]
         for top in tops:

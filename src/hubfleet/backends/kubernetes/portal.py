@@ -38,7 +38,10 @@ PORT = 8080  # Service port = container port: hubs name it in their token URL
 # Key names are the file names the portal reads in its secrets folder (web/portal.py create_app).
 SECRET_KEYS = ("session_secret", "token_secret")
 SIGNING_KEY = "oidc_signing_key.json"
-STATE_DIR, SECRETS_DIR, CLIENTS_DIR, CATALOG_DIR = "/state", "/secrets/portal", "/secrets/clients", "/catalog"
+# Below /srv (in every Debian-based image): nothing of the image's is shadowed.
+BASE = "/srv/hubfleet"
+STATE_DIR, SECRETS_DIR, CLIENTS_DIR, CATALOG_DIR = (f"{BASE}/state", f"{BASE}/secrets/portal",
+                                                    f"{BASE}/secrets/clients", f"{BASE}/catalog")
 PREFIX = "/portal"  # web.auth.PORTAL_PREFIX: everything signed-in, the provider included, lives under it
 MIRROR_ATTEMPTS = 20
 HUB_SECRET_KEY = "oauth-client-secret"  # the key in each hub's own Secret (manifests.hub_secret)
