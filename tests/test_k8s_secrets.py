@@ -8,11 +8,13 @@ readable by anyone with access to the Git repository.
 from __future__ import annotations
 
 import base64
+import json
 import re
 
 import pytest
 
 from hubfleet.backends.kubernetes import gitops
+from hubfleet.backends.kubernetes import portal as k8s_portal
 from hubfleet.backends.kubernetes.backend import KubernetesBackend
 from hubfleet.backends.kubernetes.fake import FakeCluster
 from hubfleet.backends.kubernetes.gitops import dump_yaml, render_tree
@@ -25,6 +27,7 @@ from test_k8s_backend import HUBS, PV, spec_of, write_catalog
 from hubfleet.backends.kubernetes.validation import reference_dir
 
 # Keys that would carry a secret value if anything rendered one (z2jh values, JupyterHub/OAuthenticator config).
+SYSTEM = "hubfleet-system"
 SECRET_KEY_NAMES = ("secretToken", "cookie_secret", "cookieSecret", "client_secret", "auth_token", "api_token",
                     "apiToken", "keys", "password", "cryptoKey", "OAUTH_CLIENT_SECRET")
 
@@ -44,6 +47,7 @@ def _backend(cluster, catalog):
 
 
 def _converge(backend, spec):
+    backend.prepare(spec)  # the fleet's objects first (the portal's Secrets among them), as every apply does
     report = backend.apply(diff(spec, backend.observe()), spec)
     assert report.ok, [r.message for r in report.failures]
 
@@ -77,7 +81,14 @@ def test_rendering_and_applying_twice_leave_every_secret_byte_identical(catalog,
     backend = _backend(cluster, catalog)
     _converge(backend, spec)
     first = _secrets(cluster)
-    assert {ns for ns, _ in first} == set(HUBS)
+    assert set(first) == {(h, "hubfleet") for h in HUBS} | {(SYSTEM, k8s_portal.NAME), (SYSTEM, k8s_portal.CLIENTS_SECRET)}
+    # The portal (auth: embedded): its session and token secrets and signing key, generated once; each hub's
+    # client secret under the hub's name, the very value the hub sends.
+    portal = first.pop((SYSTEM, k8s_portal.NAME))
+    assert set(portal) == {"session_secret", "token_secret", "oidc_signing_key.json"}
+    assert json.loads(base64.b64decode(portal["oidc_signing_key.json"]))["kty"] == "RSA"
+    clients = first.pop((SYSTEM, k8s_portal.CLIENTS_SECRET))
+    assert clients == {h: first[(h, "hubfleet")]["oauth-client-secret"] for h in HUBS}
     for (ns, name), data in first.items():
         for key in CHART_SECRET_KEYS:
             assert re.fullmatch(r"[0-9a-f]{64}", base64.b64decode(data[key]).decode()), (ns, key)
@@ -87,8 +98,11 @@ def test_rendering_and_applying_twice_leave_every_secret_byte_identical(catalog,
 
     # A second apply, forced through every hub (update re-renders and re-runs helm), and a fresh render.
     backend2 = KubernetesBackend(cluster, backend.helm, concurrency=2, catalog_root=catalog)
+    backend2.prepare(spec)
     _update_all(backend2, spec)
-    assert _secrets(cluster) == first
+    after = _secrets(cluster)
+    assert after.pop((SYSTEM, k8s_portal.NAME)) == portal and after.pop((SYSTEM, k8s_portal.CLIENTS_SECRET)) == clients
+    assert after == first
     assert {h.name: backend2.values_for(h, spec) for h in spec.hubs} == values
     assert render_tree(spec, "argocd", material=read_material(catalog, spec)) == render_tree(
         spec, "argocd", material=read_material(catalog, spec))
@@ -99,8 +113,9 @@ def test_gitops_manifests_carry_no_secret_value(catalog, cluster, kind):
     spec = spec_of(catalog)
     _converge(_backend(cluster, catalog), spec)
     generated = _generated_values(cluster)
-    # Per hub: service token, cookie secret, CryptKeeper key, the portal's client secret; all distinct.
-    assert len(generated) == 4 * len(HUBS)
+    # Per hub: service token, cookie secret, CryptKeeper key, the portal's client secret; all distinct. The
+    # portal's own: session secret, token secret, signing key (its clients are the hubs' values again).
+    assert len(generated) == 4 * len(HUBS) + 3
     tree = render_tree(spec, kind, material=read_material(catalog, spec))
     text = "\n".join(dump_yaml(content) for content in tree.values())
     for value in generated:

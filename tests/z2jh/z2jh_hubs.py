@@ -7,7 +7,8 @@ adds, through the backend's own site-values hook (``extra_values``), one last ``
 swaps the authenticator for JupyterHub's ``dummy`` one with a shared password. That is the only change to what
 hubfleet renders, and it leaves the Authenticator settings alone: ``allow_all: False`` and
 ``allow_existing_users: True`` stay, so only users created by hubfleet's enrolment sync may sign in, as in
-production. Not covered here, therefore: the OAuth sign-in itself and the identity-provider groups hook.
+production. The OAuth sign-in itself, through the portal Deployment hubfleet renders, is covered by
+test_z2jh_portal.py (two hubs, no SIGN_IN override).
 """
 
 from __future__ import annotations

@@ -32,5 +32,9 @@ from hubfleet.cli import lifecycle_cmds  # noqa: E402 - the lifecycle's commands
 app.add_typer(lifecycle_cmds.lifecycle_app, name="lifecycle")
 app.add_typer(lifecycle_cmds.archive_app, name="archive")
 
+from hubfleet.cli import portal_cmds  # noqa: E402
+
+app.add_typer(portal_cmds.portal_app, name="portal")
+
 if __name__ == "__main__":
     app()

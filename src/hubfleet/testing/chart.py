@@ -43,6 +43,7 @@ from .kubelet import ProcessKubelet, Runtime
 
 HUB_IMAGE = "quay.io/jupyterhub/k8s-hub"
 CHP_IMAGE = "quay.io/jupyterhub/configurable-http-proxy"
+HUBFLEET_IMAGE = "ghcr.io/hubfleet/hubfleet"  # RenderOptions.controller_image, without its tag
 HUB_PORT, PROXY_PORT = 8081, 8000
 
 
@@ -132,6 +133,8 @@ class ChartCluster:
             HUB_IMAGE: Runtime("hub", [str(toolchain.hub_venv() / "bin")], env={"LANG": "C.UTF-8"},
                                  workdir="/srv/jupyterhub"),
             CHP_IMAGE: Runtime("proxy", [str(repo / "node_modules" / ".bin")]),
+            # hubfleet's own image (the portal and controller Deployments in _fleet/): this checkout's venv.
+            HUBFLEET_IMAGE: Runtime("hubfleet", [str(repo / ".venv" / "bin")], env={"LANG": "C.UTF-8"}),
         }
         self.kubelet = ProcessKubelet(self.api, self.workdir / "kubelet", runtimes, notebook)
         self.helm = TemplateHelm(self.cluster)

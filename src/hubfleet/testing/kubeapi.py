@@ -6,7 +6,7 @@ import layer; nothing in hubfleet's product code imports it.
 
 Faithful (KubeSpawner and the kubernetes clients run unpatched against it):
 - REST paths ``/api/v1/[namespaces/{ns}/]{plural}[/{name}]`` and ``/apis/{group}/{version}/...`` for every kind
-  the store serves (FakeCluster's built-ins plus Pod, Event, Ingress, PodDisruptionBudget); GET, LIST, POST, PUT,
+  the store serves (FakeCluster's built-ins plus Pod, Event, PodDisruptionBudget); GET, LIST, POST, PUT,
   DELETE; Kubernetes ``Status`` objects for 401/404/405/409/422 errors;
 - ``labelSelector`` (FakeCluster's parser) and ``fieldSelector`` (``a.b=c``, ``a.b!=c`` over dotted paths;
   KubeSpawner watches events with ``involvedObject.kind=Pod``);
@@ -62,7 +62,6 @@ EVENT = KindInfo("v1", "Event", "events", True)
 SERVED_KINDS = (
     POD,
     EVENT,
-    KindInfo("networking.k8s.io/v1", "Ingress", "ingresses", True),
     KindInfo("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", True),
 )
 

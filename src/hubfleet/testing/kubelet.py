@@ -10,7 +10,7 @@ What it does for a pod, in the order a kubelet does:
 3. runs the init containers one after the other, then the first container, each as
    ``unshare --mount`` + ``sh``: the pod gets its own ``/home`` (tmpfs), copy-on-write overlays of the top-level
    directories it mounts into (``/etc``, ``/opt``, ``/usr``, ``/srv``, ``/run``), an ``/etc/hosts`` with the
-   namespace's Services, the service-account token/CA/namespace at ``/var/run/secrets/kubernetes.io/
+   namespace's Services (and other namespaces' by ``<name>.<namespace>[.svc[.cluster.local]]``), the service-account token/CA/namespace at ``/var/run/secrets/kubernetes.io/
    serviceaccount`` (unless ``automountServiceAccountToken: false``), every volumeMount bind-mounted at its
    ``mountPath`` (``subPath`` created if missing, ``readOnly`` remounted read-only) and its own ``/tmp``; then it
    drops to the container's ``runAsUser``/``runAsGroup`` (``setpriv``) in ``workingDir``;
@@ -287,6 +287,7 @@ class ProcessKubelet:
         # The kubelet's atomic-writer layout: the files live in a timestamped folder, `..data` points at it and
         # each top-level entry is a symlink through `..data` (seeding relies on `..data`, as on a cluster).
         stamp = f"..{now().replace(':', '_')}.{random.randint(0, 10**6)}"
+        (path / stamp).mkdir()  # an empty Secret or ConfigMap is an empty folder, not a failed mount
         for item in items:
             target = path / stamp / item["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -376,6 +377,12 @@ class ProcessKubelet:
             (sa / "namespace").write_text(run.pod["metadata"]["namespace"])
             sa.chmod(0o755)
         targets = [m["mountPath"] for m in mounts] + ([SA_DIR] if sa else [])
+        # A mount point in a top-level directory the host lacks would be made by mkdir in the host's own root
+        # (only directories that exist can be overlaid): refuse rather than litter the machine.
+        stray = [t for t in targets if _top(t) == "/" and not t.startswith(("/home/", "/tmp/"))]
+        if stray:
+            raise PodFailed("FailedMount", f"mount path(s) {', '.join(stray)}: the process kubelet mounts only "
+                                           "below a top-level directory that exists on this machine (e.g. /srv)")
         tops = sorted({"/etc"} | {_top(t) for t in targets} - {"/home", "/tmp", "/"})
         lines = [f"mount -t tmpfs -o size=16m tmpfs {q(str(layers))}", "mount -t tmpfs -o mode=0755 tmpfs /home"]
         for top in tops:
@@ -388,6 +395,13 @@ class ProcessKubelet:
         for svc in services:
             n = svc["metadata"]["name"]
             hosts.append(f"{svc['_ip']} {n} {n}.{ns} {n}.{ns}.svc {n}.{ns}.svc.cluster.local")
+        # Other namespaces' Services by their qualified names only, as cluster DNS answers them (a hub reaching
+        # the fleet portal at hubfleet-portal.hubfleet-system.svc.cluster.local).
+        for other in self.cluster.list("v1", "Namespace", None):
+            o = other["metadata"]["name"]
+            for svc in self._services(o) if o != ns else []:
+                n = svc["metadata"]["name"]
+                hosts.append(f"{svc['_ip']} {n}.{o} {n}.{o}.svc {n}.{o}.svc.cluster.local")
         lines.append(f"printf '%s\\n' {' '.join(q(h) for h in hosts)} > /etc/hosts")
         for m in mounts:
             src = volumes[m["name"]]

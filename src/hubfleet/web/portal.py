@@ -264,7 +264,9 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
                           error="Invalid username or password.", demo=directory.demo_mode())  # fmt: skip
         throttle.succeeded(name, client)
         response = RedirectResponse(_safe_next(next), status_code=303)
-        secure = request.url.scheme == "https"
+        # Behind a TLS-terminating ingress (the cluster portal) the request is plain HTTP, but the portal's own
+        # address says https: the cookies must never travel without TLS.
+        secure = request.url.scheme == "https" or str(source.fleet().get("portal_url") or "").startswith("https://")
         app.state.session_signer.login(response, name, secure=secure)
         devices.remember(request, response, name, secure=secure)
         csrf.rotate(request, response)
@@ -329,6 +331,46 @@ def _duration(seconds: float) -> str:
     return f"{n} minute{'s' if n != 1 else ''}"
 
 
+def serve_catalog(catalog: Path, state: Path, public_url: str, *, secrets: Path | None = None,
+                  clients: Path | None = None, host: str = "127.0.0.1", port: int = 8080,
+                  at: dt.date | None = None, every: float = 60.0) -> None:
+    """Serve the portal over HTTP for a fleet it does not run (Kubernetes): its state is written from the catalog
+    (``catalog_state.py``) now and every ``every`` seconds (catalog edits via git-sync, phases by date, a new hub's
+    client secret), its own secrets copied from ``secrets`` (a mounted Secret) before the app reads them."""
+    import threading
+
+    import uvicorn
+
+    from hubfleet.web.catalog_state import PORTAL_SECRET_FILES, CatalogState, copy_secret_files
+
+    state = state.resolve()
+    if secrets is not None:
+        missing = set(PORTAL_SECRET_FILES) - set(copy_secret_files(secrets, state / "portal", PORTAL_SECRET_FILES))
+        if missing:
+            raise SystemExit(f"hubfleet portal: {secrets} lacks {', '.join(sorted(missing))}; the fleet's apply "
+                             "fills the portal's Secret (hubfleet-portal) once, check it ran")
+    writer = CatalogState(catalog, state, public_url.rstrip("/"), clients, (lambda: at) if at else dt.date.today)
+    if writer.refresh() is None:
+        raise SystemExit(2)
+    stop = threading.Event()
+
+    def refresh_forever() -> None:
+        while not stop.wait(every):
+            try:
+                writer.refresh()
+            except Exception as exc:  # noqa: BLE001 - keep serving the last good state, say why
+                print(f"hubfleet portal: refresh failed: {type(exc).__name__}: {exc}", flush=True)
+
+    threading.Thread(target=refresh_forever, name="catalog-refresh", daemon=True).start()
+    try:
+        # As main(): one worker (codes in memory), no proxy headers (the peer is the ingress), keep-alive longer
+        # than the ingress's (nginx: 60 s upstream keep-alive) so the ingress is the side that closes.
+        uvicorn.run(create_app(PortalSource(state)), host=host, port=port, log_level="warning", access_log=False,
+                    proxy_headers=False, timeout_keep_alive=75)
+    finally:
+        stop.set()
+
+
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
@@ -338,7 +380,19 @@ def main(argv: list[str] | None = None) -> None:
                         "X-Forwarded-For entry the front door appends).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    # A fleet whose hubs run elsewhere (Kubernetes; `hubfleet portal serve` runs this): state from the catalog.
+    parser.add_argument("--catalog", type=Path, help="Write the state from this catalog (serve_catalog).")
+    parser.add_argument("--public-url", help="With --catalog: where browsers reach the portal.")
+    parser.add_argument("--secrets", type=Path, help="With --catalog: the portal's mounted Secret.")
+    parser.add_argument("--clients", type=Path, help="With --catalog: the hubs' client secrets, one file each.")
+    parser.add_argument("--at", type=dt.date.fromisoformat, help="With --catalog: plan for this date, not today.")
     args = parser.parse_args(argv)
+    if args.catalog is not None:
+        if not args.public_url:
+            parser.error("--catalog needs --public-url")
+        serve_catalog(args.catalog, args.state, args.public_url, secrets=args.secrets, clients=args.clients,
+                      host=args.host, port=args.port, at=args.at)
+        return
     app = create_app(PortalSource(args.state.resolve()), behind_front_door=args.uds is not None)
     # proxy_headers off: uvicorn would take X-Forwarded-For from any local peer; client_address decides instead.
     # Access log off, CHP already logs every request. One worker on purpose: oidc.py keeps its one-time

@@ -57,6 +57,7 @@ from .cluster import Cluster, ClusterError, ClusterUnavailable, Conflict, NotFou
 from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, options_for
 from .helm import Helm, HelmError, HelmMissing, ReleaseNotFound
 from .manifests import namespace_name, render_manifests
+from .portal import mirror_client_secret
 from .secrets import MissingProvidedKeys, ensure_hub_secret, read_key
 from .values import render_values
 
@@ -67,7 +68,8 @@ HUB_SELECTOR = MANAGED_SELECTOR + ",hubfleet.io/hub"  # hub namespaces, not the 
 
 # What `_prune` may delete: kinds render_manifests writes that hold no state. Labels of objects other rules own.
 PRUNABLE_KINDS = (("v1", "ConfigMap"), ("v1", "ResourceQuota"), ("v1", "LimitRange"))
-FLEET_PRUNABLE_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"))
+FLEET_PRUNABLE_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "DaemonSet"), ("v1", "Service"),
+                        ("networking.k8s.io/v1", "Ingress"))  # the portal's, when the fleet leaves auth: embedded
 KEPT_BY_OTHER_RULES = {records.RECORD_LABEL, records.MARKER_LABEL, mat.LABEL, "hubfleet.io/archive-job"}
 
 ExtraValues = Mapping[str, Any] | Callable[[HubSpec], Mapping[str, Any]] | None
@@ -276,7 +278,9 @@ class KubernetesBackend:
         from .fleet import render_fleet
 
         rendered = render_fleet(spec, self.options)
-        written = sum(bool(self.cluster.apply(obj)) for obj in rendered)
+        # Secrets (the portal's) are placeholders: created and filled once, never applied over (secrets.py).
+        written = sum(ensure_hub_secret(self.cluster, obj) != "kept" if obj["kind"] == "Secret"
+                      else bool(self.cluster.apply(obj)) for obj in rendered)
         # Workloads the fleet no longer renders (the NFS server after a switch to a filer): by label, only the
         # kinds that hold no state. Its data claim is kept (resource-policy keep), as are the archiver's objects.
         ns = self.options.system_namespace
@@ -383,6 +387,8 @@ class KubernetesBackend:
         for obj in rendered:
             if obj["kind"] == "Secret" and obj["apiVersion"] == "v1":
                 secret = ensure_hub_secret(self.cluster, obj)
+                if hub.auth.get("type") == "embedded":  # the portal registers the hub with its client secret
+                    written += mirror_client_secret(self.cluster, hub.name, ns, options_for(spec, self.options))
             elif mat.LABEL in obj["metadata"]["labels"]:
                 written += self._ensure_material(obj)
                 shipped.add(obj["metadata"]["name"])

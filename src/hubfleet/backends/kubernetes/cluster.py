@@ -76,6 +76,7 @@ BUILTIN_KINDS: tuple[KindInfo, ...] = (
     KindInfo("apps/v1", "Deployment", "deployments", True),
     KindInfo("batch/v1", "Job", "jobs", True),
     KindInfo("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", True),
+    KindInfo("networking.k8s.io/v1", "Ingress", "ingresses", True),  # the portal's (portal.py)
     KindInfo("rbac.authorization.k8s.io/v1", "Role", "roles", True),
     KindInfo("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
     KindInfo("coordination.k8s.io/v1", "Lease", "leases", True),  # the controller's leader election (lease.py)

@@ -18,7 +18,9 @@ What it models, because the backend's correctness depends on it:
 from __future__ import annotations
 
 import copy
+import functools
 import re
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -38,10 +40,21 @@ from .validation import SchemaNotFound, validate_manifest
 Key = tuple[str, str, str, str]  # (apiVersion, kind, namespace or "", name)
 
 
+def _atomic(method):
+    """One write at a time, as the API server does per object: a replace's resourceVersion check and its write
+    must not interleave with another thread's (the backend converges hubs in parallel; some share an object)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._write_lock:
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class FakeCluster:
     def __init__(self, extra_kinds: Iterable[KindInfo] = (), validate: bool = True, k8s_version: str = "1.32.0"):
         self._kinds = {(k.api_version, k.kind): k for k in (*BUILTIN_KINDS, *extra_kinds)}
         self._objects: dict[Key, dict] = {}
+        self._write_lock = threading.RLock()
         self._revision = 0
         self._validate = validate
         self._k8s_version = k8s_version
@@ -76,6 +89,7 @@ class FakeCluster:
             raise NotFound(f'{_resource(info)} "{name}" not found')
         return copy.deepcopy(self._objects[key])
 
+    @_atomic
     def create(self, obj: dict) -> dict:
         info = self._kind(obj.get("apiVersion", ""), obj.get("kind", ""))
         new = copy.deepcopy(obj)
@@ -100,6 +114,7 @@ class FakeCluster:
         self._objects[key] = new
         return copy.deepcopy(new)
 
+    @_atomic
     def replace(self, obj: dict) -> dict:
         info = self._kind(obj.get("apiVersion", ""), obj.get("kind", ""))
         new = copy.deepcopy(obj)
@@ -134,6 +149,7 @@ class FakeCluster:
     def apply(self, obj: dict) -> bool:
         return apply_object(self, obj)
 
+    @_atomic
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
         info = self._kind(api_version, kind)
         key = self._key(info, namespace, name)

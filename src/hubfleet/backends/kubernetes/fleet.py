@@ -229,7 +229,8 @@ def nfs_server_objects(options: RenderOptions) -> list[dict]:
 
 
 def render_fleet(spec: FleetSpec, options: RenderOptions = DEFAULT_OPTIONS) -> list[dict]:
-    """The fleet's shared objects, written to ``_fleet/manifests.yaml``. Their number does not grow with hubs."""
+    """The fleet's shared objects, written to ``_fleet/manifests.yaml``. Their number does not grow with hubs.
+    With ``auth: embedded``, the portal (portal.py) is one of them."""
     options = options_for(spec, options)
     ns = {
         "apiVersion": "v1",
@@ -244,4 +245,6 @@ def render_fleet(spec: FleetSpec, options: RenderOptions = DEFAULT_OPTIONS) -> l
         if options.nfs_in_cluster:
             objects += nfs_server_objects(options)
         objects += personal_store_pair(options.system_namespace, f"{spec.fleet}-personal-store", options)
-    return objects
+    from .portal import portal_objects  # the portal module builds on this one's options
+
+    return objects + portal_objects(spec, options)

@@ -28,6 +28,8 @@ from .cluster import Cluster, NotFound
 GENERATE_KEYS_ANNOTATION = "hubfleet.io/keys"
 PROVIDED_KEYS_ANNOTATION = "hubfleet.io/provided-keys"
 ADOPT_ANNOTATION = "hubfleet.io/adopt-from"
+# Keys holding a private RSA key (a JWK as JSON) instead of a random token: the portal's id_token signing key.
+RSA_KEYS_ANNOTATION = "hubfleet.io/rsa-keys"
 # 32 random bytes, hex: the length JupyterHub's own `openssl rand -hex 32` advice produces for API tokens.
 TOKEN_BYTES = 32
 
@@ -55,6 +57,16 @@ def _generate() -> str:
     return base64.b64encode(secrets.token_hex(TOKEN_BYTES).encode()).decode()
 
 
+def _generate_rsa() -> str:
+    import json
+
+    from joserfc.jwk import RSAKey
+
+    # The format web/oidc.load_or_create_key reads; 2048 bits as there.
+    key = RSAKey.generate_key(2048, auto_kid=True, private=True)
+    return base64.b64encode(json.dumps(key.as_dict(private=True)).encode()).decode()
+
+
 def _adopted(cluster: Cluster, ns: str, placeholder: dict, keys: list[str]) -> dict[str, str]:
     """Values of ``keys`` already in the Secret the placeholder names in ``hubfleet.io/adopt-from`` (the chart's own
     Secret, when the chart generated them before hubfleet did): a value that exists is a value users depend on."""
@@ -77,6 +89,8 @@ def ensure_hub_secret(cluster: Cluster, placeholder: dict) -> str:
     meta = placeholder["metadata"]
     ns, name = meta["namespace"], meta["name"]
     generated, provided = _keys(placeholder, GENERATE_KEYS_ANNOTATION), _keys(placeholder, PROVIDED_KEYS_ANNOTATION)
+    rsa = _keys(placeholder, RSA_KEYS_ANNOTATION)
+    generated += [k for k in rsa if k not in generated]
     try:
         live = cluster.get("v1", "Secret", ns, name)
     except NotFound:
@@ -89,7 +103,7 @@ def ensure_hub_secret(cluster: Cluster, placeholder: dict) -> str:
     if live is not None and not missing:
         return "kept"
     fresh = _adopted(cluster, ns, placeholder, missing)
-    fresh.update({k: _generate() for k in missing if k not in fresh})
+    fresh.update({k: _generate_rsa() if k in rsa else _generate() for k in missing if k not in fresh})
     if live is None:
         obj = copy.deepcopy(placeholder)
         obj.pop("stringData", None)

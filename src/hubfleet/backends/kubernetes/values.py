@@ -32,6 +32,7 @@ from __future__ import annotations
 import posixpath
 
 from hubfleet.backends.kubernetes import branding, idp_groups, material, oidc_discovery, spawn_policy
+from hubfleet.backends.kubernetes import portal as hubfleet_portal
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, KEEP, MANAGED_BY, RenderOptions, options_for
 from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import account_prefix, dns_label
@@ -345,10 +346,17 @@ def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple
             "enable_pkce": True,
             "basic_auth": True,  # client_secret_basic: the method every OpenID Connect provider must support
         }
-        if kind == "embedded":  # our own portal: its paths are ours to know
-            portal = f"https://portal.{fleet.domain}"
-            oauth.update({"authorize_url": portal + "/oauth/authorize", "token_url": portal + "/oauth/token",
-                          "userdata_url": portal + "/oauth/userinfo"})
+        if kind == "embedded":
+            # Our own portal (portal.py): its paths are ours to know, and so is the client it registers for this
+            # hub (client_id = the hub's name, the redirect URI above; web/directory.py). The browser goes to
+            # portal.{domain}; the hub's own calls go to the portal's Service inside the cluster.
+            public = hubfleet_portal.public_url(fleet.domain) + hubfleet_portal.PREFIX
+            internal = hubfleet_portal.internal_url(options) + hubfleet_portal.PREFIX
+            oauth.update({"client_id": hub.name, "scope": ["openid", "profile", "groups"],
+                          "authorize_url": public + "/oauth/authorize", "token_url": internal + "/oauth/token",
+                          "userdata_url": internal + "/oauth/userinfo",
+                          # Signing out of a hub signs out of the portal too (it asks first): a shared PC.
+                          "logout_redirect_url": public + "/logout"})
         # oidc: the endpoints come from the IdP's discovery document when the hub starts (oidc_discovery.py).
         env["OAUTH_CLIENT_SECRET"] = from_secret("oauth-client-secret")  # read by OAuthenticator itself
         config = {"JupyterHub": {"authenticator_class": "generic-oauth"}, "GenericOAuthenticator": oauth}
