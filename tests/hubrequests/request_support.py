@@ -33,3 +33,45 @@ def catalog_repo(tmp_path: Path, commit_to: str = "main") -> Path:
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "catalog")
     return repo
+
+
+PASSWORD = "correct horse battery"
+USERS = ("mo3312", "ef4410", "ua1001", "ua2002", "rk4521", "st0001")
+
+
+def portal_with_requests(tmp_path: Path, db_url: str, today, mailer=None, commit_to: str = "main"):  # noqa: ANN001, ANN201
+    """A portal app (state dir of its own, users with one password) with the request pages on the git catalog."""
+    import json
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from hubfleet.backends.local.members import hash_password
+    from hubfleet.web.portal import PortalSource, create_app
+    from hubfleet.web.requests_pages import RequestSettings, mount
+
+    repo = catalog_repo(tmp_path, commit_to)
+    state = tmp_path / "state"
+    state.mkdir()
+    hashes = {u: hash_password(PASSWORD) for u in USERS}
+    (state / "passwords.json").write_text(json.dumps(hashes))
+    os.chmod(state / "passwords.json", 0o600)
+    app = create_app(PortalSource(state))
+    service = mount(app, RequestSettings(catalog=repo, database_url=db_url, mailer=mailer), today=lambda: today)
+    app.state.dashboard_runner = ran = []  # the actions' own commands are the CLI's (tested there); record them
+    app.state.dashboard_runner = lambda action, hub: ran.append((action, hub))
+
+    def client():  # noqa: ANN202
+        return TestClient(app, base_url="http://portal.localhost:8000", follow_redirects=False)
+
+    return app, service, repo, state, client, ran
+
+
+def sign_in(client, username: str, password: str = PASSWORD):  # noqa: ANN001, ANN201
+    """Sign in at the portal as a browser does: the form (CSRF cookie and token), then its POST."""
+    import re
+
+    page = client.get("/portal/login")
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    return client.post("/portal/login", data={"username": username, "password": password,
+                                               "csrf_token": found.group(1)})  # fmt: skip

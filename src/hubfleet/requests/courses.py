@@ -25,6 +25,7 @@ from ruamel.yaml import YAML
 
 from hubfleet.catalog import load_catalog
 from hubfleet.catalog.errors import CatalogError, Problem
+from hubfleet.catalog.naming import hub_name
 from hubfleet.catalog.source import SourceMap, read_yaml
 from hubfleet.plan import FleetState, OrphanError, diff, plan
 from hubfleet.plan.diff import Action
@@ -268,11 +269,14 @@ def check_request(root: Path, form: dict[str, str], roster: str | None, today: d
                      "presentations": [(p.key, p.phase.value, p.start, p.end, p.archive_on) for p in h.presentations]}
                     for h in mine]  # fmt: skip
     if not mine:
-        pres = next(p for p in loaded.catalog.courses if p.code == code).presentations
-        p = next(x for x in pres if x.id == pres_id)
-        line = timeline(p.start, p.end, loaded.catalog.fleet.lifecycle)
+        course = next(c for c in loaded.catalog.courses if c.code == code)
+        p = next(x for x in course.presentations if x.id == pres_id)
+        fleet = loaded.catalog.fleet
+        line = timeline(p.start, p.end, fleet.lifecycle)
         phase = retired[0].phase.value if retired else line.phase(today).value
-        checked.hubs = [{"name": "(not yet)", "url": "", "profiles": [],
+        # Not wanted today (scheduled, or already retired): the hub it gets, from the same naming the planner uses.
+        name = hub_name(fleet.topology, fleet.name, code, pres_id, course.unit)
+        checked.hubs = [{"name": name, "url": "", "profiles": [],
                          "presentations": [(f"{code}-{pres_id}", phase, p.start, p.end, line.archive_on)]}]
     try:
         state = observe() if observe else FleetState()

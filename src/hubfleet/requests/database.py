@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import os
 from pathlib import Path
 
 from alembic import command
@@ -59,7 +60,10 @@ class Database:
 
     def __init__(self, url: str, *, migrate_now: bool = True) -> None:
         if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            path = Path(url.removeprefix("sqlite:///"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Requests hold rosters (usernames): readable by the fleet's operator only, from the first byte.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         if migrate_now:
             migrate(url)
         self.url = url

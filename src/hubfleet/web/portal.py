@@ -281,6 +281,10 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         pass
     else:
         app.include_router(archives_router, prefix=PORTAL_PREFIX)
+    # Hub requests and the fleet dashboard (issue 13), when the portal knows its catalog (requests_pages.mount).
+    from hubfleet.web.requests_pages import mount as mount_requests
+
+    mount_requests(app)
     return app
 
 
