@@ -86,6 +86,8 @@ def test_review_round_trip_commits_the_course_file(db_url: str, tmp_path: Path) 
     assert set(git(repo, "show", "--name-only", "--format=", "main").split()) == {
         "courses/TM351.yaml", "enrolments/TM351-2027J.csv"}
     assert git(repo, "status", "--porcelain") == ""  # committed, not an untracked edit
+    # Only the new presentation is added: the course team's comments and layout are kept, no line is rewritten.
+    assert git(repo, "diff", "--numstat", "main~1", "main", "--", "courses/TM351.yaml").split()[:2] == ["16", "0"]
     pres = next(p for c in load_catalog(repo).catalog.courses if c.code == "TM351" for p in c.presentations
                 if p.id == "2027J")  # fmt: skip
     assert (pres.expected_students, pres.start, str(pres.resources.memory)) == (900, dt.date(2027, 10, 2), "3G")
@@ -152,3 +154,32 @@ def test_a_request_taking_an_existing_hub_name_is_refused_with_the_validators_wo
         svc.move(admin, rid, "submit")
     text = "\n".join(sum(refused.value.checked.field_errors.values(), refused.value.checked.errors))
     assert "hub name 'tm351-2026j' is already used by" in text
+
+
+def test_a_change_request_goes_through_review_and_one_that_would_orphan_files_is_refused(tmp_path: Path) -> None:
+    from hubfleet.plan import FleetState, plan
+
+    repo = catalog_repo(tmp_path)
+    running = FleetState.of(plan(load_catalog(repo).catalog, TODAY))  # every presentation of today holds files
+    svc = RequestService(Database(f"sqlite:///{tmp_path / 'r.db'}"), repo, CatalogRepo(repo),
+                         observe=lambda: running, today=lambda: TODAY)  # fmt: skip
+    team, admin = svc.access("mo3312"), svc.access("ua1001")
+    from hubfleet.requests.courses import existing_presentation
+
+    current = existing_presentation(repo, "TM351", "2026J")
+    assert (current["start"], current["image"]) == ("2026-10-03", "ghcr.io/example-university/tm351:2026J")
+    moved = svc.create(team, current | {"storage_layout": "per-presentation"}, None, kind="change")
+    with pytest.raises(Refused) as refused:
+        svc.move(team, moved, "submit")
+    assert refused.value.checked.errors == [
+        "refused: TM351-2026J: changing storage from personal-subfolder (home/{username}) to per-presentation "
+        "(presentations/TM351-2026J/{username}) would leave students' files behind; keep the layout for this "
+        "presentation and change it for the next one."]
+    more = svc.create(team, current | {"memory": "4G"}, None, kind="change")
+    svc.move(team, more, "submit")
+    svc.move(admin, more, "approve")
+    pres = next(p for c in load_catalog(repo).catalog.courses if c.code == "TM351" for p in c.presentations
+                if p.id == "2026J")  # fmt: skip
+    assert str(pres.resources.memory) == "4G" and pres.enrolment[0].csv == "enrolments/TM351-2026J.csv"
+    assert pres.seed is None and pres.team.tutors == ["gb2290", "an6614"]  # the rest of the presentation is kept
+    assert git(repo, "show", "--name-only", "--format=", "main").split() == ["courses/TM351.yaml"]

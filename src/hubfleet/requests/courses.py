@@ -62,6 +62,8 @@ def _yaml() -> YAML:
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
     yaml.width = 120
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)  # the catalog's own style (examples/, docs/catalog.md)
     return yaml
 
 
@@ -79,8 +81,9 @@ def course_file_of(root: Path, code: str) -> tuple[str, dict[str, Any] | None]:
     """(catalog-relative path, existing data or None) of the course file for ``code``."""
     files = _course_files(root)
     if code in files:
-        data, _ = read_yaml(root / files[code], files[code], (), SourceMap())
-        return files[code], data
+        # Round-trip load (the file already passed the catalog's safe reader in _course_files): the commit then
+        # changes only what the request changes and keeps the course team's comments and layout.
+        return files[code], _yaml().load((root / files[code]).read_text(encoding="utf-8"))
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", code) or "course"
     return f"courses/{safe}.yaml", None
 
@@ -132,7 +135,7 @@ def build_course(root: Path, form: dict[str, str], roster: str | None,
     code = form.get("course", "").strip()
     pres_id = form.get("presentation", "").strip()
     path, existing = course_file_of(root, code)
-    course: dict[str, Any] = dict(existing) if existing else {"code": code}
+    course: dict[str, Any] = existing if existing is not None else {"code": code}
     if form.get("title", "").strip():
         course["title"] = form["title"].strip()
     if form.get("unit", "").strip() and not existing:
@@ -181,7 +184,10 @@ def build_course(root: Path, form: dict[str, str], roster: str | None,
         presentations.insert(index, pres)
     else:
         presentations = list(course.get("presentations") or []) + [pres]
-    course["presentations"] = presentations
+    if "presentations" in course:
+        course["presentations"][:] = presentations  # in place: the list keeps its comments
+    else:
+        course["presentations"] = presentations
     return path, course, files
 
 
