@@ -41,6 +41,7 @@ bench: test-tools
 	$(PY) benchmarks/render_scale.py
 	$(PY) benchmarks/k8s_plan.py
 	$(PY) benchmarks/z2jh_spawn.py
+	$(PY) benchmarks/dashboard.py
 
 docs: install
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md

@@ -78,8 +78,30 @@ class RequestService:
 
     # -- who ------------------------------------------------------------------------------------------------------
 
+    def __post_init__(self) -> None:
+        self._cache: tuple[tuple, LoadedCatalog] | None = None
+
+    def _signature(self, rosters: Any) -> tuple:
+        root = Path(self.catalog_dir)
+        files = [root / "fleet.yaml", *sorted((root / "courses").glob("*.y*ml")), *(root / r for r in rosters)]
+        out = []
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                out.append((str(f), None))
+            else:
+                out.append((str(f), st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
     def loaded(self) -> LoadedCatalog:
-        return load_catalog(self.catalog_dir)
+        """The catalog as the fleet runs it, loaded again only when one of its files changed (a dashboard of 500
+        hubs must not re-read 500 course files and their rosters on every page)."""
+        if self._cache is not None and self._signature(self._cache[1].rosters) == self._cache[0]:
+            return self._cache[1]
+        loaded = load_catalog(self.catalog_dir)
+        self._cache = (self._signature(loaded.rosters), loaded)
+        return loaded
 
     def access(self, user: str | None) -> Access:
         return access_for(self.loaded().catalog, user, self.today())

@@ -68,10 +68,48 @@ class HubRow:
         return out
 
 
+_FIGURES: dict[Path, tuple[tuple, tuple[int | None, int | None, str | None]]] = {}
+_PLANS: dict[tuple[int, dt.date], tuple[Catalog, Any]] = {}
+
+
+def _stamp(db: Path) -> tuple | None:
+    """The database's change stamp: its file and its write-ahead log (where JupyterHub's recent writes are)."""
+    try:
+        main = db.stat()
+    except OSError:
+        return None
+    try:
+        wal = db.with_name(db.name + "-wal").stat()
+        return (main.st_mtime_ns, main.st_size, wal.st_mtime_ns, wal.st_size)
+    except OSError:
+        return (main.st_mtime_ns, main.st_size)
+
+
 def _figures(db: Path) -> tuple[int | None, int | None, str | None]:
-    """(users, running servers, last activity) from a hub's database, or Nones when it has none yet."""
-    if not db.is_file():
+    """(users, running servers, last activity) from a hub's database, or Nones when it has none yet. Read again
+    only when the database changed since the last page (an idle hub of 500 costs a stat, not a query)."""
+    stamp = _stamp(db)
+    if stamp is None:
         return None, None, None
+    cached = _FIGURES.get(db)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    _FIGURES[db] = (stamp, _read_figures(db))
+    return _FIGURES[db][1]
+
+
+def _cached_plan(catalog: Catalog, today: dt.date):  # noqa: ANN202
+    """The planner's spec for this catalog object and day (the service reloads the catalog when a file changes, so
+    a new catalog is a new object)."""
+    key = (id(catalog), today)
+    hit = _PLANS.get(key)
+    if hit is None or hit[0] is not catalog:
+        _PLANS.clear()
+        _PLANS[key] = hit = (catalog, plan(catalog, today))
+    return hit[1]
+
+
+def _read_figures(db: Path) -> tuple[int | None, int | None, str | None]:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
         try:
@@ -104,7 +142,7 @@ def read_actions(state: Path) -> dict[str, Any]:
 
 
 def fleet_rows(catalog: Catalog, today: dt.date, state: Path, observed: FleetState | None = None) -> list[HubRow]:
-    spec = plan(catalog, today)
+    spec = _cached_plan(catalog, today)
     try:
         fleet_doc = json.loads((state / "fleet.json").read_text())
     except (FileNotFoundError, ValueError):
