@@ -75,3 +75,22 @@ def sign_in(client, username: str, password: str = PASSWORD):  # noqa: ANN001, A
     found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     return client.post("/portal/login", data={"username": username, "password": password,
                                                "csrf_token": found.group(1)})  # fmt: skip
+
+
+def _root_conftest():  # noqa: ANN202
+    """tests/conftest.py's helpers (free_port, running_in, wait_until): this folder's own conftest shadows the name."""
+    import importlib.util
+    import sys
+
+    name = "hubfleet_tests_root_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+free_port = _root_conftest().free_port
+running_in = _root_conftest().running_in
+wait_until = _root_conftest().wait_until
