@@ -133,3 +133,33 @@ def test_dashboard_rows_filters_and_actions_by_role(portal) -> None:  # noqa: AN
     assert team.get("/portal/dashboard/hubs/tm351-2026j").status_code == 403
     arts_admin = signed_in(client_factory, "ua2002")
     assert 'id="action-apply"' in arts_admin.get(f"/portal/dashboard/hubs/{mine[0]}").text
+
+
+def test_dashboard_actions_run_the_operators_own_commands_on_the_running_front_door(tmp_path: Path) -> None:
+    import json
+    import sys
+
+    from hubfleet.web.dashboard import SubprocessRunner
+
+    (tmp_path / "fleet.json").write_text(json.dumps({"portal_url": "http://portal.localhost:41234"}))
+    runner = SubprocessRunner(tmp_path / "catalog", tmp_path)
+    where = [str(tmp_path / "catalog"), "--state-dir", str(tmp_path)]
+    cli = [sys.executable, "-m", "hubfleet.cli.main"]
+    assert runner.command("apply", "h") == [*cli, "apply", *where, "--port", "41234", "--yes"]
+    assert runner.command("sync", "h") == [*cli, "enrol", "sync", *where, "--hub", "h"]
+    assert runner.command("retry-archive", "h") == [*cli, "lifecycle", "run", *where, "--port", "41234"]
+
+
+def test_a_failed_enrolment_sync_from_the_dashboard_shows_as_a_problem(portal) -> None:  # noqa: ANN001
+    from hubfleet.web.dashboard import SubprocessRunner
+    from request_support import wait_until
+
+    app, service, repo, state, client_factory, _ = portal
+    app.state.dashboard_runner = SubprocessRunner(repo, state)  # the real command, against a fleet that is not up
+    platform = signed_in(client_factory, "rk4521")
+    csrf = token(platform, "/portal/dashboard/hubs/tm351-2026j")
+    assert platform.post("/portal/dashboard/hubs/tm351-2026j/sync", data={"csrf_token": csrf}).status_code == 303
+    wait_until(lambda: (state / "portal" / "actions.json").exists(), timeout=120, what="the sync to finish")
+    page = platform.get("/portal/dashboard/?problem=sync").text
+    assert re.findall(r'<tr id="hub-([^"]+)">', page) == ["tm351-2026j"]
+    assert "failed" in re.search(r'<tr id="hub-tm351-2026j">.*?</tr>', page, re.S).group(0)

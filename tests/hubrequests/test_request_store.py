@@ -183,3 +183,19 @@ def test_a_change_request_goes_through_review_and_one_that_would_orphan_files_is
     assert str(pres.resources.memory) == "4G" and pres.enrolment[0].csv == "enrolments/TM351-2026J.csv"
     assert pres.seed is None and pres.team.tutors == ["gb2290", "an6614"]  # the rest of the presentation is kept
     assert git(repo, "show", "--name-only", "--format=", "main").split() == ["courses/TM351.yaml"]
+
+
+def test_rejected_and_withdrawn_requests_leave_the_catalog_untouched(tmp_path: Path) -> None:
+    svc, repo = service(f"sqlite:///{tmp_path / 'r.db'}", tmp_path)
+    team, admin = svc.access("mo3312"), svc.access("ua1001")
+    head = git(repo, "rev-parse", "main")
+    rejected = svc.create(team, FORM, ROSTER)
+    svc.move(team, rejected, "submit")
+    svc.move(admin, rejected, "reject", "No budget this year")
+    withdrawn = svc.create(team, FORM | {"presentation": "2028J", "start": "2028-10-07", "end": "2029-06-07"}, None)
+    svc.move(team, withdrawn, "submit")
+    svc.move(team, withdrawn, "withdraw")
+    with pytest.raises(Refused, match="cannot be approved now"):
+        svc.move(admin, rejected, "approve")
+    assert git(repo, "rev-parse", "main") == head and git(repo, "status", "--porcelain") == ""
+    assert git(repo, "branch", "--list", "--format=%(refname:short)") == "main"

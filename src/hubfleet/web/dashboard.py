@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -45,11 +46,21 @@ class SubprocessRunner:
     def __init__(self, catalog: Path, state: Path) -> None:
         self.catalog, self.state = Path(catalog), Path(state)
 
+    def port(self) -> list[str]:
+        """``--port`` of the running front door (fleet.json's portal URL): an apply on another port would move it."""
+        try:
+            url = json.loads((self.state / "fleet.json").read_text()).get("portal_url") or ""
+        except (OSError, ValueError):
+            return []
+        port = urlsplit(url).port
+        return ["--port", str(port)] if port else []
+
     def command(self, action: str, hub: str) -> list[str]:
         base = [sys.executable, "-m", "hubfleet.cli.main"]
         where = [str(self.catalog), "--state-dir", str(self.state)]
-        return {"apply": [*base, "apply", *where, "--yes"], "sync": [*base, "enrol", "sync", *where, "--hub", hub],
-                "retry-archive": [*base, "lifecycle", "run", *where]}[action]  # fmt: skip
+        return {"apply": [*base, "apply", *where, *self.port(), "--yes"],
+                "sync": [*base, "enrol", "sync", *where, "--hub", hub],
+                "retry-archive": [*base, "lifecycle", "run", *where, *self.port()]}[action]  # fmt: skip
 
     def __call__(self, action: str, hub: str) -> None:
         logs = self.state / "portal" / "actions"
