@@ -199,3 +199,27 @@ def test_rejected_and_withdrawn_requests_leave_the_catalog_untouched(tmp_path: P
         svc.move(admin, rejected, "approve")
     assert git(repo, "rev-parse", "main") == head and git(repo, "status", "--porcelain") == ""
     assert git(repo, "branch", "--list", "--format=%(refname:short)") == "main"
+
+
+def test_approval_into_a_folder_that_is_no_git_repository_is_refused_and_stays_submitted(tmp_path: Path) -> None:
+    svc, repo = service(f"sqlite:///{tmp_path / 'r.db'}", tmp_path)
+    shutil.rmtree(repo / ".git")
+    team = svc.access("mo3312")
+    rid = svc.create(team, FORM, ROSTER)
+    svc.move(team, rid, "submit")
+    with pytest.raises(Refused, match="could not commit to the catalog repository: git rev-parse"):
+        svc.move(svc.access("ua1001"), rid, "approve")
+    assert svc.get(team, rid).state == "submitted" and not (repo / "enrolments" / "TM351-2027J.csv").exists()
+
+
+def test_a_commit_that_fails_in_the_checkout_leaves_no_edit_behind(tmp_path: Path) -> None:
+    svc, repo = service(f"sqlite:///{tmp_path / 'r.db'}", tmp_path)
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'catalog policy: no commits today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    team = svc.access("mo3312")
+    rid = svc.create(team, FORM, ROSTER)
+    svc.move(team, rid, "submit")
+    with pytest.raises(Refused, match="no commits today"):
+        svc.move(svc.access("rk4521"), rid, "approve")
+    assert git(repo, "status", "--porcelain") == "" and svc.get(team, rid).state == "submitted"

@@ -62,6 +62,12 @@ class CatalogRepo:
         except GitError:
             return None
 
+    def toplevel(self) -> str:
+        """The working tree's top folder, or the (bare) repository itself."""
+        if self._git("rev-parse", "--is-bare-repository") == "true":
+            return str(self.path)
+        return self._git("rev-parse", "--show-toplevel")
+
     def head(self, branch: str) -> str:
         return self._git("rev-parse", "--verify", f"refs/heads/{branch}^{{commit}}")
 
@@ -101,10 +107,21 @@ class CatalogRepo:
         if dirty:
             raise GitError(f"the catalog checkout has uncommitted edits to {', '.join(paths)}; commit or discard "
                            "them first, so an approval never commits someone's half-finished change")
-        for rel, text in files.items():
-            target = self.path / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-        self._git("add", "--", *paths)
-        self._git("commit", "--quiet", "--only", "-m", message, "--", *paths)
+        tracked = set(self._git("ls-files", "--", *paths).splitlines())
+        try:
+            for rel, text in files.items():
+                target = self.path / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+            self._git("add", "--", *paths)
+            self._git("commit", "--quiet", "--only", "-m", message, "--", *paths)
+        except (GitError, OSError):
+            # No half-done edit left behind: tracked files back to HEAD, new ones removed.
+            if tracked:
+                self._git("reset", "--quiet", "--", *tracked)
+                self._git("checkout", "--", *tracked)
+            for rel in set(paths) - tracked:
+                self._git("rm", "--quiet", "--cached", "--ignore-unmatch", "--", rel)
+                (self.path / rel).unlink(missing_ok=True)
+            raise
         return Written(commit=self.head(branch), branch=branch)

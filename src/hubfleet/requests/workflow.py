@@ -241,18 +241,19 @@ class RequestService:
         return done
 
     def _commit(self, req: HubRequest, checked: Checked):  # noqa: ANN202
-        loaded = self.loaded()
-        settings = loaded.catalog.fleet.requests
-        top = Path(self.repo._git("rev-parse", "--show-toplevel") if self.repo.checked_out() else self.repo.path)
-        prefix = Path(self.catalog_dir).resolve().relative_to(top.resolve())
-        files = {str(prefix / rel) if str(prefix) != "." else rel: text for rel, text in checked.files.items()}
+        settings = self.loaded().catalog.fleet.requests
         branch = settings.main_branch if settings.commit_to == "main" else f"hub-request/{req.id}"
         what = "change to" if req.kind == "change" else "new presentation"
         message = (f"Hub request #{req.id}: {what} {req.course} {req.presentation}\n\n"
                    f"Requested by {req.requester}; approved through the hubfleet portal.\nHubfleet-Request: {req.id}\n")
         try:
+            # The catalog may be a folder inside the repository: paths in the commit are the repository's.
+            top = Path(self.repo.toplevel())
+            prefix = Path(self.catalog_dir).resolve().relative_to(top.resolve())
+            files = {str(prefix / rel) if str(prefix) != "." else rel: text for rel, text in checked.files.items()}
             return self.repo.commit_files(files, message, branch=branch, base=settings.main_branch)
-        except GitError as exc:
+        except (GitError, ValueError) as exc:
+            # The request stays submitted (this transaction rolls back): fix the repository and approve again.
             raise Refused(f"could not commit to the catalog repository: {exc}") from None
 
     # -- mail ---------------------------------------------------------------------------------------------------
