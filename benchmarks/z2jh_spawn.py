@@ -163,9 +163,10 @@ def main() -> None:
             try:
                 results["local"] = run_local(work, args.sequential, args.concurrent)
             except Exception:
-                for log in sorted((work / "local" / "state").glob("**/logs/hub.log")):  # why, before the dir goes
+                for log in sorted((work / "local" / "state").glob("**/*.log")):  # why, before the dir goes
                     lines = log.read_text(errors="replace").splitlines()
-                    hits = [i for i, line in enumerate(lines) if line.startswith(("[E", "[W")) or " 500 " in line]
+                    hits = [i for i, line in enumerate(lines)
+                            if line.startswith(("[E", "[W")) or " 500 " in line or "error" in line.lower()]
                     shown = sorted({j for i in hits for j in range(i, min(i + 25, len(lines)))})
                     print(f"--- {log}", *(lines[j] for j in shown), sep="\n", file=sys.stderr)
                 raise

@@ -25,6 +25,7 @@ holder before anything is started.
 from __future__ import annotations
 
 import errno
+import shutil
 import socket
 import sys
 import tempfile
@@ -46,6 +47,7 @@ __all__ = ["FrontDoor", "FrontDoorError", "PortTaken"]
 
 HOST = "127.0.0.1"
 HOST_STORE = Path(__file__).with_name("hoststore.cjs")
+UPSTREAM_AGENT = Path(__file__).with_name("upstream_agent.mjs")  # keep-alive to the portal; the file says why
 # Name in the PortBook for the front door's private ports (API, portal). Not a valid hub name, so no clash.
 _BOOK_NAME = "_frontdoor"
 
@@ -163,8 +165,12 @@ class FrontDoor:
                 executable=self.chp, ip=HOST, port=self.port, api_ip=HOST, api_port=api_port, auth_token=token,
                 log_level="warn",
             )
-            argv = cmd.argv + ["--default-target", f"unix+http://{quote(str(sock), safe='')}", "--host-routing",
-                               "--storage-backend", str(HOST_STORE)]  # fmt: skip
+            node = shutil.which("node")
+            if node is None:
+                raise FrontDoorError("node is not on PATH; the front door's configurable-http-proxy runs on it")
+            chp_script = str(Path(cmd.argv[0]).resolve())  # the real bin/ file, so the preload finds CHP's lib/
+            argv = [node, "--import", str(UPSTREAM_AGENT), chp_script, *cmd.argv[1:], "--default-target",
+                    f"unix+http://{quote(str(sock), safe='')}", "--host-routing", "--storage-backend", str(HOST_STORE)]
             try:
                 process.start_detached(argv, self.paths.state, cmd.env(), self.dir / "proxy.log", self.proxy_pidfile)
             except process.StartFailed as exc:
