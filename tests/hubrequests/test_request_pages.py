@@ -163,3 +163,18 @@ def test_a_failed_enrolment_sync_from_the_dashboard_shows_as_a_problem(portal) -
     page = platform.get("/portal/dashboard/?problem=sync").text
     assert re.findall(r'<tr id="hub-([^"]+)">', page) == ["tm351-2026j"]
     assert "failed" in re.search(r'<tr id="hub-tm351-2026j">.*?</tr>', page, re.S).group(0)
+
+
+def test_comments_are_shown_to_both_sides_and_need_the_form_token(portal) -> None:  # noqa: ANN001
+    app, service, repo, state, client_factory, _ = portal
+    team = signed_in(client_factory, "mo3312")
+    created = post_form(team, "/portal/requests/new", FORM, ROSTER, "submit", token(team, "/portal/requests/new"))
+    rid = int(created.headers["location"].rsplit("/", 1)[-1])
+    admin = signed_in(client_factory, "ua1001")
+    assert admin.post(f"/portal/requests/{rid}/comment", data={"body": "forged"}).status_code == 403
+    csrf = token(admin, f"/portal/requests/{rid}")
+    assert admin.post(f"/portal/requests/{rid}/comment", data={"body": "Which rooms?", "csrf_token": csrf}).status_code == 303
+    page = team.get(f"/portal/requests/{rid}").text
+    assert "Which rooms?" in page and "forged" not in page
+    trail = [(e.actor, e.action, e.allowed) for e in service.audit_trail(f"request:{rid}")]
+    assert ("ua1001", "comment", False) in trail and ("ua1001", "comment", True) in trail

@@ -207,6 +207,7 @@ async def create(request: Request) -> Response:
     form, roster, token, do = await _posted(request)
     kind = "change" if (await request.form()).get("kind") == "change" else "new"
     if not csrf_ok(request, token):
+        service_of(request).audit(access.user, "create", "requests", False, "no valid form token (CSRF)")
         return _form_page(request, access, form=form, kind=kind, checked=None, status=403, message=_FORGED)
     service = service_of(request)
     try:
@@ -252,6 +253,7 @@ async def edit(request: Request, rid: int) -> Response:
     form, roster, token, do = await _posted(request)
     service = service_of(request)
     if not csrf_ok(request, token):
+        service.audit(access.user, "edit", f"request:{rid}", False, "no valid form token (CSRF)")
         return _form_page(request, access, form=form, kind="new", checked=None, request_id=rid, status=403,
                           message=_FORGED)  # fmt: skip
     try:
@@ -313,6 +315,7 @@ def comment(request: Request, rid: int, body: str = Form(""), csrf_token: str = 
         return access
     service = service_of(request)
     if not csrf_ok(request, csrf_token):
+        service.audit(access.user, "comment", f"request:{rid}", False, "no valid form token (CSRF)")
         return forbidden(request, access, _FORGED)
     try:
         service.comment(access, rid, body)
