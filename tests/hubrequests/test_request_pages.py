@@ -108,6 +108,8 @@ def test_roles_refuse_with_403_and_every_refusal_is_audited(portal) -> None:  # 
     approve_token = token(admin, f"/portal/requests/{rid}")
     assert admin.post(f"/portal/requests/{rid}/action", data={"action": "approve", "csrf_token": approve_token}).status_code == 303
     assert f"Hub request #{rid}" in git(repo, "log", "-1", "--format=%s", "main")
+    approved = admin.get(f"/portal/requests/{rid}").text
+    assert 'id="request-state">Scheduled<' in approved and 'class="error"' not in approved
 
 
 def test_dashboard_rows_filters_and_actions_by_role(portal) -> None:  # noqa: ANN001

@@ -276,7 +276,10 @@ def view(request: Request, rid: int, message: str = "") -> Response:
         req = service.get(access, rid)
     except Forbidden as exc:
         return forbidden(request, access, str(exc))
-    checked = service.check(req.form, req.roster_csv, req.kind) if req.state not in ("rejected", "withdrawn") else None
+    # Checked against today's catalog while it is still a proposal; once approved, the catalog holds it already
+    # (checking again would only find the request's own presentation there).
+    checked = service.check(req.form, req.roster_csv, req.kind) if req.state in ("draft", "submitted",
+                                                                                 "changes-requested") else None
     state = service.effective_state(req, service.phases())
     return page(request, "request.html", user=access.user, access=access, req=req, state=state, checked=checked,
                 editable=req.state in EDITABLE and req.requester == access.user, message=message,
