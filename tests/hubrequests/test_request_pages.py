@@ -86,11 +86,14 @@ def test_roles_refuse_with_403_and_every_refusal_is_audited(portal) -> None:  # 
     assert team.post(f"/portal/requests/{rid}/action", data={"action": "approve", "csrf_token": view_token}).status_code == 403
     dash_token = token(team, "/portal/dashboard/")
     assert team.post("/portal/dashboard/hubs/tm351-2026j/apply", data={"csrf_token": dash_token}).status_code == 403
+    change = team.get("/portal/requests/new?change=1&course=TM351&presentation=2026J").text
+    assert re.search(r'<input id="f-start" name="start" type="text" value="2026-10-03"', change)  # as the catalog says
     other = signed_in(client_factory, "ef4410")  # A233's team (arts)
     assert "TM351" not in other.get("/portal/requests/").text
     assert other.get(f"/portal/requests/{rid}").status_code == 403
     other_token = token(other, "/portal/requests/")
     assert other.post(f"/portal/requests/{rid}/action", data={"action": "approve", "csrf_token": other_token}).status_code == 403
+    assert other.get("/portal/requests/new?change=1&course=TM351&presentation=2026J").status_code == 403
     student = signed_in(client_factory, "st0001")
     assert student.get("/portal/requests/").status_code == 403 and student.get("/portal/dashboard/").status_code == 403
     # A unit admin without the form's token changes nothing.
@@ -102,6 +105,7 @@ def test_roles_refuse_with_403_and_every_refusal_is_audited(portal) -> None:  # 
         refused = [(e.actor, e.action, e.target) for e in s.scalars(select(AuditEntry).where(AuditEntry.allowed.is_(False)))]
     assert refused == [("mo3312", "approve", f"request:{rid}"), ("mo3312", "apply", "hub:tm351-2026j"),
                        ("ef4410", "view", f"request:{rid}"), ("ef4410", "approve", f"request:{rid}"),
+                       ("ef4410", "change-form", "course:TM351"),
                        ("st0001", "list", "requests"), ("st0001", "dashboard", "dashboard"),
                        ("ua1001", "approve", f"request:{rid}")]  # fmt: skip
     # The unit admin, with the token, approves: one commit on main with the request id.

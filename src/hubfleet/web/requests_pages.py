@@ -177,6 +177,9 @@ def new_form(request: Request, course: str = "", presentation: str = "", change:
     service = service_of(request)
     form = {k: "" for k in FORM_FIELDS} | {"enrolment": "roster"}
     if change:
+        if not access.may_request(course, None):
+            service.audit(access.user, "change-form", f"course:{course}", False, "not their course nor their unit's")
+            return forbidden(request, access, f"Changes to {course} are asked for by its team or its unit's admins.")
         form |= existing_presentation(service.catalog_dir, course, presentation)
         if not form.get("presentation"):
             return page(request, "error.html", status=404, user=access.user, message=f"{course} {presentation} is "
