@@ -223,3 +223,26 @@ def test_a_commit_that_fails_in_the_checkout_leaves_no_edit_behind(tmp_path: Pat
     with pytest.raises(Refused, match="no commits today"):
         svc.move(svc.access("rk4521"), rid, "approve")
     assert git(repo, "status", "--porcelain") == "" and svc.get(team, rid).state == "submitted"
+
+
+def test_after_its_dates_a_request_shows_what_the_archive_ledger_says(tmp_path: Path) -> None:
+    from hubfleet.lifecycle.ledger import Ledger
+
+    repo = catalog_repo(tmp_path)
+    state = tmp_path / "state"
+    state.mkdir()
+    svc = RequestService(Database(f"sqlite:///{tmp_path / 'r.db'}"), repo, CatalogRepo(repo),
+                         today=lambda: TODAY, state_dir=state)  # fmt: skip
+    team = svc.access("mo3312")
+    # A presentation that ended in June 2025: archived by its dates (since 2025-07-12), purged since 2026-07-12.
+    rid = svc.create(team, FORM | {"presentation": "2024J", "start": "2024-10-05", "end": "2025-06-11"}, None)
+    svc.move(team, rid, "submit")
+    done = svc.move(svc.access("ua1001"), rid, "approve")
+    assert svc.effective_state(done, svc.phases()) == "purged"  # no ledger at all: the dates are all there is
+    with Ledger(state) as ledger:
+        ledger.record("TM351-2024J", "st0001", "file:///a/st0001.tar.gz", "0" * 64, 1)
+    assert svc.effective_state(done, svc.phases()) == "archive-due"  # its archive is not verified
+    with Ledger(state) as ledger:
+        ledger.mark_verified("TM351-2024J", "st0001", "0" * 64)
+        ledger.mark_presentation_archived("TM351-2024J")
+    assert svc.effective_state(done, svc.phases()) == "archived"  # archived, not purged yet

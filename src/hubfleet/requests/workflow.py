@@ -28,6 +28,9 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from hubfleet.catalog import LoadedCatalog, load_catalog
+from hubfleet.catalog.naming import presentation_key
+from hubfleet.lifecycle.ledger import DEFAULT_NAME as LEDGER_NAME
+from hubfleet.lifecycle.ledger import Ledger
 from hubfleet.plan.spec import timeline
 from hubfleet.requests.courses import FORM_FIELDS, Checked, ObserveFn, check_request
 from hubfleet.requests.database import Database
@@ -43,7 +46,7 @@ STATE_LABEL = {
     "draft": "Draft", "submitted": "Submitted, awaiting review", "changes-requested": "Changes requested",
     "approved": "Approved", "rejected": "Rejected", "withdrawn": "Withdrawn", "scheduled": "Scheduled",
     "provisioned": "Provisioned (staff only)", "open": "Open", "read-only": "Read-only", "archived": "Archived",
-    "purged": "Purged",
+    "purged": "Purged", "archive-due": "Ended, archive not done yet",
 }
 # action -> (states it applies to, state it leads to, who: "requester" | "reviewer")
 _MOVES = {
@@ -75,6 +78,7 @@ class RequestService:
     mailer: Mailer | None = None
     observe: ObserveFn | None = None  # the fleet's observed state, for the planner's storage guard
     today: Callable[[], dt.date] = dt.date.today
+    state_dir: Path | None = None  # the local fleet's state dir, whose archive ledger confirms archived/purged
 
     # -- who ------------------------------------------------------------------------------------------------------
 
@@ -145,8 +149,21 @@ class RequestService:
 
     def phases(self) -> dict[tuple[str, str], str]:
         catalog, today = self.loaded().catalog, self.today()
-        return {(c.code, p.id): timeline(p.start, p.end, catalog.fleet.lifecycle).phase(today).value
-                for c in catalog.courses for p in c.presentations}  # fmt: skip
+        phases = {(c.code, p.id): timeline(p.start, p.end, catalog.fleet.lifecycle).phase(today).value
+                  for c in catalog.courses for p in c.presentations}  # fmt: skip
+        retired = {k for k, v in phases.items() if v in ("archived", "purged")}
+        ledger_file = self.state_dir / LEDGER_NAME if self.state_dir else None
+        if retired and ledger_file is not None and ledger_file.exists():
+            # The dates say archived or purged; the ledger says whether it happened. Until it has, the request
+            # shows that its archive is still due (the dashboard lists the problem).
+            with Ledger(ledger_file) as ledger:
+                for course, pres in retired:
+                    archived, purged = ledger.presentation_state(presentation_key(course, pres))
+                    if not archived:
+                        phases[(course, pres)] = "archive-due"
+                    elif phases[(course, pres)] == "purged" and not purged:
+                        phases[(course, pres)] = "archived"
+        return phases
 
     # -- changing -----------------------------------------------------------------------------------------------
 

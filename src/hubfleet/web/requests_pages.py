@@ -67,7 +67,8 @@ def mount(app: FastAPI, settings: RequestSettings | None = None, *, observe: Any
     if observe is None:
         observe = _local_observer(settings.catalog, state)
     service = RequestService(Database(settings.database_url), settings.catalog, CatalogRepo(settings.catalog),
-                             settings.mailer, observe, **({"today": today} if today else {}))  # fmt: skip
+                             settings.mailer, observe, **({"today": today} if today else {}),
+                             state_dir=state)  # fmt: skip
     app.state.requests = service
     app.include_router(router, prefix=PORTAL_PREFIX)
     from hubfleet.web.dashboard import router as dashboard_router
