@@ -180,6 +180,8 @@ def test_comments_are_shown_to_both_sides_and_need_the_form_token(portal) -> Non
     assert admin.post(f"/portal/requests/{rid}/comment", data={"body": "forged"}).status_code == 403
     csrf = token(admin, f"/portal/requests/{rid}")
     assert admin.post(f"/portal/requests/{rid}/comment", data={"body": "Which rooms?", "csrf_token": csrf}).status_code == 303
+    empty = admin.post(f"/portal/requests/{rid}/comment", data={"body": " ", "csrf_token": csrf})
+    assert "an empty comment says nothing" in admin.get(empty.headers["location"]).text
     page = team.get(f"/portal/requests/{rid}").text
     assert "Which rooms?" in page and "forged" not in page
     trail = [(e.actor, e.action, e.allowed) for e in service.audit_trail(f"request:{rid}")]

@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -329,5 +330,5 @@ def comment(request: Request, rid: int, body: str = Form(""), csrf_token: str = 
     except Forbidden as exc:
         return forbidden(request, access, str(exc))
     except Refused as exc:
-        return RedirectResponse(f"{PORTAL_PREFIX}/requests/{rid}?message={exc}", status_code=303)
+        return RedirectResponse(f"{PORTAL_PREFIX}/requests/{rid}?{urlencode({'message': str(exc)})}", status_code=303)
     return RedirectResponse(f"{PORTAL_PREFIX}/requests/{rid}", status_code=303)
