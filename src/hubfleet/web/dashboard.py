@@ -107,13 +107,7 @@ def _sees(access: Access, row: HubRow) -> bool:
 
 def _rows(request: Request, access: Access) -> list[HubRow]:
     service = service_of(request)
-    observed = None
-    if service.observe is not None:
-        try:
-            observed = service.observe()
-        except Exception:  # noqa: BLE001 - a state dir mid-write must not take the dashboard down
-            observed = None
-    rows = fleet_rows(service.loaded().catalog, service.today(), request.app.state.source.state, observed)
+    rows = fleet_rows(service.loaded().catalog, service.today(), request.app.state.source.state, service.observe)
     return [r for r in rows if _sees(access, r)]
 
 

@@ -10,7 +10,7 @@ the fleet still runs that the catalog no longer wants. Facts come from where the
 * archive problems: the archive ledger (``archives.sqlite``) rows with a problem, and retired presentations whose
   files are not archived yet;
 * enrolment sync: the last sync started from the dashboard (``<state>/portal/actions.json``);
-* pending actions: ``diff(plan, observe())``, what the next reconcile would do.
+* pending actions: ``diff(plan, observe())``, what the next reconcile would do (at most ``PENDING_TTL`` s old).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,8 +143,38 @@ def read_actions(state: Path) -> dict[str, Any]:
         return {}
 
 
-def fleet_rows(catalog: Catalog, today: dt.date, state: Path, observed: FleetState | None = None) -> list[HubRow]:
+# What the next reconcile would do, per spec: observing and diffing 500 hubs costs more than the rest of the page,
+# so it is computed at most every PENDING_TTL seconds (the column says "as of" that moment).
+PENDING_TTL = 5.0
+_PENDING: dict[str, Any] = {}
+
+
+def observed_and_pending(spec: Any, observe: Callable[[], FleetState] | None,
+                         clock: Callable[[], float] = time.monotonic) -> tuple[FleetState | None, dict[str, list[str]]]:  # fmt: skip
+    now = clock()
+    if _PENDING.get("spec") is spec and now - _PENDING.get("at", -1e9) < PENDING_TTL:
+        return _PENDING["observed"], _PENDING["pending"]
+    observed, pending = None, {}
+    if observe is not None:
+        try:
+            observed = observe()
+        except Exception:  # noqa: BLE001 - a state dir mid-write must not take the dashboard down
+            observed = None
+    if observed is not None:
+        try:
+            for a in diff(spec, observed).actions:
+                pending.setdefault(a.hub, []).append(a.kind.value + (f" {a.presentation}" if a.presentation else ""))
+        except OrphanError as exc:
+            for reason in exc.reasons:
+                pending.setdefault("(fleet)", []).append(f"refused: {reason}")
+    _PENDING.update(spec=spec, at=now, observed=observed, pending=pending)
+    return observed, pending
+
+
+def fleet_rows(catalog: Catalog, today: dt.date, state: Path,
+               observe: Callable[[], FleetState] | None = None) -> list[HubRow]:  # fmt: skip
     spec = _cached_plan(catalog, today)
+    observed, pending = observed_and_pending(spec, observe)
     try:
         fleet_doc = json.loads((state / "fleet.json").read_text())
     except (FileNotFoundError, ValueError):
@@ -151,14 +183,6 @@ def fleet_rows(catalog: Catalog, today: dt.date, state: Path, observed: FleetSta
     urls = {h["name"]: h.get("url", "") for h in fleet_doc.get("hubs", [])}
     problems = _archive_problems(state)
     syncs = read_actions(state).get("sync", {})
-    pending: dict[str, list[str]] = {}
-    if observed is not None:
-        try:
-            for a in diff(spec, observed).actions:
-                pending.setdefault(a.hub, []).append(a.kind.value + (f" {a.presentation}" if a.presentation else ""))
-        except OrphanError as exc:
-            for reason in exc.reasons:
-                pending.setdefault("(fleet)", []).append(f"refused: {reason}")
     lifecycle = catalog.fleet.lifecycle
     rows = []
     for hub in spec.hubs:
