@@ -6,8 +6,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CHP := node_modules/.bin/configurable-http-proxy
+# Most of a test's time is spent waiting on real processes (hubs, proxies, spawns), so more workers than cores pay.
+TEST_WORKERS ?= 3
 
-.PHONY: install test-tools demo test bench docs lint clean
+.PHONY: install system-packages test-tools demo test bench docs simulation-report lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +31,15 @@ test-tools: install
 demo: install
 	$(VENV)/bin/hubfleet up examples/university
 
-test: test-tools
+# Debian packages the tests need (apt-get when root, else a message naming them): tools/system-packages.sh.
+system-packages:
+	bash tools/system-packages.sh
+
+# Files run in parallel (pytest-xdist; tests/conftest.py keeps each file on one worker and the files that make
+# system accounts on one worker); the slowest tests are listed at the end.
+test: system-packages test-tools
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -q -rs
+	$(VENV)/bin/pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 bench: test-tools
 	$(PY) benchmarks/plan_scale.py
@@ -40,11 +48,17 @@ bench: test-tools
 	$(PY) benchmarks/archive.py
 	$(PY) benchmarks/render_scale.py
 	$(PY) benchmarks/k8s_plan.py
+	$(PY) benchmarks/noop_reconcile.py
 	$(PY) benchmarks/z2jh_spawn.py
+	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/dashboard.py
 
-docs: install
+docs: install simulation-report
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md
+
+# The example catalog's simulated year (docs/simulation.md reads it; tests/test_simulate_docs.py keeps it current).
+simulation-report: install
+	$(VENV)/bin/hubfleet simulate examples/university --from 2026-09-01 --to 2027-09-01 --seed 0 --out docs/simulation
 
 clean:
 	rm -rf $(VENV) node_modules .hubfleet .cache

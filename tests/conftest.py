@@ -131,3 +131,23 @@ def wait_until(check, timeout: float = 120.0, what: str = "condition", every: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout:g}s")
         time.sleep(every)
+
+
+# -- running files in parallel (pytest-xdist, `make test` uses --dist loadgroup) ---------------------------------
+# Each file stays on one worker, so its module-scoped fixtures (real hubs, fleets) are built once. Files that make
+# and delete real system accounts (as root, outside demo mode) share one group and so run one after another: two
+# of them at once could share an account name (same fleet, same student) and one's teardown `userdel` would pull
+# it from under the other.
+_SYSTEM_ACCOUNTS = {
+    "tests/test_local_hub.py", "tests/test_local_hub_profiles.py", "tests/test_local_hub_workspace.py",
+    "tests/test_local_runtime.py", "tests/test_lifecycle.py", "tests/test_seeding.py", "tests/test_archive.py",
+    "tests/security/test_origins.py", "tests/security/test_confinement.py", "tests/security/test_state_permissions.py",
+    "tests/security/test_accounts.py", "tests/faults/test_teardown_faults.py",
+}  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group("system-accounts" if path in _SYSTEM_ACCOUNTS else path))

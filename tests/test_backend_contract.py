@@ -1,6 +1,7 @@
 """The backend contract, one suite for both backends: the same plans, faults and assertions against the local
-backend (real JupyterHub processes, demo mode) and the Kubernetes backend (FakeCluster + FakeHelm, which answer
-like an API server and like helm and count every write).
+backend (real JupyterHub processes, demo mode) and the Kubernetes backend on the z2jh tier (the fake API server
+over HTTPS with the kubernetes client, real ``helm template`` of the chart written through it, the process kubelet
+running the chart's hub and proxy pods). "Zero writes" counts the API server's write requests.
 
 Each backend gets one small two-hub fleet for the whole module (real hubs take seconds to boot), and the tests run
 in file order against it; each says what it leaves behind. What differs between backends is only how a test looks
@@ -108,6 +109,10 @@ class Harness:
     def archive_completes(self, presentation: str) -> None:
         """Whatever runs an archive out of band (the cluster's archive Job) finishes and records it verified."""
 
+    def settle(self) -> None:
+        """After an apply: what the backend's world does on its own (the cluster's controllers start the new
+        releases' pods and stop the removed ones; the hubs come up)."""
+
 
 class LocalHarness(Harness):
     kind = "local"
@@ -175,41 +180,88 @@ class LocalHarness(Harness):
 
 
 class KubernetesHarness(Harness):
+    """The z2jh tier as the cluster: the fake API server over HTTPS, reached by the backend with the kubernetes
+    client; real ``helm template`` of the chart, written through the same API server (helm's own writes count
+    too); and the process kubelet running each release's hub and proxy pods, so a hub that was created answers
+    its REST API. The harness plays the Deployment controller (``settle``); nothing else stands in."""
+
     kind = "kubernetes"
 
     def __init__(self, root: Path) -> None:
-        from hubfleet.backends.kubernetes.cluster import KindInfo
-        from hubfleet.backends.kubernetes.fake import FakeCluster
-        from hubfleet.backends.kubernetes.helm import FakeHelm
+        from hubfleet.backends.kubernetes.cluster import KindInfo, KubernetesCluster
+        from hubfleet.testing.chart import ChartCluster, TemplateHelm
 
         self.catalog = write_catalog(root / "catalog", "kubernetes")
-        self.cluster = FakeCluster(extra_kinds=[KindInfo("v1", "PersistentVolume", "persistentvolumes", False)])
-        self.helm = FakeHelm(self.cluster)
+        self.chart = ChartCluster(self.catalog, root / "cluster").start()
+        self.store = self.chart.cluster
+        self.store.register_kind(KindInfo("v1", "PersistentVolume", "persistentvolumes", False))
+        self.client = KubernetesCluster(kubeconfig=str(self.chart.api.kubeconfig(root / "kubeconfig")))
+
+        class Helm(TemplateHelm):  # a release can be made to fail, like a helm upgrade that times out
+            fail_on: dict[str, str] = {}
+
+            def upgrade_install(self, release: str, namespace: str, *args: Any, **kwargs: Any):  # noqa: ANN202
+                from hubfleet.backends.kubernetes.helm import HelmError
+
+                if release in self.fail_on:
+                    raise HelmError(f"helm upgrade --install {release}", self.fail_on[release], 1)
+                return super().upgrade_install(release, namespace, *args, **kwargs)
+
+        self.helm = Helm(self.client)
         self.reload()
 
     def reload(self) -> None:
         from hubfleet.backends.kubernetes.backend import KubernetesBackend
+        from hubfleet.testing.chart import chart_dir
 
-        self.backend = KubernetesBackend(self.cluster, self.helm, concurrency=2, catalog_root=self.catalog)
+        self.backend = KubernetesBackend(self.client, self.helm, chart=str(chart_dir()), concurrency=2,
+                                         catalog_root=self.catalog, hub_url=self.proxy_url)
+
+    def proxy_url(self, hub: str) -> str:
+        """Where the hub's proxy pod listens (what its Ingress would reach)."""
+        from hubfleet.testing.chart import PROXY_PORT
+
+        pods = [p for p in self.store.list("v1", "Pod", hub) if p["metadata"]["labels"].get("component") == "proxy"]
+        ip = pods[0]["status"].get("podIP") if pods else None
+        return f"http://{ip}:{PROXY_PORT}/" if ip else "http://127.0.0.1:9/"  # no proxy pod: nothing answers
+
+    def settle(self) -> None:
+        import httpx
+        from conftest import wait_until
+
+        self.chart.kubelet.reconcile_deployments()
+        for hub in {ns for (ns, _release) in self.helm.releases}:
+            def answers(hub: str = hub) -> bool:
+                try:
+                    return httpx.get(self.proxy_url(hub) + "hub/api/", timeout=2).status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            try:
+                wait_until(answers, timeout=120, what=f"hub {hub} answering through its proxy pod")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{self.chart.logs(hub, 'hub')[-3000:]}") from None
 
     def footprint(self, hub: str) -> Any:
+        # Pods and Events are the kubelet's to write; which pods run (their names) is part of the footprint.
         objects = sorted((o["kind"], o["metadata"]["name"], o["metadata"].get("resourceVersion"))
-                         for o in self.cluster.objects() if o["metadata"].get("namespace") == hub)
+                         for o in self.store.objects()
+                         if o["metadata"].get("namespace") == hub and o["kind"] not in ("Pod", "Event"))
+        pods = sorted(p["metadata"]["name"] for p in self.store.list("v1", "Pod", hub))
         release = self.helm.status(hub, hub)
-        return objects, release.revision if release else None
+        return objects, pods, release.revision if release else None
 
     def writes(self) -> int | None:
-        return self.cluster.write_count + self.helm.write_count
+        return self.chart.api.writes()  # every write request the API server got: the backend's and helm's
 
     def reset_writes(self) -> None:
-        self.cluster.reset_counters()
-        self.helm.counts.clear()
+        self.chart.api.requests.clear()
 
     def secrets(self, hub: str) -> dict[str, bytes]:
         from hubfleet.backends.kubernetes.cluster import NotFound
 
         try:
-            return {k: v.encode() for k, v in self.cluster.get("v1", "Secret", hub, "hubfleet")["data"].items()}
+            return {k: v.encode() for k, v in self.store.get("v1", "Secret", hub, "hubfleet")["data"].items()}
         except NotFound:
             return {}
 
@@ -221,7 +273,7 @@ class KubernetesHarness(Harness):
 
     def student_work(self, hub: str, presentation: str, user: str) -> None:
         # The claim KubeSpawner makes at a student's first start (labels as kubespawner + storage_extra_labels).
-        self.cluster.create({
+        self.store.create({
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": f"claim-{hub}-{user}", "namespace": hub,
                          "annotations": {"hub.jupyter.org/username": user},
@@ -234,7 +286,7 @@ class KubernetesHarness(Harness):
         from hubfleet.backends.kubernetes.cluster import NotFound
 
         try:
-            return bool(self.cluster.get("v1", "PersistentVolumeClaim", hub, f"claim-{hub}-{user}"))
+            return bool(self.store.get("v1", "PersistentVolumeClaim", hub, f"claim-{hub}-{user}"))
         except NotFound:
             return False
 
@@ -245,14 +297,15 @@ class KubernetesHarness(Harness):
         # What the archive Job writes once it has read its archive back: the verified marker, in the fleet
         # namespace so it outlives the hub's. (The Job itself: tests/test_lifecycle_k8s.py.)
         try:
-            self.cluster.get("v1", "Namespace", None, "hubfleet-system")
+            self.store.get("v1", "Namespace", None, "hubfleet-system")
         except NotFound:
-            self.cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "hubfleet-system"}})
-        self.cluster.create(records.marker_object("hubfleet-system", presentation, layout="per-presentation",
-                                                  volume=f"presentations/{presentation}/{{username}}"))
+            self.store.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "hubfleet-system"}})
+        self.store.create(records.marker_object("hubfleet-system", presentation, layout="per-presentation",
+                                                volume=f"presentations/{presentation}/{{username}}"))
 
     def close(self) -> None:
-        pass
+        self.chart.stop()
+        assert self.chart.kubelet.pods == {}, "pods left running"
 
 
 @pytest.fixture(scope="module", params=["kubernetes", "local"])
@@ -268,8 +321,12 @@ def h(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def apply(h: Harness, date: dt.date = OPEN):  # noqa: ANN201
+    """What `hubfleet apply` does through the contract: prepare the fleet, plan against what runs, apply."""
     spec = h.spec(date)
-    return h.backend.apply(h.backend.plan(spec, h.backend.observe()), spec)
+    h.backend.prepare(spec)
+    report = h.backend.apply(h.backend.plan(spec, h.backend.observe()), spec)
+    h.settle()
+    return report
 
 
 def kinds(p: Plan) -> list[tuple[Kind, str]]:
@@ -305,8 +362,8 @@ def test_create_retries_exactly_the_failed_hub_and_brings_every_hub_up(h: Harnes
         assert state.hubs[hub.name].applied == hub.model_dump(mode="json")
         assert h.secrets(hub.name) and all(h.secrets(hub.name).values())
     assert h.secrets(B).items() >= h.partial_secrets.items()  # the retry reused them, did not regenerate
-    if h.kind == "local":  # the fake cluster runs no hub; the local hubs answer their API
-        assert [(s.name, s.up) for s in h.backend.status(spec)] == [(hub.name, True) for hub in spec.hubs]
+    # Real hubs on both backends (the cluster's run as pods of the process kubelet): each answers its REST API.
+    assert [(s.name, s.up) for s in h.backend.status(spec)] == [(hub.name, True) for hub in spec.hubs]
     # Leaves: both hubs up.
 
 
@@ -315,6 +372,7 @@ def test_reapply_is_a_no_op_with_zero_writes(h: Harness) -> None:
     secrets = {hub: h.secrets(hub) for hub in (A, B)}
     h.reset_writes()
     spec = h.spec()
+    h.backend.prepare(spec)  # the fleet-level objects too (the cluster's `_fleet/`): unchanged, so not written
     p = h.backend.plan(spec, h.backend.observe())
     assert p == Plan()
     assert h.backend.apply(p, spec).results == []

@@ -30,7 +30,6 @@ from hubfleet.backends.kubernetes.manifests import render_manifests
 from hubfleet.backends.kubernetes.material import read_material
 from hubfleet.backends.kubernetes.validation import validate_manifest
 from hubfleet.catalog import load_catalog
-from hubfleet.cli import k8s_cmds
 from hubfleet.cli.main import app
 
 
@@ -64,7 +63,7 @@ def local_hub_processes() -> list[psutil.Process]:
 
 
 def test_up_on_kubernetes_catalog_converges_the_cluster_and_starts_no_local_hub(catalog, cluster, monkeypatch):
-    monkeypatch.setattr(k8s_cmds, "kubernetes_backend", lambda loaded: make_backend(cluster, catalog))
+    monkeypatch.setattr("hubfleet.cli.local_cmds.make_backend", lambda loaded, *a, **kw: make_backend(cluster, catalog))
     result = CliRunner().invoke(app, ["up", str(catalog), "--at", OPEN.isoformat(), "--detach"])
     assert result.exit_code == 0, result.output
     assert len(released(cluster)) == len(HUBS)  # one applied-spec record per hub namespace

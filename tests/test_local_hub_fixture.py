@@ -115,13 +115,13 @@ class LocalHub:
         server/kernel (cwd under the storage root)."""
         marks = [str(self.hub_dir), f"--port {self.raw['proxy_port']}", str(self.raw["proxy_api_port"])]
         found = []
-        for proc in psutil.process_iter(["cmdline", "cwd"]):
+        for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
             try:
                 cmd = " ".join(proc.info["cmdline"] or [])
                 cwd = proc.info["cwd"] or ""
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            if proc.pid == os.getpid():
+            if proc.pid == os.getpid() or proc.info["status"] == psutil.STATUS_ZOMBIE:  # exited (a zombie): not running
                 continue
             if any(m in cmd for m in marks) or cwd.startswith(str(self.storage_root)) or cwd.startswith(str(self.hub_dir)):
                 found.append(proc)

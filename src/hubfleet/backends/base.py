@@ -8,11 +8,17 @@ asks which backend it has. tests/test_backend_contract.py runs the same assertio
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 from hubfleet.plan.diff import Action, FleetState, Plan
 from hubfleet.plan.spec import FleetSpec
+
+if TYPE_CHECKING:  # reconcile.py builds on this module
+    from hubfleet.backends.reconcile import FleetRunner
+    from hubfleet.catalog import LoadedCatalog
 
 
 @dataclass(frozen=True)
@@ -140,3 +146,8 @@ class Backend(Protocol):
 
     def archive_removals(self) -> str:
         """What this process's lifecycle actions deleted, and what they kept because an archive failed."""
+
+    def runner(self, catalog: Path, loaded: LoadedCatalog, at: dt.date | None, *,
+               allow_mass_stop: bool = False) -> FleetRunner:
+        """What ``hubfleet up`` runs: the shared reconcile loop with this backend's hooks, the lock it holds while
+        it runs, and what it does on the way out (local: stop the fleet; Kubernetes: hand the Lease over)."""

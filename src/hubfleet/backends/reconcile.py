@@ -7,8 +7,9 @@ exponential backoff instead of being hammered every tick.
 
 ``step()`` is the unit tests call directly; ``run()`` only adds the sleeping.
 
-The loop speaks only the ``Backend`` contract (observe, apply, status, endpoint). What one backend needs beyond
-it comes in as ``LoopHooks``: the local backend re-reads rosters on a catalog change and refreshes running hubs
+The loop speaks only the ``Backend`` contract (observe, apply, status, endpoint); ``Backend.runner`` hands it to
+``hubfleet up`` as a ``FleetRunner`` with the writer lock it runs under. What one backend needs beyond it comes
+in as ``LoopHooks``: the local backend re-reads rosters on a catalog change and refreshes running hubs
 between applies; the Kubernetes backend applies its fleet-level objects every step. ``leader`` gates every step: a controller that does not hold the fleet's Lease observes nothing and
 writes nothing (two replicas never act at once).
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubfleet.backends.base import ActionResult, Backend, Progress
+from hubfleet.backends.base import ActionResult, Backend, Progress, WriterLock
 from hubfleet.catalog import CatalogError, LoadedCatalog, load_catalog
 from hubfleet.enrol.membership import SourceError
 from hubfleet.enrol.sync import HubChanges, sync_spec
@@ -30,7 +31,7 @@ from hubfleet.plan.diff import Kind, Plan
 from hubfleet.plan.guard import mass_stop, without_hubs
 from hubfleet.plan.spec import FleetSpec
 
-__all__ = ["LoopHooks", "Reconciler", "StepReport", "catalog_signature", "sync_enrolment"]
+__all__ = ["FleetRunner", "LoopHooks", "Reconciler", "StepReport", "catalog_signature", "sync_enrolment"]
 
 
 def sync_enrolment(backend: Backend, loaded: LoadedCatalog, spec, hubs: set[str] | None = None) -> list[HubChanges]:
@@ -55,6 +56,29 @@ class LoopHooks:
     before: Callable[[FleetSpec], list[str]] = _nothing
     # A step with nothing to apply (local: running hubs pick up members and branding). Returns notes.
     idle: Callable[[FleetSpec], list[str]] = _nothing
+
+
+@dataclass
+class FleetRunner:
+    """What ``hubfleet up`` runs on a backend (``Backend.runner``): the shared loop wired to it, the writer lock it
+    holds for as long as it runs, and what differs at the edges. ``up`` itself is one code path for every backend:
+    take ``lock``, apply once (plan shown), then ``loop.run`` until Ctrl-C/SIGTERM, then ``stop()``.
+    """
+
+    loop: "Reconciler"
+    lock: WriterLock
+    # A second `up` waits until the fleet's writer lets go (a controller replica standing by on the Lease) instead
+    # of exiting 2 naming it (a second `up` in a terminal, which is a mistake).
+    standby: bool = False
+    # Nobody reads a prompt or an exit code (a controller pod): where `up` would refuse its first plan with exit 2
+    # (a mass stop), it holds those hubs back and reports it, as the loop does, instead of crash-looping the pod.
+    unattended: bool = False
+    # After each step the loop acted in (not standing by): e.g. the controller's status document for `hubfleet
+    # status`. Returns problems to print (it must not raise: the loop goes on).
+    after_step: Callable[["StepReport"], list[str]] = lambda report: []
+    # Ctrl-C or SIGTERM: what `up` does on its way out, before the lock is released (the local fleet is stopped;
+    # a cluster's hubs keep running). Returns what to tell the operator.
+    stop: Callable[[], str] = lambda: "Stopped."
 
 
 @dataclass

@@ -10,11 +10,11 @@ from rich.table import Table
 
 from hubfleet.catalog.docs import render_reference
 from hubfleet.catalog.model import Catalog
+from hubfleet.cli import cost_cmds
 from hubfleet.cli.backend_factory import StateDirOption, observing_backend
 from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, today
 from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
 from hubfleet.plan.diff import plan_json
-from hubfleet.plan.planner import compare
 
 topology_app = typer.Typer(help="Compare ways of grouping presentations into hubs.", no_args_is_help=True)
 
@@ -93,20 +93,20 @@ def docs(out: Path = typer.Option(None, "--out", help="Write here instead of std
 
 
 @topology_app.command("compare")
-def topology_compare(catalog: Path = CatalogArg, at: str = AtOption) -> None:
-    """One row per topology: hubs, largest hub, profiles per hub, shared presentations, images per hub.
+def topology_compare(
+    catalog: Path = CatalogArg,
+    start: str = cost_cmds.FromOption,
+    end: str = cost_cmds.ToOption,
+    model: Path = cost_cmds.ModelOption,
+    prices: Path = cost_cmds.PricesOption,
+    seed: int = cost_cmds.SeedOption,
+) -> None:
+    """One row per topology from a simulated year: hubs, largest hub's peak, cost with and without hibernation,
+    spawn wait at class starts, cost per student-hour. `hubfleet simulate` has the full report.
 
-    Example: hubfleet topology compare examples/university --at 2026-11-01
+    Example: hubfleet topology compare examples/university --from 2026-09-01
     """
     loaded = load_or_exit(catalog)
-    table = Table(
-        "topology", "hubs", "largest hub (students)", "profiles/hub max", "profiles/hub mean",
-        "presentations sharing a hub", "images/hub max", "images/hub mean",
-        title=f"Topologies for {loaded.catalog.fleet.name}",
-    )
-    for row in compare(loaded.catalog, today(at)):
-        table.add_row(
-            row.topology, str(row.hubs), f"{row.largest_hub} ({row.largest_hub_students})", str(row.profiles_max),
-            str(row.profiles_mean), str(row.shared_presentations), str(row.images_max), str(row.images_mean),
-        )
-    console.print(table)
+    usage, price_list = cost_cmds.inputs(model, prices)
+    results = cost_cmds.run_simulation(loaded.catalog, cost_cmds.window_of(start, end), usage, price_list, seed)
+    cost_cmds.print_topologies(results)

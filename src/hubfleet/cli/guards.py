@@ -5,6 +5,7 @@ that stops too many running hubs. Thin wrappers: the rules live in ``backends.lo
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -40,16 +41,30 @@ def hold_state(state: Path) -> StateLock:
     return lock
 
 
-def hold_writer(lock: WriterLock) -> WriterLock:
-    """Take a backend's writer lock for the rest of this command or exit 2 naming who holds it.
+def hold_writer(lock: WriterLock, standby: float | None = None) -> WriterLock:
+    """Take a backend's writer lock for the rest of this command or exit 2 naming who holds it; with ``standby``
+    (seconds), wait for it instead, trying again that often (a controller replica standing by on the Lease).
 
     Released when the command ends (click closes its context) or the process dies, whichever comes first.
     """
-    try:
-        lock.acquire()
-    except WriterBusy as exc:
-        err_console.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    said = None
+    while True:
+        try:
+            lock.acquire()
+            break
+        except WriterBusy as exc:
+            if standby is None:
+                err_console.print(f"[red]{exc}[/]", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+            if str(exc) != said:
+                err_console.print(f"standing by: {exc}", markup=False, highlight=False, soft_wrap=True)
+                said = str(exc)
+            try:
+                time.sleep(standby)
+            except KeyboardInterrupt:  # stopped while standing by: it held nothing, so there is nothing to undo
+                raise typer.Exit(130) from None
+    if said is not None:
+        err_console.print("leading: this process acts now", markup=False, highlight=False)
     previous = {sig: signal.signal(sig, _interrupt) for sig in _STOP_SIGNALS}
 
     def release() -> None:
@@ -57,10 +72,21 @@ def hold_writer(lock: WriterLock) -> WriterLock:
             signal.signal(sig, handler)
         lock.release()
 
-    ctx = click.get_current_context(silent=True)
+    ctx = _current_context()
     if ctx is not None:
         ctx.call_on_close(release)
     return lock
+
+
+def _current_context():  # noqa: ANN202 - a click Context
+    """The running command's context. typer >= 0.2x runs commands on its own vendored copy of click
+    (``typer._click``), where ``click.get_current_context`` finds nothing; without this, the lock was only let
+    go when the process ended, which for the Kubernetes Lease means a controller waits out its whole duration."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # an older typer on click itself
+        get_current_context = click.get_current_context
+    return get_current_context(silent=True) or click.get_current_context(silent=True)
 
 
 def refuse_mass_stop(plan: Plan, state: FleetState, spec: FleetSpec, allow: bool) -> None:

@@ -1,8 +1,10 @@
-"""Commands that run a fleet on this machine: up, apply, status, down. Thin: the work is in backends.local.
+"""Commands that run a fleet: up, apply, status (any backend, through the ``Backend`` protocol only) and down (the
+local state dir's processes). Thin: the work is in backends.
 
-``up`` is the foreground, docker-compose-like command: it applies, then keeps reconciling until Ctrl-C, and on
-Ctrl-C stops the fleet it runs (``--detach`` applies once and leaves it running). ``apply`` is one reconcile that
-leaves hubs running. ``down`` stops everything and deletes nothing.
+``up`` is the foreground, docker-compose-like command: it applies, then keeps reconciling until Ctrl-C (locally
+Ctrl-C stops the fleet it runs; ``--detach`` applies once and leaves it running). On a kubernetes catalog the same
+command is the in-cluster controller's. ``apply`` is one reconcile that leaves hubs running. ``down`` stops
+everything local and deletes nothing.
 """
 
 from __future__ import annotations
@@ -20,13 +22,10 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hubfleet.backends.base import ApplyReport, Backend, FleetUnavailable
-from hubfleet.backends.local.backend import LocalBackend, fleet_processes, stop_fleet
-from hubfleet.backends.local.frontdoor import FrontDoorError, PortTaken
-from hubfleet.backends.local.proxy import ProxyNotFound
-from hubfleet.backends.local.reconciler import Reconciler, StepReport
+from hubfleet.backends.local.backend import fleet_processes, stop_fleet
 from hubfleet.backends.local.statelock import StateLock, stop_holder
+from hubfleet.backends.reconcile import StepReport
 from hubfleet.catalog import LoadedCatalog
-from hubfleet.cli import k8s_cmds  # noqa: F401 - `up` on a kubernetes catalog (branch controller)
 from hubfleet.cli.backend_factory import make_backend
 from hubfleet.cli.enrol_cmds import print_changes
 from hubfleet.enrol.membership import SourceError
@@ -34,9 +33,10 @@ from hubfleet.enrol.sync import sync_spec
 from hubfleet.cli.common import (
     AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
 )
-from hubfleet.cli.guards import AllowMassStopOption, hold_state, hold_writer, refuse_mass_stop
-from hubfleet.plan import OrphanError, diff, plan as make_plan
+from hubfleet.cli.guards import AllowMassStopOption, hold_writer, refuse_mass_stop
+from hubfleet.plan import OrphanError, plan as make_plan
 from hubfleet.plan.diff import Action, Plan
+from hubfleet.plan.guard import mass_stop, without_hubs
 from hubfleet.plan.spec import FleetSpec
 
 StateOption = typer.Option(None, "--state-dir", help="Where hubfleet keeps hub state; default .hubfleet/ next to the catalog.")
@@ -47,11 +47,6 @@ PortOption = typer.Option(8000, "--port", help="Front-door port on 127.0.0.1.")
 def state_dir_for(catalog: Path, state_dir: Path | None) -> Path:
     base = catalog if catalog.is_dir() else catalog.parent
     return (state_dir or base / ".hubfleet").resolve()
-
-
-def _backend(catalog: Path, loaded: LoadedCatalog, state_dir: Path | None, storage_root: Path | None, port: int) -> LocalBackend:
-    state = state_dir_for(catalog, state_dir)
-    return LocalBackend(state, (storage_root or state / "storage"), loaded, port=port)
 
 
 @contextmanager
@@ -74,14 +69,14 @@ def _progress_display() -> Iterator:
 
 
 def _apply(backend: Backend, plan: Plan, spec: FleetSpec) -> ApplyReport:
-    """Apply with the progress display; fleet-wide faults (no proxy binary, front door failing) exit 1, the front
-    door's port taken by something else exits 2 (input the operator must change: --port)."""
+    """Apply with the progress display; a fleet-wide fault (local: no proxy binary, the front door failing) exits
+    with its code: 2 when the operator's input must change (the front door's port taken: --port), else 1."""
     try:
         with _progress_display() as progress:
             return backend.apply(plan, spec, progress)
-    except (FrontDoorError, ProxyNotFound) as exc:
-        err_console.print(f"[red]{exc}[/]", highlight=False)
-        raise typer.Exit(2 if isinstance(exc, PortTaken) else 1) from None
+    except FleetUnavailable as exc:
+        err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
 
 
 def _print_access(backend: Backend, spec: FleetSpec) -> None:
@@ -112,43 +107,67 @@ def up(
     detach: bool = typer.Option(False, "--detach", "-d", help="Apply once and leave the fleet running."),
     allow_mass_stop: bool = AllowMassStopOption,
 ) -> None:
-    """Bring the fleet up and keep it equal to the catalog until Ctrl-C or SIGTERM (which stop it).
+    """Bring the fleet up and keep it equal to the catalog until Ctrl-C or SIGTERM.
+
+    Local: hubs run on this machine and Ctrl-C stops them. Kubernetes: the in-cluster controller's command; it
+    reconciles the cluster under the fleet's Lease (a second one stands by), and Ctrl-C leaves the hubs running.
 
     Example: hubfleet up examples/university --at 2026-11-01
     """
     date = today(at)
     loaded = load_or_exit(catalog)  # a bad catalog exits 2 here, before anything running is touched
-    if loaded.catalog.fleet.backend == "kubernetes":  # the controller's loop; never local hubs
-        k8s_cmds.up_kubernetes(catalog, loaded, date if at else None, interval, detach, allow_mass_stop)
-        return
     spec = make_plan(loaded.catalog, date)
-    backend = _backend(catalog, loaded, state_dir, storage_root, port)
-    hold_state(backend.paths.state)  # one writer per state dir: a second up/apply exits 2 naming this one
+    backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
+    runner = backend.runner(catalog, loaded, date if at else None, allow_mass_stop=allow_mass_stop)
+    # One writer per fleet: a second `up` exits 2 naming this one, or (a controller replica) stands by until it leads.
+    hold_writer(runner.lock, standby=interval if runner.standby and not detach else None)
     try:
-        state = backend.observe()
-        plan = diff(spec, state)
-    except OrphanError as exc:
-        raise orphan_exit(exc) from None
-    print_plan(spec, plan)
-    refuse_mass_stop(plan, state, spec, allow_mass_stop)
-    _prepare(backend, spec)
-    try:
-        report = _apply(backend, plan, spec)
-        print_report(report)
-        synced = _sync(backend, loaded, spec)
-        _print_access(backend, spec)
+        report, synced = _apply_once(backend, loaded, spec, allow_mass_stop, hold_back=runner.unattended and not detach)
         if detach:
             raise typer.Exit(0 if report.ok and synced else 1)
-        console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops the fleet.")
-        loop = Reconciler(catalog, backend, at=date if at else None, allow_mass_stop=allow_mass_stop)
-        loop.run(interval, progress=_say, on_step=_print_step)
+        console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops.")
+
+        def on_step(step: StepReport) -> None:
+            if runner.loop.standing_by is None:
+                for problem in runner.after_step(step):
+                    err_console.print(problem, markup=False, highlight=False)
+            _print_step(step)
+
+        runner.loop.run(interval, progress=_say, on_step=on_step)
     except KeyboardInterrupt:
-        # Ctrl-C, or SIGTERM (e.g. from `hubfleet down`), even in the middle of the first apply: the apply has
-        # stopped starting hubs by now; stop everything it started, then let go of the lock.
+        # Ctrl-C, or SIGTERM (e.g. from `hubfleet down`, or a pod's stop), even in the middle of the first apply:
+        # the apply has stopped starting hubs by now; finish what the backend does on the way out, then let go of
+        # the lock (click closes the context).
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        console.print("\nStopping the fleet (no data is deleted) ...")
-        stopped = stop_fleet(backend.paths.state)
-        console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal.")
+        console.print("\nStopping (no data is deleted) ...")
+        console.print(runner.stop(), highlight=False)
+
+
+def _apply_once(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, allow_mass_stop: bool,
+                hold_back: bool = False) -> tuple[ApplyReport, bool]:
+    """`up`'s first reconcile in the foreground: the plan shown, the mass-stop guard (``hold_back``: keep those hubs
+    running and say so, instead of exiting 2), apply, enrolment, access."""
+    try:
+        state = backend.observe()
+        plan = backend.plan(spec, state)
+    except OrphanError as exc:
+        raise orphan_exit(exc) from None
+    except ValueError as exc:  # course material the backend cannot read or ship
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    print_plan(spec, plan)
+    verdict = None if allow_mass_stop or not hold_back else mass_stop(plan, state, spec)
+    if verdict is not None:
+        for line in [*verdict.lines(), "kept running; restart `up` with --allow-mass-stop if intended"]:
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+        plan = without_hubs(plan, verdict.names)
+    refuse_mass_stop(plan, state, spec, allow_mass_stop)
+    _prepare(backend, spec)
+    report = _apply(backend, plan, spec)
+    print_report(report)
+    synced = _sync(backend, loaded, spec)
+    _print_access(backend, spec)
+    return report, synced
 
 
 def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from hubfleet.cli import catalog_cmds, enrol_cmds, hosts_cmds, k8s_cmds, local_cmds
+from hubfleet.cli import catalog_cmds, cost_cmds, enrol_cmds, hosts_cmds, k8s_cmds, local_cmds
 
 app = typer.Typer(
     name="hubfleet",
@@ -24,6 +24,8 @@ app.command()(local_cmds.apply)
 app.command()(local_cmds.status)
 app.command()(local_cmds.down)
 app.command()(hosts_cmds.hosts)
+app.command()(cost_cmds.simulate)
+app.command()(cost_cmds.cost)
 
 from hubfleet.cli import lifecycle_cmds  # noqa: E402 - the lifecycle's commands, wired last
 

@@ -37,6 +37,7 @@ import secrets
 import ssl
 import subprocess
 import threading
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -235,6 +236,7 @@ class ResourceHandler(tornado.web.RequestHandler):
         ns, name = (unquote(ns) if ns else None), (unquote(name) if name else None)
         try:
             info = self.resolve(group, version, plural)
+            self.api.requests[(verb, info.kind)] += 1  # every request a client sent, answered or refused
             if verb == "GET" and name is None:
                 if self.get_query_argument("watch", "").lower() in ("true", "1"):
                     return await self.watch(info, ns)
@@ -387,6 +389,9 @@ class KubeApiServer:
         self.cluster, self.host = cluster, host
         self.token = secrets.token_urlsafe(32)
         self.ca_dir = Path(ca_dir)
+        # Requests over HTTP by (verb, kind) (a watch counts once); the kubelet and tests using the store directly
+        # are not here.
+        self.requests: Counter[tuple[str, str]] = Counter()
         self.port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self._events: set[asyncio.Event] = set()
@@ -452,6 +457,22 @@ class KubeApiServer:
         self._thread.start()
         ready.wait(10)
         return self
+
+    def writes(self, *, but: tuple[str, ...] = ()) -> int:
+        """Write requests received so far, leaving out the kinds in ``but`` (e.g. "Lease", a writer lock)."""
+        return sum(n for (verb, kind), n in self.requests.items() if verb != "GET" and kind not in but)
+
+    def kubeconfig(self, path: Path) -> Path:
+        """A kubeconfig for this server (its CA, its token), as `kubectl`/the kubernetes client read it (JSON is
+        YAML)."""
+        path.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url,
+                                                      "certificate-authority": str(self.ca_dir / "ca.crt")}}],
+            "users": [{"name": "fake", "user": {"token": self.token}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+        }))
+        return path
 
     def call(self, fn: Callable[[], object]) -> None:
         assert self.loop is not None

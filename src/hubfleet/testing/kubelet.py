@@ -97,17 +97,18 @@ class ProcessKubelet:
         self.root = Path(root)
         self.runtimes, self.default_runtime = runtimes, default_runtime
         self.pods: dict[tuple[str, str], PodRun] = {}
+        self._owners: dict[tuple[str, str], str] = {}  # (namespace, pod) -> the Deployment it was started for
         self._service_ips: dict[tuple[str, str], str] = {}  # (namespace, selector) -> IP
         self.cluster.graceful_pods = True
         self.cluster.listeners.append(self._on_change)
 
     # ------------------------------------------------------------------------------------ controllers
 
-    def start_deployments(self, namespace: str) -> list[str]:
+    def start_deployments(self, namespace: str, only: set[str] | None = None) -> list[str]:
         """Create one Pod per Deployment (replicas > 0), as the Deployment and ReplicaSet controllers would."""
         names = []
         for deploy in self.cluster.list("apps/v1", "Deployment", namespace):
-            if deploy["spec"].get("replicas", 1) == 0:
+            if deploy["spec"].get("replicas", 1) == 0 or (only is not None and deploy["metadata"]["name"] not in only):
                 continue
             template = deploy["spec"]["template"]
             suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
@@ -115,8 +116,29 @@ class ProcessKubelet:
             self.cluster.create({"apiVersion": "v1", "kind": "Pod",
                                  "metadata": {**template.get("metadata", {}), "name": name, "namespace": namespace},
                                  "spec": template["spec"]})
+            self._owners[(namespace, name)] = deploy["metadata"]["name"]
             names.append(name)
         return names
+
+    def reconcile_deployments(self) -> list[str]:
+        """One pass of what the Deployment, ReplicaSet and namespace controllers do: a Deployment without a pod
+        gets one; a pod whose Deployment (or namespace) is gone is stopped. Not a loop and no rollouts: a changed
+        pod template does not replace a running pod. Returns the pods started."""
+        started = []
+        namespaces = {ns["metadata"]["name"] for ns in self.cluster.list("v1", "Namespace")}
+        for ns in namespaces:
+            deployments = {d["metadata"]["name"] for d in self.cluster.list("apps/v1", "Deployment", ns)}
+            have = {owner for (pod_ns, _), owner in self._owners.items() if pod_ns == ns}
+            if deployments - have:
+                started += self.start_deployments(ns, only=deployments - have)
+        for (ns, name), owner in list(self._owners.items()):
+            if ns in namespaces and owner in {d["metadata"]["name"] for d in self.cluster.list("apps/v1", "Deployment", ns)}:
+                continue
+            del self._owners[(ns, name)]
+            run = self.pods.get((ns, name))
+            if run is not None:  # a namespace's deletion took the pod object with it: stop its processes all the same
+                self.api.run(self._terminate(run), timeout=60)
+        return started
 
     def logs(self, namespace: str, pod: str) -> str:
         out = []

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from hubfleet.backends.base import (
-    ApplyReport, FleetUnavailable, HubEndpoint, HubStatus, NoWriterLock, Progress, Say,
+    ApplyReport, FleetUnavailable, HubEndpoint, HubStatus, Progress, Say,
 )
 from hubfleet.backends.executor import run_plan
 from hubfleet.plan.diff import Action, FleetState, Kind, ObservedHub, Plan, diff
@@ -51,7 +51,7 @@ from hubfleet.plan.spec import FleetSpec, HubSpec
 
 from . import material as mat
 from . import records
-from .cluster import Cluster, ClusterError, ClusterUnavailable, NotFound, UnsupportedKind
+from .cluster import Cluster, ClusterError, ClusterUnavailable, Conflict, NotFound, UnsupportedKind
 from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, options_for
 from .helm import Helm, HelmError, HelmMissing, ReleaseNotFound
 from .manifests import namespace_name, render_manifests
@@ -192,11 +192,57 @@ class KubernetesBackend:
         lines = [f"  {hub.name}: {self.hub_url(hub.name) if self.hub_url else hub.url}" for hub in spec.hubs]
         return [*lines, "Enrol students with `hubfleet enrol sync` if a hub did not answer from here yet."]
 
-    def writer_lock(self) -> "ControllerLock":
-        """No lock for CLI writers yet: the in-cluster controller's Lease (one acting replica) is what serialises
-        controllers; until a CLI apply takes that Lease too, a CLI writer and the controller are not kept apart.
-        ``holder()`` says which controller holds the Lease, and what its latest step could not do."""
-        return ControllerLock(self.cluster, self.options.system_namespace)
+    def writer_lock(self) -> "LeaseLock":
+        """The controller's Lease (lease.LeaseLock): a CLI writer takes it like a controller replica does, so a CLI
+        `apply` never runs while the controller (or another CLI) acts: it exits 2 naming the holder.
+        ``holder()`` says who holds the Lease and what the controller's latest step could not do."""
+        import sys
+
+        from .controller_status import read_status
+        from .lease import Lease, LeaseLock, identity
+
+        ns = self.options.system_namespace
+
+        def prepare() -> None:  # the Lease lives in the fleet namespace: created if missing, else left to render_fleet
+            try:
+                self.cluster.get("v1", "Namespace", None, ns)
+            except NotFound:
+                try:
+                    self.cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+                        "name": ns, "labels": {**MANAGED_BY, **({"hubfleet.io/fleet": self.fleet} if self.fleet else {})}}})
+                except Conflict:
+                    pass  # another writer made it just now
+
+        def describe() -> str | None:
+            try:
+                lines = read_status(self.cluster, ns)
+            except ClusterError:
+                return None
+            return "\n".join(lines) if lines else None
+
+        lease = Lease(self.cluster, ns, holder=identity(" ".join(["hubfleet", *sys.argv[1:]])), fleet=self.fleet)
+        return LeaseLock(lease, prepare=prepare, describe=describe)
+
+    def runner(self, catalog: Path, loaded, at=None, *, allow_mass_stop: bool = False):  # noqa: ANN001
+        """`up` on a kubernetes catalog: the controller (controller.py), the shared loop gated by the fleet's Lease,
+        which is also its writer lock. A second replica stands by on the Lease; Ctrl-C/SIGTERM hand it over and
+        leave the hubs running (they are the cluster's). Starts no local process."""
+        from hubfleet.backends.reconcile import FleetRunner
+
+        from .controller import controller, write_status
+
+        lock = self.writer_lock()
+        loop, lease = controller(catalog, self, loaded, at, lease=lock.lease, allow_mass_stop=allow_mass_stop)
+
+        def after_step(report) -> list[str]:  # noqa: ANN001 - a StepReport
+            try:
+                write_status(self.cluster, lease.namespace, lease.holder, report, loop.catalog_problems)
+            except ClusterError as exc:  # the API server away: the next step reports it, and retries
+                return [f"cannot write the controller status: {exc}"]
+            return []
+
+        return FleetRunner(loop=loop, lock=lock, standby=True, unattended=True, after_step=after_step,
+                           stop=lambda: "Controller stopped; the Lease is released. The hubs keep running in the cluster.")
 
     def configure_archive(self, store: str | None, say: Say | None) -> None:
         if store is not None:
@@ -508,20 +554,6 @@ class KubernetesBackend:
             return HubStatus(hub.name, url, up=False, detail=f"{where}; hub API not answering from here: {exc}")
         servers = sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
         return HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers, detail=where)
-
-
-class ControllerLock(NoWriterLock):
-    def __init__(self, cluster: Cluster, namespace: str):
-        self.cluster, self.namespace = cluster, namespace
-
-    def holder(self) -> str | None:
-        from .controller_status import read_status
-
-        try:
-            lines = read_status(self.cluster, self.namespace)
-        except ClusterError:
-            return None
-        return "\n".join(lines) if lines else None
 
 
 class RefusedDelete(RuntimeError):

@@ -108,8 +108,19 @@ def apply_object(cluster: Cluster, obj: dict) -> bool:
     """Create `obj`, or bring the live object in line with it. Returns True if anything was written.
 
     An object that already matches what we want makes no write at all, so a second apply of the same plan
-    leaves every resourceVersion where it was (the idempotency the planner relies on).
+    leaves every resourceVersion where it was (the idempotency the planner relies on). Another writer between our
+    read and our write (409: created meanwhile, or changed since we read it) is met by reading again: two controller
+    replicas starting at once both make sure the fleet namespace exists before the Lease decides who acts.
     """
+    for _ in range(2):
+        try:
+            return _apply_once(cluster, obj)
+        except Conflict:
+            continue
+    return _apply_once(cluster, obj)
+
+
+def _apply_once(cluster: Cluster, obj: dict) -> bool:
     desired = _normalise_secret(copy.deepcopy(obj))
     meta = desired.setdefault("metadata", {})
     fingerprint = _fingerprint(desired)

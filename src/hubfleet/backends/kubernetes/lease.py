@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
+from hubfleet.backends.base import WriterBusy
+
 from .cluster import Cluster, Conflict, NotFound
 from .fleet import MANAGED_BY
 
@@ -38,10 +40,12 @@ NAME = "hubfleet-controller"
 DEFAULT_DURATION = 30  # seconds; client-go's default is 15 with 2s retries, a reconcile step is slower
 
 
-def identity() -> str:
+def identity(command: str | None = None) -> str:
     """Unique per process: the pod name (HOSTNAME in a pod) plus the pid and a nonce, so a restarted container
-    in the same pod is a new holder and never mistakes an old record for its own."""
-    return f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{os.getpid()}_{secrets.token_hex(3)}"
+    in the same pod is a new holder and never mistakes an old record for its own; then the command, so a writer
+    refused by the Lease reads who is at work (`hubfleet apply ...` on a laptop, or the controller)."""
+    who = f"{os.environ.get('HOSTNAME') or socket.gethostname()}_{os.getpid()}_{secrets.token_hex(3)}"
+    return f"{who} `{command[:200]}`" if command else who
 
 
 def micro_time(at: float) -> str:
@@ -59,8 +63,10 @@ class Lease:
         duration: int = DEFAULT_DURATION,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        fleet: str | None = None,
     ):
         self.cluster, self.namespace, self.name = cluster, namespace, name
+        self.fleet = fleet
         self.holder = holder or identity()
         self.duration = duration
         self.clock, self.wall = clock, wall
@@ -156,3 +162,90 @@ class Lease:
         except (Conflict, NotFound):
             return False
         return True
+
+
+def parse_micro_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class LeaseBusy(WriterBusy):
+    """Someone else holds the fleet's Lease (the controller, or another CLI writer)."""
+
+    def __init__(self, lease: Lease, spec: dict) -> None:
+        self.holder = spec.get("holderIdentity") or "?"
+        super().__init__(
+            f"fleet {lease.fleet or lease.namespace} is in use by {self.holder} (Lease {lease.namespace}/{lease.name}, "
+            f"since {spec.get('acquireTime') or '?'}, renewed {spec.get('renewTime') or '?'}). One command at a time "
+            "changes a fleet: wait for it to finish, or stop it (the in-cluster controller: `kubectl -n "
+            f"{lease.namespace} scale deployment hubfleet-controller --replicas=0`).")
+
+
+class LeaseLock:
+    """The fleet's writer lock on Kubernetes (``WriterLock``): the controller's own Lease, so a CLI ``apply`` or
+    ``up --detach`` never acts while the controller (or another CLI) does, and the controller stands by while a
+    CLI applies. The holder's identity names its command, so the refusal says who is at work.
+
+    ``acquire()`` raises ``LeaseBusy`` at once when the holder renewed within the Lease's duration by this
+    machine's clock (refusing is safe whatever the clock skew). A record that looks stale is taken over only after
+    this process saw it unchanged for a whole duration by its own clock (``Lease`` rule), so ``acquire`` waits up
+    to that long for a holder that was killed. While held, the Lease is renewed in the background (a helm upgrade
+    can outlast it); ``release()`` gives it up so the controller acts at its next step."""
+
+    def __init__(self, lease: Lease, prepare: Callable[[], None] = lambda: None, describe: Callable[[], str | None] | None = None):
+        self.lease = lease
+        self._prepare = prepare
+        self._describe = describe
+        self._stop: threading.Event | None = None
+        self._thread: threading.Thread | None = None
+
+    def try_acquire(self) -> None:
+        """One attempt, no waiting for a stale holder: raises LeaseBusy, or holds the Lease (renewed meanwhile)."""
+        if self.lease.hold() is not None:
+            raise LeaseBusy(self.lease, (self.lease.read() or {}).get("spec") or {})
+        self._renew()
+
+    def acquire(self) -> None:
+        self._prepare()
+        deadline, races = None, 0
+        while True:
+            why = self.lease.hold()
+            if why is None:
+                self._renew()
+                return
+            spec = (self.lease.read() or {}).get("spec") or {}
+            if not spec.get("holderIdentity"):
+                races += 1  # released between our read and write, or no Lease can be made (namespace missing)
+                if races > 3:
+                    raise WriterBusy(why)
+                continue
+            duration = int(spec.get("leaseDurationSeconds") or self.lease.duration)
+            renewed = parse_micro_time(spec.get("renewTime"))
+            now = self.lease.clock()
+            if deadline is None:
+                deadline = now + duration + 1
+            if (renewed is not None and self.lease.wall() - renewed < duration) or now >= deadline:
+                raise LeaseBusy(self.lease, spec)
+            time.sleep(min(1.0, duration / 3))  # looks stale: watch it for a whole duration before taking it over
+
+    def _renew(self) -> None:
+        if self._thread is None:
+            self._stop = threading.Event()
+            self._thread = self.lease.renew_in_background(self._stop)
+
+    def release(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+            self._thread.join(10)
+            self._stop = self._thread = None
+        self.lease.release()
+
+    def holder(self) -> str | None:
+        if self._describe is not None:
+            return self._describe()
+        spec = (self.lease.read() or {}).get("spec") or {}
+        return spec.get("holderIdentity") or None

@@ -39,11 +39,11 @@ from hubfleet.backends.base import (
 from hubfleet.backends.executor import ApplyCancelled, run_plan
 from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, lock_down, observe_state, read_json, write_json_atomic
-from hubfleet.backends.local.frontdoor import HOST, FrontDoor
+from hubfleet.backends.local.frontdoor import HOST, FrontDoor, FrontDoorError, PortTaken
 from hubfleet.backends.local.hosts import FleetHosts
 from hubfleet.backends.local.members import PasswordBook, demo_password, hub_members
 from hubfleet.backends.local.ports import HubPorts, PortBook
-from hubfleet.backends.local.proxy import ProxyCommand, find_chp
+from hubfleet.backends.local.proxy import ProxyCommand, ProxyNotFound, find_chp
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
 from hubfleet.backends.local.statelock import StateLock
 from hubfleet.backends.local.strays import end_strays, fleet_processes
@@ -150,6 +150,8 @@ class LocalBackend:
             self.frontdoor.check_port()
         except FrontDoorError as exc:
             raise FleetUnavailable(f"{exc}\nNothing was changed. Free the port or pass another --port.", 2) from exc
+        except ProxyNotFound as exc:
+            raise FleetUnavailable(str(exc)) from exc
 
     def access(self, spec: FleetSpec) -> list[str]:
         # One sign-in for every hub: the portal is the fleet's identity provider, so that is where people log in.
@@ -172,6 +174,21 @@ class LocalBackend:
     def writer_lock(self) -> StateLock:
         """The state dir's lock: one writer per state dir (up, apply, lifecycle run, ...)."""
         return StateLock(self.paths.state)
+
+    def runner(self, catalog: Path, loaded: LoadedCatalog, at: dt.date | None, *, allow_mass_stop: bool = False):
+        """`up` on this machine: the shared loop with the local hooks, under the state dir's lock; a second `up`
+        exits 2 naming this one; Ctrl-C/SIGTERM stop every process of the fleet (no data is deleted)."""
+        from hubfleet.backends.local.reconciler import Reconciler
+        from hubfleet.backends.reconcile import FleetRunner
+
+        self.loaded = loaded
+
+        def stop() -> str:
+            stopped = stop_fleet(self.paths.state)
+            return f"Stopped {len(stopped)} hub(s), the front door and the portal."
+
+        loop = Reconciler(catalog, self, at=at, allow_mass_stop=allow_mass_stop)
+        return FleetRunner(loop=loop, lock=self.writer_lock(), stop=stop)
 
     def configure_archive(self, store: str | None, say: Say | None) -> None:
         if store is not None:
@@ -212,7 +229,10 @@ class LocalBackend:
         # sets self.cancelled, so the workers stop at their next step too.
         report = run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), say), concurrency=self.parallel, say=say,
                           cancelled=self.cancelled)
-        self.refresh(spec)
+        try:
+            self.refresh(spec)
+        except (FrontDoorError, ProxyNotFound) as exc:  # fleet-wide: the front door's port taken, no node proxy
+            raise FleetUnavailable(str(exc), 2 if isinstance(exc, PortTaken) else 1) from exc
         self.lock_down()  # whatever this apply created (logs, sqlite -wal/-shm, archives) is private now
         return report
 
