@@ -52,6 +52,7 @@ bench: test-tools
 	$(PY) benchmarks/noop_reconcile.py
 	$(PY) benchmarks/z2jh_spawn.py
 	$(PY) benchmarks/simulate.py
+	$(PY) benchmarks/dashboard.py
 
 docs: install simulation-report
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md

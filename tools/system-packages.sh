@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 # slapd, ldap-utils: the LDAP enrolment tests start a real directory. chromium: the browser tests.
 # bubblewrap: students' servers run in a private mount namespace (root mode; setpriv is util-linux's).
 # z2jh tier: libpq-dev, gcc, python3-dev build the hub image's psycopg2 pin; openssl makes the fake API server's CA;
-# util-linux gives unshare/setpriv to the process kubelet.
-PACKAGES=(slapd ldap-utils chromium bubblewrap libpq-dev gcc python3-dev openssl util-linux)
+# util-linux gives unshare/setpriv to the process kubelet. postgresql: the hub-request database tests start a real
+# server of their own (initdb/pg_ctl in a temp dir, as nobody; the packaged cluster is not used).
+PACKAGES=(slapd ldap-utils chromium bubblewrap libpq-dev gcc python3-dev openssl util-linux postgresql)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

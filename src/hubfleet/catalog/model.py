@@ -462,9 +462,34 @@ class Branding(Strict):
     login_message: str | None = Field(None, description="Shown above every login form.")
 
 
+class UnitAdmin(Strict):
+    """A member of a unit's staff who reviews its hub requests and sees its hubs on the dashboard, until a date."""
+
+    username: Username = Field(description="Their username at sign-in.")
+    until: dt.date = Field(
+        description="Last day of the privilege (YYYY-MM-DD); from the day after, they are nobody special. Staff "
+        "privileges always end: renew the date each year rather than leave a leaver with approval rights."
+    )
+
+
 class Unit(Strict):
     id: str = Field(description="DNS-1123 id of the faculty/school; names the hub in the per-unit topology.")
     name: str = Field(description="Human name.")
+    admins: list[UnitAdmin] = Field(
+        default_factory=list, description="Unit admins: approve and see this unit's hub requests and hubs."
+    )
+
+
+class Requests(Strict):
+    """Hub requests made in the portal: where an approved request's course file is committed."""
+
+    commit_to: Literal["branch", "main"] = Field(
+        "branch",
+        description="`branch`: each approval is a commit on a branch `hub-request/<id>` of the catalog repository, "
+        "for the platform team to merge (the fleet runs nothing until then); `main`: straight onto `main_branch`, so "
+        "the next reconcile provisions it.",
+    )
+    main_branch: str = Field("main", description="The catalog repository's branch the fleet runs from.")
 
 
 class Directory(Strict):
@@ -570,6 +595,7 @@ class Fleet(Strict):
     platform_team: list[Username] = Field(
         default_factory=list, description="Usernames with admin on every hub; nobody else is a global admin."
     )
+    requests: Requests = Field(default_factory=Requests, description="Hub requests made in the portal.")
     account_prefix: str | None = Field(
         None,
         description="Local backend as root: the prefix of students' Unix accounts (2-8 lower-case letters or digits, "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import math
 import mimetypes
 import time
@@ -298,6 +299,14 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         pass
     else:
         app.include_router(archives_router, prefix=PORTAL_PREFIX)
+    # Hub requests and the fleet dashboard (issue 13), when the portal knows its catalog (requests_pages.mount).
+    # Sign-in is what every student needs: a request database that cannot be opened must not take it down.
+    try:
+        from hubfleet.web.requests_pages import mount as mount_requests
+
+        mount_requests(app)
+    except Exception:  # noqa: BLE001
+        logging.getLogger(__name__).exception("hub requests and the dashboard are off: they could not start")
     return app
 
 

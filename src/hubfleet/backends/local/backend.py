@@ -289,6 +289,8 @@ class LocalBackend:
             hp = self.paths.hub(hub.name)
             if hp.dir.is_dir() and write_json_atomic(hp.members, members):
                 changed.append(hub.name)
+        # Unit admins sign in to the portal (hub requests, the dashboard) though no hub enrols them.
+        everyone |= {a.username for u in self.loaded.catalog.fleet.units for a in u.admins}
         if self.demo_mode:
             demo_password(self.paths.state)
         else:
