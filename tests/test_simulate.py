@@ -318,3 +318,18 @@ def test_progress_reaches_its_total(example):
     ticks = []
     simulate_catalog(example, WINDOW, seed=0, progress=ticks.append)
     assert sum(ticks) == steps(example, WINDOW, UsageModel()) == 10 + 1 + 20
+
+
+def test_a_catalog_timetable_is_the_presentations_classes(example):
+    """TM351 2026J's timetable (Tuesdays 19:00, and a surgery on 12 January that overlaps one of them) is what the
+    simulation's classes are, not the model's default weekly class."""
+    from hubfleet.simulate import UsageModel, catalog_timetable
+
+    meetings = catalog_timetable(example, UsageModel())
+    tm351 = next(k for k in meetings if k.startswith("TM351-"))
+    starts = [m.start for m in meetings[tm351]]
+    assert starts and all(s.weekday() == 1 for s in starts)  # every one on a Tuesday
+    assert {s.time() for s in starts} == {dt.time(19, 0), dt.time(18, 0)}  # the surgery starts the merged session
+    surgery = next(m for m in meetings[tm351] if m.start == dt.datetime(2027, 1, 12, 18, 0))
+    assert (surgery.minutes, surgery.attendance) == (150, 0.5)  # 18:00 to 20:30, the larger attendance
+    assert all(not k.startswith("M269-") for k in meetings)  # no timetable: the model's default class instead

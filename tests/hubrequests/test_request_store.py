@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,30 @@ from hubfleet.requests.database import Database, migrate
 from hubfleet.requests.gitwriter import CatalogRepo
 from hubfleet.requests.records import AuditEntry, Base
 from hubfleet.requests.workflow import Forbidden, Refused, RequestService
+from hubfleet.testing.postgres import PostgresServer
 
 from request_support import catalog_repo, git
+
+
+# The database fixtures live here, not in a tests/hubrequests/conftest.py: that module would be imported as
+# "conftest" too and shadow tests/conftest.py for the other files' `from conftest import ...`.
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database test runs twice: on SQLite (the embedded default) and on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'requests.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")
+
 
 TODAY = dt.date(2026, 12, 3)
 FORM = {"course": "TM351", "title": "Data management and analysis", "unit": "stem", "presentation": "2027J",

@@ -122,5 +122,6 @@ def topology_compare(
     """
     loaded = load_or_exit(catalog)
     usage, price_list = cost_cmds.inputs(model, prices)
-    results = cost_cmds.run_simulation(loaded.catalog, cost_cmds.window_of(start, end), usage, price_list, seed)
+    results = cost_cmds.run_simulation(loaded.catalog, cost_cmds.window_of(start, end), usage, price_list, seed,
+                                       loaded.calendars)
     cost_cmds.print_topologies(results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
@@ -52,13 +53,15 @@ def inputs(model: Path | None, prices: Path | None) -> tuple[UsageModel, Prices]
         raise typer.Exit(2) from None
 
 
-def run_simulation(catalog: Catalog, window: Window, model: UsageModel, prices: Prices, seed: int) -> Results:
+def run_simulation(catalog: Catalog, window: Window, model: UsageModel, prices: Prices, seed: int,
+                   calendars: Mapping[str, str] | None = None) -> Results:
     """The simulation with a progress bar (on stderr, so piped output stays clean)."""
     with Progress(TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task(f"{catalog.fleet.name} {window.start}..{window.end}", total=steps(catalog, window, model))
         try:
-            return simulate_catalog(catalog, window, model, prices, seed, progress=lambda n: bar.advance(task, n))
+            return simulate_catalog(catalog, window, model, prices, seed, progress=lambda n: bar.advance(task, n),
+                                    calendars=calendars)
         except ValueError as exc:  # e.g. a profile larger than the node type: the prices file must change
             err_console.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
@@ -137,7 +140,7 @@ def simulate(
     loaded = load_or_exit(catalog)
     window = window_of(start, end)
     usage, price_list = inputs(model, prices)
-    results = run_simulation(loaded.catalog, window, usage, price_list, seed)
+    results = run_simulation(loaded.catalog, window, usage, price_list, seed, loaded.calendars)
     print_scenarios(results)
     for path in write_outputs(results, out):
         console.print(f"wrote {path}", highlight=False)
