@@ -62,6 +62,11 @@ def test_a_bad_date_is_shown_beside_its_field_then_fixed_and_submitted(portal) -
     view = team.get(fixed.headers["location"])
     assert 'id="request-state">Submitted, awaiting review<' in view.text
     assert "Hub <strong>tm351-2027j</strong>" in view.text  # the plan preview
+    # ... and the simulator's prediction for the hub's life (provisioned before the start, archived after the
+    # read-only months), in the fleet's topology
+    cost = re.search(r'<p id="cost">Predicted cost: <strong>USD ([\d,]+)</strong> from (\S+) to (\S+) ', view.text)
+    assert cost and int(cost.group(1).replace(",", "")) > 0, view.text[:3000]
+    assert cost.group(2) < "2027-10-02" < "2028-06-08" < cost.group(3)  # from before the start to after the end
     with service.db.session() as s:
         assert s.get(HubRequest, rid).roster_csv == ROSTER.decode()  # the first upload is kept through the edit
 
