@@ -34,6 +34,7 @@ test: test-tools
 	$(VENV)/bin/pytest -q -rs
 
 bench: test-tools
+	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/plan_scale.py
 	$(PY) benchmarks/local_fleet.py
 	$(PY) benchmarks/enrol_sync.py

@@ -70,7 +70,9 @@ def check_mount_path(text: str) -> str:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built on first use, and a Catalog's is built once for the whole tree
+    # instead of once per model at import (which every CLI command paid; benchmarks/cli_startup.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Resources(Strict):

@@ -6,15 +6,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from hubfleet.catalog.docs import render_reference
-from hubfleet.catalog.model import Catalog
 from hubfleet.cli.backend_factory import StateDirOption, observing_backend
 from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, today
-from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
-from hubfleet.plan.diff import plan_json
-from hubfleet.plan.planner import compare
 
 topology_app = typer.Typer(help="Compare ways of grouping presentations into hubs.", no_args_is_help=True)
 
@@ -44,6 +38,11 @@ def plan(
 
     Example: hubfleet plan examples/university --at 2026-10-03
     """
+    from rich.table import Table
+
+    from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
+    from hubfleet.plan.diff import plan_json
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     backend = None if state else observing_backend(loaded, state_dir)
@@ -77,6 +76,8 @@ def schema() -> None:
 
     Example: hubfleet schema > catalog.schema.json
     """
+    from hubfleet.catalog.model import Catalog
+
     print(json.dumps(Catalog.model_json_schema(), indent=2))
 
 
@@ -85,6 +86,8 @@ def docs(out: Path = typer.Option(None, "--out", help="Write here instead of std
 
     Example: hubfleet docs --out docs/catalog.md
     """
+    from hubfleet.catalog.docs import render_reference
+
     text = render_reference()
     if out:
         out.write_text(text)
@@ -98,6 +101,10 @@ def topology_compare(catalog: Path = CatalogArg, at: str = AtOption) -> None:
 
     Example: hubfleet topology compare examples/university --at 2026-11-01
     """
+    from rich.table import Table
+
+    from hubfleet.plan.planner import compare
+
     loaded = load_or_exit(catalog)
     table = Table(
         "topology", "hubs", "largest hub (students)", "profiles/hub max", "profiles/hub mean",

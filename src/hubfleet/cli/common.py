@@ -1,17 +1,23 @@
-"""Helpers every command shares: load a catalog or exit 2 with its errors, parse --at, print plans."""
+"""Helpers every command shares: load a catalog or exit 2 with its errors, parse --at, print plans.
+
+The command modules import only typer, rich's console and the standard library at import time; the catalog, the
+planner and the backends are imported inside the commands that use them, so `hubfleet --help` and editor
+integrations do not pay for pydantic models, httpx or JupyterHub (tests/test_cli_startup.py keeps it so).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from hubfleet.catalog import CatalogError, LoadedCatalog, load_catalog
-from hubfleet.plan import FleetSpec, OrphanError, Plan
-from hubfleet.plan.diff import Kind
+if TYPE_CHECKING:
+    from hubfleet.catalog import LoadedCatalog
+    from hubfleet.plan import FleetSpec, OrphanError, Plan
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,6 +38,8 @@ def today(at: str | None) -> dt.date:
 
 def load_or_exit(catalog: Path) -> LoadedCatalog:
     """Load the catalog; on errors print every one of them and exit 2, having changed nothing."""
+    from hubfleet.catalog import CatalogError, load_catalog
+
     try:
         return load_catalog(catalog)
     except CatalogError as exc:
@@ -50,25 +58,27 @@ def orphan_exit(exc: OrphanError) -> typer.Exit:
     return typer.Exit(2)
 
 
-_STYLE = {
-    Kind.create: ("+", "green"),
-    Kind.update: ("~", "yellow"),
-    Kind.start: (">", "cyan"),
-    Kind.archive: ("a", "magenta"),
-    Kind.stop: ("-", "red"),
-    Kind.delete: ("-", "red"),
-    Kind.purge: ("x", "red"),
+_STYLE = {  # by Kind's value, so this module need not import the planner
+    "create": ("+", "green"),
+    "update": ("~", "yellow"),
+    "start": (">", "cyan"),
+    "archive": ("a", "magenta"),
+    "stop": ("-", "red"),
+    "delete": ("-", "red"),
+    "purge": ("x", "red"),
 }
 
 
 def print_plan(spec: FleetSpec, plan: Plan) -> None:
     """A human diff: one line per action, field-level changes under updates."""
+    from hubfleet.plan.diff import Kind
+
     console.print(f"[bold]Plan for {spec.fleet}[/] on {spec.date} ({spec.topology}, {len(spec.hubs)} hubs wanted)")
     if not plan:
         console.print("No changes. The fleet matches the catalog.")
         return
     for action in plan.actions:
-        mark, colour = _STYLE[action.kind]
+        mark, colour = _STYLE[action.kind.value]
         target = action.hub + (f" {action.presentation}" if action.presentation else "")
         why = f"  ({action.reason})" if action.reason else ""
         console.print(f"[{colour}]{mark} {action.kind.value:8} {target}[/]{why}", highlight=False)

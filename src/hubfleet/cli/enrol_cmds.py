@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from hubfleet.cli.backend_factory import StateDirOption, make_backend
 from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, today
-from hubfleet.enrol.membership import SourceError
-from hubfleet.enrol.sync import HubChanges, sync_spec
-from hubfleet.plan import plan as make_plan
+
+if TYPE_CHECKING:
+    from hubfleet.enrol.sync import HubChanges
 
 enrol_app = typer.Typer(help="Enrolment: students, tutors and instructors into each hub's groups.", no_args_is_help=True)
 
 
 def print_changes(results: list[HubChanges], dry_run: bool) -> None:
+    from rich.table import Table
+
     table = Table("hub", "users created", "added", "removed", "groups +/-", "API writes", "result",
                   title="Enrolment changes" + (" (dry run: nothing written)" if dry_run else ""))
     for r in results:
@@ -32,6 +34,11 @@ def print_changes(results: list[HubChanges], dry_run: bool) -> None:
 
 def sync_catalog(loaded, backend, at, hub: str | None = None, dry_run: bool = False, show=True) -> list[HubChanges]:
     """Resolve every source first (so an unreadable one changes nothing), then sync hubs concurrently."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hubfleet.enrol.sync import sync_spec
+    from hubfleet.plan import plan as make_plan
+
     spec = make_plan(loaded.catalog, at)
     wanted = {hub} if hub else None
 
@@ -63,6 +70,8 @@ def sync(
 
     Example: hubfleet enrol sync examples/university --dry-run
     """
+    from hubfleet.enrol.membership import SourceError
+
     loaded = load_or_exit(catalog)
     backend = make_backend(loaded, state_dir)
     try:

@@ -12,14 +12,12 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir_for
 from hubfleet.cli.common import (
     AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
 )
 from hubfleet.cli.guards import AllowMassStopOption, hold_state, hold_writer, refuse_mass_stop
-from hubfleet.plan import OrphanError, plan as make_plan
 
 lifecycle_app = typer.Typer(help="Presentation lifecycle: read-only, archive, teardown, purge.", no_args_is_help=True)
 archive_app = typer.Typer(help="Students' archives: list them, restore one into a new presentation.",
@@ -46,6 +44,8 @@ def run(
 
     Example: hubfleet lifecycle run examples/university --at 2027-07-15
     """
+    from hubfleet.plan import OrphanError, plan as make_plan
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
@@ -99,6 +99,8 @@ def list_archives(
 
     Example: hubfleet archive list examples/university --presentation TM351-2026J
     """
+    from rich.table import Table
+
     _, backend = _local(catalog, state_dir, None)
     rows = backend.archiving.records(presentation, user)
     if as_json:
@@ -131,6 +133,8 @@ def restore(
 
     Example: hubfleet archive restore examples/university --presentation TM351-2026J --user alice --into TM351-2027J
     """
+    from hubfleet.plan import plan as make_plan
+
     loaded, backend = _local(catalog, state_dir, storage_root)
     hold_state(state_dir_for(loaded, state_dir))  # restoring writes students' folders and the ledger
     spec = make_plan(loaded.catalog, today(None))

@@ -13,31 +13,26 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from hubfleet.backends.base import ApplyReport, Backend, FleetUnavailable
-from hubfleet.backends.local.backend import LocalBackend, fleet_processes, stop_fleet
-from hubfleet.backends.local.frontdoor import FrontDoorError, PortTaken
-from hubfleet.backends.local.proxy import ProxyNotFound
-from hubfleet.backends.local.reconciler import Reconciler, StepReport
-from hubfleet.backends.local.statelock import StateLock, stop_holder
-from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli import k8s_cmds  # noqa: F401 - `up` on a kubernetes catalog (branch controller)
 from hubfleet.cli.backend_factory import make_backend
 from hubfleet.cli.enrol_cmds import print_changes
-from hubfleet.enrol.membership import SourceError
-from hubfleet.enrol.sync import sync_spec
 from hubfleet.cli.common import (
     AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
 )
 from hubfleet.cli.guards import AllowMassStopOption, hold_state, hold_writer, refuse_mass_stop
-from hubfleet.plan import OrphanError, diff, plan as make_plan
-from hubfleet.plan.diff import Action, Plan
-from hubfleet.plan.spec import FleetSpec
+
+# The backends, the planner and the enrolment are imported inside the commands (see cli/common.py for why).
+if TYPE_CHECKING:
+    from hubfleet.backends.base import ApplyReport, Backend
+    from hubfleet.backends.local.backend import LocalBackend
+    from hubfleet.backends.local.reconciler import StepReport
+    from hubfleet.catalog import LoadedCatalog
+    from hubfleet.plan.diff import Action, Plan
+    from hubfleet.plan.spec import FleetSpec
 
 StateOption = typer.Option(None, "--state-dir", help="Where hubfleet keeps hub state; default .hubfleet/ next to the catalog.")
 StorageOption = typer.Option(None, "--storage-root", help="Where student files live; default <state>/storage.")
@@ -50,6 +45,8 @@ def state_dir_for(catalog: Path, state_dir: Path | None) -> Path:
 
 
 def _backend(catalog: Path, loaded: LoadedCatalog, state_dir: Path | None, storage_root: Path | None, port: int) -> LocalBackend:
+    from hubfleet.backends.local.backend import LocalBackend
+
     state = state_dir_for(catalog, state_dir)
     return LocalBackend(state, (storage_root or state / "storage"), loaded, port=port)
 
@@ -57,6 +54,8 @@ def _backend(catalog: Path, loaded: LoadedCatalog, state_dir: Path | None, stora
 @contextmanager
 def _progress_display() -> Iterator:
     """A spinner line per hub while hubs start (apply runs hubs in parallel threads, so this must be thread-safe)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     lock = threading.Lock()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False) as bar:
         tasks: dict[str, int] = {}
@@ -76,6 +75,9 @@ def _progress_display() -> Iterator:
 def _apply(backend: Backend, plan: Plan, spec: FleetSpec) -> ApplyReport:
     """Apply with the progress display; fleet-wide faults (no proxy binary, front door failing) exit 1, the front
     door's port taken by something else exits 2 (input the operator must change: --port)."""
+    from hubfleet.backends.local.frontdoor import FrontDoorError, PortTaken
+    from hubfleet.backends.local.proxy import ProxyNotFound
+
     try:
         with _progress_display() as progress:
             return backend.apply(plan, spec, progress)
@@ -94,6 +96,8 @@ def _say(action: Action, message: str) -> None:
 
 
 def _print_step(report: StepReport) -> None:
+    from hubfleet.backends.base import ApplyReport
+
     for note in report.notes:
         console.print(f"[cyan]{note}[/]", highlight=False)
     for error in report.errors:
@@ -116,6 +120,10 @@ def up(
 
     Example: hubfleet up examples/university --at 2026-11-01
     """
+    from hubfleet.backends.local.backend import stop_fleet
+    from hubfleet.backends.local.reconciler import Reconciler
+    from hubfleet.plan import OrphanError, diff, plan as make_plan
+
     date = today(at)
     loaded = load_or_exit(catalog)  # a bad catalog exits 2 here, before anything running is touched
     if loaded.catalog.fleet.backend == "kubernetes":  # the controller's loop; never local hubs
@@ -154,6 +162,9 @@ def up(
 def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec) -> bool:
     """Put enrolled students into their hubs' groups right after an apply, so they can log in at once. Only hubs
     that answer from here (a cluster's hubs may not yet, or not from this machine: `hubfleet enrol sync` later)."""
+    from hubfleet.enrol.membership import SourceError
+    from hubfleet.enrol.sync import sync_spec
+
     up = {h.name for h in backend.status(spec) if h.up}
     if not up:
         return True
@@ -184,6 +195,8 @@ def apply(
 
     Example: hubfleet apply examples/university --yes
     """
+    from hubfleet.plan import OrphanError, plan as make_plan
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
@@ -229,6 +242,10 @@ def status(
 
     Example: hubfleet status examples/university
     """
+    from rich.table import Table
+
+    from hubfleet.plan import plan as make_plan
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     phases = {h.name: ", ".join(f"{p.key} {p.phase.value}" for p in h.presentations) for h in spec.hubs}
@@ -261,6 +278,9 @@ def down(
 
     Example: hubfleet down examples/university
     """
+    from hubfleet.backends.local.backend import fleet_processes, stop_fleet
+    from hubfleet.backends.local.statelock import StateLock, stop_holder
+
     state = state_dir_for(catalog, state_dir)
     if not state.is_dir():
         console.print(f"Nothing to stop: no state dir at {state}")
@@ -295,6 +315,8 @@ def _cmdline(proc) -> list[str]:  # noqa: ANN001
 
 def _prepare(backend: Backend, spec: FleetSpec) -> None:
     """What the fleet needs before any hub is touched (exit 2 if the operator must change something, e.g. --port)."""
+    from hubfleet.backends.base import FleetUnavailable
+
     try:
         backend.prepare(spec)
     except FleetUnavailable as exc:
