@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 CHP := node_modules/.bin/configurable-http-proxy
 
-.PHONY: install test-tools demo test bench docs lint clean
+.PHONY: install test-tools demo demo-reset test bench docs lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +46,17 @@ bench: test-tools
 docs: install
 	$(VENV)/bin/hubfleet docs --out docs/catalog.md
 
-clean:
+# The demo's state (hub databases, secrets, passwords, students' files) lives in examples/university/.hubfleet/
+# (git ignores it). `make demo-reset` stops the demo fleet and removes that state and, as root, the demo students'
+# system accounts (made at their first server start; their comment names the fleet); `make clean` does the same and
+# removes the installs too.
+DEMO_CATALOG := examples/university
+DEMO_FLEET := example-university
+
+demo-reset:
+	-if [ -x $(VENV)/bin/hubfleet ] && [ -d $(DEMO_CATALOG)/.hubfleet ]; then $(VENV)/bin/hubfleet down $(DEMO_CATALOG); fi
+	rm -rf $(DEMO_CATALOG)/.hubfleet
+	-if [ "$$(id -u)" = 0 ]; then getent passwd | awk -F: '$$5 ~ /^hubfleet $(DEMO_FLEET) /{print $$1}' | xargs -r -n1 userdel; fi
+
+clean: demo-reset
 	rm -rf $(VENV) node_modules .hubfleet .cache

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from hubfleet.cli.backend_factory import StateDirOption, observing_backend
-from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, today
+from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, show, table, today
 
 topology_app = typer.Typer(help="Compare ways of grouping presentations into hubs.", no_args_is_help=True)
 
@@ -38,8 +38,6 @@ def plan(
 
     Example: hubfleet plan examples/university --at 2026-10-03
     """
-    from rich.table import Table
-
     from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
     from hubfleet.plan.diff import plan_json
 
@@ -58,16 +56,16 @@ def plan(
     if as_json:
         print(plan_json(spec, actions))
         return
-    table = Table("hub", "url", "presentations", "profiles", "students")
+    hubs = table("hub", "url", "presentations", "profiles", "students", whole=(0, 1))
     for hub in spec.hubs:
-        table.add_row(
+        hubs.add_row(
             hub.name,
             hub.url,
             ", ".join(f"{p.key} ({p.phase.value})" for p in hub.presentations),
             str(len(hub.profiles)),
             str(hub.expected_students),
         )
-    console.print(table)
+    show(hubs)
     print_plan(spec, actions)
 
 
@@ -101,19 +99,17 @@ def topology_compare(catalog: Path = CatalogArg, at: str = AtOption) -> None:
 
     Example: hubfleet topology compare examples/university --at 2026-11-01
     """
-    from rich.table import Table
-
     from hubfleet.plan.planner import compare
 
     loaded = load_or_exit(catalog)
-    table = Table(
+    rows = table(
         "topology", "hubs", "largest hub (students)", "profiles/hub max", "profiles/hub mean",
         "presentations sharing a hub", "images/hub max", "images/hub mean",
         title=f"Topologies for {loaded.catalog.fleet.name}",
     )
     for row in compare(loaded.catalog, today(at)):
-        table.add_row(
+        rows.add_row(
             row.topology, str(row.hubs), f"{row.largest_hub} ({row.largest_hub_students})", str(row.profiles_max),
             str(row.profiles_mean), str(row.shared_presentations), str(row.images_max), str(row.images_mean),
         )
-    console.print(table)
+    show(rows)

@@ -15,7 +15,7 @@ import typer
 
 from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir_for
 from hubfleet.cli.common import (
-    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
+    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, show, table, today,
 )
 from hubfleet.cli.guards import AllowMassStopOption, hold_state, hold_writer, refuse_mass_stop
 
@@ -99,24 +99,22 @@ def list_archives(
 
     Example: hubfleet archive list examples/university --presentation TM351-2026J
     """
-    from rich.table import Table
-
     _, backend = _local(catalog, state_dir, None)
     rows = backend.archiving.records(presentation, user)
     if as_json:
         print(json.dumps([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.__dict__.items()}
                           for r in rows], indent=2))
         return
-    table = Table("presentation", "student", "verified", "folder removed", "purged", "MB", "sha256", "location",
+    listing = table("presentation", "student", "verified", "folder removed", "purged", "MB", "sha256", "location",
                   title=f"{len(rows)} archive(s)")
     for r in rows:
         state = "[red]" + r.problem + "[/]" if r.problem else (f"{r.verified_at:%Y-%m-%d}" if r.verified_at else "no")
         if r.superseded:
             state = f"superseded (kept): {state}"
-        table.add_row(r.presentation, r.student, state, f"{r.removed_at:%Y-%m-%d}" if r.removed_at else "",
+        listing.add_row(r.presentation, r.student, state, f"{r.removed_at:%Y-%m-%d}" if r.removed_at else "",
                       f"{r.purged_at:%Y-%m-%d}" if r.purged_at else "", f"{r.bytes / 1e6:.1f}", r.sha256[:12] + "…",
                       r.location)
-    console.print(table)
+    show(listing)
 
 
 @archive_app.command("restore")

@@ -21,7 +21,7 @@ from hubfleet.cli import k8s_cmds  # noqa: F401 - `up` on a kubernetes catalog (
 from hubfleet.cli.backend_factory import make_backend
 from hubfleet.cli.enrol_cmds import print_changes
 from hubfleet.cli.common import (
-    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
+    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, show, table, today,
 )
 from hubfleet.cli.guards import AllowMassStopOption, hold_state, hold_writer, refuse_mass_stop
 
@@ -52,13 +52,19 @@ def _backend(catalog: Path, loaded: LoadedCatalog, state_dir: Path | None, stora
 
 
 @contextmanager
-def _progress_display() -> Iterator:
-    """A spinner line per hub while hubs start (apply runs hubs in parallel threads, so this must be thread-safe)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+def _progress_display(total: int = 0) -> Iterator:
+    """While hubs start: one line for the whole apply (actions done of all, elapsed, time left) and a spinner line
+    per hub saying what it is doing. Apply runs hubs in parallel threads, so this must be thread-safe."""
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
 
     lock = threading.Lock()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False) as bar:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+                  transient=False) as bar:  # fmt: skip
         tasks: dict[str, int] = {}
+        overall = bar.add_task("[bold]applying the plan[/]", total=total or None)
 
         def report(action: Action, message: str) -> None:
             with lock:
@@ -66,6 +72,8 @@ def _progress_display() -> Iterator:
                 if action.hub not in tasks:
                     tasks[action.hub] = bar.add_task(label, total=None)
                 bar.update(tasks[action.hub], description=label)
+                if message.startswith(("done: ", "failed: ")):
+                    bar.advance(overall)
 
         yield report
         for task in tasks.values():
@@ -79,7 +87,7 @@ def _apply(backend: Backend, plan: Plan, spec: FleetSpec) -> ApplyReport:
     from hubfleet.backends.local.proxy import ProxyNotFound
 
     try:
-        with _progress_display() as progress:
+        with _progress_display(len(plan.actions)) as progress:
             return backend.apply(plan, spec, progress)
     except (FrontDoorError, ProxyNotFound) as exc:
         err_console.print(f"[red]{exc}[/]", highlight=False)
@@ -143,7 +151,7 @@ def up(
     try:
         report = _apply(backend, plan, spec)
         print_report(report)
-        synced = _sync(backend, loaded, spec)
+        synced = _sync(backend, loaded, spec, report)
         _print_access(backend, spec)
         if detach:
             raise typer.Exit(0 if report.ok and synced else 1)
@@ -159,12 +167,17 @@ def up(
         console.print(f"Stopped {len(stopped)} hub(s), the front door and the portal.")
 
 
-def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec) -> bool:
+def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, report: ApplyReport | None = None) -> bool:
     """Put enrolled students into their hubs' groups right after an apply, so they can log in at once. Only hubs
     that answer from here (a cluster's hubs may not yet, or not from this machine: `hubfleet enrol sync` later)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from hubfleet.enrol.membership import SourceError
     from hubfleet.enrol.sync import sync_spec
 
+    # Hubs this apply (re)started loaded members.json themselves (hubconfig's load_groups): the table says so.
+    started = frozenset(r.action.hub for r in (report.results if report else ())
+                        if r.ok and r.message.startswith(("started", "restarted")))  # fmt: skip
     up = {h.name for h in backend.status(spec) if h.up}
     if not up:
         return True
@@ -174,11 +187,14 @@ def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec) -> bool:
         return ep.api_url, ep.token
 
     try:
-        results = sync_spec(loaded, spec, endpoint, hubs=up)
+        with Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:  # fmt: skip
+            task = bar.add_task("enrolment sync: hubs checked", total=len(up))
+            results = sync_spec(loaded, spec, endpoint, hubs=up, on_done=lambda _r: bar.advance(task))
     except SourceError as exc:
         err_console.print(str(exc), markup=False)
         return False
-    print_changes(results, dry_run=False)
+    print_changes(results, dry_run=False, started=started)
     return not any(r.error for r in results)
 
 
@@ -221,7 +237,7 @@ def apply(
     try:
         report = _apply(backend, plan, spec)
         print_report(report)
-        synced = _sync(backend, loaded, spec)
+        synced = _sync(backend, loaded, spec, report)
     except KeyboardInterrupt:
         err_console.print("[red]Interrupted: nothing more was started; what already runs keeps running "
                           "(`hubfleet down` stops it).[/]")  # fmt: skip
@@ -242,8 +258,6 @@ def status(
 
     Example: hubfleet status examples/university
     """
-    from rich.table import Table
-
     from hubfleet.plan import plan as make_plan
 
     loaded = load_or_exit(catalog)
@@ -260,13 +274,14 @@ def status(
     if as_json:
         print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
         return
-    table = Table("hub", "url", "phase", "up", "users", "servers", "detail", title=f"{spec.fleet} on {spec.date}")
+    hubs = table("hub", "url", "phase", "up", "users", "servers", "detail", title=f"{spec.fleet} on {spec.date}",
+                 whole=(0, 1))
     for r in rows:
-        table.add_row(
+        hubs.add_row(
             r.name, r.url, phases[r.name], "[green]up[/]" if r.up else "[red]down[/]",
             "" if r.users is None else str(r.users), "" if r.running_servers is None else str(r.running_servers), r.detail,
         )
-    console.print(table)
+    show(hubs)
 
 
 def down(

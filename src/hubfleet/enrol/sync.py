@@ -41,6 +41,7 @@ class HubChanges:
     groups: list[GroupChange] = field(default_factory=list)
     writes: int = 0
     error: str | None = None
+    enrolled: int = 0  # users the catalog puts in this hub: how many are in place once the sync is done
 
     @property
     def empty(self) -> bool:
@@ -65,7 +66,7 @@ def compute(desired: HubMembers, groups: dict[str, set[str]], managed: set[str])
     ever placed here); a managed group no longer wanted is emptied and deleted, so stale access
     (and the roles granted through it) goes with the presentation.
     """
-    changes = HubChanges(hub=desired.hub)
+    changes = HubChanges(hub=desired.hub, enrolled=len(desired.users))
     present = set().union(*groups.values()) if groups else set()
     changes.create_users = sorted(desired.users - present)
     for name in sorted(desired.groups):
