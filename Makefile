@@ -37,6 +37,7 @@ bench: test-tools
 	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/plan_scale.py
 	$(PY) benchmarks/local_fleet.py
+	$(PY) benchmarks/demo_start.py
 	$(PY) benchmarks/enrol_sync.py
 	$(PY) benchmarks/archive.py
 	$(PY) benchmarks/render_scale.py

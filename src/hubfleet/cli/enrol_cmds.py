@@ -21,7 +21,7 @@ def print_changes(results: list[HubChanges], dry_run: bool, started: frozenset[s
     """One row per hub: how many are enrolled and what this sync wrote. ``started``: hubs (re)started just before,
     which loaded their enrolment (members.json) themselves at start, so the sync found it in place and says so
     instead of a bare "0 created / no change" beside a hub full of users."""
-    changes = table("hub", "enrolled", "users created", "added", "removed", "groups +/-", "API writes", "result",
+    changes = table("hub", "enrolled", "users created", "added", "removed", "groups +/-", "API writes", "via", "result",
                     title="Enrolment" + (" (dry run: nothing written)" if dry_run else ""))
     for r in results:
         c = r.counts()
@@ -35,7 +35,7 @@ def print_changes(results: list[HubChanges], dry_run: bool, started: frozenset[s
             result = "up to date"
         changes.add_row(
             r.hub, str(r.enrolled), str(c["users created"]), str(c["added to groups"]), str(c["removed from groups"]),
-            f"+{c['groups created']}/-{c['groups deleted']}", str(r.writes), result,
+            f"+{c['groups created']}/-{c['groups deleted']}", str(r.writes), r.method or "-", result,
         )
     show(changes)
 

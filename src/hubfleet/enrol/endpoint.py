@@ -1,0 +1,159 @@
+"""The bulk enrolment endpoint that runs *inside* each hub: ``POST {hub}/hub/api/hubfleet/enrol``.
+
+JupyterHub's ``POST /users`` runs its single-user creation path once per name (two lookups, the default roles
+assigned twice, a spawner row, three transactions: about 15 SQL statements per user; see
+``backends/local/dbtuning.py``). Term start means thousands of students per hub, so this endpoint does the same
+work as one batch: every new user, their ``user`` role and default (``''``) spawner row, every new group and every
+new group membership, in **one transaction**: all of it is written, or (an error, a ``kill -9`` half-way) none.
+
+Body: ``{"users": [name, ...], "groups": {group: [name, ...]}}``. Idempotent: users and memberships that exist are
+left alone, so sending the same body twice writes nothing the second time. Names go through the hub's own
+``Authenticator.normalize_username`` / ``validate_username``, like ``POST /users``: one refused name refuses the
+whole request (400, listing them) and writes nothing. Only adds: removals stay on the REST API, where each is a
+single group request anyway. ``GET`` answers ``{"version": 1}`` so a client can ask whether a hub offers it.
+
+Protected by its own scope, ``custom:hubfleet:enrol`` (JupyterHub custom scopes), which only the hubfleet service's
+role holds: a student's token, even an admin's token without it, gets 403.
+ref: https://jupyterhub.readthedocs.io/en/stable/rbac/scopes.html#custom-scopes
+ref: https://jupyterhub.readthedocs.io/en/stable/reference/api/app.html#jupyterhub.app.JupyterHub.extra_handlers
+
+Registered with ``register(c)`` from a hub's config: the local backend's ``hubconfig.py`` imports this module; a
+Kubernetes hub has no hubfleet installed, so ``backends/kubernetes/values.py`` ships this file's source in
+``hub.extraConfig``. Hence: JupyterHub, tornado and SQLAlchemy imports only, and nothing that needs
+``from __future__`` (the source is exec'd by the chart's jupyterhub_config.py).
+"""
+
+import json
+import os
+import signal
+
+from jupyterhub import orm
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.auth import LocalAuthenticator
+from jupyterhub.metrics import TOTAL_USERS
+from tornado import web
+
+HUBFLEET_ENROL_SCOPE = "custom:hubfleet:enrol"
+HUBFLEET_ENROL_PATH = r"/api/hubfleet/enrol"
+HUBFLEET_ENROL_VERSION = 1
+# Fault injection for the tests only (tests/test_bulk_enrol.py): `kill` = SIGKILL this hub after every row of the
+# request is flushed to the database but before the commit; `raise` = fail at the same point.
+HUBFLEET_ENROL_FAULT = "HUBFLEET_ENROL_FAULT"
+_CHUNK = 500  # names per IN (...) lookup: far below SQLite's bound-parameter limit
+
+
+class HubfleetEnrolHandler(APIHandler):
+    """Create users and group memberships in bulk, in one transaction."""
+
+    def _require_scope(self):
+        # Not @needs_scope: it checks the scope exists when the class is defined, and custom scopes are defined
+        # later, when the hub loads its roles. The same checks: credentials, then the scope (unfiltered).
+        if not self.current_user:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if HUBFLEET_ENROL_SCOPE not in self.expanded_scopes:
+            raise web.HTTPError(403, f"Action is not authorized with current scopes; requires {HUBFLEET_ENROL_SCOPE}")
+
+    def get(self):
+        self._require_scope()
+        self.write(json.dumps({"version": HUBFLEET_ENROL_VERSION}))
+
+    async def post(self):
+        self._require_scope()
+        body = self.get_json_body() or {}
+        users, groups = self._parse(body)
+        if isinstance(self.authenticator, LocalAuthenticator):
+            # Its add_user makes a system account per user: not something one transaction can undo. The client
+            # falls back to POST /users on 501.
+            raise web.HTTPError(501, "this hub's authenticator creates system accounts per user; use POST /users")
+        db = self.db
+        try:
+            created, made_groups, added = self._write(db, users, groups)
+            fault = os.environ.get(HUBFLEET_ENROL_FAULT, "")
+            if fault == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "raise":
+                raise RuntimeError("injected fault before commit")
+            db.commit()
+        except Exception:
+            db.rollback()
+            raise
+        TOTAL_USERS.inc(len(created))
+        for orm_user in created:
+            # What POST /users does for each new user; the base hook only updates allowed_users (in memory).
+            await self._add_user(orm_user)
+        self.set_status(200)
+        self.write(json.dumps({
+            "created": sorted(u.name for u in created),
+            "groups_created": sorted(made_groups),
+            "added": {name: n for name, n in sorted(added.items()) if n},
+        }))
+
+    def _parse(self, body):
+        if not isinstance(body, dict) or set(body) - {"users", "groups"}:
+            raise web.HTTPError(400, 'expected {"users": [names], "groups": {group: [names]}}')
+        names = body.get("users") or []
+        groups = body.get("groups") or {}
+        if not isinstance(names, list) or not isinstance(groups, dict) or not all(
+            isinstance(n, str) for n in names + [m for ms in groups.values() for m in (ms or [])]
+        ) or not all(isinstance(ms, list) for ms in groups.values()):
+            raise web.HTTPError(400, 'expected {"users": [names], "groups": {group: [names]}}')
+        normal = self.authenticator.normalize_username
+        users = {normal(n) for n in names}
+        groups = {str(g): {normal(n) for n in ms} for g, ms in groups.items()}
+        everyone = users.union(*groups.values()) if groups else set(users)
+        refused = sorted(n for n in everyone if not self.authenticator.validate_username(n))
+        if refused:
+            raise web.HTTPError(400, "Invalid usernames: " + ", ".join(refused[:20]) + (" ..." if len(refused) > 20 else ""))
+        return everyone, groups
+
+    def _write(self, db, names, groups):
+        existing = {}
+        ordered = sorted(names)
+        for i in range(0, len(ordered), _CHUNK):
+            for user in db.query(orm.User).filter(orm.User.name.in_(ordered[i:i + _CHUNK])):
+                existing[user.name] = user
+        user_role = orm.Role.find(db, "user")
+        created = []
+        for name in ordered:
+            if name in existing:
+                continue
+            user = orm.User(name=name)
+            db.add(user)
+            # The end state of POST /users: the default `user` role and the default server's spawner row.
+            if user_role is not None:
+                user.roles.append(user_role)
+            spawner = orm.Spawner(name="")
+            db.add(spawner)
+            spawner.user = user
+            existing[name] = user
+            created.append(user)
+        made_groups, added = [], {}
+        for group_name, members in sorted(groups.items()):
+            group = orm.Group.find(db, group_name)
+            if group is None:
+                group = orm.Group(name=group_name)
+                db.add(group)
+                made_groups.append(group_name)
+                have = set()
+            else:
+                have = {u.name for u in group.users}
+            new = sorted(members - have)
+            group.users.extend(existing[n] for n in new)
+            added[group_name] = len(new)
+        db.flush()
+        return created, made_groups, added
+
+    async def _add_user(self, orm_user):
+        user = self._user_from_orm(orm_user)
+        result = self.authenticator.add_user(user)
+        if hasattr(result, "__await__"):
+            await result
+
+
+def register(c, scope_description="hubfleet's enrolment sync: create users and group memberships in bulk"):
+    """Define the custom scope and mount the handler on config ``c`` (the role granting it is the caller's)."""
+    custom = dict(c.JupyterHub.get("custom_scopes") or {})
+    custom[HUBFLEET_ENROL_SCOPE] = {"description": scope_description}
+    c.JupyterHub.custom_scopes = custom
+    handlers = [h for h in (c.JupyterHub.get("extra_handlers") or []) if h[0] != HUBFLEET_ENROL_PATH]
+    c.JupyterHub.extra_handlers = handlers + [(HUBFLEET_ENROL_PATH, HubfleetEnrolHandler)]
