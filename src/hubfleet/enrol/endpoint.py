@@ -29,7 +29,8 @@ import signal
 
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
-from jupyterhub.auth import LocalAuthenticator
+from jupyterhub.auth import Authenticator, LocalAuthenticator
+from sqlalchemy import insert, select
 from jupyterhub.metrics import TOTAL_USERS
 from tornado import web
 
@@ -78,12 +79,10 @@ class HubfleetEnrolHandler(APIHandler):
             db.rollback()
             raise
         TOTAL_USERS.inc(len(created))
-        for orm_user in created:
-            # What POST /users does for each new user; the base hook only updates allowed_users (in memory).
-            await self._add_user(orm_user)
+        await self._add_users(created)
         self.set_status(200)
         self.write(json.dumps({
-            "created": sorted(u.name for u in created),
+            "created": sorted(created),
             "groups_created": sorted(made_groups),
             "added": {name: n for name, n in sorted(added.items()) if n},
         }))
@@ -107,47 +106,64 @@ class HubfleetEnrolHandler(APIHandler):
         return everyone, groups
 
     def _write(self, db, names, groups):
-        existing = {}
+        """Insert what is missing with SQLAlchemy Core in the session's transaction (the ORM's unit of work took
+        ~5 ms per user: 25 s for 5,000 on a busy machine); the caller commits or rolls back."""
+        tables = orm.Base.metadata.tables
+        users, spawners = tables["users"], tables["spawners"]
+        user_roles, user_groups = tables["user_role_map"], tables["user_group_map"]
         ordered = sorted(names)
+        ids = {}
         for i in range(0, len(ordered), _CHUNK):
-            for user in db.query(orm.User).filter(orm.User.name.in_(ordered[i:i + _CHUNK])):
-                existing[user.name] = user
-        user_role = orm.Role.find(db, "user")
-        created = []
-        for name in ordered:
-            if name in existing:
-                continue
-            user = orm.User(name=name)
-            db.add(user)
-            # The end state of POST /users: the default `user` role and the default server's spawner row.
+            chunk = ordered[i:i + _CHUNK]
+            ids.update(db.execute(select(users.c.name, users.c.id).where(users.c.name.in_(chunk))).all())
+        new = [n for n in ordered if n not in ids]
+        if new:
+            # Column defaults (created, admin, cookie_id) are applied by Core as by the ORM.
+            rows = db.execute(insert(users).returning(users.c.name, users.c.id), [{"name": n} for n in new]).all()
+            ids.update(rows)
+            # The end state of POST /users: the default server's spawner row and the default `user` role.
+            db.execute(insert(spawners), [{"user_id": ids[n], "name": ""} for n in new])
+            user_role = db.execute(select(tables["roles"].c.id).where(tables["roles"].c.name == "user")).scalar()
             if user_role is not None:
-                user.roles.append(user_role)
-            spawner = orm.Spawner(name="")
-            db.add(spawner)
-            spawner.user = user
-            existing[name] = user
-            created.append(user)
-        made_groups, added = [], {}
+                db.execute(insert(user_roles), [{"user_id": ids[n], "role_id": user_role} for n in new])
+        made_groups, added, touched = [], {}, []
         for group_name, members in sorted(groups.items()):
             group = orm.Group.find(db, group_name)
             if group is None:
                 group = orm.Group(name=group_name)
                 db.add(group)
+                db.flush()
                 made_groups.append(group_name)
-                have = set()
-            else:
-                have = {u.name for u in group.users}
-            new = sorted(members - have)
-            group.users.extend(existing[n] for n in new)
-            added[group_name] = len(new)
-        db.flush()
-        return created, made_groups, added
+            have = set(db.execute(select(user_groups.c.user_id).where(user_groups.c.group_id == group.id)).scalars())
+            rows = [{"user_id": ids[n], "group_id": group.id} for n in sorted(members) if ids[n] not in have]
+            if rows:
+                db.execute(insert(user_groups), rows)
+            added[group_name] = len(rows)
+            touched.append(group)
+        # The hub's session keeps loaded objects across commits (expire_on_commit=False): collections the rows
+        # above changed are reloaded on next use.
+        for group in touched:
+            db.expire(group, ["users"])
+        for obj in list(db.identity_map.values()):
+            if isinstance(obj, orm.User) and obj.name in names:
+                db.expire(obj, ["groups"])
+            elif isinstance(obj, orm.Role) and obj.name == "user":
+                db.expire(obj, ["users"])
+        return new, made_groups, added
 
-    async def _add_user(self, orm_user):
-        user = self._user_from_orm(orm_user)
-        result = self.authenticator.add_user(user)
-        if hasattr(result, "__await__"):
-            await result
+    async def _add_users(self, names):
+        """What POST /users does for each new user: ``Authenticator.add_user``. The base hook only adds the name
+        to ``allowed_users`` (when ``allow_existing_users``), done here for all at once; an authenticator that
+        overrides it gets the call per user, with the User wrapper it expects."""
+        auth = self.authenticator
+        if type(auth).add_user is Authenticator.add_user:
+            if auth.allow_existing_users and not auth.allow_all:
+                auth.allowed_users.update(names)
+            return
+        for name in names:
+            result = auth.add_user(self.find_user(name))
+            if hasattr(result, "__await__"):
+                await result
 
 
 def register(c, scope_description="hubfleet's enrolment sync: create users and group memberships in bulk"):
