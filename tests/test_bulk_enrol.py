@@ -94,7 +94,7 @@ def test_bulk_endpoint_and_rest_api_reach_the_same_end_state(hubs):
     assert ("st0007", "") in state["spawners"] and ("st0007", "user") in state["roles"]
     # Idempotent: the same roster again writes nothing, on both paths.
     assert [sync(h, GROUPS).writes for h in hubs] == [0, 0]
-    # A change: 10 leave, 10 join; removals take the REST call either way, the same end state again.
+    # A change: 10 leave, 10 join (one request and one transaction on the bulk path); the same end state again.
     changed = {**GROUPS, "c101-2026j": set(STUDENTS[10:]) | {f"new{i}" for i in range(10)}}
     assert [r.method for r in (sync(bulk, changed), sync(rest, changed))] == [BULK, REST]
     assert end_state(bulk) == end_state(rest)
@@ -106,7 +106,11 @@ def test_the_endpoint_itself_is_idempotent_and_refuses_names_the_authenticator_r
         body = (["idem1", "idem2"], {"idem-group": ["idem1", "idem2"]})
         assert client.bulk_enrol(*body)["created"] == ["idem1", "idem2"]
         again = client.bulk_enrol(*body)
-        assert again == {"created": [], "groups_created": [], "added": {}}
+        assert again == {"created": [], "groups_created": [], "added": {}, "removed": {}}
+        # Leavers go in the same kind of request, idempotently too.
+        assert client.bulk_enrol([], {}, {"idem-group": ["idem2"]})["removed"] == {"idem-group": 1}
+        assert client.bulk_enrol([], {}, {"idem-group": ["idem2"]})["removed"] == {}
+        assert client.group("idem-group")["users"] == ["idem1"] and client.user("idem2") is not None
         # JupyterHub's default validate_username refuses a name with a slash (as POST /users does): the whole
         # request is refused and nothing of it is written.
         with pytest.raises(HubAPIError) as refused:

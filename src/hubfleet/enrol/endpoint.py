@@ -6,11 +6,12 @@ assigned twice, a spawner row, three transactions: about 15 SQL statements per u
 work as one batch: every new user, their ``user`` role and default (``''``) spawner row, every new group and every
 new group membership, in **one transaction**: all of it is written, or (an error, a ``kill -9`` half-way) none.
 
-Body: ``{"users": [name, ...], "groups": {group: [name, ...]}}``. Idempotent: users and memberships that exist are
-left alone, so sending the same body twice writes nothing the second time. Names go through the hub's own
+Body: ``{"users": [name, ...], "groups": {group: [name, ...]}, "remove": {group: [name, ...]}}`` (``remove``
+optional: members taken out of existing groups, in the same transaction). Idempotent: users and memberships that
+exist are left alone, so sending the same body twice writes nothing the second time. Names go through the hub's own
 ``Authenticator.normalize_username`` / ``validate_username``, like ``POST /users``: one refused name refuses the
-whole request (400, listing them) and writes nothing. Only adds: removals stay on the REST API, where each is a
-single group request anyway. ``GET`` answers ``{"version": 1}`` so a client can ask whether a hub offers it.
+whole request (400, listing them) and writes nothing. Users and groups are never deleted here (deleting a group
+stays on the REST API). ``GET`` answers ``{"version": 1}`` so a client can ask whether a hub offers it.
 
 Protected by its own scope, ``custom:hubfleet:enrol`` (JupyterHub custom scopes), which only the hubfleet service's
 role holds: a student's token, even an admin's token without it, gets 403.
@@ -30,7 +31,7 @@ import signal
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.auth import Authenticator, LocalAuthenticator
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from jupyterhub.metrics import TOTAL_USERS
 from tornado import web
 
@@ -61,7 +62,7 @@ class HubfleetEnrolHandler(APIHandler):
     async def post(self):
         self._require_scope()
         body = self.get_json_body() or {}
-        users, groups = self._parse(body)
+        users, groups, remove = self._parse(body)
         if isinstance(self.authenticator, LocalAuthenticator):
             # Its add_user makes a system account per user: not something one transaction can undo. The client
             # falls back to POST /users on 501.
@@ -69,6 +70,7 @@ class HubfleetEnrolHandler(APIHandler):
         db = self.db
         try:
             created, made_groups, added = self._write(db, users, groups)
+            removed = self._remove(db, remove)
             fault = os.environ.get(HUBFLEET_ENROL_FAULT, "")
             if fault == "kill":
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -85,17 +87,20 @@ class HubfleetEnrolHandler(APIHandler):
             "created": sorted(created),
             "groups_created": sorted(made_groups),
             "added": {name: n for name, n in sorted(added.items()) if n},
+            "removed": {name: n for name, n in sorted(removed.items()) if n},
         }))
 
     def _parse(self, body):
-        if not isinstance(body, dict) or set(body) - {"users", "groups"}:
-            raise web.HTTPError(400, 'expected {"users": [names], "groups": {group: [names]}}')
+        shape = 'expected {"users": [names], "groups": {group: [names]}, "remove": {group: [names]}}'
+        if not isinstance(body, dict) or set(body) - {"users", "groups", "remove"}:
+            raise web.HTTPError(400, shape)
         names = body.get("users") or []
         groups = body.get("groups") or {}
-        if not isinstance(names, list) or not isinstance(groups, dict) or not all(
-            isinstance(n, str) for n in names + [m for ms in groups.values() for m in (ms or [])]
-        ) or not all(isinstance(ms, list) for ms in groups.values()):
-            raise web.HTTPError(400, 'expected {"users": [names], "groups": {group: [names]}}')
+        remove = body.get("remove") or {}
+        if not isinstance(names, list) or not isinstance(groups, dict) or not isinstance(remove, dict) or not all(
+            isinstance(n, str) for n in names + [m for d in (groups, remove) for ms in d.values() for m in (ms or [])]
+        ) or not all(isinstance(ms, list) for d in (groups, remove) for ms in d.values()):
+            raise web.HTTPError(400, shape)
         normal = self.authenticator.normalize_username
         users = {normal(n) for n in names}
         groups = {str(g): {normal(n) for n in ms} for g, ms in groups.items()}
@@ -103,7 +108,30 @@ class HubfleetEnrolHandler(APIHandler):
         refused = sorted(n for n in everyone if not self.authenticator.validate_username(n))
         if refused:
             raise web.HTTPError(400, "Invalid usernames: " + ", ".join(refused[:20]) + (" ..." if len(refused) > 20 else ""))
-        return everyone, groups
+        remove = {str(g): {normal(n) for n in ms} for g, ms in remove.items()}
+        return everyone, groups, remove
+
+    def _remove(self, db, remove):
+        """Take members out of existing groups (unknown groups and non-members are no-ops: idempotent)."""
+        tables = orm.Base.metadata.tables
+        users, user_groups = tables["users"], tables["user_group_map"]
+        removed = {}
+        for group_name, members in sorted(remove.items()):
+            group = orm.Group.find(db, group_name)
+            if group is None or not members:
+                continue
+            count = 0
+            ordered = sorted(members)
+            for i in range(0, len(ordered), _CHUNK):
+                ids = select(users.c.id).where(users.c.name.in_(ordered[i:i + _CHUNK]))
+                count += db.execute(delete(user_groups).where(user_groups.c.group_id == group.id,
+                                                              user_groups.c.user_id.in_(ids))).rowcount
+            removed[group_name] = count
+            db.expire(group, ["users"])
+        for obj in list(db.identity_map.values()):
+            if isinstance(obj, orm.User) and any(obj.name in ms for ms in remove.values()):
+                db.expire(obj, ["groups"])
+        return removed
 
     def _write(self, db, names, groups):
         """Insert what is missing with SQLAlchemy Core in the session's transaction (the ORM's unit of work took

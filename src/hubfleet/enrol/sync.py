@@ -4,7 +4,7 @@ Per hub: one paged read of the groups (their member lists tell us who is already
 the difference is written. When the hub offers hubfleet's bulk enrolment endpoint (``enrol/endpoint.py``), every
 new user and every new membership go in one request and one transaction; otherwise (a hub of another version or
 config) one ``POST /users`` per chunk of missing users, and per group one ``POST /groups/{g}/users`` with the whole
-list. Removals are one ``DELETE /groups/{g}/users`` per group either way. ``HubChanges.method`` says which path. A second sync with no change makes zero
+list, and one ``DELETE /groups/{g}/users`` per group with leavers (the endpoint takes them in its transaction). ``HubChanges.method`` says which path. A second sync with no change makes zero
 writes. Users are never deleted (their files belong to the lifecycle, not to enrolment): a student
 who leaves is only taken out of the group, which is what grants access.
 """
@@ -104,16 +104,15 @@ async def sync_hub(
     before = client.writes
     if bulk:
         adds = {g.group: g.add for g in changes.groups if g.create or g.add}
+        removals = {g.group: g.remove for g in changes.groups if g.remove}
         try:
-            await client.bulk_enrol(changes.create_users, adds)
+            await client.bulk_enrol(changes.create_users, adds, removals)
         except HubAPIError as exc:
             if exc.status != 501:  # 501: the hub's authenticator makes accounts per user (LocalAuthenticator)
                 raise
             bulk, changes.method = False, f"{REST} (bulk refused: {exc.message})"
     if bulk:
         for change in changes.groups:
-            if change.remove:
-                await client.remove_group_members(change.group, change.remove)
             if change.delete:
                 await client.delete_group(change.group)
         changes.writes = client.writes - before

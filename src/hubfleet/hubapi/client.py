@@ -121,8 +121,10 @@ def _bulk_enrol_offered() -> _Op[bool]:
     return isinstance(result, dict) and bool(result.get("version"))
 
 
-def _bulk_enrol(users: list[str], groups: dict[str, list[str]]) -> _Op[dict[str, Any]]:
-    return (yield _Call("POST", BULK_ENROL_PATH, json={"users": users, "groups": groups}))
+def _bulk_enrol(users: list[str], groups: dict[str, list[str]],
+                remove: dict[str, list[str]] | None = None) -> _Op[dict[str, Any]]:
+    body = {"users": users, "groups": groups} | ({"remove": remove} if remove else {})
+    return (yield _Call("POST", BULK_ENROL_PATH, json=body))
 
 
 def _wait_ready(user: str, server_name: str, timeout: float) -> _Op[dict[str, Any]]:
@@ -232,8 +234,9 @@ class HubClient(_Base):
     def bulk_enrol_offered(self) -> bool:
         return self._run(_bulk_enrol_offered())
 
-    def bulk_enrol(self, users: Iterable[str], groups: dict[str, list[str]]) -> dict[str, Any]:
-        return self._run(_bulk_enrol(list(users), groups))
+    def bulk_enrol(self, users: Iterable[str], groups: dict[str, list[str]],
+                   remove: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        return self._run(_bulk_enrol(list(users), groups, remove))
 
     def delete_user(self, name: str) -> None:
         self._run(_one("DELETE", f"users/{_q(name)}"))
@@ -319,8 +322,9 @@ class AsyncHubClient(_Base):
     async def bulk_enrol_offered(self) -> bool:
         return await self._run(_bulk_enrol_offered())
 
-    async def bulk_enrol(self, users: Iterable[str], groups: dict[str, list[str]]) -> dict[str, Any]:
-        return await self._run(_bulk_enrol(list(users), groups))
+    async def bulk_enrol(self, users: Iterable[str], groups: dict[str, list[str]],
+                         remove: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        return await self._run(_bulk_enrol(list(users), groups, remove))
 
     async def delete_user(self, name: str) -> None:
         await self._run(_one("DELETE", f"users/{_q(name)}"))
