@@ -53,6 +53,7 @@ bench: test-tools
 	$(PY) benchmarks/k8s_plan.py
 	$(PY) benchmarks/noop_reconcile.py
 	$(PY) benchmarks/z2jh_spawn.py
+	$(PY) benchmarks/spawn_storm.py
 	$(PY) benchmarks/simulate.py
 	$(PY) benchmarks/dashboard.py
 

@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -81,9 +82,13 @@ def run_z2jh(work: Path, sequential: int, concurrent: int) -> tuple[list[float],
         hub.stop()
 
 
-def local_login_to_lab(port: int, hub: str, user: str, password: str) -> float:
-    """local_fleet's portal sign-in, OAuth hop and spawn (each host its own *.localhost origin), then the lab."""
-    browser = browser_client(f"http://portal.localhost:{port}", timeout=120, follow_redirects=True)
+def local_login_to_lab(port: int, hub: str, user: str, password: str, seen: Counter | None = None) -> float:
+    """local_fleet's portal sign-in, OAuth hop and spawn (each host its own *.localhost origin), then the lab.
+
+    A hibernated hub answers its first requests with the waker's page; this reloads it as that page does (every
+    0.25 s) until the hub itself answers. ``seen`` counts the status code of every response (redirects too)."""
+    hooks = {"response": [lambda r: seen.update([r.status_code])]} if seen is not None else {}
+    browser = browser_client(f"http://portal.localhost:{port}", timeout=120, follow_redirects=True, event_hooks=hooks)
     hub_url = f"http://{hub}.localhost:{port}/"
     try:
         t0 = time.perf_counter()
@@ -91,6 +96,9 @@ def local_login_to_lab(port: int, hub: str, user: str, password: str) -> float:
         if signed.status_code != 303:
             raise RuntimeError(f"{user}: portal sign-in answered {signed.status_code}: {signed.text[:200]}")
         hop = browser.get(f"{hub_url}hub/oauth_login", params={"next": "/hub/home"})
+        while 'id="waker-heading"' in hop.text:
+            time.sleep(0.25)
+            hop = browser.get(f"{hub_url}hub/oauth_login", params={"next": "/hub/home"})
         if hop.status_code != 200:
             raise RuntimeError(f"{user}: OAuth hop to the hub ended in {hop.status_code} at {hop.url.path}")
         spawn = browser.get(f"{hub_url}hub/spawn")

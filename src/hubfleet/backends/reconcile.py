@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubfleet.backends.base import ActionResult, Backend, Progress, WriterLock
+from hubfleet.backends.loopstats import LoopStats
 from hubfleet.catalog import CatalogError, LoadedCatalog, load_catalog
 from hubfleet.enrol.membership import SourceError
 from hubfleet.enrol.sync import HubChanges, sync_spec
@@ -30,6 +31,7 @@ from hubfleet.plan import OrphanError, plan as make_plan
 from hubfleet.plan.diff import Kind, Plan
 from hubfleet.plan.guard import mass_stop, without_hubs
 from hubfleet.plan.spec import FleetSpec
+from hubfleet.plan.timetable import warmup_schedule
 
 __all__ = ["FleetRunner", "LoopHooks", "Reconciler", "StepReport", "catalog_signature", "sync_enrolment"]
 
@@ -133,8 +135,15 @@ class Reconciler:
         loaded: LoadedCatalog,
         hooks: LoopHooks | None = None,
         leader: Callable[[], str | None] | None = None,
+        stats: LoopStats | None = None,
+        wall_clock: Callable[[], dt.datetime] = dt.datetime.now,
     ) -> None:
-        """``leader()`` returns None while this process may act, else why not (e.g. who holds the Lease)."""
+        """``leader()`` returns None while this process may act, else why not (e.g. who holds the Lease).
+        ``stats``: where the step and sync figures go for ``/metrics`` (``loopstats``); ``wall_clock``: the fleet's
+        local time, for the warm windows reported there."""
+        self.stats = stats
+        self.wall_clock = wall_clock
+        self._drift: int | None = None
         self.catalog = Path(catalog)
         self.backend = backend
         self.loaded = loaded
@@ -188,6 +197,30 @@ class Reconciler:
         return min(self.base_delay * 2 ** (failures - 1), self.max_delay)
 
     def step(self, progress: Progress | None = None) -> StepReport:
+        started = time.monotonic()
+        self._drift = None
+        report = self._step(progress)
+        if self.stats is not None and self._waiting is None:
+            # Figures are written only by the leader (a standing-by controller measures nothing it did).
+            self.stats.step(time.monotonic() - started, self._drift)
+            self._note_warm_windows()
+            self.stats.save()
+        return report
+
+    def _note_warm_windows(self) -> None:
+        at = self.wall_clock()
+        try:
+            windows = warmup_schedule(self.loaded.catalog, at - dt.timedelta(days=1), days=2,
+                                      calendars=self.loaded.calendars)  # fmt: skip
+        except Exception:  # noqa: BLE001 - an unreadable iCal file: the backend's own pre-warming reports it
+            return
+        top: dict[str, tuple[str, str, int, dt.datetime]] = {}
+        for w in windows:
+            if w.active(at) and (w.presentation not in top or w.placeholders > top[w.presentation][2]):
+                top[w.presentation] = (w.hub, w.presentation, w.placeholders, w.warm_until)
+        self.stats.warm(sorted(top.values()))
+
+    def _step(self, progress: Progress | None) -> StepReport:
         report = StepReport()
         if self.leader is not None:
             try:
@@ -213,6 +246,7 @@ class Reconciler:
         try:
             state = self.backend.observe()
             plan = self.backend.plan(spec, state)  # the diff, plus what only the backend sees (course material)
+            self._drift = len(plan.actions)
         except OrphanError as exc:
             report.errors += [f"refused: {r}" for r in exc.reasons]
             return report
@@ -261,11 +295,16 @@ class Reconciler:
         up = {h.name for h in self.backend.status(spec) if h.up}
         if not up:
             return
+        started = time.monotonic()
         try:
             results = sync_enrolment(self.backend, self.loaded, spec, hubs=up)
         except SourceError as exc:
             report.errors.append(str(exc))
             return
+        if self.stats is not None:
+            self.stats.sync(time.monotonic() - started,
+                            {r.hub: {kind.replace(" ", "_"): n for kind, n in r.counts().items() if n}
+                             for r in results if not r.error and not r.empty})  # fmt: skip
         for r in results:
             if r.error:
                 report.errors.append(f"enrolment sync of {r.hub} failed: {r.error}")

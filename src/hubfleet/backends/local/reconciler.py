@@ -10,6 +10,7 @@ import datetime as dt
 from pathlib import Path
 
 from hubfleet.backends.local.backend import LocalBackend
+from hubfleet.backends.loopstats import LoopStats
 from hubfleet.backends.reconcile import LoopHooks, Reconciler as _Reconciler, StepReport, catalog_signature
 from hubfleet.backends.reconcile import sync_enrolment as _sync_enrolment
 from hubfleet.enrol.sync import HubChanges
@@ -30,4 +31,6 @@ class Reconciler(_Reconciler):
     def __init__(self, catalog: Path, backend: LocalBackend, at: dt.date | None = None, **kwargs) -> None:
         kwargs.setdefault("loaded", backend.loaded)
         kwargs.setdefault("hooks", local_hooks(backend))
+        kwargs.setdefault("stats", LoopStats(backend.paths.state))
+        kwargs.setdefault("wall_clock", lambda: backend.wall_clock())  # tests move the backend's clock
         super().__init__(catalog, backend, at, **kwargs)
