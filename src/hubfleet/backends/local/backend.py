@@ -433,8 +433,10 @@ class LocalBackend:
             ensure_secret(secret)
         ports = self.ports.ports_for(hub.name, owner_pids=self._owner_pids(hp))
         write_json_atomic(hp.members, hub_members(hub, self.loaded))
+        environments = self._environments(hub, say)
         old = read_json(hp.hub_json)
         new = self._hub_json(hub, hp, ports)
+        new["environments"] = environments  # read live by the spawner: a new env reaches the next server start
         write_json_atomic(hp.hub_json, new, mode=0o600)
         old_config = hp.config.read_bytes() if hp.config.exists() else None
         _hub_side().write_config_file(hp.dir)
@@ -458,6 +460,20 @@ class LocalBackend:
         wait_hub_api(hp, self.hub_timeout, self._check_cancelled)
         write_json_atomic(hp.applied, hub.model_dump(mode="json"))
         return f"{verb} in {time.monotonic() - t0:.1f}s" if verb != "updated in place (no restart needed)" else verb
+
+    def _environments(self, hub: HubSpec, say: Any) -> dict[str, str]:
+        """Build (or find) every profile's environment; {profile: python}. A failed build fails this hub only,
+        before anything of it changes, so its servers keep the environments they had."""
+        from hubfleet.backends.local.environments import EnvironmentBook, resolve
+
+        book = EnvironmentBook(self.paths.envs)
+        out = {}
+        for profile in hub.profiles:
+            if profile.environment is not None:
+                self._check_cancelled()
+                resolved = resolve(profile.environment, self.loaded.path)
+                out[profile.name] = str(book.ensure(profile, resolved, say))
+        return out
 
     def _hub_json(self, hub: HubSpec, hp: HubPaths, ports: HubPorts) -> dict[str, Any]:
         return {

@@ -1,0 +1,164 @@
+"""Per-profile environments on the local backend (issue 14, item 4), with real processes and real pip installs.
+
+One fleet (demo mode), one presentation with two profiles: `tabulate` (a requirements list) and `toolz` (a
+requirements file in the catalog). Alice starts each profile in turn; the kernel her server starts runs on the
+profile's environment, which has its own package and not the other profile's. Then the `tabulate` profile's spec changes
+while her server runs: the apply builds a new environment beside the old one and her running kernel keeps working.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import browser_client, free_port, portal_sign_in, running_in, wait_until
+
+from hubfleet.backends.local.backend import LocalBackend, stop_fleet
+from hubfleet.catalog import load_catalog
+from hubfleet.plan import diff, plan
+
+AT = dt.date(2026, 11, 1)
+HUB = "m269-2026j"
+pytestmark = pytest.mark.slow
+
+COURSE = """\
+code: M269
+title: Algorithms
+presentations:
+  - id: 2026J
+    start: 2026-10-10
+    end: 2027-06-01
+    enrolment: [{users: [alice]}]
+    images:
+      - name: tabulate
+        image: example/tabulate:1
+        local_environment: {requirements: [TABULATE]}
+      - name: toolz
+        image: example/toolz:1
+        local_environment: {requirements_file: ../reqs/toolz.txt}
+"""
+
+
+@dataclass
+class Fleet:
+    catalog: Path
+    state: Path
+    backend: LocalBackend
+
+    def apply(self) -> None:
+        self.backend.loaded = load_catalog(self.catalog)
+        spec = plan(self.backend.loaded.catalog, AT)
+        report = self.backend.apply(diff(spec, self.backend.observe()), spec)
+        assert report.ok, [r.message for r in report.failures]
+
+    def url(self, path: str = "") -> str:
+        return f"http://{HUB}.localhost:{self.backend.port}/{path}"
+
+
+def _write_course(catalog: Path, tabulate: str) -> None:
+    (catalog / "courses" / "M269.yaml").write_text(COURSE.replace("TABULATE", tabulate))
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    root = tmp_path_factory.mktemp("envs")
+    catalog = root / "catalog"
+    (catalog / "courses").mkdir(parents=True)
+    (catalog / "reqs").mkdir()
+    (catalog / "reqs" / "toolz.txt").write_text("# the toolz profile\ntoolz==1.0.0  # pinned\n")
+    (catalog / "fleet.yaml").write_text("fleet:\n  name: env-university\n")
+    _write_course(catalog, "tabulate==0.9.0")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HUBFLEET_DEMO_MODE", "1")
+        state = root / "state"
+        f = Fleet(catalog, state, LocalBackend(state, state / "storage", load_catalog(catalog), port=free_port()))
+        try:
+            f.apply()
+            yield f
+        finally:
+            seen = running_in(state)
+            stop_fleet(state)
+            _, alive = psutil.wait_procs(seen, timeout=30)
+            assert alive == [], f"left running after down: {alive}"
+
+
+def _start(fleet: Fleet, browser, profile: str) -> psutil.Process:
+    """Start alice's server with ``profile`` (the spawn form's POST) and a kernel in it; return the kernel process."""
+    token = (fleet.state / "hubs" / HUB / "service_token").read_text().strip()
+    with browser_client(fleet.url("hub/api/"), headers={"Authorization": f"token {token}"}, timeout=30) as api:
+        xsrf = browser.cookies.get("_xsrf", path="/hub/")
+        started = browser.post("hub/spawn", data={"profile": profile, "_xsrf": xsrf})
+        assert started.status_code == 302, started.text[:500]
+        wait_until(lambda: (api.get("users/alice").json()["servers"].get("") or {}).get("ready"), what="spawn")
+        mine = api.get("users/alice").json()["servers"][""]["full_url"]
+    assert browser.get(mine + "lab", follow_redirects=True).status_code == 200
+    xsrf = browser.cookies.get("_xsrf", domain=f"alice.{HUB}.localhost", path="/user/alice/")
+    opened = browser.post(mine + "api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": xsrf})
+    assert opened.status_code == 201, opened.text
+    kid = opened.json()["id"]
+
+    def kernel() -> psutil.Process | None:
+        return next((p for p in psutil.process_iter(["cmdline"]) if any(kid in a for a in p.info["cmdline"] or [])), None)
+
+    wait_until(kernel, what="the kernel process")
+    return kernel()
+
+
+def _stop(fleet: Fleet) -> None:
+    token = (fleet.state / "hubs" / HUB / "service_token").read_text().strip()
+    with browser_client(fleet.url("hub/api/"), headers={"Authorization": f"token {token}"}, timeout=30) as api:
+        assert api.delete("users/alice/server").status_code in (202, 204)
+        wait_until(lambda: api.get("users/alice").json()["servers"] == {}, what="server stopped")
+
+
+def _imports(python: str, module: str) -> bool:
+    return subprocess.run([python, "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def browser(fleet: Fleet) -> Iterator:
+    with browser_client(fleet.url(), timeout=60) as b:
+        password = (fleet.state / "demo-password").read_text().strip()
+        signed_in = portal_sign_in(b, "alice", password, portal=f"http://portal.localhost:{fleet.backend.port}/portal")
+        assert signed_in.status_code == 303
+        assert b.get("hub/home", follow_redirects=True).status_code == 200
+        yield b
+
+
+def test_each_profile_runs_on_its_own_environment(fleet: Fleet, browser) -> None:
+    envs = fleet.state / "envs"
+    for profile, mine, other in (("tabulate", "tabulate", "toolz"), ("toolz", "toolz", "tabulate")):
+        kernel = _start(fleet, browser, profile)
+        python = kernel.cmdline()[0]
+        assert Path(python).parent.parent.parent == envs, python  # the kernel's interpreter is a built environment
+        assert _imports(python, mine) and not _imports(python, other), (profile, python)
+        assert _imports(python, "jupyterlab")  # the server's software comes from hubfleet's own venv
+        _stop(fleet)
+    # The default interpreter has neither: each package came with its profile.
+    import sys
+
+    assert not _imports(sys.executable, "tabulate") and not _imports(sys.executable, "toolz")
+
+
+def test_a_changed_spec_builds_a_new_environment_and_running_servers_keep_theirs(fleet: Fleet, browser) -> None:
+    kernel = _start(fleet, browser, "tabulate")
+    old_python = kernel.cmdline()[0]
+    _write_course(fleet.catalog, "tabulate==0.8.10")
+    fleet.apply()
+    assert kernel.is_running() and Path(old_python).exists()  # not rebuilt in place under the running kernel
+    assert _imports(old_python, "tabulate")
+    out = subprocess.run([old_python, "-c", "import tabulate; print(tabulate.__version__)"], capture_output=True, text=True)
+    assert out.stdout.strip() == "0.9.0"
+    _stop(fleet)
+    new_kernel = _start(fleet, browser, "tabulate")
+    new_python = new_kernel.cmdline()[0]
+    assert new_python != old_python
+    out = subprocess.run([new_python, "-c", "import tabulate; print(tabulate.__version__)"], capture_output=True, text=True)
+    assert out.stdout.strip() == "0.8.10"
+    _stop(fleet)
