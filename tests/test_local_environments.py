@@ -9,6 +9,8 @@ while her server runs: the apply builds a new environment beside the old one and
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -42,6 +44,21 @@ presentations:
       - name: toolz
         image: example/toolz:1
         local_environment: {requirements_file: ../reqs/toolz.txt}
+      - name: plain
+        image: example/plain:1
+"""
+BROKEN = """\
+code: TM112
+title: Introduction to computing
+presentations:
+  - id: 2026J
+    start: 2026-10-10
+    end: 2027-06-01
+    enrolment: [{users: [alice]}]
+    images:
+      - name: broken
+        image: example/broken:1
+        local_environment: {requirements: [hubfleet-no-such-package-zz==9.9]}
 """
 
 
@@ -50,12 +67,15 @@ class Fleet:
     catalog: Path
     state: Path
     backend: LocalBackend
+    first: object = None  # the first apply's report
 
-    def apply(self) -> None:
+    def apply(self):  # noqa: ANN201
+        """Apply the catalog; the TM112 hub, whose one profile cannot be built, is the only failure."""
         self.backend.loaded = load_catalog(self.catalog)
         spec = plan(self.backend.loaded.catalog, AT)
         report = self.backend.apply(diff(spec, self.backend.observe()), spec)
-        assert report.ok, [r.message for r in report.failures]
+        assert {r.action.hub for r in report.failures} == {"tm112-2026j"}, [r.message for r in report.failures]
+        return report
 
     def url(self, path: str = "") -> str:
         return f"http://{HUB}.localhost:{self.backend.port}/{path}"
@@ -74,12 +94,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     (catalog / "reqs" / "toolz.txt").write_text("# the toolz profile\ntoolz==1.0.0  # pinned\n")
     (catalog / "fleet.yaml").write_text("fleet:\n  name: env-university\n")
     _write_course(catalog, "tabulate==0.9.0")
+    (catalog / "courses" / "TM112.yaml").write_text(BROKEN)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HUBFLEET_DEMO_MODE", "1")
         state = root / "state"
         f = Fleet(catalog, state, LocalBackend(state, state / "storage", load_catalog(catalog), port=free_port()))
         try:
-            f.apply()
+            f.first = f.apply()
             yield f
         finally:
             seen = running_in(state)
@@ -141,8 +162,6 @@ def test_each_profile_runs_on_its_own_environment(fleet: Fleet, browser) -> None
         assert _imports(python, "jupyterlab")  # the server's software comes from hubfleet's own venv
         _stop(fleet)
     # The default interpreter has neither: each package came with its profile.
-    import sys
-
     assert not _imports(sys.executable, "tabulate") and not _imports(sys.executable, "toolz")
 
 
@@ -162,3 +181,23 @@ def test_a_changed_spec_builds_a_new_environment_and_running_servers_keep_theirs
     out = subprocess.run([new_python, "-c", "import tabulate; print(tabulate.__version__)"], capture_output=True, text=True)
     assert out.stdout.strip() == "0.8.10"
     _stop(fleet)
+
+
+def test_a_failed_build_fails_its_hub_only_and_says_why(fleet: Fleet) -> None:
+    failure = next(r for r in fleet.first.failures if r.action.hub == "tm112-2026j")
+    assert "profile broken: building its environment failed" in failure.message
+    assert "hubfleet-no-such-package-zz" in failure.message  # pip's own words, from the log's tail
+    assert not (fleet.state / "hubs" / "tm112-2026j" / "applied.json").exists()  # planned again next time
+    assert (fleet.state / "hubs" / HUB / "applied.json").exists()  # the other hub came up
+
+
+def test_plan_and_portal_say_which_profiles_run_on_the_default_environment(fleet: Fleet, browser) -> None:
+    out = subprocess.run([str(Path(sys.executable).parent / "hubfleet"), "plan", str(fleet.catalog), "--at",
+                          AT.isoformat(), "--state-dir", str(fleet.state)], capture_output=True, text=True,
+                         env={**os.environ, "COLUMNS": "300"})  # fmt: skip
+    rows = {line.split("│")[2].strip(): line for line in out.stdout.splitlines() if line.count("│") >= 4}
+    assert "the default environment" in rows["plain"] and "example/plain:1 is not used" in rows["plain"]
+    assert "its own environment: 1 Python package(s)" in rows["tabulate"]
+    assert "the default environment" not in rows["toolz"]
+    page = browser.get(f"http://portal.localhost:{fleet.backend.port}/portal/").text
+    assert 'data-profile="Algorithms (plain)">Algorithms (plain) runs on the default environment' in page.replace("\n", ""), page

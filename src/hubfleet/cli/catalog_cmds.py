@@ -75,6 +75,13 @@ def plan(
             str(hub.expected_students),
         )
     console.print(table)
+    if loaded.catalog.fleet.backend == "local":
+        # Images cannot be pulled on this machine: say what each profile actually runs on.
+        envs = Table("hub", "profile", "runs on", title="Environments (local backend)")
+        for hub in spec.hubs:
+            for profile in hub.profiles:
+                envs.add_row(hub.name, profile.name, profile.environment_summary)
+        console.print(envs)
     if windows:
         warm = Table("hub", "session", "starts", "warm from", "until", "expected", "headroom", "placeholders",
                      "spawn limit", title=f"Warm-up schedule, 7 days from {spec.date}")

@@ -157,6 +157,17 @@ class ProfileSpec(Spec):
     default: bool = False
     environment: EnvironmentSpec | None = None  # local backend; None: the default environment
 
+    @property
+    def environment_summary(self) -> str:
+        """What this profile runs on under the local backend, said plainly (plan, portal)."""
+        env = self.environment
+        if env is None:
+            return f"the default environment (hubfleet's own Python and JupyterLab; the image {self.image} is not used)"
+        parts = [f"{len(env.requirements)} Python package(s)"] if env.requirements else []
+        parts += [f"the requirements in {env.requirements_file}"] if env.requirements_file else []
+        parts += [f"Debian: {', '.join(env.debian)}"] if env.debian else []
+        return "its own environment: " + (", ".join(parts) or "no extra packages")
+
     @model_serializer(mode="wrap")
     def _without_default_environment(self, handler: Any) -> dict[str, Any]:
         # Left out when unset, so hubs applied before environments existed do not all show an update.

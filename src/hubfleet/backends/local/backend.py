@@ -379,6 +379,9 @@ class LocalBackend:
                         {
                             "key": p.key, "course": p.course, "presentation": p.presentation, "title": p.title,
                             "phase": p.phase.value, "start": p.start.isoformat(), "end": p.end.isoformat(),
+                            # What each profile runs on here (images are not used locally): the portal says so.
+                            "environments": [{"profile": pr.display_name, "runs_on": pr.environment_summary}
+                                             for pr in h.profiles if pr.presentation == p.key],
                         }
                         for p in h.presentations
                     ],
