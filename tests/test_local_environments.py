@@ -1,6 +1,6 @@
 """Per-profile environments on the local backend (issue 14, item 4), with real processes and real pip installs.
 
-One fleet (demo mode), one presentation with two profiles: `tabulate` (a requirements list) and `toolz` (a
+One fleet (as root: real student accounts and the bubblewrap sandbox; otherwise demo mode), one presentation with two profiles: `tabulate` (a requirements list) and `toolz` (a
 requirements file in the catalog). Alice starts each profile in turn; the kernel her server starts runs on the
 profile's environment, which has its own package and not the other profile's. Then the `tabulate` profile's spec changes
 while her server runs: the apply builds a new environment beside the old one and her running kernel keeps working.
@@ -22,10 +22,11 @@ import pytest
 from conftest import browser_client, free_port, portal_sign_in, running_in, wait_until
 
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
-from hubfleet.catalog import load_catalog
+from hubfleet.catalog import load_catalog, naming
 from hubfleet.plan import diff, plan
 
 AT = dt.date(2026, 11, 1)
+ROOT = os.geteuid() == 0
 HUB = "m269-2026j"
 pytestmark = pytest.mark.slow
 
@@ -96,9 +97,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     _write_course(catalog, "tabulate==0.9.0")
     (catalog / "courses" / "TM112.yaml").write_text(BROKEN)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HUBFLEET_DEMO_MODE", "1")
+        if not ROOT:
+            mp.setenv("HUBFLEET_DEMO_MODE", "1")
         state = root / "state"
-        f = Fleet(catalog, state, LocalBackend(state, state / "storage", load_catalog(catalog), port=free_port()))
+        f = Fleet(catalog, state, LocalBackend(state, state / "storage", load_catalog(catalog), port=free_port(),
+                                               demo_mode=not ROOT))  # fmt: skip
         try:
             f.first = f.apply()
             yield f
@@ -106,6 +109,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             seen = running_in(state)
             stop_fleet(state)
             _, alive = psutil.wait_procs(seen, timeout=30)
+            if ROOT:
+                subprocess.run(["userdel", naming.unix_account(naming.account_prefix("env-university"), "alice")],
+                               capture_output=True)  # fmt: skip
             assert alive == [], f"left running after down: {alive}"
 
 
@@ -145,7 +151,11 @@ def _imports(python: str, module: str) -> bool:
 @pytest.fixture(scope="module")
 def browser(fleet: Fleet) -> Iterator:
     with browser_client(fleet.url(), timeout=60) as b:
-        password = (fleet.state / "demo-password").read_text().strip()
+        if ROOT:
+            lines = (fleet.state / "passwords.txt").read_text().splitlines()
+            password = next(line.split(" ", 1)[1].strip() for line in lines if line.startswith("alice "))
+        else:
+            password = (fleet.state / "demo-password").read_text().strip()
         signed_in = portal_sign_in(b, "alice", password, portal=f"http://portal.localhost:{fleet.backend.port}/portal")
         assert signed_in.status_code == 303
         assert b.get("hub/home", follow_redirects=True).status_code == 200
@@ -160,6 +170,12 @@ def test_each_profile_runs_on_its_own_environment(fleet: Fleet, browser) -> None
         assert Path(python).parent.parent.parent == envs, python  # the kernel's interpreter is a built environment
         assert _imports(python, mine) and not _imports(python, other), (profile, python)
         assert _imports(python, "jupyterlab")  # the server's software comes from hubfleet's own venv
+        if ROOT:
+            # Inside the student's sandbox the environment is there, read-only (a mount of its own).
+            mounts = {line.split()[4]: line.split()[5] for line in Path(f"/proc/{kernel.pid}/mountinfo").read_text().splitlines()}
+            env_dir = str(Path(python).parent.parent)
+            assert env_dir in mounts and "ro" in mounts[env_dir].split(","), mounts.get(env_dir)
+            assert kernel.uids().real != 0
         _stop(fleet)
     # The default interpreter has neither: each package came with its profile.
     assert not _imports(sys.executable, "tabulate") and not _imports(sys.executable, "toolz")
