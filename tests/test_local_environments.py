@@ -217,3 +217,16 @@ def test_plan_and_portal_say_which_profiles_run_on_the_default_environment(fleet
     assert "the default environment" not in rows["toolz"]
     page = browser.get(f"http://portal.localhost:{fleet.backend.port}/portal/").text
     assert 'data-profile="Algorithms (plain)">Algorithms (plain) runs on the default environment' in page.replace("\n", ""), page
+
+
+def test_a_requirements_file_cannot_smuggle_in_pip_options(tmp_path: Path) -> None:
+    # A requirements file is read by hubfleet, not handed to pip: `-r /etc/...` or another index never reach pip.
+    from hubfleet.backends.local.environments import BuildFailed, resolve
+    from hubfleet.plan.spec import EnvironmentSpec
+
+    (tmp_path / "reqs.txt").write_text("# course packages\ntoolz==1.0.0\n-r /etc/shadow\n")
+    with pytest.raises(BuildFailed, match=r"reqs.txt:3:1: .*pip options such as -r"):
+        resolve(EnvironmentSpec(requirements_file="reqs.txt"), lambda rel: tmp_path / rel)
+    (tmp_path / "reqs.txt").write_text("toolz==1.0.0  # pinned\n\n")
+    assert resolve(EnvironmentSpec(requirements=("tabulate",), requirements_file="reqs.txt"),
+                   lambda rel: tmp_path / rel).requirements == ("tabulate", "toolz==1.0.0")
