@@ -117,7 +117,7 @@ class EnvironmentBook:
         key = resolved.key
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o711)  # students' sandboxes bind one env each; nobody lists the others
-        with open(self.root / f".{key}.lock", "w") as lock:
+        with open(os.open(self.root / f".{key}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.is_built(key):
                 return self.python(key)
@@ -131,7 +131,8 @@ class EnvironmentBook:
         target = self.root / key
         log = self.root / f"{key}.log"
         shutil.rmtree(target, ignore_errors=True)  # a leftover without the marker is a failed build
-        with open(log, "w", encoding="utf-8") as out:
+        # The log is the operator's (it may show index URLs from pip's config): private, like the rest of the state.
+        with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
             def run(argv: list[str], env: dict[str, str] | None = None) -> None:
                 out.write(f"$ {' '.join(argv)}\n")
                 out.flush()
