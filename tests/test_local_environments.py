@@ -9,6 +9,7 @@ while her server runs: the apply builds a new environment beside the old one and
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
 import subprocess
@@ -23,7 +24,7 @@ from conftest import browser_client, free_port, portal_sign_in, running_in, wait
 
 from hubfleet.backends.local.backend import LocalBackend, stop_fleet
 from hubfleet.catalog import load_catalog, naming
-from hubfleet.plan import diff, plan
+from hubfleet.plan import plan
 
 AT = dt.date(2026, 11, 1)
 ROOT = os.geteuid() == 0
@@ -74,7 +75,7 @@ class Fleet:
         """Apply the catalog; the TM112 hub, whose one profile cannot be built, is the only failure."""
         self.backend.loaded = load_catalog(self.catalog)
         spec = plan(self.backend.loaded.catalog, AT)
-        report = self.backend.apply(diff(spec, self.backend.observe()), spec)
+        report = self.backend.apply(self.backend.plan(spec, self.backend.observe()), spec)  # as `hubfleet apply`
         assert {r.action.hub for r in report.failures} == {"tm112-2026j"}, [r.message for r in report.failures]
         return report
 
@@ -197,6 +198,24 @@ def test_a_changed_spec_builds_a_new_environment_and_running_servers_keep_theirs
     out = subprocess.run([new_python, "-c", "import tabulate; print(tabulate.__version__)"], capture_output=True, text=True)
     assert out.stdout.strip() == "0.8.10"
     _stop(fleet)
+
+
+
+def test_an_edited_requirements_file_is_planned_and_built(fleet: Fleet) -> None:
+    # Only the file changes (the course file is the same): the backend's plan still sees it.
+    (fleet.catalog / "reqs" / "toolz.txt").write_text("toolz==0.12.1\n")
+    fleet.backend.loaded = load_catalog(fleet.catalog)
+    spec = plan(fleet.backend.loaded.catalog, AT)
+    update = [a for a in fleet.backend.plan(spec, fleet.backend.observe()).actions if a.hub == HUB]
+    assert [a.kind.value for a in update] == ["update"], update
+    assert [c.field for c in update[0].changes] == ["profiles[toolz].environment (reqs/toolz.txt)"]
+    fleet.apply()
+    hub_json = json.loads((fleet.state / "hubs" / HUB / "hub.json").read_text())
+    out = subprocess.run([hub_json["environments"]["toolz"], "-c", "import toolz; print(toolz.__version__)"],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.stdout.strip() == "0.12.1"
+    again = fleet.backend.plan(spec, fleet.backend.observe()).actions
+    assert [a for a in again if a.hub == HUB] == []  # built: nothing more to do
 
 
 def test_a_failed_build_fails_its_hub_only_and_says_why(fleet: Fleet) -> None:

@@ -51,7 +51,7 @@ from hubfleet.backends.local.strays import end_strays, fleet_processes
 from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
-from hubfleet.plan.diff import Action, FleetState, Kind, Plan, diff
+from hubfleet.plan.diff import Action, Change, FleetState, Kind, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
 from hubfleet.plan.timetable import active_windows, warmup_schedule
 
@@ -145,7 +145,38 @@ class LocalBackend:
         return cached
 
     def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
-        return diff(spec, state)  # everything a local hub depends on is in its spec
+        # Everything a local hub depends on is in its spec, except the contents of a profile's requirements file
+        # (the planner reads no files): an edited file is an update of the hubs whose environment it changes.
+        return self._with_environment_changes(spec, diff(spec, state))
+
+    def _with_environment_changes(self, spec: FleetSpec, planned: Plan) -> Plan:
+        from hubfleet.backends.local.environments import BuildFailed, EnvironmentBook, resolve
+
+        book = EnvironmentBook(self.paths.envs)
+        busy = {a.hub for a in planned.actions if a.kind in (Kind.create, Kind.update, Kind.start, Kind.delete)}
+        extra = []
+        for hub in spec.hubs:
+            recorded = (read_json(self.paths.hub(hub.name).hub_json) or {}).get("environments")
+            if hub.name in busy or recorded is None:
+                continue
+            changes = []
+            for profile in hub.profiles:
+                if profile.environment is None or not profile.environment.requirements_file:
+                    continue
+                try:
+                    wanted = str(book.python(resolve(profile.environment, self.loaded.path).key))
+                except BuildFailed as exc:
+                    wanted = f"(unreadable: {exc})"
+                if recorded.get(profile.name) != wanted:
+                    changes.append(Change(field=f"profiles[{profile.name}].environment ({profile.environment.requirements_file})",
+                                          old=recorded.get(profile.name), new=wanted))  # fmt: skip
+            if changes:
+                extra.append(Action(kind=Kind.update, hub=hub.name, changes=tuple(changes),
+                                    reason="a requirements file changed"))  # fmt: skip
+        if not extra:
+            return planned
+        kinds = list(Kind)
+        return Plan(actions=tuple(sorted(planned.actions + tuple(extra), key=lambda a: kinds.index(a.kind))))
 
     def prepare(self, spec: FleetSpec) -> None:
         """The front door's public port must be free or ours, before anything is started."""
