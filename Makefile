@@ -9,7 +9,7 @@ CHP := node_modules/.bin/configurable-http-proxy
 # Most of a test's time is spent waiting on real processes (hubs, proxies, spawns), so more workers than cores pay.
 TEST_WORKERS ?= 3
 
-.PHONY: install system-packages test-tools demo test bench docs simulation-report lint clean
+.PHONY: install system-packages test-tools demo demo-reset test bench docs simulation-report lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,11 @@ test: system-packages test-tools
 	$(VENV)/bin/pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 bench: test-tools
+	$(PY) benchmarks/cli_startup.py
 	$(PY) benchmarks/plan_scale.py
 	$(PY) benchmarks/local_fleet.py
 	$(PY) benchmarks/hibernation.py
+	$(PY) benchmarks/demo_start.py
 	$(PY) benchmarks/enrol_sync.py
 	$(PY) benchmarks/archive.py
 	$(PY) benchmarks/render_scale.py
@@ -61,5 +63,17 @@ docs: install simulation-report
 simulation-report: install
 	$(VENV)/bin/hubfleet simulate examples/university --from 2026-09-01 --to 2027-09-01 --seed 0 --out docs/simulation
 
-clean:
+# The demo's state (hub databases, secrets, passwords, students' files) lives in examples/university/.hubfleet/
+# (git ignores it). `make demo-reset` stops the demo fleet and removes that state and, as root, the demo students'
+# system accounts (made at their first server start; their comment names the fleet); `make clean` does the same and
+# removes the installs too.
+DEMO_CATALOG := examples/university
+DEMO_FLEET := example-university
+
+demo-reset:
+	-if [ -x $(VENV)/bin/hubfleet ] && [ -d $(DEMO_CATALOG)/.hubfleet ]; then $(VENV)/bin/hubfleet down $(DEMO_CATALOG); fi
+	rm -rf $(DEMO_CATALOG)/.hubfleet
+	-if [ "$$(id -u)" = 0 ]; then getent passwd | awk -F: '$$5 ~ /^hubfleet $(DEMO_FLEET) /{print $$1}' | xargs -r -n1 userdel; fi
+
+clean: demo-reset
 	rm -rf $(VENV) node_modules .hubfleet .cache

@@ -122,6 +122,20 @@ def running_in(state: Path) -> list:
     return found
 
 
+def front_door_only(state: Path):  # noqa: ANN201 - a generator of FrontDoor (imported lazily)
+    """A running front door (proxy + portal, no hubs) on ``state``, stopped afterwards: for a module fixture."""
+    from hubfleet.backends.local.fleetstate import FleetPaths
+    from hubfleet.backends.local.frontdoor import FrontDoor
+    from hubfleet.backends.local.proxy import find_chp
+
+    front = FrontDoor(FleetPaths(state), free_port(), find_chp())
+    try:
+        front.ensure_running()
+        yield front
+    finally:
+        front.stop()
+
+
 def wait_until(check, timeout: float = 120.0, what: str = "condition", every: float = 0.1) -> None:  # noqa: ANN001
     """Wait for a condition; a bound on waiting (generous: CI machines are loaded), not an assertion on speed."""
     import time

@@ -18,11 +18,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import browser_client, free_port
+from conftest import browser_client, front_door_only
 
-from hubfleet.backends.local.fleetstate import FleetPaths
 from hubfleet.backends.local.frontdoor import FrontDoor
-from hubfleet.backends.local.proxy import find_chp
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +29,7 @@ pytestmark = pytest.mark.slow
 def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
     state = tmp_path_factory.mktemp("frontdoor-posts") / "state"
     state.mkdir()
-    front = FrontDoor(FleetPaths(state), free_port(), find_chp())
-    try:
-        front.ensure_running()
-        yield front
-    finally:
-        front.stop()
+    yield from front_door_only(state)
 
 
 def test_a_burst_of_token_posts_through_the_front_door_gets_no_503(door: FrontDoor) -> None:

@@ -119,8 +119,9 @@ def test_the_store_is_mounted_by_an_address_the_node_can_reach(catalog):
     _fleet_yaml(catalog, "{personal_store: {cluster_ip: 10.96.0.200, storage_class: fast-rwo}}")
     spec = spec_of(catalog)
     fleet = render_fleet(spec)
-    (svc,) = [o for o in fleet if o["kind"] == "Service"]
-    (server,) = [o for o in fleet if o["kind"] == "Deployment"]
+    # The store's own Service (NFS, 2049) and Deployment; the fleet also renders the portal and the controller.
+    (svc,) = [o for o in fleet if o["kind"] == "Service" and any(p["port"] == 2049 for p in o["spec"]["ports"])]
+    (server,) = [o for o in fleet if o["kind"] == "Deployment" and o["metadata"]["name"] == svc["metadata"]["name"]]
     (data,) = [o for o in fleet if o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] == svc["metadata"]["name"]]
     assert svc["spec"]["clusterIP"] == "10.96.0.200"
     assert svc["spec"]["selector"].items() <= server["spec"]["template"]["metadata"]["labels"].items()

@@ -18,13 +18,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import LoopbackTransport, free_port, portal_sign_in
+from conftest import LoopbackTransport, front_door_only, portal_sign_in
 
 from hubfleet.backends.local import process
-from hubfleet.backends.local.fleetstate import FleetPaths
 from hubfleet.backends.local.frontdoor import FrontDoor
 from hubfleet.backends.local.members import hash_password
-from hubfleet.backends.local.proxy import find_chp
 
 PASSWORDS = {"alice": "alice-exam-pw", "bob": "bob-pw"}
 
@@ -36,12 +34,7 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
     book = state / "passwords.json"
     book.write_text(json.dumps({u: hash_password(p) for u, p in PASSWORDS.items()}))
     book.chmod(0o600)
-    front = FrontDoor(FleetPaths(state), free_port(), find_chp())
-    try:
-        front.ensure_running()
-        yield front
-    finally:
-        front.stop()
+    yield from front_door_only(state)
 
 
 def client_from(door: FrontDoor, address: str) -> httpx.Client:

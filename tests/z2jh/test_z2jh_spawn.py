@@ -59,8 +59,12 @@ def enrolled(hub: ChartHub) -> list[str]:
 
 
 def test_enrolment_sync_creates_the_students_and_a_second_run_writes_nothing(hub):
+    from hubfleet.enrol.sync import BULK
+
     first = hub.changes[0].counts()
     assert first["users created"] > 200 and first["added to groups"] >= first["users created"]
+    # Through the bulk enrolment endpoint the chart hub runs from hub.extraConfig: one write for all of it.
+    assert hub.changes[0].method == BULK and hub.changes[0].writes == 1
     from hubfleet.enrol.sync import sync_spec
 
     again = sync_spec(hub.fleet.loaded, hub.fleet.spec, lambda name: (hub.api_url, hub.token), hubs={HUB})
@@ -227,3 +231,17 @@ def test_tutor_and_instructor_can_do_what_their_roles_allow_and_no_more(hub):
     finally:
         tutor.close()
         instructor.close()
+
+
+def test_a_students_token_cannot_call_the_bulk_enrolment_endpoint(hub):
+    student = Student(hub, enrolled(hub)[1])
+    try:
+        assert student.sign_in().status_code == 200
+        token = {"Authorization": f"token {student.token()}"}
+        url = f"{hub.api_url}/hubfleet/enrol"
+        assert httpx.get(url, headers=token).status_code == 403
+        refused = httpx.post(url, headers=token, json={"users": ["z2jh-intruder"], "groups": {HUB: ["z2jh-intruder"]}})
+        assert refused.status_code == 403
+        assert hub.api("GET", "users/z2jh-intruder").status_code == 404
+    finally:
+        student.close()

@@ -52,6 +52,7 @@ def run_plan(plan: Plan, do: Do, *, concurrency: int, say: Progress,
                 if action.kind == Kind.delete and archive_failed:
                     raise ArchiveNotDone("kept: a presentation of this hub is not archived yet")
                 results[position] = ActionResult(action, ok=True, message=do(action))
+                say(action, f"done: {results[position].message}")  # progress displays count finished hubs by it
             except Exception as exc:  # noqa: BLE001 - one hub's failure must not stop the others
                 archive_failed |= action.kind == Kind.archive
                 message = explain(exc)

@@ -101,7 +101,9 @@ def check_mount_path(text: str) -> str:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built on first use, and a Catalog's is built once for the whole tree
+    # instead of once per model at import (which every CLI command paid; benchmarks/cli_startup.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Resources(Strict):
@@ -431,8 +433,19 @@ class Lifecycle(Strict):
     retention_days: int = Field(365, ge=0, description="Days archives are kept before they are purged.")
 
 
+# JupyterLab asks every student on first start "Would you like to get notified about official Jupyter news?";
+# a fleet answers it once for everyone. ref: https://jupyterlab.readthedocs.io/en/stable/privacy_policies.html
+NO_NEWS = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}
+
+
 class Defaults(Strict):
     image: ImageRef = Field("quay.io/jupyter/scipy-notebook:2026-11-24", description="Image for courses that name none.")
+    extensions: Extensions = Field(
+        default_factory=lambda: Extensions(settings=NO_NEWS),
+        description="JupyterLab configuration every course starts from: a course's or presentation's `extensions` "
+        "adds to it (disabled lists are joined; settings are merged per plugin, the course's values winning). "
+        "The default turns off JupyterLab's news prompt (`fetchNews: \"false\"`) fleet-wide.",
+    )
     resources: Resources = Field(default_factory=lambda: Resources(cpu="1", memory="2G"))
     storage: Storage = Field(default_factory=lambda: Storage(layout="personal-subfolder", size="5Gi"))
     container_user: Literal["username", "jovyan"] = Field("username")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from hubfleet.backends.base import Backend
-from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli.common import err_console
+
+if TYPE_CHECKING:
+    from hubfleet.backends.base import Backend
+    from hubfleet.catalog import LoadedCatalog
 
 StateDirOption = typer.Option(None, "--state-dir", help="Where hubfleet keeps hub state; default .hubfleet/ next to the catalog.")
 

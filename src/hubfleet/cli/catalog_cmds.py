@@ -7,16 +7,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from hubfleet.catalog.docs import render_reference
-from hubfleet.catalog.model import Catalog
 from hubfleet.cli import cost_cmds
 from hubfleet.cli.backend_factory import StateDirOption, observing_backend
-from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, today
-from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
-from hubfleet.plan.diff import plan_json
-from hubfleet.plan.timetable import warmup_schedule
+from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, show, table, today
 
 topology_app = typer.Typer(help="Compare ways of grouping presentations into hubs.", no_args_is_help=True)
 
@@ -46,6 +40,10 @@ def plan(
 
     Example: hubfleet plan examples/university --at 2026-10-03
     """
+    from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
+    from hubfleet.plan.diff import plan_json
+    from hubfleet.plan.timetable import warmup_schedule
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     backend = None if state else observing_backend(loaded, state_dir)
@@ -65,31 +63,31 @@ def plan(
                          for w in windows]  # fmt: skip
         print(json.dumps(doc, indent=2))
         return
-    table = Table("hub", "url", "presentations", "profiles", "students")
+    hubs = table("hub", "url", "presentations", "profiles", "students", whole=(0, 1))
     for hub in spec.hubs:
-        table.add_row(
+        hubs.add_row(
             hub.name,
             hub.url,
             ", ".join(f"{p.key} ({p.phase.value})" for p in hub.presentations),
             str(len(hub.profiles)),
             str(hub.expected_students),
         )
-    console.print(table)
+    show(hubs)
     if loaded.catalog.fleet.backend == "local":
         # Images cannot be pulled on this machine: say what each profile actually runs on.
-        envs = Table("hub", "profile", "runs on", title="Environments (local backend)")
+        envs = table("hub", "profile", "runs on", title="Environments (local backend)", whole=(0, 1))
         for hub in spec.hubs:
             for profile in hub.profiles:
                 envs.add_row(hub.name, profile.name, profile.environment_summary)
-        console.print(envs)
+        show(envs)
     if windows:
-        warm = Table("hub", "session", "starts", "warm from", "until", "expected", "headroom", "placeholders",
-                     "spawn limit", title=f"Warm-up schedule, 7 days from {spec.date}")
+        warm = table("hub", "session", "starts", "warm from", "until", "expected", "headroom", "placeholders",
+                     "spawn limit", title=f"Warm-up schedule, 7 days from {spec.date}", whole=(0,))
         for w in windows:
             warm.add_row(w.hub, w.session, f"{w.session_start:%a %d %b %H:%M}", f"{w.warm_from:%H:%M}",
                          f"{w.warm_until:%H:%M}", str(w.expected), str(w.headroom_users), str(w.placeholders),
                          str(w.concurrent_spawn_limit))
-        console.print(warm)
+        show(warm)
     print_plan(spec, actions)
 
 
@@ -98,6 +96,8 @@ def schema() -> None:
 
     Example: hubfleet schema > catalog.schema.json
     """
+    from hubfleet.catalog.model import Catalog
+
     print(json.dumps(Catalog.model_json_schema(), indent=2))
 
 
@@ -106,6 +106,8 @@ def docs(out: Path = typer.Option(None, "--out", help="Write here instead of std
 
     Example: hubfleet docs --out docs/catalog.md
     """
+    from hubfleet.catalog.docs import render_reference
+
     text = render_reference()
     if out:
         out.write_text(text)

@@ -1,17 +1,23 @@
-"""Helpers every command shares: load a catalog or exit 2 with its errors, parse --at, print plans."""
+"""Helpers every command shares: load a catalog or exit 2 with its errors, parse --at, print plans.
+
+The command modules import only typer, rich's console and the standard library at import time; the catalog, the
+planner and the backends are imported inside the commands that use them, so `hubfleet --help` and editor
+integrations do not pay for pydantic models, httpx or JupyterHub (tests/test_cli_startup.py keeps it so).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from hubfleet.catalog import CatalogError, LoadedCatalog, load_catalog
-from hubfleet.plan import FleetSpec, OrphanError, Plan
-from hubfleet.plan.diff import Kind
+if TYPE_CHECKING:
+    from hubfleet.catalog import LoadedCatalog
+    from hubfleet.plan import FleetSpec, OrphanError, Plan
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,6 +38,8 @@ def today(at: str | None) -> dt.date:
 
 def load_or_exit(catalog: Path) -> LoadedCatalog:
     """Load the catalog; on errors print every one of them and exit 2, having changed nothing."""
+    from hubfleet.catalog import CatalogError, load_catalog
+
     try:
         return load_catalog(catalog)
     except CatalogError as exc:
@@ -50,35 +58,82 @@ def orphan_exit(exc: OrphanError) -> typer.Exit:
     return typer.Exit(2)
 
 
-_STYLE = {
-    Kind.create: ("+", "green"),
-    Kind.update: ("~", "yellow"),
-    Kind.start: (">", "cyan"),
-    Kind.archive: ("a", "magenta"),
-    Kind.stop: ("-", "red"),
-    Kind.delete: ("-", "red"),
-    Kind.purge: ("x", "red"),
+_STYLE = {  # by Kind's value, so this module need not import the planner
+    "create": ("+", "green"),
+    "update": ("~", "yellow"),
+    "start": (">", "cyan"),
+    "archive": ("a", "magenta"),
+    "stop": ("-", "red"),
+    "delete": ("-", "red"),
+    "purge": ("x", "red"),
 }
+# What a hub's `delete` really does, per backend: neither throws the hub's state away outright, so the plan says so.
+_DELETE_SAYS = {
+    "local": ("retire", "hub stopped; its state (database, tokens) is moved to the state dir's retired/ as a backup; "
+                        "student files are not touched"),
+    "kubernetes": ("delete", "the hub's namespace is deleted, refused until every student's archive is verified"),
+}
+
+
+def action_words(kind: str, backend: str) -> tuple[str, str]:
+    """The verb a person reads for an action kind, and what it means on this backend ("" if the verb says it)."""
+    if kind == "delete":
+        return _DELETE_SAYS.get(backend, ("delete", ""))
+    return kind, ""
 
 
 def print_plan(spec: FleetSpec, plan: Plan) -> None:
     """A human diff: one line per action, field-level changes under updates."""
+    from hubfleet.plan.diff import Kind
+
     console.print(f"[bold]Plan for {spec.fleet}[/] on {spec.date} ({spec.topology}, {len(spec.hubs)} hubs wanted)")
     if not plan:
         console.print("No changes. The fleet matches the catalog.")
         return
     for action in plan.actions:
-        mark, colour = _STYLE[action.kind]
+        mark, colour = _STYLE.get(action.kind.value, ("*", "white"))
+        verb, means = action_words(action.kind.value, spec.backend)
         target = action.hub + (f" {action.presentation}" if action.presentation else "")
-        why = f"  ({action.reason})" if action.reason else ""
-        console.print(f"[{colour}]{mark} {action.kind.value:8} {target}[/]{why}", highlight=False)
+        why = "; ".join(x for x in (action.reason, means) if x)
+        why = f"  ({why})" if why else ""
+        console.print(f"[{colour}]{mark} {verb:8} {target}[/]{why}", highlight=False, soft_wrap=True)
         for change in action.changes:
             console.print(
                 f"    [yellow]~ {change.field}[/]: {json.dumps(change.old)} -> {json.dumps(change.new)}",
                 highlight=False,
             )
-    counts = {k.value: len(plan.of_kind(k)) for k in Kind if plan.of_kind(k)}
+    counts = {action_words(k.value, spec.backend)[0]: len(plan.of_kind(k)) for k in Kind if plan.of_kind(k)}
     console.print("Plan: " + ", ".join(f"{n} to {k}" for k, n in counts.items()))
+
+
+def table(*headers: str, whole: tuple[int, ...] = (0,), **kw):  # noqa: ANN201 - a rich Table (imported here)
+    """A rich Table for :func:`show`: the ``whole`` columns (names and URLs people copy) are never wrapped or cut,
+    the others fold onto more lines instead of ending in "…" (rich's default cut hub names to `a233-202…`)."""
+    from rich.table import Table
+
+    t = Table(**kw)
+    for i, header in enumerate(headers):
+        t.add_column(header, no_wrap=i in whole, overflow="fold")
+    return t
+
+
+def show(t, out: Console | None = None) -> None:  # noqa: ANN001 - a Table from table()
+    """Print ``t`` as a table if it fits the console (a pipe counts as 80 columns), else as one block per row:
+    the first cell on a line of its own, then ``column: value`` lines, so nothing is ever cut."""
+    from rich.measure import Measurement
+
+    out = out or console
+    # Measured unbounded: every column at least as wide as its longest word (a name, a number, a header word).
+    if Measurement.get(out, out.options.update_width(100_000), t).minimum <= out.width:
+        out.print(t)
+        return
+    if t.title:
+        out.print(t.title, style="bold", highlight=False)
+    columns = list(t.columns)
+    for row in zip(*(list(c.cells) for c in columns)):
+        out.print(row[0], style="bold", highlight=False, soft_wrap=True)
+        for column, cell in zip(columns[1:], row[1:]):
+            out.print(f"  {column.header}: {cell}", highlight=False, soft_wrap=True)
 
 
 def print_report(report) -> None:
@@ -86,4 +141,4 @@ def print_report(report) -> None:
     for r in report.results:
         mark = "[green]ok[/]" if r.ok else "[red]FAILED[/]"
         target = r.action.hub + (f" {r.action.presentation}" if r.action.presentation else "")
-        console.print(f"{mark} {r.action.kind.value} {target}: {r.message}", highlight=False)
+        console.print(f"{mark} {r.action.kind.value} {target}: {r.message}", highlight=False, soft_wrap=True)

@@ -6,16 +6,16 @@ import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
-import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING
 
-from hubfleet.catalog import CatalogError
-from hubfleet.catalog.model import Catalog
-from hubfleet.cli.common import CatalogArg, console, err_console, load_or_exit
-from hubfleet.costs.files import load_model, load_prices
-from hubfleet.simulate import Results, Window, simulate_catalog, steps
-from hubfleet.simulate.model import Prices, UsageModel
+import typer
+
+from hubfleet.cli.common import CatalogArg, console, err_console, load_or_exit, show, table
+
+if TYPE_CHECKING:  # the simulator (numpy) and the catalog models load when a command runs, not at CLI start-up
+    from hubfleet.catalog.model import Catalog
+    from hubfleet.simulate import Results, Window
+    from hubfleet.simulate.model import Prices, UsageModel
 
 FromOption = typer.Option(None, "--from", help="First day (YYYY-MM-DD); default 1 September of this academic year.")
 ToOption = typer.Option(None, "--to", help="Day after the last (YYYY-MM-DD); default a year after --from.")
@@ -33,6 +33,8 @@ def _date(text: str, flag: str) -> dt.date:
 
 
 def window_of(start: str | None, end: str | None, today: dt.date | None = None) -> Window:
+    from hubfleet.simulate import Window
+
     today = today or dt.date.today()
     first = _date(start, "--from") if start else dt.date(today.year if today.month >= 9 else today.year - 1, 9, 1)
     last = _date(end, "--to") if end else dt.date(first.year + 1, first.month, min(first.day, 28 if first.month == 2
@@ -44,6 +46,9 @@ def window_of(start: str | None, end: str | None, today: dt.date | None = None) 
 
 
 def inputs(model: Path | None, prices: Path | None) -> tuple[UsageModel, Prices]:
+    from hubfleet.catalog import CatalogError
+    from hubfleet.costs.files import load_model, load_prices
+
     try:
         return load_model(model), load_prices(prices)
     except CatalogError as exc:
@@ -56,6 +61,10 @@ def inputs(model: Path | None, prices: Path | None) -> tuple[UsageModel, Prices]
 def run_simulation(catalog: Catalog, window: Window, model: UsageModel, prices: Prices, seed: int,
                    calendars: Mapping[str, str] | None = None) -> Results:
     """The simulation with a progress bar (on stderr, so piped output stays clean)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hubfleet.simulate import simulate_catalog, steps
+
     with Progress(TextColumn("simulating {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err_console, transient=True) as bar:
         task = bar.add_task(f"{catalog.fleet.name} {window.start}..{window.end}", total=steps(catalog, window, model))
@@ -85,42 +94,42 @@ def write_outputs(results: Results, out: Path) -> list[Path]:
 
 
 def print_scenarios(results: Results) -> None:
-    table = Table("topology", "hib.", "pre.", "hubs", "user node-h", "peak", "hub peak", "wait p50/p95 s", "total",
+    rows = table("topology", "hib.", "pre.", "hubs", "user node-h", "peak", "hub peak", "wait p50/p95 s", "total",
                   "per student-h", "idle+ovh", title=f"{results.fleet}: {results.start} to {results.end} "
                   f"({results.currency})")
     base, best = results.baseline(), results.cheapest()
     for s in results.scenarios:
         style = "bold" if s is base else ("green" if s is best else None)
-        table.add_row(s.topology, "on" if s.hibernation else "off", "on" if s.prewarm else "off", str(s.hubs), f"{s.user_node_hours:,.0f}", str(s.peak_users), str(s.peak_hub_users),
+        rows.add_row(s.topology, "on" if s.hibernation else "off", "on" if s.prewarm else "off", str(s.hubs), f"{s.user_node_hours:,.0f}", str(s.peak_users), str(s.peak_hub_users),
                       f"{s.wait_p50_s:.0f}/{s.wait_p95_s:.0f}", f"{s.total:,.0f}", f"{s.cost_per_student_hour:.3f}",
                       f"{s.idle_overhead_share:.0%}", style=style)
-    console.print(table)
+    show(rows)
     console.print(f"As written: [bold]{base.name}[/], {base.total:,.0f} {results.currency}. "
                   f"Cheapest: [green]{best.name}[/], {best.total:,.0f} {results.currency}.")
 
 
 def print_topologies(results: Results) -> None:
     """The topology comparison: one row per topology, read off the simulation's scenarios."""
-    rows: dict[str, dict] = {}
+    by_topology: dict[str, dict] = {}
     for s in results.scenarios:
-        rows.setdefault(s.topology, {})[(s.hibernation, s.prewarm)] = s
+        by_topology.setdefault(s.topology, {})[(s.hibernation, s.prewarm)] = s
     c = results.currency
-    table = Table("topology", "hubs", "largest hub peak", f"cost, always on ({c})", f"cost, hibernating ({c})",
+    rows = table("topology", "hubs", "largest hub peak", f"cost, always on ({c})", f"cost, hibernating ({c})",
                   "wait p95 s (no pre-warm / pre-warm)", "per student-h", "idle+ovh",
                   title=f"Topologies for {results.fleet}, {results.start} to {results.end} (simulated)")
     best = results.cheapest()
-    for topology, by in rows.items():
+    for topology, by in by_topology.items():
         on, hib = by.get((False, False)), by.get((True, False))
         warm = by.get((False, True))
         base = on or next(iter(by.values()))
-        table.add_row(
+        rows.add_row(
             topology + (" (catalog)" if topology == results.catalog_topology else ""), str(base.hubs),
             str(base.peak_hub_users), f"{on.total:,.0f}" if on else "-", f"{hib.total:,.0f}" if hib else "-",
             f"{base.wait_p95_s:.0f} / {warm.wait_p95_s:.0f}" if warm else f"{base.wait_p95_s:.0f}",
             f"{base.cost_per_student_hour:.3f}", f"{base.idle_overhead_share:.0%}",
             style="green" if topology == best.topology else None,
         )
-    console.print(table)
+    show(rows)
     console.print(f"Cheapest: [green]{best.name}[/], {best.total:,.0f} {c}.")
 
 
@@ -148,6 +157,8 @@ def simulate(
 
 def _predicted(catalog: Catalog, start: dt.date, end: dt.date, model: UsageModel, prices: Prices, seed: int):
     """The simulator's cost per presentation for the same window, as the catalog is written."""
+    from hubfleet.simulate import Window
+
     as_written = model.model_copy(update={"scenarios": model.scenarios.model_copy(update={
         "topologies": [catalog.fleet.topology], "hibernation": [False], "prewarm": [False]})})
     results = run_simulation(catalog, Window(start, max(end, start + dt.timedelta(days=1))), as_written, prices, seed)
@@ -178,18 +189,18 @@ def cost(
         raise typer.Exit(2) from None
     predicted = _predicted(loaded.catalog, real.start, real.end, usage, price_list, seed)
     rows = oc.rows(real, predicted)
-    table = Table("presentation", "course", "unit", "own namespaces", "shared overhead", "real total", "predicted",
+    found = table("presentation", "course", "unit", "own namespaces", "shared overhead", "real total", "predicted",
                   title=f"{loaded.catalog.fleet.name}: OpenCost {real.start} to {real.end} "
                   f"(overhead shared by {usage.platform.sharing})")
     for r in rows:
-        table.add_row(r["presentation"], r["course"], r["unit"], f"{r['direct']:,.2f}", f"{r['shared']:,.2f}",
+        found.add_row(r["presentation"], r["course"], r["unit"], f"{r['direct']:,.2f}", f"{r['shared']:,.2f}",
                       f"{r['real']:,.2f}", f"{r['predicted']:,.2f}")
-    console.print(table)
+    show(found)
     for level in ("course", "unit"):
-        t = Table(level, "real", "predicted")
+        t = table(level, "real", "predicted")
         for name, (real_cost, pred) in oc.totals(rows, level).items():
             t.add_row(name, f"{real_cost:,.2f}", f"{pred:,.2f}")
-        console.print(t)
+        show(t)
     if real.shared_sources:
         console.print("Shared overhead from: " + ", ".join(f"{ns} {c:,.2f}" for ns, c in real.shared_sources.items()),
                       highlight=False)

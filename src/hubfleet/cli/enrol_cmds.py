@@ -4,34 +4,49 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from hubfleet.cli.backend_factory import StateDirOption, make_backend
-from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, today
-from hubfleet.enrol.membership import SourceError
-from hubfleet.enrol.sync import HubChanges, sync_spec
-from hubfleet.plan import plan as make_plan
+from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, show, table, today
+
+if TYPE_CHECKING:
+    from hubfleet.enrol.sync import HubChanges
 
 enrol_app = typer.Typer(help="Enrolment: students, tutors and instructors into each hub's groups.", no_args_is_help=True)
 
 
-def print_changes(results: list[HubChanges], dry_run: bool) -> None:
-    table = Table("hub", "users created", "added", "removed", "groups +/-", "API writes", "result",
-                  title="Enrolment changes" + (" (dry run: nothing written)" if dry_run else ""))
+def print_changes(results: list[HubChanges], dry_run: bool, started: frozenset[str] = frozenset()) -> None:
+    """One row per hub: how many are enrolled and what this sync wrote. ``started``: hubs (re)started just before,
+    which loaded their enrolment (members.json) themselves at start, so the sync found it in place and says so
+    instead of a bare "0 created / no change" beside a hub full of users."""
+    changes = table("hub", "enrolled", "users created", "added", "removed", "groups +/-", "API writes", "via", "result",
+                    title="Enrolment" + (" (dry run: nothing written)" if dry_run else ""))
     for r in results:
         c = r.counts()
-        table.add_row(
-            r.hub, str(c["users created"]), str(c["added to groups"]), str(c["removed from groups"]),
-            f"+{c['groups created']}/-{c['groups deleted']}", str(r.writes),
-            f"[red]{r.error}[/]" if r.error else ("no change" if r.empty else ("would change" if dry_run else "synced")),
+        if r.error:
+            result = f"[red]{r.error}[/]"
+        elif not r.empty:
+            result = "would change" if dry_run else "synced"
+        elif r.hub in started:
+            result = "in place: loaded by the hub at start"
+        else:
+            result = "up to date"
+        changes.add_row(
+            r.hub, str(r.enrolled), str(c["users created"]), str(c["added to groups"]), str(c["removed from groups"]),
+            f"+{c['groups created']}/-{c['groups deleted']}", str(r.writes), r.method or "-", result,
         )
-    console.print(table)
+    show(changes)
 
 
 def sync_catalog(loaded, backend, at, hub: str | None = None, dry_run: bool = False, show=True) -> list[HubChanges]:
     """Resolve every source first (so an unreadable one changes nothing), then sync hubs concurrently."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hubfleet.enrol.sync import sync_spec
+    from hubfleet.plan import plan as make_plan
+
     spec = make_plan(loaded.catalog, at)
     wanted = {hub} if hub else None
 
@@ -63,6 +78,8 @@ def sync(
 
     Example: hubfleet enrol sync examples/university --dry-run
     """
+    from hubfleet.enrol.membership import SourceError
+
     loaded = load_or_exit(catalog)
     backend = make_backend(loaded, state_dir)
     try:

@@ -8,15 +8,17 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 import typer
 
-from hubfleet.backends.base import WriterBusy, WriterLock
-from hubfleet.backends.local.statelock import StateLock
 from hubfleet.cli.common import err_console
-from hubfleet.plan import FleetSpec, FleetState, Plan
-from hubfleet.plan.guard import mass_stop
+
+if TYPE_CHECKING:
+    from hubfleet.backends.base import WriterLock
+    from hubfleet.backends.local.statelock import StateLock
+    from hubfleet.plan import FleetSpec, FleetState, Plan
 
 __all__ = ["AllowMassStopOption", "hold_state", "hold_writer", "refuse_mass_stop"]
 
@@ -36,6 +38,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def hold_state(state: Path) -> StateLock:
     """Take ``state``'s writer lock for the rest of this command or exit 2 naming who holds it."""
+    from hubfleet.backends.local.statelock import StateLock
+
     lock = StateLock(state)
     hold_writer(lock)
     return lock
@@ -47,6 +51,8 @@ def hold_writer(lock: WriterLock, standby: float | None = None) -> WriterLock:
 
     Released when the command ends (click closes its context) or the process dies, whichever comes first.
     """
+    from hubfleet.backends.base import WriterBusy
+
     said = None
     while True:
         try:
@@ -92,6 +98,8 @@ def _current_context():  # noqa: ANN202 - a click Context
 def refuse_mass_stop(plan: Plan, state: FleetState, spec: FleetSpec, allow: bool) -> None:
     """Exit 2, listing the hubs and why, if the plan stops too many running hubs and ``--allow-mass-stop`` was not
     given; with it, print the same list as a warning and go on."""
+    from hubfleet.plan.guard import mass_stop
+
     verdict = mass_stop(plan, state, spec)
     if verdict is None:
         return

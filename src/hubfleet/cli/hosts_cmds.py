@@ -10,10 +10,7 @@ from pathlib import Path
 
 import typer
 
-from hubfleet.backends.local.hosts import FleetHosts
-from hubfleet.backends.local.members import hub_members
 from hubfleet.cli.common import AtOption, CatalogArg, load_or_exit, today
-from hubfleet.plan import plan as make_plan
 
 
 def hosts(
@@ -26,6 +23,10 @@ def hosts(
 
     Example: hubfleet hosts examples/university --users | sudo tee -a /etc/hosts
     """
+    from hubfleet.backends.local.hosts import FleetHosts
+    from hubfleet.backends.local.members import hub_members
+    from hubfleet.plan import plan as make_plan
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     names = FleetHosts(loaded.catalog.fleet.domain)

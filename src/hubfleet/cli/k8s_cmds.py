@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 
 from hubfleet.cli.common import AtOption, CatalogArg, console, err_console, load_or_exit, today
-from hubfleet.plan import plan as make_plan
 
 
 def render(
@@ -31,6 +30,7 @@ def render(
     """
     from hubfleet.backends.kubernetes.gitops import KINDS, dump_yaml, render_tree
     from hubfleet.backends.kubernetes.material import read_material
+    from hubfleet.plan import plan as make_plan
 
     if backend != "kubernetes":
         err_console.print(f"[red]--backend {backend}: only `kubernetes` renders files[/]")

@@ -12,14 +12,12 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from hubfleet.cli.backend_factory import StateDirOption, make_backend, state_dir_for
 from hubfleet.cli.common import (
-    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
+    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, show, table, today,
 )
 from hubfleet.cli.guards import AllowMassStopOption, hold_state, hold_writer, refuse_mass_stop
-from hubfleet.plan import OrphanError, plan as make_plan
 
 lifecycle_app = typer.Typer(help="Presentation lifecycle: read-only, archive, teardown, purge.", no_args_is_help=True)
 archive_app = typer.Typer(help="Students' archives: list them, restore one into a new presentation.",
@@ -46,6 +44,8 @@ def run(
 
     Example: hubfleet lifecycle run examples/university --at 2027-07-15
     """
+    from hubfleet.plan import OrphanError, plan as make_plan
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
@@ -105,16 +105,16 @@ def list_archives(
         print(json.dumps([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.__dict__.items()}
                           for r in rows], indent=2))
         return
-    table = Table("presentation", "student", "verified", "folder removed", "purged", "MB", "sha256", "location",
+    listing = table("presentation", "student", "verified", "folder removed", "purged", "MB", "sha256", "location",
                   title=f"{len(rows)} archive(s)")
     for r in rows:
         state = "[red]" + r.problem + "[/]" if r.problem else (f"{r.verified_at:%Y-%m-%d}" if r.verified_at else "no")
         if r.superseded:
             state = f"superseded (kept): {state}"
-        table.add_row(r.presentation, r.student, state, f"{r.removed_at:%Y-%m-%d}" if r.removed_at else "",
+        listing.add_row(r.presentation, r.student, state, f"{r.removed_at:%Y-%m-%d}" if r.removed_at else "",
                       f"{r.purged_at:%Y-%m-%d}" if r.purged_at else "", f"{r.bytes / 1e6:.1f}", r.sha256[:12] + "…",
                       r.location)
-    console.print(table)
+    show(listing)
 
 
 @archive_app.command("restore")
@@ -131,6 +131,8 @@ def restore(
 
     Example: hubfleet archive restore examples/university --presentation TM351-2026J --user alice --into TM351-2027J
     """
+    from hubfleet.plan import plan as make_plan
+
     loaded, backend = _local(catalog, state_dir, storage_root)
     hold_state(state_dir_for(loaded, state_dir))  # restoring writes students' folders and the ledger
     spec = make_plan(loaded.catalog, today(None))

@@ -15,29 +15,24 @@ import sys
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from hubfleet.backends.base import ApplyReport, Backend, FleetUnavailable
-from hubfleet.backends.local.backend import fleet_processes, stop_fleet
-from hubfleet.backends.local.statelock import StateLock, stop_holder
-from hubfleet.backends.reconcile import StepReport
-from hubfleet.catalog import LoadedCatalog
 from hubfleet.cli.backend_factory import make_backend
 from hubfleet.cli.enrol_cmds import print_changes
-from hubfleet.enrol.membership import SourceError
-from hubfleet.enrol.sync import sync_spec
 from hubfleet.cli.common import (
-    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, today,
+    AtOption, CatalogArg, console, err_console, load_or_exit, orphan_exit, print_plan, print_report, show, table, today,
 )
 from hubfleet.cli.guards import AllowMassStopOption, hold_writer, refuse_mass_stop
-from hubfleet.plan import OrphanError, plan as make_plan
-from hubfleet.plan.diff import Action, Plan
-from hubfleet.plan.guard import mass_stop, without_hubs
-from hubfleet.plan.spec import FleetSpec
+
+# The backends, the planner and the enrolment are imported inside the commands (see cli/common.py for why).
+if TYPE_CHECKING:
+    from hubfleet.backends.base import ApplyReport, Backend
+    from hubfleet.backends.reconcile import StepReport
+    from hubfleet.catalog import LoadedCatalog
+    from hubfleet.plan.diff import Action, Plan
+    from hubfleet.plan.spec import FleetSpec
 
 StateOption = typer.Option(None, "--state-dir", help="Where hubfleet keeps hub state; default .hubfleet/ next to the catalog.")
 StorageOption = typer.Option(None, "--storage-root", help="Where student files live; default <state>/storage.")
@@ -50,11 +45,19 @@ def state_dir_for(catalog: Path, state_dir: Path | None) -> Path:
 
 
 @contextmanager
-def _progress_display() -> Iterator:
-    """A spinner line per hub while hubs start (apply runs hubs in parallel threads, so this must be thread-safe)."""
+def _progress_display(total: int = 0) -> Iterator:
+    """While hubs start: one line for the whole apply (actions done of all, elapsed, time left) and a spinner line
+    per hub saying what it is doing. Apply runs hubs in parallel threads, so this must be thread-safe."""
+    from rich.progress import (
+        BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+    )
+
     lock = threading.Lock()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False) as bar:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+                  transient=False) as bar:  # fmt: skip
         tasks: dict[str, int] = {}
+        overall = bar.add_task("[bold]applying the plan[/]", total=total or None)
 
         def report(action: Action, message: str) -> None:
             with lock:
@@ -62,6 +65,8 @@ def _progress_display() -> Iterator:
                 if action.hub not in tasks:
                     tasks[action.hub] = bar.add_task(label, total=None)
                 bar.update(tasks[action.hub], description=label)
+                if message.startswith(("done: ", "failed: ")):
+                    bar.advance(overall)
 
         yield report
         for task in tasks.values():
@@ -71,8 +76,10 @@ def _progress_display() -> Iterator:
 def _apply(backend: Backend, plan: Plan, spec: FleetSpec) -> ApplyReport:
     """Apply with the progress display; a fleet-wide fault (local: no proxy binary, the front door failing) exits
     with its code: 2 when the operator's input must change (the front door's port taken: --port), else 1."""
+    from hubfleet.backends.base import FleetUnavailable
+
     try:
-        with _progress_display() as progress:
+        with _progress_display(len(plan.actions)) as progress:
             return backend.apply(plan, spec, progress)
     except FleetUnavailable as exc:
         err_console.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
@@ -89,6 +96,8 @@ def _say(action: Action, message: str) -> None:
 
 
 def _print_step(report: StepReport) -> None:
+    from hubfleet.backends.base import ApplyReport
+
     for note in report.notes:
         console.print(f"[cyan]{note}[/]", highlight=False)
     for error in report.errors:
@@ -114,6 +123,8 @@ def up(
 
     Example: hubfleet up examples/university --at 2026-11-01
     """
+    from hubfleet.plan import plan as make_plan
+
     date = today(at)
     loaded = load_or_exit(catalog)  # a bad catalog exits 2 here, before anything running is touched
     spec = make_plan(loaded.catalog, date)
@@ -147,6 +158,9 @@ def _apply_once(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, allow_
                 hold_back: bool = False) -> tuple[ApplyReport, bool]:
     """`up`'s first reconcile in the foreground: the plan shown, the mass-stop guard (``hold_back``: keep those hubs
     running and say so, instead of exiting 2), apply, enrolment, access."""
+    from hubfleet.plan import OrphanError
+    from hubfleet.plan.guard import mass_stop, without_hubs
+
     try:
         state = backend.observe()
         plan = backend.plan(spec, state)
@@ -170,9 +184,17 @@ def _apply_once(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, allow_
     return report, synced
 
 
-def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec) -> bool:
+def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, report: ApplyReport | None = None) -> bool:
     """Put enrolled students into their hubs' groups right after an apply, so they can log in at once. Only hubs
     that answer from here (a cluster's hubs may not yet, or not from this machine: `hubfleet enrol sync` later)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from hubfleet.enrol.membership import SourceError
+    from hubfleet.enrol.sync import sync_spec
+
+    # Hubs this apply (re)started loaded members.json themselves (hubconfig's load_groups): the table says so.
+    started = frozenset(r.action.hub for r in (report.results if report else ())
+                        if r.ok and r.message.startswith(("started", "restarted")))  # fmt: skip
     up = {h.name for h in backend.status(spec) if h.up}
     if not up:
         return True
@@ -182,11 +204,14 @@ def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec) -> bool:
         return ep.api_url, ep.token
 
     try:
-        results = sync_spec(loaded, spec, endpoint, hubs=up)
+        with Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as bar:  # fmt: skip
+            task = bar.add_task("enrolment sync: hubs checked", total=len(up))
+            results = sync_spec(loaded, spec, endpoint, hubs=up, on_done=lambda _r: bar.advance(task))
     except SourceError as exc:
         err_console.print(str(exc), markup=False)
         return False
-    print_changes(results, dry_run=False)
+    print_changes(results, dry_run=False, started=started)
     return not any(r.error for r in results)
 
 
@@ -203,6 +228,8 @@ def apply(
 
     Example: hubfleet apply examples/university --yes
     """
+    from hubfleet.plan import OrphanError, plan as make_plan
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     backend = make_backend(loaded, state_dir, storage_root=storage_root, port=port)
@@ -227,7 +254,7 @@ def apply(
     try:
         report = _apply(backend, plan, spec)
         print_report(report)
-        synced = _sync(backend, loaded, spec)
+        synced = _sync(backend, loaded, spec, report)
     except KeyboardInterrupt:
         err_console.print("[red]Interrupted: nothing more was started; what already runs keeps running "
                           "(`hubfleet down` stops it).[/]")  # fmt: skip
@@ -248,6 +275,8 @@ def status(
 
     Example: hubfleet status examples/university
     """
+    from hubfleet.plan import plan as make_plan
+
     loaded = load_or_exit(catalog)
     spec = make_plan(loaded.catalog, today(at))
     phases = {h.name: ", ".join(f"{p.key} {p.phase.value}" for p in h.presentations) for h in spec.hubs}
@@ -262,13 +291,14 @@ def status(
     if as_json:
         print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
         return
-    table = Table("hub", "url", "phase", "up", "users", "servers", "detail", title=f"{spec.fleet} on {spec.date}")
+    hubs = table("hub", "url", "phase", "up", "users", "servers", "detail", title=f"{spec.fleet} on {spec.date}",
+                 whole=(0, 1))
     for r in rows:
-        table.add_row(
+        hubs.add_row(
             r.name, r.url, phases[r.name], "[green]up[/]" if r.up else "[blue]hibernated[/]" if r.hibernated else "[red]down[/]",
             "" if r.users is None else str(r.users), "" if r.running_servers is None else str(r.running_servers), r.detail,
         )
-    console.print(table)
+    show(hubs)
 
 
 def down(
@@ -280,6 +310,9 @@ def down(
 
     Example: hubfleet down examples/university
     """
+    from hubfleet.backends.local.backend import fleet_processes, stop_fleet
+    from hubfleet.backends.local.statelock import StateLock, stop_holder
+
     state = state_dir_for(catalog, state_dir)
     if not state.is_dir():
         console.print(f"Nothing to stop: no state dir at {state}")
@@ -314,6 +347,8 @@ def _cmdline(proc) -> list[str]:  # noqa: ANN001
 
 def _prepare(backend: Backend, spec: FleetSpec) -> None:
     """What the fleet needs before any hub is touched (exit 2 if the operator must change something, e.g. --port)."""
+    from hubfleet.backends.base import FleetUnavailable
+
     try:
         backend.prepare(spec)
     except FleetUnavailable as exc:

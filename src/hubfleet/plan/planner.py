@@ -10,7 +10,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 
-from hubfleet.catalog.model import Catalog, Course, Culling, Image, Presentation, Resources, Storage, Topology
+from hubfleet.catalog.model import Catalog, Course, Culling, Extensions, Image, Presentation, Resources, Storage, Topology
 from hubfleet.catalog.naming import account_prefix, course_dir_name, dns_label, group_name, hub_name, presentation_key
 from hubfleet.plan.spec import (
     BrandingSpec,
@@ -77,13 +77,23 @@ def _fill(template: str, course: str, pres: str, course_dir: str) -> str:
     )
 
 
+def _extensions(default: Extensions, own: Extensions | None) -> ExtensionSpec:
+    """The fleet's default lab config with a course's (or presentation's) on top: disabled ids joined, settings
+    merged per plugin with the course's values winning (so a course can turn the news back on)."""
+    disabled = list(dict.fromkeys([*default.disabled, *(own.disabled if own else [])]))
+    settings = {plugin: dict(values) for plugin, values in default.settings.items()}
+    for plugin, values in (own.settings if own else {}).items():
+        settings[plugin] = {**settings.get(plugin, {}), **values}
+    return ExtensionSpec(disabled=tuple(disabled), settings=settings)
+
+
 def _presentation(catalog: Catalog, course: Course, pres: Presentation, today: dt.date) -> PresentationSpec:
     fleet = catalog.fleet
     line = timeline(pres.start, pres.end, fleet.lifecycle)
     storage = _storage(fleet.defaults.storage, course, pres)
     team_i = list(course.team.instructors) + list(pres.team.instructors if pres.team else [])
     team_t = list(course.team.tutors) + list(pres.team.tutors if pres.team else [])
-    ext = pres.extensions or course.extensions
+    ext = _extensions(fleet.defaults.extensions, pres.extensions or course.extensions)
     return PresentationSpec(
         key=presentation_key(course.code, pres.id),
         course=course.code,
@@ -108,7 +118,7 @@ def _presentation(catalog: Catalog, course: Course, pres: Presentation, today: d
             SeedSpec(source=s.source, target=_fill(s.target, course.code, pres.id, "."), overwrite=s.overwrite)
             for s in (_pick(pres.seed, course.seed) or [])
         ),
-        extensions=ExtensionSpec(disabled=tuple(ext.disabled), settings=ext.settings) if ext else ExtensionSpec(),
+        extensions=ext,
         container_user=_pick(pres.container_user, course.container_user, fleet.defaults.container_user),
     )
 

@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import mimetypes
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -208,6 +209,22 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return Response(metrics_text(source.state, source.fleet()), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        """Browsers ask every host for /favicon.ico: the catalog's logo, else a square in the fleet's colour
+        (a 404 here was a red line in every browser console and log)."""
+        branding = source.fleet().get("branding") or {}
+        path = branding.get("logo_path")
+        if path and Path(path).is_file():
+            return FileResponse(path, media_type=mimetypes.guess_type(path)[0] or "application/octet-stream",
+                                headers={"Cache-Control": "max-age=86400"})  # fmt: skip
+        colour = str(branding.get("primary_color") or "#0b4f8a")
+        if not re.fullmatch(r"#[0-9a-fA-F]{3,8}", colour):
+            colour = "#0b4f8a"
+        svg = (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+               f'fill="{colour}"/></svg>')
+        return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/healthz")
     def healthz() -> dict[str, str | None]:

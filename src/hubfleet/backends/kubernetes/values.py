@@ -30,6 +30,8 @@ runtime files.
 from __future__ import annotations
 
 import posixpath
+from functools import cache
+from importlib import resources
 
 from hubfleet.backends.kubernetes import branding, idp_groups, material, oidc_discovery, spawn_policy
 from hubfleet.backends.kubernetes import portal as hubfleet_portal
@@ -53,6 +55,7 @@ CHART_SECRET = "hub"  # the chart-managed Secret (release-independent name: z2jh
 # ref: https://jupyterhub.readthedocs.io/en/stable/rbac/scopes.html (enrolment sync's needs, nothing more)
 SERVICE_SCOPES = (
     "admin:users", "admin:groups", "list:users", "read:users", "list:groups", "read:groups", "servers", "read:hub",
+    "custom:hubfleet:enrol",  # the bulk enrolment endpoint, defined by the 12-hubfleet-bulk-enrol extraConfig
 )
 ACCOUNT, STORAGE = spawn_policy.ACCOUNT, spawn_policy.STORAGE
 LAB_PAGE_CONFIG = "/etc/jupyter/labconfig/page_config.json"
@@ -397,6 +400,15 @@ def idp_config(hub: HubSpec) -> dict[str, str]:
     return out
 
 
+@cache
+def bulk_enrol_config() -> str:
+    """The bulk enrolment endpoint for ``hub.extraConfig``: ``hubfleet.enrol.endpoint``'s source, then its
+    ``register(c)``. The hub image has no hubfleet installed, so the module travels as text (it imports only
+    JupyterHub, tornado and the standard library for that reason; the local hubs import the same file)."""
+    source = resources.files("hubfleet.enrol").joinpath("endpoint.py").read_text(encoding="utf-8")
+    return source + "\n\nregister(c)\n"
+
+
 def load_roles(hub: HubSpec) -> dict:
     roles = {
         r.name: {"description": r.description, "scopes": list(r.scopes), "groups": list(r.groups),
@@ -456,6 +468,7 @@ def render_values(
                                                                     "key": "hubfleet-api-token"}}},
                          **auth_env},
             "extraConfig": {"10-hubfleet-spawn-policy": spawn_policy.hub_config(policy),
+                            "12-hubfleet-bulk-enrol": bulk_enrol_config(),
                             **idp_config(hub),
                             "20-hubfleet-branding": branding.HUB_CONFIG},
             "extraFiles": branding.template_files(),

@@ -43,8 +43,10 @@ HOST = "127.0.0.1"
 #   admin:groups  enrolment sync creates groups and sets their members
 #   servers       status (read:servers), stop before archive/down (delete:servers), smoke-test start
 #   read:metrics  the portal's /metrics reads each hub's /hub/metrics (running servers, active users)
+#   custom:hubfleet:enrol  the bulk enrolment endpoint (hubfleet.enrol.endpoint); defined by this config, held by
+#                 no one else
 # Not access:servers (hubfleet never opens a student's server) and not tokens (it never acts as a student).
-HUBFLEET_SCOPES = ["read:hub", "admin:users", "admin:groups", "servers", "read:metrics"]
+HUBFLEET_SCOPES = ["read:hub", "admin:users", "admin:groups", "servers", "read:metrics", "custom:hubfleet:enrol"]
 # jupyterhub-idle-culler culling servers only (not users). ref: https://github.com/jupyterhub/jupyterhub-idle-culler#permissions
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
 
@@ -128,6 +130,10 @@ def configure(c: Any, hub_json: str | Path) -> None:
             c.JupyterHub.logo_file = str(logo)  # served at {base}hub/logo, which page.html already shows
 
     # -- services, roles, groups ------------------------------------------------------------------------------
+    # The bulk enrolment endpoint and its scope (imported here: the module needs JupyterHub, present in the hub).
+    from hubfleet.enrol.endpoint import register
+
+    register(c)
     c.JupyterHub.services = services(spec, raw)
     c.JupyterHub.load_roles = roles(spec)
     c.JupyterHub.load_groups = groups(ctx)

@@ -13,6 +13,12 @@ presentation under the hub's state dir and the server is pointed at it with ``JU
     (``overrides.json`` would need the whole ``app_settings_dir``, shared by every server of the environment).
     ref: jupyterlab_server/settings_utils.py ``_get_overrides`` ("default_setting_overrides.json")
 
+``<state>/lab/<hub>/<KEY>/custom/custom.css`` (+ the logo) and ``jupyter_server_config.json``
+    the fleet's branding (``fleet.branding``, the one source the portal and the hub pages use too) in JupyterLab's
+    top bar: its colour, logo and name, through JupyterLab's own custom CSS (``LabApp.custom_css``; the server's
+    ``static_custom_path`` points here, not at the student's ``~/.jupyter/custom``).
+    ref: https://jupyterlab.readthedocs.io/en/stable/user/custom_css.html
+
 The lab tree is the one thing of the state dir a server needs. The state dir is 0700 (no student account can
 reach anything in it); in root mode the server's sandbox binds just this presentation's lab dir in, read-only.
 
@@ -25,10 +31,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
-from hubfleet.plan.spec import PresentationSpec
+from hubfleet.plan.spec import BrandingSpec, PresentationSpec
 
 __all__ = ["lab_config_dir", "server_args", "server_env", "singleuser_command", "world_executable",
            "write_lab_config"]
@@ -38,8 +45,10 @@ def lab_config_dir(state_dir: Path, hub: str, key: str) -> Path:
     return Path(state_dir) / "lab" / hub / key
 
 
-def write_lab_config(state_dir: Path, hub: str, pres: PresentationSpec) -> Path:
-    """Write (only if changed) the presentation's lab config; return the dir for ``JUPYTER_CONFIG_PATH``."""
+def write_lab_config(state_dir: Path, hub: str, pres: PresentationSpec, branding: BrandingSpec | None = None,
+                     catalog_root: Path | None = None) -> Path:
+    """Write (only if changed) the presentation's lab config; return the dir for ``JUPYTER_CONFIG_PATH``.
+    ``branding`` (and ``catalog_root``, where its logo path starts) puts the fleet's branding in the top bar."""
     root = lab_config_dir(state_dir, hub, pres.key)
     labconfig = root / "labconfig"
     labconfig.mkdir(parents=True, exist_ok=True)
@@ -47,7 +56,59 @@ def write_lab_config(state_dir: Path, hub: str, pres: PresentationSpec) -> Path:
         d.chmod(0o755)  # read (through the sandbox's bind) by the server, which runs as the student in root mode
     _write_json(labconfig / "page_config.json", {"disabledExtensions": {name: True for name in pres.extensions.disabled}})
     _write_json(labconfig / "default_setting_overrides.json", dict(pres.extensions.settings))
+    if branding is not None:
+        custom = root / "custom"
+        custom.mkdir(exist_ok=True)
+        custom.chmod(0o755)
+        logo = None
+        source = Path(catalog_root) / branding.logo if branding.logo and catalog_root else None
+        if source is not None and source.is_file() and source.suffix.lower() in (".svg", ".png"):
+            logo = "logo" + source.suffix.lower()
+            if not (custom / logo).is_file() or (custom / logo).read_bytes() != source.read_bytes():
+                tmp = custom / f".{logo}.{os.getpid()}.tmp"
+                shutil.copyfile(source, tmp)
+                tmp.chmod(0o644)
+                os.replace(tmp, custom / logo)
+        _write_text(custom / "custom.css", lab_css(branding, logo))
+        _write_json(root / "jupyter_server_config.json",
+                    # static_custom_path is no config trait; tornado_settings overrides the web app setting it feeds.
+                    {"LabApp": {"custom_css": True}, "ServerApp": {"tornado_settings": {"static_custom_path": [str(custom)]}}})
     return root
+
+
+def _css_string(text: str) -> str:
+    """``text`` as a CSS string literal: every character but letters, digits and spaces hex-escaped, so a
+    catalog's branding name cannot end the string or the rule."""
+    return '"' + "".join(c if c.isalnum() and c.isascii() or c == " " else f"\\{ord(c):x} " for c in text) + '"'
+
+
+def lab_css(branding: BrandingSpec, logo: str | None) -> str:
+    """JupyterLab's custom.css for the fleet's branding: a bar in the primary colour, the logo in place of
+    Jupyter's, the fleet's name at the right of the top bar. ``primary_color`` is ``#rrggbb`` (catalog schema)."""
+    colour = branding.primary_color
+    rules = [
+        "/* Written by hubfleet from fleet.yaml's branding; JupyterLab loads it with LabApp.custom_css. */",
+        f":root {{ --hubfleet-primary: {colour}; }}",
+        "#jp-top-panel { border-top: 3px solid var(--hubfleet-primary); }",
+        f"#jp-top-panel::after {{ content: {_css_string(branding.name)}; margin-left: auto; padding: 0 12px; "
+        "align-self: center; font-weight: 600; color: var(--hubfleet-primary); white-space: nowrap; }",
+    ]
+    if logo:
+        rules.append(f'#jp-MainLogo {{ background: url("{logo}") center / contain no-repeat; }}')
+        rules.append("#jp-MainLogo > svg { visibility: hidden; }")
+    return "\n".join(rules) + "\n"
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -26,7 +26,7 @@ from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.enrol.membership import resolve_hub
 from hubfleet.plan.spec import HubSpec
 
-__all__ = ["PasswordBook", "demo_password", "hash_password", "hub_members", "verify_password"]
+__all__ = ["PasswordBook", "demo_password", "hash_generated", "hash_password", "hub_members", "verify_password"]
 
 # scrypt is in the standard library and memory-hard; these are the interactive-login parameters from the scrypt
 # paper and Python's docs (16 MiB, ~50 ms), so hashing a 1,500-student roster takes about a minute, not an hour.
@@ -35,6 +35,21 @@ __all__ = ["PasswordBook", "demo_password", "hash_password", "hub_members", "ver
 _N, _R, _P = 2**14, 8, 1
 _DKLEN = 32
 _SCHEME = "scrypt"
+# Passwords hubfleet generates itself (PasswordBook: 72 random bits from the CSPRNG) are hashed once with salted
+# SHA-256, not scrypt. Key stretching protects guessable, human-chosen passwords; against a 72-bit random secret an
+# offline attacker needs ~2^71 guesses whatever the hash costs, so scrypt would only add ~170 ms per student on this
+# machine: 1,950 students were five minutes of the first `make demo` with nothing on screen (issue 14). JupyterHub
+# stores its own generated API tokens the same way (orm.Hashed: generated tokens get one round).
+# ref: https://github.com/jupyterhub/jupyterhub/blob/6.1.1/jupyterhub/orm.py (Hashed.generated_rounds)
+# ref: https://cheatsheetseries.owasp.org/cheatsheets/Password_Storage_Cheat_Sheet.html (hashing vs stretching)
+_GENERATED = "sha256"
+GENERATED_BYTES = 9  # secrets.token_urlsafe(9): 72 bits
+
+
+def hash_generated(password: str, *, salt: bytes | None = None) -> str:
+    """``sha256$<salt hex>$<hash hex>`` for a password hubfleet generated (high entropy); see _GENERATED."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    return f"{_GENERATED}${salt.hex()}${hashlib.sha256(salt + password.encode('utf-8')).hexdigest()}"
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -47,6 +62,10 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
 def verify_password(password: str, stored: str) -> bool:
     """Constant-time check of ``password`` against a :func:`hash_password` string; False for malformed input."""
     try:
+        if stored.startswith(_GENERATED + "$"):
+            _, salt_hex, digest_hex = stored.split("$")
+            digest = hashlib.sha256(bytes.fromhex(salt_hex) + password.encode("utf-8")).digest()
+            return hmac.compare_digest(digest, bytes.fromhex(digest_hex))
         scheme, n, r, p, salt_hex, digest_hex = stored.split("$")
         if scheme != _SCHEME:
             return False
@@ -100,9 +119,9 @@ class PasswordBook:
         if not new and not missing_hash:
             return []
         for user in new:
-            plain[user] = secrets.token_urlsafe(9)
+            plain[user] = secrets.token_urlsafe(GENERATED_BYTES)
         for user in new + missing_hash:
-            hashes[user] = hash_password(plain[user])
+            hashes[user] = hash_generated(plain[user])
         lines = ["# hubfleet: one line per user, 'username password'. Hand these out; hubs only keep hashes."]
         lines += [f"{u} {p}" for u, p in sorted(plain.items())]
         self.txt.parent.mkdir(parents=True, exist_ok=True)

@@ -175,7 +175,8 @@ class HubfleetSpawner(LocalProcessSpawner):
             owner = await asyncio.to_thread(workspace.ensure_system_user, self.user.name, ws.home, self.account_prefix,
                                             ctx.raw.get("fleet") or "hubfleet")  # fmt: skip
         await asyncio.to_thread(self._prepare, ws, pres, owner)
-        lab_dir = await asyncio.to_thread(labconfig.write_lab_config, ctx.state_dir, ctx.spec.name, pres)
+        lab_dir = await asyncio.to_thread(labconfig.write_lab_config, ctx.state_dir, ctx.spec.name, pres,
+                                          ctx.spec.branding, ctx.catalog_root)  # fmt: skip
         self._ws, self._owner, self._lab_dir, self._pres, self._python = ws, owner, lab_dir, pres, python
         self._group = None
         allow_root = not self.isolated and os.geteuid() == 0

@@ -1,0 +1,111 @@
+"""How long a person waits for the commands they type most: `hubfleet --help`, `validate`, `plan`, `schema`.
+
+Whole-process timing (wall clock and CPU of the child, best and median of N runs) against `python -c pass`, plus the
+slowest imports of `validate` from `python -X importtime`. Target (issue 14): `--help` and `validate` of the example
+within 0.25 s of `python -c pass`. The machine is shared, so the CPU column (user+sys of the child) is the steadier
+figure; the wall column is what a person sees.
+
+    .venv/bin/python benchmarks/cli_startup.py [--runs 7] [--before f8852b4]
+
+``--before REV`` also times the source tree of a git revision (exported to a temporary folder and put first on
+PYTHONPATH), side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "university"
+HUBFLEET = [sys.executable, "-c", "from hubfleet.cli.main import app; app()"]  # what the console script runs
+COMMANDS = {
+    "python -c pass": [sys.executable, "-c", "pass"],
+    "hubfleet --help": [*HUBFLEET, "--help"],
+    "hubfleet validate": [*HUBFLEET, "validate", str(EXAMPLE)],
+    "hubfleet plan": [*HUBFLEET, "plan", str(EXAMPLE), "--at", "2026-10-03", "--state-dir", "/nonexistent/state"],
+    "hubfleet schema": [*HUBFLEET, "schema"],
+}
+TARGET = 0.25
+
+
+def once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user+sys) seconds of one run of ``argv`` as a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def measure(env: dict[str, str], runs: int) -> dict[str, tuple[float, float, float]]:
+    """name -> (best wall, median wall, median cpu); commands interleaved so load spikes hit them alike."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in COMMANDS}
+    for _ in range(runs):
+        for name, argv in COMMANDS.items():
+            samples[name].append(once(argv, env))
+    return {
+        name: (min(w for w, _ in s), statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+        for name, s in samples.items()
+    }
+
+
+def slowest_imports(env: dict[str, str], n: int = 12) -> list[tuple[int, str]]:
+    out = subprocess.run([*COMMANDS["hubfleet validate"][:1], "-X", "importtime", *COMMANDS["hubfleet validate"][1:]],
+                         env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    rows = []
+    for line in out.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), parts[2].rstrip()))
+    return sorted(rows, reverse=True)[:n]
+
+
+def export(rev: str, into: Path) -> Path:
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(into)  # our own repository's tree
+    return into / "src"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--before", help="a git revision to time side by side (e.g. the commit before lazy imports)")
+    args = parser.parse_args()
+    env = dict(os.environ)
+    trees = {"now": env}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.before:
+            trees = {args.before: {**env, "PYTHONPATH": str(export(args.before, Path(tmp)))}, "now": env}
+        results = {label: measure(e, args.runs) for label, e in trees.items()}
+    base = {label: r["python -c pass"] for label, r in results.items()}
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.runs} runs each; seconds")
+    header = "".join(f"{label + ': best/median wall, cpu':>34}" for label in results)
+    print(f"{'command':20}{header}")
+    for name in COMMANDS:
+        cells = "".join(f"{r[name][0]:>14.3f}{r[name][1]:>10.3f}{r[name][2]:>10.3f}" for r in results.values())
+        print(f"{name:20}{cells}")
+    now = results["now"]
+    for name in ("hubfleet --help", "hubfleet validate"):
+        over = now[name][0] - base["now"][0]
+        over_cpu = now[name][2] - base["now"][2]
+        verdict = "ok" if over <= TARGET else "OVER"
+        print(f"{name}: {over:.3f} s wall ({over_cpu:.3f} s cpu) over `python -c pass` (target {TARGET} s): {verdict}")
+    print("\nslowest imports of `hubfleet validate` now (cumulative, python -X importtime, microseconds):")
+    for us, module in slowest_imports(env):
+        print(f"{us:>10} {module}")
+
+
+if __name__ == "__main__":
+    main()
