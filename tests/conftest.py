@@ -156,7 +156,7 @@ _SYSTEM_ACCOUNTS = {
     "tests/test_local_hub.py", "tests/test_local_hub_profiles.py", "tests/test_local_hub_workspace.py",
     "tests/test_local_runtime.py", "tests/test_lifecycle.py", "tests/test_seeding.py", "tests/test_archive.py",
     "tests/security/test_origins.py", "tests/security/test_confinement.py", "tests/security/test_state_permissions.py",
-    "tests/security/test_accounts.py", "tests/faults/test_teardown_faults.py",
+    "tests/security/test_accounts.py", "tests/faults/test_teardown_faults.py", "tests/test_local_environments.py",
 }  # fmt: skip
 
 

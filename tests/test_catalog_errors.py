@@ -131,6 +131,16 @@ CASES = [
         "bad-overwrite-policy.yaml:8:20: courses[TM351].seed[0].overwrite:",
         "'never', 'always' or 'if-unchanged'",
     ),
+    (
+        "pip-option-requirement.yaml",
+        "pip-option-requirement.yaml:9:44: courses[M269].images[py].local_environment.requirements[0]:",
+        "pip options such as -r or --index-url are not allowed",
+    ),
+    (
+        "requirements-file-outside.yaml",
+        "requirements-file-outside.yaml:10:30: courses[M269].images[py].local_environment.requirements_file:",
+        "which is outside it; keep it inside the catalog folder",
+    ),
 ]
 
 

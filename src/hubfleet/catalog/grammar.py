@@ -110,3 +110,34 @@ Username = Annotated[str, BeforeValidator(_username)]
 ImageRef = Annotated[str, BeforeValidator(check_image)]
 Domain = Annotated[str, BeforeValidator(check_domain)]
 ExtensionId = Annotated[str, BeforeValidator(check_extension)]
+
+
+# -- local environments: pip requirement lines and Debian package names -------------------------------------
+# A requirement is one PEP 508 line (``six==1.17.0``, ``pandas>=2,<3``); never a pip option (``-r /etc/x``,
+# ``--index-url``, ``-e``), which would reach files outside the catalog or another package index.
+# ref: https://packaging.python.org/en/latest/specifications/dependency-specifiers/
+_DEBIAN = re.compile(r"[a-z0-9][a-z0-9+.-]{1,99}", re.ASCII)  # Debian policy 5.6.1 (Source/Package names)
+
+
+def check_requirement(value: object) -> str:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    if not isinstance(value, str) or len(value) > 500 or value.lstrip().startswith("-"):
+        raise ValueError(f"{str(value)[:80]!r} is not a requirement; write one package with an optional version, "
+                         "e.g. 'six==1.17.0' (pip options such as -r or --index-url are not allowed)")
+    try:
+        Requirement(value)
+    except InvalidRequirement as exc:
+        raise ValueError(f"{value!r} is not a requirement ({exc}); write e.g. 'six==1.17.0'") from None
+    return value
+
+
+def check_debian_package(value: object) -> str:
+    if not isinstance(value, str) or not _DEBIAN.fullmatch(value):
+        raise ValueError(f"{str(value)[:80]!r} is not a Debian package name; write e.g. 'postgresql' (lower case "
+                         "letters, digits, '+', '-', '.')")
+    return value
+
+
+Requirement = Annotated[str, BeforeValidator(check_requirement)]
+DebianPackage = Annotated[str, BeforeValidator(check_debian_package)]

@@ -26,7 +26,7 @@ from hubfleet.catalog.semantics import check_semantics
 from hubfleet.catalog.source import DataPath, SourceMap, read_yaml
 
 # Keys whose values are file paths, written relative to the file that names them.
-_PATH_KEYS = {("csv",), ("source",), ("logo",), ("users_file",), ("ical",)}
+_PATH_KEYS = {("csv",), ("source",), ("logo",), ("users_file",), ("ical",), ("requirements_file",)}
 # Tags pydantic puts into error locations of tagged unions; they are not keys of the data.
 _UNION_TAGS = {"csv", "users", "ldap", "idp_group", "oidc", "lti13", "embedded"}
 
@@ -73,6 +73,9 @@ def _paths(catalog: Catalog) -> list[tuple[tuple, str, str]]:
         levels += [(("courses", ci, "presentations", pi), pres) for pi, pres in enumerate(course.presentations)]
         for path, level in levels:
             out += [(path + ("seed", i, "source"), s.source, "seed source") for i, s in enumerate(level.seed or [])]
+            out += [(path + ("images", i, "local_environment", "requirements_file"), im.local_environment.requirements_file,
+                     "requirements file") for i, im in enumerate(level.images or [])
+                    if im.local_environment and im.local_environment.requirements_file]
             for si, src in enumerate(getattr(level, "enrolment", [])):
                 if (rel := getattr(src, "csv", None)) is not None:
                     out.append((path + ("enrolment", si, "csv"), rel, "roster"))

@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from hubfleet.catalog import naming
-from hubfleet.catalog.grammar import Domain, ExtensionId, ImageRef, Username, check_json
+from hubfleet.catalog.grammar import DebianPackage, Domain, ExtensionId, ImageRef, Requirement, Username, check_json
 from hubfleet.catalog.quantities import Cpu, Memory
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -192,6 +192,25 @@ class SeedStep(Strict):
         return check_seed_target(check_template(value))
 
 
+class LocalEnvironment(Strict):
+    """What a profile needs on the local backend, which cannot pull container images: hubfleet builds one Python
+    environment per distinct spec (on top of its own JupyterLab) and runs the profile's servers and kernels in it."""
+
+    requirements: list[Requirement] = Field(
+        default_factory=list, description="Python packages, one requirement each, ideally pinned: `six==1.17.0`."
+    )
+    requirements_file: str | None = Field(
+        None,
+        description="A pip requirements file inside the catalog, relative to the file that names it; one requirement "
+        "per line (`#` comments allowed, pip options such as `-r` or `--index-url` are not).",
+    )
+    debian: list[DebianPackage] = Field(
+        default_factory=list,
+        description="Debian packages installed machine-wide with apt-get (the fleet must run as root), e.g. "
+        "`postgresql`. They are not confined to this profile.",
+    )
+
+
 class Image(Strict):
     """A container image a student may choose (a profile)."""
 
@@ -204,6 +223,10 @@ class Image(Strict):
     description: str | None = Field(None, description="A line under the display name.")
     default: bool = Field(False, description="Preselected in the profile list.")
     resources: Resources | None = Field(None, description="Overrides the course resources for this image.")
+    local_environment: LocalEnvironment | None = Field(
+        None, description="Local backend: the software this profile needs (the image itself is not used there). "
+        "Unset: the profile runs on the default environment, hubfleet's own Python with JupyterLab.",
+    )
 
 
 class Extensions(Strict):

@@ -52,6 +52,12 @@ def _files(root: Path, ov: Overrides, path: tuple) -> Iterator[Finding]:
     for i, image in enumerate(ov.images or []):
         if problem := _label_problem(image.name, "image name"):
             yield path + ("images", i, "name"), problem
+        rel = image.local_environment.requirements_file if image.local_environment else None
+        where = path + ("images", i, "local_environment", "requirements_file")
+        if rel is not None and (problem := outside_catalog(rel, "requirements file")):
+            yield where, problem
+        elif rel is not None and not (root / rel).is_file():
+            yield where, f"requirements file '{rel}' does not exist; fix the path or add the file"
     if ov.images:
         yield from _duplicates(ov.images, lambda m: m.name, path + ("images",), "name", "image name")
 

@@ -73,6 +73,13 @@ def plan(
             str(hub.expected_students),
         )
     show(hubs)
+    if loaded.catalog.fleet.backend == "local":
+        # Images cannot be pulled on this machine: say what each profile actually runs on.
+        envs = table("hub", "profile", "runs on", title="Environments (local backend)", whole=(0, 1))
+        for hub in spec.hubs:
+            for profile in hub.profiles:
+                envs.add_row(hub.name, profile.name, profile.environment_summary)
+        show(envs)
     if windows:
         warm = table("hub", "session", "starts", "warm from", "until", "expected", "headroom", "placeholders",
                      "spawn limit", title=f"Warm-up schedule, 7 days from {spec.date}", whole=(0,))

@@ -14,6 +14,7 @@ from hubfleet.catalog.model import Catalog, Course, Culling, Extensions, Image, 
 from hubfleet.catalog.naming import account_prefix, course_dir_name, dns_label, group_name, hub_name, presentation_key
 from hubfleet.plan.spec import (
     BrandingSpec,
+    EnvironmentSpec,
     CullingSpec,
     ExtensionSpec,
     FleetSpec,
@@ -140,7 +141,18 @@ def _profiles(catalog: Catalog, course: Course, pres: Presentation, spec: Presen
             presentation=spec.key,
             groups=groups,
             default=image.default or (i == 0 and not any(im.default for im in images)),
+            environment=_environment(catalog, image),
         )
+
+
+def _environment(catalog: Catalog, image: Image) -> EnvironmentSpec | None:
+    """Only the local backend builds environments; on Kubernetes the image is the environment, so a local spec
+    there would only make plans noisy."""
+    env = image.local_environment
+    if env is None or catalog.fleet.backend != "local":
+        return None
+    return EnvironmentSpec(requirements=tuple(env.requirements), requirements_file=env.requirements_file,
+                           debian=tuple(env.debian))
 
 
 def _roles(spec: PresentationSpec) -> list[RoleGrant]:

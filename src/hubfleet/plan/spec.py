@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from hubfleet.catalog.model import Lifecycle
 
@@ -133,6 +133,14 @@ class PresentationSpec(Spec):
     container_user: str
 
 
+class EnvironmentSpec(Spec):
+    """The local backend's environment for a profile; the backend reads ``requirements_file`` (catalog-relative)."""
+
+    requirements: tuple[str, ...] = ()
+    requirements_file: str | None = None
+    debian: tuple[str, ...] = ()
+
+
 class ProfileSpec(Spec):
     """One entry in the hub's profile list, usable only by the listed groups."""
 
@@ -147,6 +155,26 @@ class ProfileSpec(Spec):
     presentation: str  # the PresentationSpec key it belongs to
     groups: tuple[str, ...]
     default: bool = False
+    environment: EnvironmentSpec | None = None  # local backend; None: the default environment
+
+    @property
+    def environment_summary(self) -> str:
+        """What this profile runs on under the local backend, said plainly (plan, portal)."""
+        env = self.environment
+        if env is None:
+            return f"the default environment (hubfleet's own Python and JupyterLab; the image {self.image} is not used)"
+        parts = [f"{len(env.requirements)} Python package(s)"] if env.requirements else []
+        parts += [f"the requirements in {env.requirements_file}"] if env.requirements_file else []
+        parts += [f"Debian: {', '.join(env.debian)}"] if env.debian else []
+        return "its own environment: " + (", ".join(parts) or "no extra packages")
+
+    @model_serializer(mode="wrap")
+    def _without_default_environment(self, handler: Any) -> dict[str, Any]:
+        # Left out when unset, so hubs applied before environments existed do not all show an update.
+        data = handler(self)
+        if data.get("environment", 0) is None:
+            del data["environment"]
+        return data
 
 
 class RoleGrant(Spec):

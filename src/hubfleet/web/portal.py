@@ -245,8 +245,10 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         up = {h["name"]: h.get("up", False) for h in hubs}
         urls = {h["name"]: h.get("url", "") for h in hubs}  # each hub's own host
         courses = directory.enrolments(user)
+        # Local backend: what each course's profiles run on (fleet.json; absent on Kubernetes, where it is the image).
+        environments = {p["key"]: p.get("environments") or [] for h in hubs for p in h.get("presentations", [])}
         return render(request, "courses.html", user=user, courses=courses, up=up, urls=urls,
-                      staff=any(c.role != "student" for c in courses))  # fmt: skip
+                      environments=environments, staff=any(c.role != "student" for c in courses))  # fmt: skip
 
     @portal.get("/login", response_class=HTMLResponse)
     def login_form(request: Request, next: str | None = None) -> Response:  # noqa: A002 - the query parameter's name

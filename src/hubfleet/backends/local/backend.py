@@ -51,7 +51,7 @@ from hubfleet.backends.local.strays import end_strays, fleet_processes
 from hubfleet.catalog import naming
 from hubfleet.catalog.loader import LoadedCatalog
 from hubfleet.hubapi import HubClient
-from hubfleet.plan.diff import Action, FleetState, Kind, Plan, diff
+from hubfleet.plan.diff import Action, Change, FleetState, Kind, Plan, diff
 from hubfleet.plan.spec import FleetSpec, HubSpec
 from hubfleet.plan.timetable import active_windows, warmup_schedule
 
@@ -145,7 +145,38 @@ class LocalBackend:
         return cached
 
     def plan(self, spec: FleetSpec, state: FleetState) -> Plan:
-        return diff(spec, state)  # everything a local hub depends on is in its spec
+        # Everything a local hub depends on is in its spec, except the contents of a profile's requirements file
+        # (the planner reads no files): an edited file is an update of the hubs whose environment it changes.
+        return self._with_environment_changes(spec, diff(spec, state))
+
+    def _with_environment_changes(self, spec: FleetSpec, planned: Plan) -> Plan:
+        from hubfleet.backends.local.environments import BuildFailed, EnvironmentBook, resolve
+
+        book = EnvironmentBook(self.paths.envs)
+        busy = {a.hub for a in planned.actions if a.kind in (Kind.create, Kind.update, Kind.start, Kind.delete)}
+        extra = []
+        for hub in spec.hubs:
+            recorded = (read_json(self.paths.hub(hub.name).hub_json) or {}).get("environments")
+            if hub.name in busy or recorded is None:
+                continue
+            changes = []
+            for profile in hub.profiles:
+                if profile.environment is None or not profile.environment.requirements_file:
+                    continue
+                try:
+                    wanted = str(book.python(resolve(profile.environment, self.loaded.path).key))
+                except BuildFailed as exc:
+                    wanted = f"(unreadable: {exc})"
+                if recorded.get(profile.name) != wanted:
+                    changes.append(Change(field=f"profiles[{profile.name}].environment ({profile.environment.requirements_file})",
+                                          old=recorded.get(profile.name), new=wanted))  # fmt: skip
+            if changes:
+                extra.append(Action(kind=Kind.update, hub=hub.name, changes=tuple(changes),
+                                    reason="a requirements file changed"))  # fmt: skip
+        if not extra:
+            return planned
+        kinds = list(Kind)
+        return Plan(actions=tuple(sorted(planned.actions + tuple(extra), key=lambda a: kinds.index(a.kind))))
 
     def prepare(self, spec: FleetSpec) -> None:
         """The front door's public port must be free or ours, before anything is started."""
@@ -379,6 +410,9 @@ class LocalBackend:
                         {
                             "key": p.key, "course": p.course, "presentation": p.presentation, "title": p.title,
                             "phase": p.phase.value, "start": p.start.isoformat(), "end": p.end.isoformat(),
+                            # What each profile runs on here (images are not used locally): the portal says so.
+                            "environments": [{"profile": pr.display_name, "runs_on": pr.environment_summary}
+                                             for pr in h.profiles if pr.presentation == p.key],
                         }
                         for p in h.presentations
                     ],
@@ -433,8 +467,10 @@ class LocalBackend:
             ensure_secret(secret)
         ports = self.ports.ports_for(hub.name, owner_pids=self._owner_pids(hp))
         write_json_atomic(hp.members, hub_members(hub, self.loaded))
+        environments = self._environments(hub, say)
         old = read_json(hp.hub_json)
         new = self._hub_json(hub, hp, ports)
+        new["environments"] = environments  # read live by the spawner: a new env reaches the next server start
         write_json_atomic(hp.hub_json, new, mode=0o600)
         old_config = hp.config.read_bytes() if hp.config.exists() else None
         _hub_side().write_config_file(hp.dir)
@@ -458,6 +494,20 @@ class LocalBackend:
         wait_hub_api(hp, self.hub_timeout, self._check_cancelled)
         write_json_atomic(hp.applied, hub.model_dump(mode="json"))
         return f"{verb} in {time.monotonic() - t0:.1f}s" if verb != "updated in place (no restart needed)" else verb
+
+    def _environments(self, hub: HubSpec, say: Any) -> dict[str, str]:
+        """Build (or find) every profile's environment; {profile: python}. A failed build fails this hub only,
+        before anything of it changes, so its servers keep the environments they had."""
+        from hubfleet.backends.local.environments import EnvironmentBook, resolve
+
+        book = EnvironmentBook(self.paths.envs)
+        out = {}
+        for profile in hub.profiles:
+            if profile.environment is not None:
+                self._check_cancelled()
+                resolved = resolve(profile.environment, self.loaded.path)
+                out[profile.name] = str(book.ensure(profile, resolved, say))
+        return out
 
     def _hub_json(self, hub: HubSpec, hp: HubPaths, ports: HubPorts) -> dict[str, Any]:
         return {

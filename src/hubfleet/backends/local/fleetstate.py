@@ -76,6 +76,7 @@ class FleetPaths:
     state: Path
 
     hubs = property(lambda self: self.state / "hubs")
+    envs = property(lambda self: self.state / "envs")  # per-profile environments (environments.py)
     retired = property(lambda self: self.state / "retired")
     ports = property(lambda self: self.state / "ports.json")
     fleet_json = property(lambda self: self.state / "fleet.json")
@@ -146,6 +147,10 @@ def lock_down(state: Path, storage_root: Path | None = None, store: Path | None 
             # A presentation's lab dir is bound into its servers as it is (0755/0644); above it, private.
             if here.parent == state / "lab":
                 dirs[:] = []
+            # Environments likewise (bound read-only into the servers of their profiles); the state dir's 0700 and
+            # the envs dir's 0711 keep them out of reach from outside a sandbox.
+            if here == state:
+                dirs[:] = [d for d in dirs if d != "envs"]
             for name in (*dirs, *files):
                 _private(here / name)
 

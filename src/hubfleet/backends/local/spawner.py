@@ -21,6 +21,7 @@ import asyncio
 import html
 import os
 import signal
+import sys
 from pathlib import Path
 
 import psutil
@@ -76,7 +77,16 @@ class HubfleetSpawner(LocalProcessSpawner):
 
     @default("cmd")
     def _default_cmd(self) -> list[str]:
-        return labconfig.singleuser_command(self.context.raw.get("singleuser_python"))
+        return labconfig.singleuser_command(self._interpreter())
+
+    def _interpreter(self) -> str | None:
+        """The profile's own environment (environments.py) if it declares one, else the default one."""
+        raw = self.context.raw
+        try:
+            name = self.choose_profile(self.profile_name or None).name
+        except web.HTTPError:
+            name = None
+        return (raw.get("environments") or {}).get(name) or raw.get("singleuser_python")
 
     @property
     def context(self) -> HubContext:
@@ -145,7 +155,7 @@ class HubfleetSpawner(LocalProcessSpawner):
         return workspace.workspace_for(ctx.storage_root, ctx.spec.name, self.user.name, pres), pres
 
     async def start(self):  # noqa: ANN201
-        python = labconfig.singleuser_command(self.context.raw.get("singleuser_python"))
+        python = labconfig.singleuser_command(self._interpreter())
         if self.isolated and os.geteuid() != 0:
             raise web.HTTPError(500, "hubfleet: isolating students needs root; run as root or in demo mode")
         if self.isolated and not labconfig.world_executable(python[0]):
@@ -195,9 +205,10 @@ class HubfleetSpawner(LocalProcessSpawner):
         except OSError:
             pass
         venv = Path(python[0]).parent.parent  # <venv>/bin/python: the venv (its pyvenv.cfg and site-packages)
+        # A profile's environment lives in the (hidden) state dir and stacks on hubfleet's own venv: both read-only.
         return sandbox.Confinement(
             uid=owner.uid, gid=owner.gid, home=ws.home, hub_home=ws.hub_home, course=tuple(course),
-            hidden=tuple(hidden), runtime=(venv, lab_dir), cwd=ws.course_path,
+            hidden=tuple(hidden), runtime=(venv, Path(sys.prefix), lab_dir), cwd=ws.course_path,
         )  # fmt: skip
 
     def _limits(self, owner: workspace.Owner) -> cgroups.ServerGroup | None:
