@@ -53,11 +53,12 @@ def test_plan_piped_at_80_columns_keeps_every_hub_name_and_url_whole(spec):
 
 
 def test_topology_compare_at_80_columns_is_readable():
-    text = piped("topology", "compare", str(EXAMPLE), "--at", DATE.isoformat())
+    text = piped("topology", "compare", str(EXAMPLE), "--from", "2026-09-01")
     assert "…" not in text
-    for name in ("per-presentation", "per-course", "per-unit", "central", "example-university"):
+    for name in ("per-presentation (catalog)", "per-course", "per-unit", "central", "per-student",
+                 "example-university"):
         assert name in text
-    assert "presentations sharing a hub" in text  # headers whole too
+    assert "wait p95 s (no pre-warm / pre-warm)" in text  # headers whole too
 
 
 def test_a_wide_terminal_still_gets_a_table(spec):

@@ -66,6 +66,10 @@ def _with_w101_settings(catalog, on: bool) -> None:
 
 
 def test_objects_no_longer_rendered_are_pruned_and_nothing_else(catalog, cluster, backend):
+    # No fleet-wide lab settings (the default turns the news prompt off), so W101's are its hub's only lab config.
+    fleet = catalog / "fleet.yaml"
+    fleet.write_text(fleet.read_text().replace("    container_user: jovyan\n",
+                                               "    container_user: jovyan\n    extensions: {settings: {}}\n"))
     _with_w101_settings(catalog, on=True)
     converge(backend, spec_of(catalog))
     ns = "w101-2026j"

@@ -198,10 +198,14 @@ def test_a_bad_model_file_is_refused_at_its_line(tmp_path):
     assert not out.exists()  # nothing written
 
 
-def test_topology_compare_reads_the_simulation():
+def test_topology_compare_reads_the_simulation(monkeypatch):
     from typer.testing import CliRunner
 
+    from hubfleet.cli import common
     from hubfleet.cli.main import app
+
+    # The console is made once per process: give it a wide terminal, so the table layout (not the narrow one) shows.
+    monkeypatch.setattr(common.console, "width", 220)
 
     result = CliRunner().invoke(app, ["topology", "compare", str(EXAMPLE), "--from", "2026-09-01", "--seed", "0"],
                                 env={"COLUMNS": "220"})

@@ -23,11 +23,11 @@ def state_dir_for(loaded: LoadedCatalog, state_dir: Path | None) -> Path:
 
 def _local(loaded: LoadedCatalog, state_dir: Path | None, storage_root: Path | None, port: int,
            observing: bool) -> Backend | None:
-    from hubfleet.backends.local.backend import LocalBackend
-
     state = state_dir_for(loaded, state_dir)
     if observing and not state.is_dir():
-        return None  # never applied here
+        return None  # never applied here (and `plan` then never imports the backend's server stack)
+    from hubfleet.backends.local.backend import LocalBackend
+
     return LocalBackend(state, (storage_root or state / "storage").resolve(), loaded, port=port)
 
 
