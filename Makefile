@@ -35,11 +35,11 @@ demo: install
 system-packages:
 	bash tools/system-packages.sh
 
-# Files run in parallel (pytest-xdist; tests/conftest.py keeps each file on one worker and the files that make
+# Files run in parallel (pytest-xdist, --dist loadfile; tests/conftest.py also keeps the files that make
 # system accounts on one worker); the slowest tests are listed at the end.
 test: system-packages test-tools
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(VENV)/bin/pytest -q -rs -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: test-tools
 	$(PY) benchmarks/cli_startup.py

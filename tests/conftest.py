@@ -147,9 +147,9 @@ def wait_until(check, timeout: float = 120.0, what: str = "condition", every: fl
         time.sleep(every)
 
 
-# -- running files in parallel (pytest-xdist, `make test` uses --dist loadgroup) ---------------------------------
+# -- running files in parallel (pytest-xdist, `make test` uses --dist loadfile) ----------------------------------
 # Each file stays on one worker, so its module-scoped fixtures (real hubs, fleets) are built once. Files that make
-# and delete real system accounts (as root, outside demo mode) share one group and so run one after another: two
+# and delete real system accounts (as root, outside demo mode) are one unit and so run one after another: two
 # of them at once could share an account name (same fleet, same student) and one's teardown `userdel` would pull
 # it from under the other.
 _SYSTEM_ACCOUNTS = {
@@ -160,8 +160,17 @@ _SYSTEM_ACCOUNTS = {
 }  # fmt: skip
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group("system-accounts" if path in _SYSTEM_ACCOUNTS else path))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the system-account files as one unit. (Not xdist_group marks: with pytest 9 they
+    no longer keep a group on one worker, and a file's module fixtures were then built on two workers at once.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "system-accounts" if path in _SYSTEM_ACCOUNTS else path
+
+    return FileScheduling(config, log)
