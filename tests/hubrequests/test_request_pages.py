@@ -191,3 +191,21 @@ def test_comments_are_shown_to_both_sides_and_need_the_form_token(portal) -> Non
     assert "Which rooms?" in page and "forged" not in page
     trail = [(e.actor, e.action, e.allowed) for e in service.audit_trail(f"request:{rid}")]
     assert ("ua1001", "comment", False) in trail and ("ua1001", "comment", True) in trail
+
+
+def test_the_timetable_field_becomes_the_presentations_timetable_and_a_bad_line_is_named(portal) -> None:  # noqa: ANN001
+    app, service, repo, state, client_factory, _ = portal
+    team = signed_in(client_factory, "mo3312")
+    bad = FORM | {"timetable": "tue 19:00 90m 30%\nfunday 10:00 1h"}
+    created = post_form(team, "/portal/requests/new", bad, ROSTER, "save", token(team, "/portal/requests/new"))
+    page = team.get(created.headers["location"])
+    box = re.search(r'<textarea id="f-timetable"[^>]*>', page.text).group(0)
+    assert 'aria-invalid="true"' in box  # the schema's own message, beside the field
+    error = re.search(r'<ul class="field-error" id="timetable-error" role="alert"><li>([^<]+)</li>', page.text).group(1)
+    assert "timetable.weekly[1].weekday: must be" in error  # the second line, in validate's words
+    rid = int(created.headers["location"].split("/")[-2])
+    good = FORM | {"timetable": "tue 19:00 90m 30%\n2028-01-11 18:00 2h 50% TMA02 surgery"}
+    post_form(team, f"/portal/requests/{rid}/edit", good, None, "save", _TOKEN.search(page.text).group(1))
+    view = team.get(f"/portal/requests/{rid}")
+    course_file = re.search(r'<pre id="course-file">(.*?)</pre>', view.text, re.S).group(1)
+    assert "timetable:" in course_file and "weekday: tue" in course_file and "TMA02 surgery" in course_file

@@ -114,7 +114,7 @@ def existing_presentation(root: Path, code: str, pres_id: str) -> dict[str, str]
         "extensions_disabled": "\n".join((pres.get("extensions") or {}).get("disabled") or []),
         "enrolment": kind, "ldap_group": str((enrol.get("ldap") or {}).get("group") or ""),
         "idp_group": str(enrol.get("idp_group") or ""), "instructors": " ".join(team.get("instructors") or []),
-        "tutors": " ".join(team.get("tutors") or []), "timetable": "",
+        "tutors": " ".join(team.get("tutors") or []), "timetable": timetable_lines(pres.get("timetable") or {}),
     }
 
 
@@ -126,6 +126,45 @@ def _value(text: str) -> Any:
         return dt.date.fromisoformat(text) if re.fullmatch(r"\d{4}-\d\d-\d\d", text) else int(text)
     except ValueError:
         return text
+
+
+_SESSION = re.compile(r"(?P<when>\S+)\s+(?P<start>\S+)\s+(?P<duration>\S+)(?:\s+(?P<attendance>\d+(?:\.\d+)?)%)?"
+                      r"(?:\s+(?P<name>.+))?")
+
+
+def timetable_of(text: str) -> dict[str, Any]:
+    """The form's timetable, one session a line (``tue 19:00 90m 30%`` weekly, ``2027-01-12 18:00 2h 50% TMA02
+    surgery`` dated), as the catalog's ``timetable:``. Values go to the schema as written, so a bad one gets
+    validate's own message beside the field; a line that is not even that shape becomes a value the schema refuses."""
+    weekly: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for line in (raw.strip() for raw in text.splitlines()):
+        if not line:
+            continue
+        found = _SESSION.fullmatch(line)
+        if found is None:
+            weekly.append({"weekday": line})  # refused by the schema, with the line in its message
+            continue
+        session: dict[str, Any] = {"start": found["start"], "duration": found["duration"]}
+        if found["attendance"]:
+            session["attendance"] = float(found["attendance"]) / 100
+        if re.fullmatch(r"\d{4}-\d\d-\d\d", found["when"]):
+            events.append({"name": found["name"] or "session", "date": _value(found["when"]), **session})
+        else:
+            weekly.append({"weekday": found["when"].lower(), **session})
+    return {k: v for k, v in (("weekly", weekly), ("events", events)) if v}
+
+
+def timetable_lines(timetable: dict[str, Any]) -> str:
+    """A catalog ``timetable:`` as the form's lines (the inverse of ``timetable_of``; an iCal file stays in the
+    course file and is not shown)."""
+    def tail(s: dict[str, Any]) -> str:
+        share = f" {float(s['attendance']) * 100:g}%" if "attendance" in s else ""
+        return f"{s.get('start', '')} {s.get('duration', '')}{share}"
+
+    lines = [f"{s.get('weekday', '')} {tail(s)}" for s in timetable.get("weekly") or []]
+    lines += [f"{e.get('date', '')} {tail(e)} {e.get('name', '')}".rstrip() for e in timetable.get("events") or []]
+    return "\n".join(lines)
 
 
 def roster_path(course: str, pres: str) -> str:
@@ -155,6 +194,9 @@ def build_course(root: Path, form: dict[str, str], roster: str | None,
         pres["resources"] = resources
     if form.get("storage_layout", "").strip():
         pres["storage"] = {"layout": form["storage_layout"].strip()}
+    timetable = timetable_of(form.get("timetable", ""))
+    if timetable:
+        pres["timetable"] = timetable
     disabled = [x for x in _LIST_SPLIT.split(form.get("extensions_disabled", "")) if x]
     if disabled:
         pres["extensions"] = {"disabled": disabled}
@@ -180,7 +222,7 @@ def build_course(root: Path, form: dict[str, str], roster: str | None,
     if old is not None and kind == "change":
         # A change keeps what the form does not manage (seed, culling, ...) and the presentation's place.
         kept = {k: v for k, v in old.items() if k not in ("images", "resources", "storage", "extensions", "enrolment",
-                                                          "team", "expected_students", "start", "end")}
+                                                          "team", "expected_students", "start", "end", "timetable")}
         if "enrolment" not in pres and "enrolment" in old:  # no new roster uploaded: the one it has stays
             pres["enrolment"] = old["enrolment"]
         pres = {**kept, **pres}
@@ -213,7 +255,7 @@ _PRES_FIELD = [
     (r"\.expected_students", "expected_students"), (r"\.images", "image"), (r"\.resources\.(memory|.*memory)", "memory"),
     (r"\.resources\.cpu", "cpu"), (r"\.resources", "memory"), (r"\.storage", "storage_layout"),
     (r"\.extensions", "extensions_disabled"), (r"\.enrolment", "enrolment"), (r"\.team\.instructors", "instructors"),
-    (r"\.team\.tutors", "tutors"),
+    (r"\.team\.tutors", "tutors"), (r"\.timetable", "timetable"),
 ]
 _COURSE_FIELD = [(r"\.code\b", "course"), (r"\.title\b", "title"), (r"\.unit\b", "unit"),
                  (r"\.team\.instructors", "instructors"), (r"\.team\.tutors", "tutors")]
