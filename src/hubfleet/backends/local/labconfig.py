@@ -100,6 +100,8 @@ def lab_css(branding: BrandingSpec, logo: str | None) -> str:
 
 
 def _write_text(path: Path, text: str) -> None:
+    """Write only when the content changes, atomically: a server starting now reads the old or the new file,
+    never half of one."""
     try:
         if path.read_text(encoding="utf-8") == text:
             return
@@ -112,16 +114,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_json(path: Path, data: object) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return
-    except FileNotFoundError:
-        pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o644)
-    os.replace(tmp, path)  # a server starting now reads the old or the new file, never half of one
+    _write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def singleuser_command(python: str | None = None) -> list[str]:
