@@ -3,7 +3,8 @@ presentation, gets the schema's error on a bad date and fixes it, submits; the u
 requester makes it; the platform team approves; the catalog repository has one new commit with the course file;
 the next reconcile (``hubfleet apply``) provisions the hub; a student on the uploaded roster signs in and opens it.
 
-Screenshots of each page are saved under ``docs/screenshots/requests/`` (the closing note links them).
+Screenshots of each page are saved under ``docs/screenshots/requests/`` when ``HUBFLEET_SCREENSHOTS=1`` (how the
+committed ones were made), otherwise in the test's own temporary folder, so a test run leaves the checkout as it was.
 
 Who is who: ivan (TM351's instructor, stem), uadmin (stem's unit admin, until 2030), opsadmin (platform team),
 newstudent (only on the roster uploaded with the request).
@@ -30,7 +31,7 @@ from hubfleet.backends.local.backend import stop_fleet
 from request_support import free_port, git, running_in
 
 pytestmark = pytest.mark.slow
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "requests"
+DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "requests"
 TODAY = dt.date.today()  # the portal plans with the real date, so the catalog's dates are relative to it
 START, END = TODAY - dt.timedelta(days=5), TODAY + dt.timedelta(days=200)
 
@@ -115,7 +116,8 @@ def test_request_review_approve_commit_provision_open(fleet: Fleet, tmp_path: Pa
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    shots = DOCS_SHOTS if os.environ.get("HUBFLEET_SCREENSHOTS") == "1" else tmp_path / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
     roster = tmp_path / "roster.csv"
     roster.write_text("username,role\nnewstudent,student\n")
     commits_before = int(git(fleet.catalog, "rev-list", "--count", "main"))
@@ -135,7 +137,7 @@ def test_request_review_approve_commit_provision_open(fleet: Fleet, tmp_path: Pa
                 return page
 
             def shot(page, name: str) -> None:  # noqa: ANN001
-                page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
             # 1. The course team asks for a new presentation, with a roster; the end date is before the start.
             ivan = person("ivan", fleet.password)
