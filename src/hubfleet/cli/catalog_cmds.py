@@ -42,6 +42,7 @@ def plan(
     """
     from hubfleet.plan import FleetState, OrphanError, diff, plan as make_plan
     from hubfleet.plan.diff import plan_json
+    from hubfleet.plan.planner import environment_rows
     from hubfleet.plan.timetable import warmup_schedule
 
     loaded = load_or_exit(catalog)
@@ -73,12 +74,11 @@ def plan(
             str(hub.expected_students),
         )
     show(hubs)
-    if loaded.catalog.fleet.backend == "local":
-        # Images cannot be pulled on this machine: say what each profile actually runs on.
+    runs_on = environment_rows(loaded.catalog, spec)  # images not pulled here: what each profile really runs on
+    if runs_on:
         envs = table("hub", "profile", "runs on", title="Environments (local backend)", whole=(0, 1))
-        for hub in spec.hubs:
-            for profile in hub.profiles:
-                envs.add_row(hub.name, profile.name, profile.environment_summary)
+        for row in runs_on:
+            envs.add_row(*row)
         show(envs)
     if windows:
         warm = table("hub", "session", "starts", "warm from", "until", "expected", "headroom", "placeholders",

@@ -155,6 +155,14 @@ def _environment(catalog: Catalog, image: Image) -> EnvironmentSpec | None:
                            debian=tuple(env.debian))
 
 
+def environment_rows(catalog: Catalog, spec: FleetSpec) -> list[tuple[str, str, str]]:
+    """(hub, profile, what it runs on) where a fleet's profiles do not run their images (the local backend runs
+    servers on this machine's Python), so `plan` can say so plainly; none where images are what runs."""
+    if catalog.fleet.backend != "local":
+        return []
+    return [(hub.name, p.name, p.environment_summary) for hub in spec.hubs for p in hub.profiles]
+
+
 def _roles(spec: PresentationSpec) -> list[RoleGrant]:
     g = spec.group
     return [
