@@ -98,6 +98,11 @@ def test_bulk_endpoint_and_rest_api_reach_the_same_end_state(hubs):
     changed = {**GROUPS, "c101-2026j": set(STUDENTS[10:]) | {f"new{i}" for i in range(10)}}
     assert [r.method for r in (sync(bulk, changed), sync(rest, changed))] == [BULK, REST]
     assert end_state(bulk) == end_state(rest)
+    # What a sync compares with comes in the endpoint's one answer (version 2): the memberships the REST API lists.
+    with bulk.client() as client:
+        listed = client.bulk_enrol_info()["groups"]
+    assert listed == {name: members for name, (members, _roles) in end_state(bulk)["groups"].items()}
+    assert "new3" in listed["c101-2026j"] and "st0003" not in listed["c101-2026j"]
 
 
 def test_the_endpoint_itself_is_idempotent_and_refuses_names_the_authenticator_refuses(hubs):
@@ -111,6 +116,10 @@ def test_the_endpoint_itself_is_idempotent_and_refuses_names_the_authenticator_r
         assert client.bulk_enrol([], {}, {"idem-group": ["idem2"]})["removed"] == {"idem-group": 1}
         assert client.bulk_enrol([], {}, {"idem-group": ["idem2"]})["removed"] == {}
         assert client.group("idem-group")["users"] == ["idem1"] and client.user("idem2") is not None
+        # A group with nobody in it is still a group: the listing a sync compares with has it, empty.
+        assert client.bulk_enrol([], {"idem-empty": []})["groups_created"] == ["idem-empty"]
+        listed = client.bulk_enrol_info()["groups"]
+        assert (listed["idem-group"], listed["idem-empty"]) == (["idem1"], [])
         # JupyterHub's default validate_username refuses a name with a slash (as POST /users does): the whole
         # request is refused and nothing of it is written.
         with pytest.raises(HubAPIError) as refused:

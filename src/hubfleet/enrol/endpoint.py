@@ -11,7 +11,9 @@ optional: members taken out of existing groups, in the same transaction). Idempo
 exist are left alone, so sending the same body twice writes nothing the second time. Names go through the hub's own
 ``Authenticator.normalize_username`` / ``validate_username``, like ``POST /users``: one refused name refuses the
 whole request (400, listing them) and writes nothing. Users and groups are never deleted here (deleting a group
-stays on the REST API). ``GET`` answers ``{"version": 1}`` so a client can ask whether a hub offers it.
+stays on the REST API). ``GET`` answers ``{"version": 2, "groups": {group: [member, ...]}}``: whether a hub offers
+it, and (from version 2) every group's members in one query, which is what a sync compares with (the REST API's
+paged group models took most of the time of a sync that changes little).
 
 Protected by its own scope, ``custom:hubfleet:enrol`` (JupyterHub custom scopes), which only the hubfleet service's
 role holds: a student's token, even an admin's token without it, gets 403.
@@ -37,7 +39,7 @@ from tornado import web
 
 HUBFLEET_ENROL_SCOPE = "custom:hubfleet:enrol"
 HUBFLEET_ENROL_PATH = r"/api/hubfleet/enrol"
-HUBFLEET_ENROL_VERSION = 1
+HUBFLEET_ENROL_VERSION = 2
 # Fault injection for the tests only (tests/test_bulk_enrol.py): `kill` = SIGKILL this hub after every row of the
 # request is flushed to the database but before the commit; `raise` = fail at the same point.
 HUBFLEET_ENROL_FAULT = "HUBFLEET_ENROL_FAULT"
@@ -57,7 +59,18 @@ class HubfleetEnrolHandler(APIHandler):
 
     def get(self):
         self._require_scope()
-        self.write(json.dumps({"version": HUBFLEET_ENROL_VERSION}))
+        self.write(json.dumps({"version": HUBFLEET_ENROL_VERSION, "groups": self._memberships(self.db)}))
+
+    def _memberships(self, db):
+        """Every group (empty ones too) with its members' names, sorted: two queries whatever the hub's size."""
+        tables = orm.Base.metadata.tables
+        groups, users, user_groups = tables["groups"], tables["users"], tables["user_group_map"]
+        out = {name: [] for name in db.execute(select(groups.c.name)).scalars()}
+        joined = groups.join(user_groups, user_groups.c.group_id == groups.c.id).join(
+            users, users.c.id == user_groups.c.user_id)
+        for group_name, user_name in db.execute(select(groups.c.name, users.c.name).select_from(joined)):
+            out[group_name].append(user_name)
+        return {name: sorted(members) for name, members in out.items()}
 
     async def post(self):
         self._require_scope()

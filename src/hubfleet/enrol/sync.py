@@ -96,8 +96,13 @@ async def _read_groups(client: AsyncHubClient) -> dict[str, set[str]]:
 async def sync_hub(
     client: AsyncHubClient, desired: HubMembers, managed: set[str], *, dry_run: bool = False
 ) -> HubChanges:
-    changes = compute(desired, await _read_groups(client), managed)
-    bulk = await client.bulk_enrol_offered()
+    info = await client.bulk_enrol_info()
+    bulk = info is not None
+    if bulk and isinstance(info.get("groups"), dict):  # version 2: the memberships come with the answer
+        groups = {name: set(members) for name, members in info["groups"].items()}
+    else:
+        groups = await _read_groups(client)
+    changes = compute(desired, groups, managed)
     changes.method = BULK if bulk else REST
     if dry_run or changes.empty:
         return changes

@@ -114,11 +114,11 @@ def _create_users(names: list[str]) -> _Op[list[dict[str, Any]]]:
 BULK_ENROL_PATH = "hubfleet/enrol"
 
 
-def _bulk_enrol_offered() -> _Op[bool]:
+def _bulk_enrol_info() -> _Op[dict[str, Any] | None]:
     # 404: a hub without the endpoint (another version, another config); 403: it is there but this token lacks
-    # custom:hubfleet:enrol. Either way the REST path is used.
+    # custom:hubfleet:enrol. Either way (None) the REST path is used.
     result = yield _Call("GET", BULK_ENROL_PATH, ok_statuses=frozenset({403, 404}))
-    return isinstance(result, dict) and bool(result.get("version"))
+    return result if isinstance(result, dict) and result.get("version") else None
 
 
 def _bulk_enrol(users: list[str], groups: dict[str, list[str]],
@@ -231,8 +231,9 @@ class HubClient(_Base):
         """One POST /users for all names; returns the users actually created (existing ones are skipped)."""
         return self._run(_create_users(list(names)))
 
-    def bulk_enrol_offered(self) -> bool:
-        return self._run(_bulk_enrol_offered())
+    def bulk_enrol_info(self) -> dict[str, Any] | None:
+        """The bulk endpoint's answer (its version; from version 2 every group's members), None if not offered."""
+        return self._run(_bulk_enrol_info())
 
     def bulk_enrol(self, users: Iterable[str], groups: dict[str, list[str]],
                    remove: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -319,8 +320,8 @@ class AsyncHubClient(_Base):
     async def create_users(self, names: Iterable[str]) -> list[dict[str, Any]]:
         return await self._run(_create_users(list(names)))
 
-    async def bulk_enrol_offered(self) -> bool:
-        return await self._run(_bulk_enrol_offered())
+    async def bulk_enrol_info(self) -> dict[str, Any] | None:
+        return await self._run(_bulk_enrol_info())
 
     async def bulk_enrol(self, users: Iterable[str], groups: dict[str, list[str]],
                          remove: dict[str, list[str]] | None = None) -> dict[str, Any]:
