@@ -31,7 +31,13 @@ from traitlets.config import Config
 
 from hubfleet.backends.kubernetes.manifests import render_manifests
 from hubfleet.backends.kubernetes.material import read_material
-from hubfleet.backends.kubernetes.values import LAB_OVERRIDES, LAB_PAGE_CONFIG, lab_files, render_values
+from hubfleet.backends.kubernetes.values import (
+    LAB_CONFIG_DIR,
+    LAB_OVERRIDES,
+    LAB_PAGE_CONFIG,
+    lab_files,
+    render_values,
+)
 from hubfleet.catalog import load_catalog
 from hubfleet.catalog.naming import USERNAME_MAX, dns_label, is_username, storage_name, unix_account
 from hubfleet.catalog.quantities import memory_bytes
@@ -221,6 +227,35 @@ def test_every_server_gets_its_presentations_jupyterlab_settings(topology):
             assert seen == expected, (hub.name, prof.name)
             checked += bool(expected)
     assert checked  # the fixture's courses do configure JupyterLab
+
+
+def test_every_server_gets_the_fleets_branding_in_jupyterlab():
+    # One branding source (fleet.yaml) for the portal, the hub pages and JupyterLab: every profile's pod mounts the
+    # hub's branding ConfigMap where its JUPYTER_CONFIG_PATH looks, with custom CSS switched on.
+    spec = fleet_spec("per-presentation")
+    for hub in spec.hubs:
+        values = render_values(hub, spec, material=shipped(spec))
+        objects = {o["metadata"]["name"]: o for o in render_manifests(hub, spec, material=shipped(spec))}
+        for prof in hub.profiles:
+            pres = next(p for p in hub.presentations if p.key == prof.presentation)
+            pod = pod_for(values, "ada", [pres.group], prof.name)
+            (main,) = pod["spec"]["containers"]
+            env = {e["name"]: e.get("value") for e in main["env"]}
+            assert env["JUPYTER_CONFIG_PATH"] == LAB_CONFIG_DIR
+            volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+            files = {}
+            for m in main["volumeMounts"]:
+                if m["mountPath"].startswith(LAB_CONFIG_DIR + "/"):
+                    cm = objects[volumes[m["name"]]["configMap"]["name"]]
+                    files[m["mountPath"].removeprefix(LAB_CONFIG_DIR + "/")] = cm["data"][m["subPath"]]
+                    assert m["readOnly"]
+            assert set(files) == {"custom/custom.css", "jupyter_server_config.json"}, (hub.name, prof.name)
+            css = files["custom/custom.css"]
+            assert hub.branding.primary_color in css and hub.branding.name in css
+            assert f'url("https://portal.{spec.domain}/branding/logo")' in css  # the example has a logo
+            config = json.loads(files["jupyter_server_config.json"])
+            assert config["LabApp"]["custom_css"] is True
+            assert config["ServerApp"]["tornado_settings"]["static_custom_path"] == [f"{LAB_CONFIG_DIR}/custom"]
 
 
 def test_each_presentation_of_a_shared_hub_mounts_the_claim_kubespawner_creates(tmp_path):

@@ -79,6 +79,11 @@ def test_student_lands_in_the_seeded_course_folder_and_an_edit_survives_a_restar
         assert student.start("python").status_code == 200
         lab = student.open_lab()
         assert lab.status_code == 200 and "JupyterLab" in lab.text, student.pod_logs()
+        # The fleet's branding in JupyterLab's top bar, from the hub's branding ConfigMap (as the local backend).
+        assert "custom/custom.css" in lab.text, student.pod_logs()
+        css = student.http.get(f"{student.server}custom/custom.css")
+        branding = hub.fleet.spec.hub(HUB).branding
+        assert css.status_code == 200 and branding.primary_color in css.text and branding.name in css.text
         # The server's root is the course folder: the seeded corpus is there (seed target "corpus").
         corpus = student.contents("GET", "corpus")
         assert corpus.status_code == 200, corpus.text

@@ -57,8 +57,13 @@ def template_vars(hub: HubSpec, fleet: FleetSpec) -> dict:
         "hubfleet_primary_color": b.primary_color,
         "hubfleet_hub": hub.name,
         "hubfleet_portal_url": f"https://portal.{fleet.domain}/",
-        "hubfleet_logo_url": f"https://portal.{fleet.domain}/branding/logo" if b.logo else "",
+        "hubfleet_logo_url": logo_url(hub, fleet) or "",
     }
     if b.login_message:
         out["hubfleet_login_message"] = b.login_message
     return out
+
+
+def logo_url(hub: HubSpec, fleet: FleetSpec) -> str | None:
+    """Where the hub pages and JupyterLab load the fleet's logo from: the portal (None: the catalog has none)."""
+    return f"https://portal.{fleet.domain}/branding/logo" if hub.branding.logo else None

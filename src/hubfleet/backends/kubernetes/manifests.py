@@ -175,6 +175,9 @@ def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DE
                 "metadata": _meta(v.lab_configmap_name(p), ns, labels),
                 "data": {k: json.dumps(d, indent=1, sort_keys=True) for k, d in files.items()},
             })
+    # The fleet's branding in JupyterLab's top bar, mounted by every profile (values.lab_branding_mounts).
+    objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(v.LAB_BRANDING, ns, labels),
+                    "data": v.lab_branding_files(hub, fleet)})
     return objects
 
 

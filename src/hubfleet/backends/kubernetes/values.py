@@ -29,11 +29,13 @@ runtime files.
 
 from __future__ import annotations
 
+import json
 import posixpath
 from functools import cache
 from importlib import resources
 
 from hubfleet.backends.kubernetes import branding, idp_groups, material, oidc_discovery, spawn_policy
+from hubfleet.backends.lab_branding import lab_css, server_config
 from hubfleet.backends.kubernetes import portal as hubfleet_portal
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, KEEP, MANAGED_BY, RenderOptions, options_for
 from hubfleet.backends.kubernetes.material import Material
@@ -59,6 +61,12 @@ SERVICE_SCOPES = (
 )
 ACCOUNT, STORAGE = spawn_policy.ACCOUNT, spawn_policy.STORAGE
 LAB_PAGE_CONFIG = "/etc/jupyter/labconfig/page_config.json"
+# The fleet's branding in JupyterLab (backends/lab_branding.py): a Jupyter config dir of hubfleet's own, on
+# JUPYTER_CONFIG_PATH as on the local backend, holding jupyter_server_config.json and custom/custom.css. Not
+# /etc/jupyter itself: images ship their own jupyter_server_config there, and jupyter_server reads its
+# jupyter_server_config.d only for server extensions.
+LAB_CONFIG_DIR = "/etc/hubfleet/jupyter"
+LAB_BRANDING = "hubfleet-lab-branding"  # the ConfigMap (and the pods' volume) with those two files
 # docker-stacks images have JupyterLab in /opt/conda; pip-installed images read /usr/local. Ship both.
 LAB_OVERRIDES = ("/opt/conda/share/jupyter/lab/settings/overrides.json",
                  "/usr/local/share/jupyter/lab/settings/overrides.json")
@@ -160,6 +168,7 @@ def _volumes(p: PresentationSpec, lab_configmap: str | None, shipped: Material) 
         vols += [vol for vol, _ in material_volumes(p, shipped)]
     if lab_configmap:
         vols.append({"name": "hubfleet-lab", "configMap": {"name": lab_configmap}})
+    vols.append({"name": LAB_BRANDING, "configMap": {"name": LAB_BRANDING}})
     return vols
 
 
@@ -222,6 +231,7 @@ def environment(hub: HubSpec, p: PresentationSpec, options: RenderOptions) -> di
         "HUBFLEET_HUB": hub.name,
         "HUBFLEET_COURSE_DIR": course_dir(p),
         "HUBFLEET_READ_ONLY": "true" if read_only(p) else "false",
+        "JUPYTER_CONFIG_PATH": LAB_CONFIG_DIR,  # the fleet's branding (lab_files), mounted with every profile
     }
     if p.container_user == "username":
         # docker-stacks start.sh (the image must use it as ENTRYPOINT, as quay.io/jupyter/* images do):
@@ -248,7 +258,7 @@ def _bytes(value: str | None) -> int | None:
 def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_configmap: str | None,
                   shipped: Material) -> dict:
     p = next(x for x in hub.presentations if x.key == prof.presentation)
-    mounts = home_mounts(p)
+    mounts = home_mounts(p) + lab_branding_mounts()
     if lab_configmap:
         mounts += lab_mounts(lab_files(p))
     override = {
@@ -301,6 +311,20 @@ def lab_files(p: PresentationSpec) -> dict[str, dict]:
     if ext.settings:
         files["overrides.json"] = dict(ext.settings)
     return files
+
+
+def lab_branding_files(hub: HubSpec, fleet: FleetSpec) -> dict[str, str]:
+    """The fleet's branding in JupyterLab, one ConfigMap per hub (``LAB_BRANDING``; the branding is the fleet's,
+    not a presentation's): custom.css with the portal's logo, and the server config that loads it."""
+    config = server_config(f"{LAB_CONFIG_DIR}/custom")
+    return {"custom.css": lab_css(hub.branding, branding.logo_url(hub, fleet)),
+            "jupyter_server_config.json": json.dumps(config, indent=1, sort_keys=True)}
+
+
+def lab_branding_mounts() -> list[dict]:
+    return [_mount(LAB_BRANDING, f"{LAB_CONFIG_DIR}/custom/custom.css", "custom.css", ro=True),
+            _mount(LAB_BRANDING, f"{LAB_CONFIG_DIR}/jupyter_server_config.json", "jupyter_server_config.json",
+                   ro=True)]
 
 
 def lab_mounts(files: dict[str, dict]) -> list[dict]:

@@ -15,9 +15,7 @@ presentation under the hub's state dir and the server is pointed at it with ``JU
 
 ``<state>/lab/<hub>/<KEY>/custom/custom.css`` (+ the logo) and ``jupyter_server_config.json``
     the fleet's branding (``fleet.branding``, the one source the portal and the hub pages use too) in JupyterLab's
-    top bar: its colour, logo and name, through JupyterLab's own custom CSS (``LabApp.custom_css``; the server's
-    ``static_custom_path`` points here, not at the student's ``~/.jupyter/custom``).
-    ref: https://jupyterlab.readthedocs.io/en/stable/user/custom_css.html
+    top bar (``backends/lab_branding.py``, shared with the Kubernetes renderer).
 
 The lab tree is the one thing of the state dir a server needs. The state dir is 0700 (no student account can
 reach anything in it); in root mode the server's sandbox binds just this presentation's lab dir in, read-only.
@@ -35,6 +33,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from hubfleet.backends.lab_branding import lab_css, server_config
 from hubfleet.plan.spec import BrandingSpec, PresentationSpec
 
 __all__ = ["lab_config_dir", "server_args", "server_env", "singleuser_command", "world_executable",
@@ -70,33 +69,8 @@ def write_lab_config(state_dir: Path, hub: str, pres: PresentationSpec, branding
                 tmp.chmod(0o644)
                 os.replace(tmp, custom / logo)
         _write_text(custom / "custom.css", lab_css(branding, logo))
-        _write_json(root / "jupyter_server_config.json",
-                    # static_custom_path is no config trait; tornado_settings overrides the web app setting it feeds.
-                    {"LabApp": {"custom_css": True}, "ServerApp": {"tornado_settings": {"static_custom_path": [str(custom)]}}})
+        _write_json(root / "jupyter_server_config.json", server_config(str(custom)))
     return root
-
-
-def _css_string(text: str) -> str:
-    """``text`` as a CSS string literal: every character but letters, digits and spaces hex-escaped, so a
-    catalog's branding name cannot end the string or the rule."""
-    return '"' + "".join(c if c.isalnum() and c.isascii() or c == " " else f"\\{ord(c):x} " for c in text) + '"'
-
-
-def lab_css(branding: BrandingSpec, logo: str | None) -> str:
-    """JupyterLab's custom.css for the fleet's branding: a bar in the primary colour, the logo in place of
-    Jupyter's, the fleet's name at the right of the top bar. ``primary_color`` is ``#rrggbb`` (catalog schema)."""
-    colour = branding.primary_color
-    rules = [
-        "/* Written by hubfleet from fleet.yaml's branding; JupyterLab loads it with LabApp.custom_css. */",
-        f":root {{ --hubfleet-primary: {colour}; }}",
-        "#jp-top-panel { border-top: 3px solid var(--hubfleet-primary); }",
-        f"#jp-top-panel::after {{ content: {_css_string(branding.name)}; margin-left: auto; padding: 0 12px; "
-        "align-self: center; font-weight: 600; color: var(--hubfleet-primary); white-space: nowrap; }",
-    ]
-    if logo:
-        rules.append(f'#jp-MainLogo {{ background: url("{logo}") center / contain no-repeat; }}')
-        rules.append("#jp-MainLogo > svg { visibility: hidden; }")
-    return "\n".join(rules) + "\n"
 
 
 def _write_text(path: Path, text: str) -> None:
