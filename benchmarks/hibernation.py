@@ -31,7 +31,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hubfleet.backends.local import process
-from hubfleet.backends.local.backend import LocalBackend, _stop_hub, stop_fleet
+from hubfleet.backends.local.backend import LocalBackend, stop_fleet
+from hubfleet.backends.local.shutdown import stop_hub
 from hubfleet.backends.local.reconciler import Reconciler
 from hubfleet.catalog import load_catalog
 from hubfleet.plan import diff, plan
@@ -113,7 +114,7 @@ def main() -> None:
 
             # Cold apply of the same hub: stopped (not hibernated), started again by apply.
             backend.paths.hub(hub).hibernated.unlink()
-            _stop_hub(backend.paths.hub(hub))
+            stop_hub(backend.paths.hub(hub))
             t0 = time.perf_counter()
             report = backend.apply(diff(spec, backend.observe()), spec)
             cold = time.perf_counter() - t0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hubfleet.catalog.grammar import check_domain, check_extension, check_image, check_json
-from hubfleet.catalog.model import check_mount_path, check_seed_target
+from hubfleet.catalog.grammar import (
+    check_domain, check_extension, check_image, check_json, check_mount_path, check_seed_target,
+)
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

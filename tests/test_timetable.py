@@ -7,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from hubfleet.catalog.model import Catalog, Prewarm, Timetable
+from hubfleet.catalog.course import Timetable
+from hubfleet.catalog.model import Catalog, Prewarm
 from hubfleet.catalog.ical import IcalError, Session, parse_ical
 from hubfleet.plan.timetable import active_windows, sessions, size, warmup_schedule
 

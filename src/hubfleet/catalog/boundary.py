@@ -14,7 +14,8 @@ from posixpath import isabs, normpath
 from typing import Any, NamedTuple, TypeVar
 
 from hubfleet.catalog import naming
-from hubfleet.catalog.model import Catalog, Overrides, Resources
+from hubfleet.catalog.model import Catalog
+from hubfleet.catalog.overrides import Overrides, Resources
 from hubfleet.catalog.naming import course_dir_name, hub_name
 from hubfleet.catalog.quantities import cpu_cores, memory_bytes
 

@@ -1,4 +1,5 @@
-"""The grammars of catalog values that reach a name, a host, a container runtime or generated config.
+"""The grammars of catalog values that reach a name, a host, a path, a container runtime or generated config,
+and the one rule for every catalog mapping (``Strict``: no unknown keys).
 
 Course teams write course files, so these values are untrusted (issue 16, item 10). Each grammar is the one the
 consumer itself enforces (the OCI distribution spec for images, DNS for hosts, npm for JupyterLab extensions,
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated
+from typing import Annotated, Union
 
-from pydantic import BeforeValidator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from hubfleet.catalog import naming
 
@@ -141,3 +142,93 @@ def check_debian_package(value: object) -> str:
 
 Requirement = Annotated[str, BeforeValidator(check_requirement)]
 DebianPackage = Annotated[str, BeforeValidator(check_debian_package)]
+
+
+# -- mappings: every catalog model forbids unknown keys ------------------------------------------------------
+# A typo in a catalog (``expected_student:``) must be an error and not a silently ignored setting.
+
+
+class Strict(BaseModel):
+    # defer_build: a model's validator is built on first use, and a Catalog's is built once for the whole tree
+    # instead of once per model at import (which every CLI command paid; benchmarks/cli_startup.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+# -- lengths of time ------------------------------------------------------------------------------------------
+
+
+def check_duration(value: int | str, *, never: bool = False) -> int | str:
+    """Seconds (`1800`), minutes or hours (`30m`, `2h`), or (``never``) the word `never`; kept as seconds."""
+    how = "write seconds (`1800`), `30m`, `2h`" + (" or `never`" if never else "")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"{value} is not a positive number of seconds; {how}")
+        return value
+    if isinstance(value, str):
+        if never and value == "never":
+            return value
+        found = re.fullmatch(r"(\d+)\s*(s|m|h)?", value.strip())
+        if found and int(found.group(1)) > 0:
+            return int(found.group(1)) * {"s": 1, "m": 60, "h": 3600, None: 1}[found.group(2)]
+    raise ValueError(f"{value!r} is not a length of time; {how}")
+
+
+def check_hibernate_after(value: int | str) -> int | str:
+    return check_duration(value, never=True)
+
+
+Duration = Annotated[Union[int, str], AfterValidator(check_duration)]
+HibernateAfter = Annotated[Union[int, str], AfterValidator(check_hibernate_after)]
+HIBERNATE_DOC = (
+    "Idle time after which the hub hibernates: seconds (`1800`), `30m`, `2h`, or `never`. A hub hibernates only with "
+    "no running or pending student server and no activity for this long; its processes stop (Kubernetes: hub and "
+    "proxy scaled to 0), students' files, the database and secrets stay. The first request wakes it (a few seconds; "
+    "a form posted to a sleeping hub is not replayed and must be sent again). On a hub serving several "
+    "presentations the longest wins, and `never` wins over any time."
+)
+
+
+# -- path templates and the paths they name: inside the course folder or the home, never above them ----------
+PLACEHOLDERS = ("username", "course", "presentation", "course_dir")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def check_template(text: str) -> str:
+    """Reject placeholders other than the ones hubfleet fills in."""
+    for name in _PLACEHOLDER.findall(text):
+        if name not in PLACEHOLDERS:
+            known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+            raise ValueError(f"unknown placeholder {{{name}}}; the known placeholders are {known}")
+    return text
+
+
+def _components(path: str) -> list[str]:
+    return path.split("/")
+
+
+def check_seed_target(text: str) -> str:
+    """A seed target stays inside the course folder: relative, and no `..` (not even one that comes back)."""
+    if text.startswith("/") or text.startswith("{course_dir}") or text.startswith("~"):
+        raise ValueError(f"{text!r} is not relative to the course folder; write e.g. `.` or `data/week1`")
+    if ".." in _components(text):
+        raise ValueError(f"{text!r} contains '..'; seed material stays inside the course folder, so remove it")
+    return text
+
+
+_HOME = "/home/{username}"
+
+
+def check_mount_path(text: str) -> str:
+    """An extra mount lies inside the course folder or the home, written without `.`/`..`/empty components."""
+    for base in ("{course_dir}", _HOME):
+        if text.startswith(base + "/"):
+            rest = _components(text[len(base) + 1:])
+            if all(part not in ("", ".", "..") for part in rest):
+                return text
+            raise ValueError(
+                f"{text!r} contains an empty, '.' or '..' component; write the path inside {base} plainly"
+            )
+    raise ValueError(
+        f"{text!r} is outside the course folder and the home; write `{{course_dir}}/...` (e.g. "
+        f"`{{course_dir}}/.postgres/data`) or `{_HOME}/...`"
+    )

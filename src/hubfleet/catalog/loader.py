@@ -20,7 +20,8 @@ from hubfleet.catalog import naming
 from hubfleet.catalog.boundary import outside_catalog, shared_names
 from hubfleet.catalog.ical import IcalError, parse_ical
 from hubfleet.catalog.errors import MAX_SHOWN, CatalogError, Location, Problem
-from hubfleet.catalog.model import Catalog, Course, Fleet
+from hubfleet.catalog.course import Course
+from hubfleet.catalog.model import Catalog, Fleet
 from hubfleet.catalog.roster import Member, Roster, RosterErrors, read_roster
 from hubfleet.catalog.semantics import check_semantics
 from hubfleet.catalog.source import DataPath, SourceMap, read_yaml

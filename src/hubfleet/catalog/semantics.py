@@ -6,14 +6,18 @@ path to blame and a message that says how to fix the problem.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from hubfleet.catalog.boundary import check_boundaries, outside_catalog, seed_source_problem
-from hubfleet.catalog.model import DNS_LABEL, Catalog, Course, Overrides
+from hubfleet.catalog.course import Course
+from hubfleet.catalog.model import Catalog
 from hubfleet.catalog.naming import dns_label, hub_name
+from hubfleet.catalog.overrides import Overrides
 
 Finding = tuple[tuple, str]
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _label_problem(value: str, what: str) -> str | None:

@@ -10,7 +10,9 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 
-from hubfleet.catalog.model import Catalog, Course, Culling, Extensions, Image, Presentation, Resources, Storage, Topology
+from hubfleet.catalog.course import Course, Presentation
+from hubfleet.catalog.model import Catalog, Topology
+from hubfleet.catalog.overrides import Culling, Extensions, Image, Resources, Storage
 from hubfleet.catalog.naming import account_prefix, course_dir_name, dns_label, group_name, hub_name, presentation_key
 from hubfleet.plan.spec import (
     BrandingSpec,

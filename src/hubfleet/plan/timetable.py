@@ -25,7 +25,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from hubfleet.catalog.ical import IcalError, Session, parse_ical
-from hubfleet.catalog.model import Catalog, Prewarm, Timetable
+from hubfleet.catalog.course import Timetable
+from hubfleet.catalog.model import Catalog, Prewarm
 from hubfleet.catalog.naming import hub_name, presentation_key
 from hubfleet.plan.spec import timeline
 
