@@ -37,7 +37,7 @@ from hubfleet.lifecycle.restoring import remove_tree
 from hubfleet.plan.spec import PresentationSpec
 
 __all__ = [
-    "STUB_NAME", "Owner", "Workspace", "course_dirs", "ensure_system_user", "existing_owner", "give_back", "is_read_only",
+    "STUB_NAME", "Owner", "Workspace", "course_dirs", "ensure_system_user", "existing_owner", "is_read_only",
     "remove_course_folder", "set_read_only", "username_of", "workspace_for", "write_stub",
 ]
 
