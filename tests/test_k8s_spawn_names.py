@@ -31,13 +31,8 @@ from traitlets.config import Config
 
 from hubfleet.backends.kubernetes.manifests import render_manifests
 from hubfleet.backends.kubernetes.material import read_material
-from hubfleet.backends.kubernetes.values import (
-    LAB_CONFIG_DIR,
-    LAB_OVERRIDES,
-    LAB_PAGE_CONFIG,
-    lab_files,
-    render_values,
-)
+from hubfleet.backends.kubernetes.labsettings import LAB_CONFIG_DIR, LAB_OVERRIDES, LAB_PAGE_CONFIG, lab_files
+from hubfleet.backends.kubernetes.values import render_values
 from hubfleet.catalog import load_catalog
 from hubfleet.catalog.naming import USERNAME_MAX, dns_label, is_username, storage_name, unix_account
 from hubfleet.catalog.quantities import memory_bytes

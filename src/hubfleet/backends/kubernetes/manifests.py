@@ -33,6 +33,7 @@ import json
 import math
 from pathlib import Path
 
+from hubfleet.backends.kubernetes import labsettings as lab
 from hubfleet.backends.kubernetes import material as m
 from hubfleet.backends.kubernetes import values as v
 from hubfleet.backends.kubernetes.controlplane import role_binding
@@ -168,16 +169,16 @@ def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DE
         objects += [m.configmap(source, m.files_of(material or {}, source), ns, labels)
                     for source in m.sources([hub])]
     for p in hub.presentations:  # JupyterLab settings, mounted by each presentation's profiles
-        files = v.lab_files(p)
+        files = lab.lab_files(p)
         if files:
             objects.append({
                 "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": _meta(v.lab_configmap_name(p), ns, labels),
+                "metadata": _meta(lab.lab_configmap_name(p), ns, labels),
                 "data": {k: json.dumps(d, indent=1, sort_keys=True) for k, d in files.items()},
             })
-    # The fleet's branding in JupyterLab's top bar, mounted by every profile (values.lab_branding_mounts).
-    objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(v.LAB_BRANDING, ns, labels),
-                    "data": v.lab_branding_files(hub, fleet)})
+    # The fleet's branding in JupyterLab's top bar, mounted by every profile (labsettings.lab_branding_mounts).
+    objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(lab.LAB_BRANDING, ns, labels),
+                    "data": lab.lab_branding_files(hub, fleet)})
     return objects
 
 

@@ -17,7 +17,7 @@
   hub's own Secret (``mirror_client_secret``), where it is generated once. A hub's namespace is the only place
   its pods can read a Secret from, the portal's is the only place the portal can: the hub's copy is the original.
 
-The hubs (``values.auth_config``) send browsers to ``https://portal.{domain}/portal/oauth/authorize`` and call
+The hubs (``authentication.auth_config``) send browsers to ``https://portal.{domain}/portal/oauth/authorize`` and call
 ``http://hubfleet-portal.<fleet namespace>.svc.cluster.local:8080/portal/oauth/{token,userinfo}``; their
 ``client_id`` is the hub's name and their redirect URI ``https://{hub}.{domain}/hub/oauth_callback``, exactly
 what the portal registers for that hub (``web/directory.py``).

@@ -29,14 +29,20 @@ runtime files.
 
 from __future__ import annotations
 
-import json
 import posixpath
 from functools import cache
 from importlib import resources
 
-from hubfleet.backends.kubernetes import branding, idp_groups, material, oidc_discovery, spawn_policy
-from hubfleet.backends.lab_branding import lab_css, server_config
-from hubfleet.backends.kubernetes import portal as hubfleet_portal
+from hubfleet.backends.kubernetes import branding, material, spawn_policy
+from hubfleet.backends.kubernetes.authentication import auth_config, idp_config
+from hubfleet.backends.kubernetes.labsettings import (
+    LAB_BRANDING,
+    LAB_CONFIG_DIR,
+    lab_branding_mounts,
+    lab_configmap_name,
+    lab_files,
+    lab_mounts,
+)
 from hubfleet.backends.kubernetes.fleet import DEFAULT_OPTIONS, KEEP, MANAGED_BY, RenderOptions, options_for
 from hubfleet.backends.kubernetes.material import Material
 from hubfleet.catalog.naming import account_prefix, dns_label
@@ -60,16 +66,6 @@ SERVICE_SCOPES = (
     "custom:hubfleet:enrol",  # the bulk enrolment endpoint, defined by the 12-hubfleet-bulk-enrol extraConfig
 )
 ACCOUNT, STORAGE = spawn_policy.ACCOUNT, spawn_policy.STORAGE
-LAB_PAGE_CONFIG = "/etc/jupyter/labconfig/page_config.json"
-# The fleet's branding in JupyterLab (backends/lab_branding.py): a Jupyter config dir of hubfleet's own, on
-# JUPYTER_CONFIG_PATH as on the local backend, holding jupyter_server_config.json and custom/custom.css. Not
-# /etc/jupyter itself: images ship their own jupyter_server_config there, and jupyter_server reads its
-# jupyter_server_config.d only for server extensions.
-LAB_CONFIG_DIR = "/etc/hubfleet/jupyter"
-LAB_BRANDING = "hubfleet-lab-branding"  # the ConfigMap (and the pods' volume) with those two files
-# docker-stacks images have JupyterLab in /opt/conda; pip-installed images read /usr/local. Ship both.
-LAB_OVERRIDES = ("/opt/conda/share/jupyter/lab/settings/overrides.json",
-                 "/usr/local/share/jupyter/lab/settings/overrides.json")
 
 
 def home_path(p: PresentationSpec) -> str:
@@ -298,43 +294,6 @@ def profile_entry(hub: HubSpec, prof: ProfileSpec, options: RenderOptions, lab_c
     return entry
 
 
-def lab_configmap_name(p: PresentationSpec) -> str:
-    return f"lab-{dns_label(p.key)}"
-
-
-def lab_files(p: PresentationSpec) -> dict[str, dict]:
-    """JupyterLab config as data: disabled extensions (page_config) and settings defaults (overrides)."""
-    ext = p.extensions
-    files = {}
-    if ext.disabled:
-        files["page_config.json"] = {"disabledExtensions": {e: True for e in ext.disabled}}
-    if ext.settings:
-        files["overrides.json"] = dict(ext.settings)
-    return files
-
-
-def lab_branding_files(hub: HubSpec, fleet: FleetSpec) -> dict[str, str]:
-    """The fleet's branding in JupyterLab, one ConfigMap per hub (``LAB_BRANDING``; the branding is the fleet's,
-    not a presentation's): custom.css with the portal's logo, and the server config that loads it."""
-    config = server_config(f"{LAB_CONFIG_DIR}/custom")
-    return {"custom.css": lab_css(hub.branding, branding.logo_url(hub, fleet)),
-            "jupyter_server_config.json": json.dumps(config, indent=1, sort_keys=True)}
-
-
-def lab_branding_mounts() -> list[dict]:
-    return [_mount(LAB_BRANDING, f"{LAB_CONFIG_DIR}/custom/custom.css", "custom.css", ro=True),
-            _mount(LAB_BRANDING, f"{LAB_CONFIG_DIR}/jupyter_server_config.json", "jupyter_server_config.json",
-                   ro=True)]
-
-
-def lab_mounts(files: dict[str, dict]) -> list[dict]:
-    """Mounts of the files ``lab_files`` made (a subPath naming a missing key would mount an empty directory)."""
-    out = [_mount("hubfleet-lab", LAB_PAGE_CONFIG, "page_config.json", ro=True)] if "page_config.json" in files else []
-    if "overrides.json" in files:
-        out += [_mount("hubfleet-lab", path, "overrides.json", ro=True) for path in LAB_OVERRIDES]
-    return out
-
-
 def _storage(p: PresentationSpec) -> dict:
     """Hub-wide storage, mirroring the first presentation; each profile restates its own in full."""
     common = {"homeMountPath": home_path(p), "extraVolumes": [], "extraVolumeMounts": []}
@@ -345,83 +304,6 @@ def _storage(p: PresentationSpec) -> dict:
                 "dynamic": {"pvcNameTemplate": pvc_name_template(p), "volumeNameTemplate": "home",
                             "storageAccessModes": ["ReadWriteOnce"]}}
     return {**common, "type": "none"}
-
-
-def auth_config(hub: HubSpec, fleet: FleetSpec, options: RenderOptions) -> tuple[dict, dict]:
-    """(hub.config, extra hub env) for the fleet's authenticator. Secrets only ever come from our Secret.
-
-    Option names are oauthenticator 17's current ones (tests/test_k8s_oidc.py checks none is deprecated)."""
-    auth, host = hub.auth, f"https://{hub.name}.{fleet.domain}"
-    base = {"allow_all": False, "admin_users": list(hub.admins),
-            # Enrolment sync creates the users of a hub through the REST API: existing users may log in.
-            "allow_existing_users": True}
-    env: dict = {}
-
-    def from_secret(key: str) -> dict:
-        return {"valueFrom": {"secretKeyRef": {"name": options.secret_name, "key": key}}}
-
-    kind = auth["type"]
-    if kind in ("oidc", "embedded"):
-        oauth = {
-            "client_id": auth.get("client_id", f"hub-{hub.name}"),
-            "oauth_callback_url": f"{host}/hub/oauth_callback",
-            "scope": ["openid", "profile", "email"],
-            "username_claim": auth.get("username_claim", "preferred_username"),
-            # Enrolment sync owns group memberships; idp groups only add at login (idp_groups.py, the local
-            # backend's rule). manage_groups would reset them from the token at every login.
-            "manage_groups": False,
-            "enable_pkce": True,
-            "basic_auth": True,  # client_secret_basic: the method every OpenID Connect provider must support
-        }
-        if kind == "embedded":
-            # Our own portal (portal.py): its paths are ours to know, and so is the client it registers for this
-            # hub (client_id = the hub's name, the redirect URI above; web/directory.py). The browser goes to
-            # portal.{domain}; the hub's own calls go to the portal's Service inside the cluster.
-            public = hubfleet_portal.public_url(fleet.domain) + hubfleet_portal.PREFIX
-            internal = hubfleet_portal.internal_url(options) + hubfleet_portal.PREFIX
-            oauth.update({"client_id": hub.name, "scope": ["openid", "profile", "groups"],
-                          "authorize_url": public + "/oauth/authorize", "token_url": internal + "/oauth/token",
-                          "userdata_url": internal + "/oauth/userinfo",
-                          # Signing out of a hub signs out of the portal too (it asks first): a shared PC.
-                          "logout_redirect_url": public + "/logout"})
-        # oidc: the endpoints come from the IdP's discovery document when the hub starts (oidc_discovery.py).
-        env["OAUTH_CLIENT_SECRET"] = from_secret("oauth-client-secret")  # read by OAuthenticator itself
-        config = {"JupyterHub": {"authenticator_class": "generic-oauth"}, "GenericOAuthenticator": oauth}
-    elif kind == "ldap":
-        url = auth["server"]
-        tls = "on_connect" if url.startswith("ldaps://") else "before_bind"
-        ldap = {
-            "server_address": url.split("://", 1)[-1].split(":")[0],
-            "tls_strategy": tls,
-            "user_search_base": auth["base_dn"],
-            "user_attribute": auth.get("user_attribute", "uid"),
-        }
-        if auth.get("bind_dn_template"):
-            ldap["bind_dn_template"] = [auth["bind_dn_template"]]
-        groups = sorted({s["ldap"]["group"] for p in hub.presentations for s in p.enrolment
-                         if s.get("ldap") and s["ldap"].get("group")})
-        if groups:
-            ldap["allowed_groups"] = groups
-        config = {"JupyterHub": {"authenticator_class": "ldap"}, "LDAPAuthenticator": ldap}
-    elif kind == "lti13":
-        lti = {"issuer": auth["issuer"], "client_id": [auth["client_id"]],
-               "authorize_url": auth["authorize_url"], "jwks_endpoint": auth["jwks_url"]}
-        config = {"JupyterHub": {"authenticator_class": "ltiauthenticator.lti13.auth.LTI13Authenticator"},
-                  "LTI13Authenticator": lti}
-    else:
-        raise ValueError(f"hub {hub.name}: auth type {kind!r} has no Kubernetes rendering")
-    config["Authenticator"] = base
-    return config, env
-
-
-def idp_config(hub: HubSpec) -> dict[str, str]:
-    """The identity-provider group rule, for the hubs that log in through OAuth (oidc, embedded)."""
-    if hub.auth["type"] not in ("oidc", "embedded"):
-        return {}
-    out = {"15-hubfleet-idp-groups": idp_groups.hub_config(hub, hub.auth.get("groups_claim", "groups"))}
-    if hub.auth["type"] == "oidc":  # before everything else that configures the authenticator
-        out["05-hubfleet-oidc-discovery"] = oidc_discovery.hub_config(hub.auth["issuer"].rstrip("/"))
-    return out
 
 
 @cache
