@@ -198,6 +198,10 @@ def test_a_changed_spec_builds_a_new_environment_and_running_servers_keep_theirs
     out = subprocess.run([new_python, "-c", "import tabulate; print(tabulate.__version__)"], capture_output=True, text=True)
     assert out.stdout.strip() == "0.8.10"
     _stop(fleet)
+    # The old environment stayed while a kernel ran from it (the apply above); now no hub records it and nothing
+    # runs from it, so the next apply removes it (disk: every edit of a spec would otherwise leave a venv behind).
+    fleet.apply()
+    assert not Path(old_python).parent.parent.exists() and Path(new_python).exists()
 
 
 

@@ -215,6 +215,7 @@ class LocalBackend(HubConvergence, FleetUpkeep):
         # sets self.cancelled, so the workers stop at their next step too.
         report = run_plan(plan, lambda a: self._do(a, wanted.get(a.hub), say), concurrency=self.parallel, say=say,
                           cancelled=self.cancelled)
+        self._prune_environments()
         try:
             self.refresh(spec)
         except (FrontDoorError, ProxyNotFound) as exc:  # fleet-wide: the front door's port taken, no node proxy

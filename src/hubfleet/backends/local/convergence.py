@@ -145,6 +145,15 @@ class HubConvergence:
                 out[profile.name] = str(book.ensure(profile, resolved, say))
         return out
 
+    def _prune_environments(self) -> list[str]:
+        """Remove the environments no hub of this state dir records any more (EnvironmentBook.prune says which
+        are kept anyway). A hub whose update failed still records the ones its servers use: they stay."""
+        from hubfleet.backends.local.environments import EnvironmentBook, key_of
+
+        referenced = {key_of(python) for name in self.paths.hub_names()
+                      for python in ((read_json(self.paths.hub(name).hub_json) or {}).get("environments") or {}).values()}
+        return EnvironmentBook(self.paths.envs).prune(referenced)
+
     def _hub_json(self, hub: HubSpec, hp: HubPaths, ports: HubPorts) -> dict[str, Any]:
         return {
             "spec": hub.model_dump(mode="json"),

@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from hubfleet.catalog.grammar import check_requirement
 from hubfleet.plan.spec import EnvironmentSpec, ProfileSpec
 
@@ -170,6 +172,33 @@ class EnvironmentBook:
             marker.chmod(0o644)
             target.chmod(0o755)
 
+    def prune(self, referenced: set[str]) -> list[str]:
+        """Remove every environment no hub records (``referenced``: keys named by some hub.json, including stopped
+        hubs') and no process runs from; returns the keys removed. An environment is only ever replaced by a new
+        key, so without this every edit of a requirements file would leave a whole venv behind for good.
+
+        Never one being built (its lock is held) or one a live process uses (a server or kernel started from it
+        before its hub moved to another key keeps running on exactly what it started with, as promised above):
+        that one goes at a later apply, once the process has ended."""
+        if not self.root.is_dir():
+            return []
+        in_use = _paths_in_use(self.root)
+        removed = []
+        for entry in sorted(self.root.iterdir()):
+            key = entry.name
+            if not entry.is_dir() or key.startswith(".") or key in referenced or key in in_use:
+                continue
+            with open(os.open(self.root / f".{key}.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # being built right now, by another apply
+                shutil.rmtree(entry, ignore_errors=True)
+                (self.root / f"{key}.log").unlink(missing_ok=True)
+            (self.root / f".{key}.lock").unlink(missing_ok=True)
+            removed.append(key)
+        return removed
+
     @staticmethod
     def _failure(profile: ProfileSpec, what: str, log: Path) -> str:
         try:
@@ -177,3 +206,20 @@ class EnvironmentBook:
         except OSError:
             tail = ""
         return f"profile {profile.name}: building its environment failed ({what}); full log: {log}\n{tail}"
+
+
+def key_of(python: str | Path) -> str:
+    """The environment key of a recorded interpreter path (``<root>/<key>/bin/python``)."""
+    return Path(python).parent.parent.name
+
+
+def _paths_in_use(root: Path) -> set[str]:
+    """Keys of the environments under ``root`` that a live process runs from (its executable or command line,
+    which is how a sandboxed server names the interpreter it was given)."""
+    prefix = str(root) + os.sep
+    keys = set()
+    for proc in psutil.process_iter(["exe", "cmdline"]):
+        for text in [proc.info.get("exe") or "", *(proc.info.get("cmdline") or [])]:
+            if text.startswith(prefix):
+                keys.add(text[len(prefix):].split(os.sep, 1)[0])
+    return keys
