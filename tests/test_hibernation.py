@@ -164,6 +164,8 @@ def test_a_request_wakes_it_and_lands_on_the_page_asked_for(fleet: Fleet) -> Non
         assert first.status_code == 200 and _waker_page(first)
         assert "Starting Algorithms, data structures and computability" in first.text
         assert '<meta http-equiv="refresh" content="1">' in first.text  # follows readiness without JavaScript
+        # With JavaScript it looks sooner: a HEAD of the same URL, answered with x-hubfleet-waking while it starts.
+        assert first.headers["x-hubfleet-waking"] == "1" and 'method: "HEAD"' in first.text
 
         def reload() -> bool:  # what the page's meta refresh does: the same URL again
             resp = browser.get(asked)
@@ -176,11 +178,34 @@ def test_a_request_wakes_it_and_lands_on_the_page_asked_for(fleet: Fleet) -> Non
     # JupyterHub itself answered the very URL asked, query included: its login hands on to the sign-in with `next`.
     assert landed.headers.get("x-jupyterhub-version") and str(landed.url) == asked
     assert (landed.status_code, landed.headers["location"]) == (302, "/hub/oauth_login?next=%2Fhub%2Fhome")
+    assert "x-hubfleet-waking" not in landed.headers  # what makes the page's script reload
     assert not fleet.asleep() and len(fleet.hub_processes()) >= 3
     after = scrape(fleet)
     assert wakes(after, "request") == wakes(before, "request") + 1 and wakes(after, "timetable") == 0
     count = ("hubfleet_wake_duration_seconds_count", ())
     assert after[count] == before[count] + 1 and after[("hubfleet_wake_duration_seconds_sum", ())] > 0
+
+
+def test_in_a_real_browser_the_waking_page_lands_on_the_hub(fleet: Fleet) -> None:
+    """Chromium, JavaScript on: the page's script (or, failing it, its meta refresh) takes the person on to the
+    very URL they asked for once the hub answers, with no click."""
+    from playwright.sync_api import sync_playwright
+
+    fleet.step_until_asleep()
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"]  # fmt: skip
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        try:
+            page = browser.new_page()
+            page.goto(fleet.url("hub/api/?asked=1"))  # *.localhost is loopback to Chromium
+            assert page.inner_text("#waker-heading").startswith("Starting ")
+            # JupyterHub's own answer to that URL: its API's version document, shown as text.
+            page.wait_for_function("() => document.body.innerText.includes('\"version\"')", timeout=120_000)
+            assert page.url == fleet.url("hub/api/?asked=1") and page.locator("#waker-heading").count() == 0
+        finally:
+            browser.close()
+    assert not fleet.asleep()
 
 
 def test_a_post_while_it_sleeps_is_refused_not_replayed(fleet: Fleet) -> None:

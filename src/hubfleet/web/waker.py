@@ -5,6 +5,9 @@ in front of the portal's own pages and takes every request whose host is a hub's
 
 * ``GET``/``HEAD`` starts the hub (once; later requests join the same wake) and answers a short "starting
   <course>…" page that reloads the *same URL* every second (``<meta http-equiv=refresh>``: no JavaScript needed).
+  With JavaScript the page does better: it sends a ``HEAD`` of the same URL every ``POLL_MS`` and reloads as soon as
+  the answer no longer carries ``x-hubfleet-waking`` (every answer of the waker does), so a person lands on the hub
+  within a quarter of a second of it answering rather than within a second.
   The hub's route is switched back to its proxy before the marker goes, so the first reload after the hub is up
   reaches the hub itself, at exactly the URL that was asked, query string and all.
 * Any other method (a form ``POST``, an API call) also starts the hub but is **not** replayed: it gets a 503 with
@@ -35,6 +38,8 @@ __all__ = ["Waker"]
 
 _PAGES = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")), autoescape=select_autoescape())
 _SAFE = frozenset({"GET", "HEAD"})
+POLL_MS = 250  # the page's readiness poll (a HEAD to the waker costs it a file stat, not a hub start)
+WAKING_HEADER = (b"x-hubfleet-waking", b"1")
 
 
 class Waker:
@@ -129,7 +134,7 @@ class Waker:
             status, heading, refresh = 200, f"Starting {course}…", 1
             lines = ["This hub was asleep because nobody used it for a while. It is starting now; this takes a few "
                      "seconds, and this page continues to the page you asked for as soon as it is ready."]
-            extra: list[tuple[bytes, bytes]] = []
+            extra: list[tuple[bytes, bytes]] = [WAKING_HEADER]
         else:
             # Drain the body (it is not kept, so it cannot be replayed), then say so plainly.
             while (await receive()).get("more_body"):
@@ -137,9 +142,10 @@ class Waker:
             status, heading, refresh = 503, f"{course} is starting: please send your form again", 0
             lines = ["This hub was asleep and is starting now. What you sent was NOT received, so nothing was saved "
                      "or submitted.", "Go back, wait a few seconds, and send it again."]
-            extra = [(b"retry-after", b"5")]
+            extra = [(b"retry-after", b"5"), WAKING_HEADER]
         body = _PAGES.get_template("waking.html").render(
-            heading=heading, lines=lines, refresh=refresh, here=here, brand=branding.get("name") or fleet.get("fleet"),
+            heading=heading, lines=lines, refresh=refresh, poll_ms=POLL_MS, here=here,
+            brand=branding.get("name") or fleet.get("fleet"),
             color=branding.get("primary_color") or "#0b4f8a",
         ).encode()
         await _answer(send, status, b"text/html; charset=utf-8", body, extra, head=method == "HEAD")
