@@ -29,7 +29,13 @@ def free_port() -> int:
 class LoopbackTransport(httpx.HTTPTransport):
     """Connect to 127.0.0.1 for any ``localhost`` or ``*.localhost`` URL, keeping the URL (so the Host header, cookie
     domains and redirects are the browser's). Browsers resolve ``*.localhost`` to the loopback themselves (RFC 6761
-    §6.3); glibc without systemd's nss-myhostname does not, so Python clients need this, as ``curl --resolve`` does."""
+    §6.3); glibc without systemd's nss-myhostname does not, so Python clients need this, as ``curl --resolve`` does.
+    Its TLS context is the process's one (hubfleet.hubapi.tls): tests make many of these, some per poll."""
+
+    def __init__(self, **kw: Any) -> None:
+        from hubfleet.hubapi.tls import tls_context
+
+        super().__init__(**{"verify": tls_context(), **kw})
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host

@@ -34,6 +34,7 @@ from hubfleet.backends.local import process
 from hubfleet.backends.local.ports import HubPorts, PortBook
 from hubfleet.backends.local.proxy import ProxyCommand, find_chp
 from hubfleet.backends.local.secrets import ensure_secret
+from hubfleet.hubapi.tls import tls_context
 from hubfleet.hubapi import HubClient
 
 VENV_BIN = Path(sys.executable).parent
@@ -180,7 +181,8 @@ class RealHub:
         """Start proxy then hub; return seconds from hub launch until its API answers through the proxy."""
         chp = self.proxy_command()
         process.start_detached(chp.argv, self.state_dir, chp.env(), self.state_dir / "logs" / "proxy.log", self.proxy_pidfile)
-        _poll(lambda: httpx.get(chp.api_url + "/api/routes", headers={"Authorization": f"token {chp.auth_token}"}).status_code == 200,
+        _poll(lambda: httpx.get(chp.api_url + "/api/routes", headers={"Authorization": f"token {chp.auth_token}"},
+                                  verify=tls_context()).status_code == 200,
               timeout, "proxy API", self.state_dir / "logs" / "proxy.log")
         env = dict(os.environ)
         env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -194,7 +196,7 @@ class RealHub:
     def _api_ready(self) -> bool:
         if process.read_alive(self.hub_pidfile) is None:
             raise RuntimeError("hub process exited")
-        r = httpx.get(self.public_url + "hub/api/")
+        r = httpx.get(self.public_url + "hub/api/", verify=tls_context())
         return r.status_code == 200 and "version" in r.json()
 
     def stop(self) -> None:

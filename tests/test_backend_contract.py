@@ -227,13 +227,15 @@ class KubernetesHarness(Harness):
 
     def settle(self) -> None:
         import httpx
+
+        from hubfleet.hubapi.tls import tls_context
         from conftest import wait_until
 
         self.chart.kubelet.reconcile_deployments()
         for hub in {ns for (ns, _release) in self.helm.releases}:
             def answers(hub: str = hub) -> bool:
                 try:
-                    return httpx.get(self.proxy_url(hub) + "hub/api/", timeout=2).status_code == 200
+                    return httpx.get(self.proxy_url(hub) + "hub/api/", timeout=2, verify=tls_context()).status_code == 200
                 except httpx.HTTPError:
                     return False
 

@@ -29,6 +29,7 @@ from hubfleet.backends.local import process
 from hubfleet.backends.local.members import hash_password
 from hubfleet.backends.local.hubconfig import write_config_file
 from hubfleet.backends.local.labconfig import world_executable
+from hubfleet.hubapi.tls import tls_context
 from hubfleet.backends.local.ports import PortBook
 from hubfleet.backends.local.proxy import find_chp
 from hubfleet.backends.local.secrets import ensure_secret
@@ -82,7 +83,7 @@ class LocalHub:
             if process.read_alive(self.pidfile) is None:
                 raise RuntimeError("hub exited:\n" + self.log_tail())
             try:
-                if httpx.get(f"{self.origin}{self.base}hub/api/").status_code == 200:
+                if httpx.get(f"{self.origin}{self.base}hub/api/", verify=tls_context()).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

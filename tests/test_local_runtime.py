@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -95,6 +96,7 @@ def test_detached_process_is_tracked_stopped_with_its_group_and_stop_is_idempote
     child = proc.children()[0]
     assert process.read_alive(pidfile) == record
     assert process.stop(pidfile, timeout=10) is True
+    psutil.wait_procs([child], timeout=10)  # an orphan once the shell exits: init collects it
     assert not proc.is_running() and not child.is_running()
     assert process.read_alive(pidfile) is None and not pidfile.exists()
     assert process.stop(pidfile) is False
@@ -144,6 +146,33 @@ def test_detached_process_survives_its_parent(tmp_path: Path) -> None:
         process.stop(pidfile)
     assert process.read_alive(pidfile) is None
 
+
+
+def test_a_process_another_process_started_exits_on_sigterm_and_is_not_killed(tmp_path: Path, monkeypatch) -> None:
+    """A hub the portal woke is the portal's child: when the ``up`` loop hibernates it, it exits on SIGTERM and
+    stays a zombie until the portal collects it. ``stop`` takes that for stopped; it used to wait out its
+    timeout and send SIGKILL (20 + 5 s of every hibernation of a woken hub)."""
+    pidfile = tmp_path / "woken.pid.json"
+    script = (  # a parent that starts the process, then never collects its children (the portal between wakes)
+        "import sys; from hubfleet.backends.local import process;"
+        f"process.start_detached(['sleep', '300'], {str(tmp_path)!r}, None, {str(tmp_path / 'w.log')!r}, {str(pidfile)!r});"
+        "print('started', flush=True); sys.stdin.read()"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "started"
+        record = process.read_alive(pidfile)
+        assert record is not None
+        sent: list[int] = []
+        signal_group = process._signal_group
+        monkeypatch.setattr(process, "_signal_group", lambda proc, sig: (sent.append(sig), signal_group(proc, sig)))
+        assert process.stop(pidfile, timeout=5) is True
+        assert sent == [signal.SIGTERM]  # it ended on SIGTERM: nothing escalated to SIGKILL
+        assert process.read_alive(pidfile) is None
+        assert psutil.Process(record.pid).status() == psutil.STATUS_ZOMBIE  # still its parent's to collect
+    finally:
+        parent.stdin.close()
+        parent.wait(timeout=30)
 
 # -- proxy ---------------------------------------------------------------------------------------------------------
 

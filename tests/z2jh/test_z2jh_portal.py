@@ -24,6 +24,7 @@ import pytest
 
 from hubfleet.backends.kubernetes import portal as k8s_portal
 from hubfleet.enrol.sync import sync_spec
+from hubfleet.hubapi.tls import tls_context
 from hubfleet.testing.chart import ChartCluster
 
 pytestmark = pytest.mark.slow
@@ -111,7 +112,7 @@ def _start_portal(cluster: ChartCluster, timeout: float = 90) -> str:
         if status.get("podIP"):
             url = f"http://{status['podIP']}:{k8s_portal.PORT}"
             try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/healthz", timeout=2, verify=tls_context()).status_code == 200:
                     return url
             except httpx.HTTPError:
                 pass

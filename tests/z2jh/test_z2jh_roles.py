@@ -13,6 +13,7 @@ import datetime as dt
 import httpx
 import pytest
 
+from hubfleet.hubapi.tls import tls_context
 from z2jh_roles_support import HUB, Browser, CalendarHub, run_code, storage_path
 
 pytestmark = pytest.mark.slow
@@ -266,7 +267,7 @@ def test_instructor_and_tutor_can_do_what_their_roles_allow_and_nothing_more(cal
 
     def as_(name: str, method: str, path: str, **kwargs) -> httpx.Response:
         return httpx.request(method, f"{hub.api_url}/{path}", headers={"Authorization": f"token {tokens[name]}"},
-                             timeout=60, **kwargs)
+                             timeout=60, verify=tls_context(), **kwargs)
 
     try:
         # The instructor starts their student's server, opens it, and stops it.

@@ -127,7 +127,7 @@ class CalendarHub(ChartHub):
                         "spec": template["spec"]})
         while True:
             try:
-                if httpx.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
+                if self.api("GET", "", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

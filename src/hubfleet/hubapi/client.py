@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 import httpx
 
+from hubfleet.hubapi.tls import tls_context
+
 __all__ = ["AsyncHubClient", "HubAPIError", "HubClient", "ServerNotReady", "fan_out"]
 
 # JupyterHub only returns pagination metadata (and honours offset/limit as real pages) when asked with this
@@ -190,7 +192,8 @@ class HubClient(_Base):
 
     def __init__(self, base_url: str, token: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(base_url, token, timeout=timeout)
-        self._http = httpx.Client(base_url=self.api_url + "/", headers=self._headers, timeout=timeout, transport=transport)
+        self._http = httpx.Client(base_url=self.api_url + "/", headers=self._headers, timeout=timeout, transport=transport,
+                                  verify=tls_context())
 
     def _run(self, op: _Op[T]) -> T:
         try:
@@ -281,7 +284,8 @@ class AsyncHubClient(_Base):
 
     def __init__(self, base_url: str, token: str, *, timeout: float = 30.0, transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__(base_url, token, timeout=timeout)
-        self._http = httpx.AsyncClient(base_url=self.api_url + "/", headers=self._headers, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(base_url=self.api_url + "/", headers=self._headers, timeout=timeout,
+                                       transport=transport, verify=tls_context())
 
     async def _run(self, op: _Op[T]) -> T:
         try:

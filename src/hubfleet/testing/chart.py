@@ -34,6 +34,7 @@ from hubfleet.backends.kubernetes.cluster import apply_object
 from hubfleet.backends.kubernetes.helm import HelmError, ReleaseStatus
 from hubfleet.backends.kubernetes.validation import reference_dir
 from hubfleet.catalog import load_catalog
+from hubfleet.hubapi.tls import tls_context
 from hubfleet.plan import FleetSpec, diff
 from hubfleet.plan import plan as make_plan
 
@@ -161,20 +162,21 @@ class ChartCluster:
         self.kubelet.start_deployments(hub)
         deadline = time.monotonic() + timeout
         url = None
-        while time.monotonic() < deadline:
-            pods = {p["metadata"]["labels"].get("component"): p for p in self.cluster.list("v1", "Pod", hub)}
-            proxy = pods.get("proxy")
-            for name, pod in pods.items():
-                if name in ("hub", "proxy") and pod["status"].get("phase") in ("Failed", "Succeeded"):
-                    raise RuntimeError(f"{name} pod of {hub} stopped:\n" + self.logs(hub, name))
-            if proxy and proxy["status"].get("podIP"):
-                url = f"http://{proxy['status']['podIP']}:{PROXY_PORT}"
-                try:
-                    if httpx.get(f"{url}/hub/api/", timeout=2).status_code == 200:
-                        return url
-                except httpx.HTTPError:
-                    pass
-            time.sleep(0.3)
+        with httpx.Client(timeout=2, verify=tls_context()) as client:  # one client, not one per try
+            while time.monotonic() < deadline:
+                pods = {p["metadata"]["labels"].get("component"): p for p in self.cluster.list("v1", "Pod", hub)}
+                proxy = pods.get("proxy")
+                for name, pod in pods.items():
+                    if name in ("hub", "proxy") and pod["status"].get("phase") in ("Failed", "Succeeded"):
+                        raise RuntimeError(f"{name} pod of {hub} stopped:\n" + self.logs(hub, name))
+                if proxy and proxy["status"].get("podIP"):
+                    url = f"http://{proxy['status']['podIP']}:{PROXY_PORT}"
+                    try:
+                        if client.get(f"{url}/hub/api/").status_code == 200:
+                            return url
+                    except httpx.HTTPError:
+                        pass
+                time.sleep(0.3)
         raise TimeoutError(f"hub {hub} did not answer through its proxy ({url}):\n" + self.logs(hub, "hub"))
 
     def pods(self, namespace: str, component: str | None = None) -> list[dict]:

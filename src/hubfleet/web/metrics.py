@@ -39,6 +39,7 @@ from hubfleet.backends.local.fleetstate import FleetPaths, read_json
 from hubfleet.backends.local.hibernation import is_hibernated, journal
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
 from hubfleet.backends.loopstats import DURATION_BUCKETS, read_stats
+from hubfleet.hubapi.tls import tls_context
 
 __all__ = ["FleetCollector", "WAKE_BUCKETS", "metrics_text", "metrics_token"]
 
@@ -180,14 +181,15 @@ def _scrape_hub(hp) -> tuple[float, float]:  # noqa: ANN001
     base = f"http://127.0.0.1:{raw.get('proxy_port')}/hub"
     running = users = 0.0
     try:
-        resp = httpx.get(f"{base}/metrics", timeout=5, headers=headers)
-        resp.raise_for_status()
-        for family in text_string_to_metric_families(resp.text):
-            for sample in family.samples:
-                if sample.name == "jupyterhub_running_servers":
-                    running = sample.value
-        listed = httpx.get(f"{base}/api/users", timeout=5, headers=headers)
-        listed.raise_for_status()
+        with httpx.Client(timeout=5, headers=headers, verify=tls_context()) as client:
+            resp = client.get(f"{base}/metrics")
+            resp.raise_for_status()
+            for family in text_string_to_metric_families(resp.text):
+                for sample in family.samples:
+                    if sample.name == "jupyterhub_running_servers":
+                        running = sample.value
+            listed = client.get(f"{base}/api/users")
+            listed.raise_for_status()
     except (httpx.HTTPError, OSError):
         return running, users
     since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=24)

@@ -37,26 +37,51 @@ def validate_manifest(obj: dict, k8s_version: str = "1.32.0") -> list[str]:
     Empty means valid. kubernetes-validate stops at the first violation, so a broken object yields one
     message; fix it and run again. Raises SchemaNotFound for kinds it has no schema for.
     """
-    import kubernetes_validate  # imported late: only tests and `plan --check` pay for its schema files
-    from kubernetes_validate.utils import VersionNotSupportedError
-
     if not isinstance(obj, dict):
         return [f"expected a mapping, got {type(obj).__name__}"]
     missing = [f for f in ("apiVersion", "kind") if not isinstance(obj.get(f), str) or not obj.get(f)]
     if missing:
         return [f"{_label(obj)}: missing {', '.join(missing)}"]
     try:
-        kubernetes_validate.validate(obj, k8s_version, strict=True)
-    except kubernetes_validate.SchemaNotFoundError as exc:
-        raise SchemaNotFound(exc.message) from None
-    except kubernetes_validate.ValidationError as exc:
+        _manifest_validator(k8s_version, obj["apiVersion"], obj["kind"]).validate(obj)
+    except jsonschema.ValidationError as exc:
         return [f"{_label(obj)}: {_path(exc.absolute_path)}: {exc.message}"]
-    except kubernetes_validate.InvalidSchemaError as exc:
-        # A damaged install of kubernetes-validate, not a problem with the object: say so loudly.
-        raise RuntimeError(f"kubernetes-validate's schema is unreadable: {exc.message}") from None
-    except VersionNotSupportedError as exc:
-        raise ValueError(exc.message) from None
     return []
+
+
+@functools.cache
+def _manifest_validator(k8s_version: str, api_version: str, kind: str) -> Any:
+    """The validator `kubernetes_validate.validate(obj, k8s_version, strict=True)` builds for one kind, built once.
+
+    Same schema files, same choice of schema version, same Draft 2020-12 validator and first error; but
+    kubernetes-validate re-reads its schema files (the shared definitions are 2 MB of JSON) on every call, which
+    was most of the fake API server's CPU in the z2jh tier (every object a chart hub or KubeSpawner creates is
+    checked). ref: kubernetes_validate/utils.py ``validate``
+    """
+    import json
+    from importlib.resources import files
+
+    import kubernetes_validate  # imported late: only tests and `plan --check` pay for its schema files
+    from kubernetes_validate.utils import all_versions, major_minor
+    from referencing import Registry, Resource
+
+    wanted = major_minor(k8s_version.removeprefix("v"))
+    if wanted > major_minor(kubernetes_validate.latest_version()):
+        raise ValueError(f"kubernetes-validate does not support version {wanted}")
+    version = [v for v in all_versions() if major_minor(v) <= wanted][-1]
+    folder = files("kubernetes_validate").joinpath("kubernetes-json-schema", f"v{version}-local-strict")
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)  # rbac.authorization.k8s.io/v1 -> rbac-v1
+    try:
+        schema = json.loads(folder.joinpath(f"{kind.lower()}-{group_version}.json").read_text())
+        definitions = json.loads(folder.joinpath("_definitions.json").read_text())
+    except FileNotFoundError:
+        raise SchemaNotFound(f"Couldn't find schema for kind {kind} with api version {api_version} for kubernetes "
+                             f"version {major_minor(version)}") from None
+    except json.JSONDecodeError as exc:
+        # A damaged install of kubernetes-validate, not a problem with the object: say so loudly.
+        raise RuntimeError(f"kubernetes-validate's schema is unreadable: {exc}") from None
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

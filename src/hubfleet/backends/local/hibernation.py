@@ -38,6 +38,7 @@ from hubfleet.backends.local.fleetstate import FleetPaths, HubPaths, read_json, 
 from hubfleet.backends.local.proxy import ProxyCommand
 from hubfleet.backends.local.secrets import read_secret
 from hubfleet.hubapi import HubClient
+from hubfleet.hubapi.tls import tls_context
 from hubfleet.plan.hibernation import HubActivity, activity_of, awake_reason
 from hubfleet.plan.spec import HubSpec
 
@@ -106,18 +107,20 @@ def wait_hub_api(hp: HubPaths, timeout: float, cancelled: Any = lambda: None) ->
     url = f"http://{HOST}:{raw['proxy_port']}/hub/api/user"
     headers = {"Authorization": f"token {read_secret(hp.service_token)}"}
     deadline = time.monotonic() + timeout
-    while True:
-        cancelled()
-        try:
-            if httpx.get(url, headers=headers, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.read_alive(hp.hub_pidfile) is None:
-            raise WakeFailed(f"hub process exited while starting; see {hp.hub_log}\n{_tail(hp.hub_log)}")
-        if time.monotonic() > deadline:
-            raise WakeFailed(f"hub API not answering after {timeout:g}s; see {hp.hub_log}")
-        time.sleep(0.1)
+    # One client for the whole wait: a client per try cost more CPU than the hub start it polls (hubapi/tls.py).
+    with httpx.Client(headers=headers, timeout=5, verify=tls_context()) as client:
+        while True:
+            cancelled()
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if process.read_alive(hp.hub_pidfile) is None:
+                raise WakeFailed(f"hub process exited while starting; see {hp.hub_log}\n{_tail(hp.hub_log)}")
+            if time.monotonic() > deadline:
+                raise WakeFailed(f"hub API not answering after {timeout:g}s; see {hp.hub_log}")
+            time.sleep(0.1)
 
 
 def hub_activity(hp: HubPaths) -> HubActivity | None:

@@ -116,6 +116,8 @@ def start_detached(
     existing = read_alive(pidfile) or _adopt(Path(pidfile), list(argv))
     if existing is not None:
         return existing
+    for pid in list(_CHILDREN):  # collect the children that exited since (a long-lived portal wakes many hubs)
+        _reap(pid)
     env = dict(os.environ if env is None else env)
     env[MARKER_ENV] = str(Path(pidfile).absolute())
     log_path = Path(log_path)
@@ -274,7 +276,7 @@ def stop(pidfile: str | os.PathLike[str], timeout: float = 10.0, *, descendants:
     others = [p for p in _descendants(proc) if p not in members] if descendants else []
     _signal_group(proc, signal.SIGTERM)
     _wait_or_kill(members, timeout, lambda: _signal_group(proc, signal.SIGKILL), reap=record.pid)
-    stragglers = [p for p in others if p.is_running()]
+    stragglers = _running([p for p in others if p.is_running()])
     for p in stragglers:
         _send(p, signal.SIGTERM)
     _wait_or_kill(stragglers, min(timeout, 10.0), lambda: None)
@@ -289,12 +291,27 @@ def _wait_or_kill(procs: list[psutil.Process], timeout: float, kill_group: Calla
     while alive and time.monotonic() < deadline:
         _reap(reap)
         _gone, alive = psutil.wait_procs(alive, timeout=0.2)
+        alive = _running(alive)
     if alive:
         kill_group()
         for p in alive:  # members that left the group (setsid) still belong to this process
             _send(p, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=5)
         _reap(reap)
+
+
+def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``procs`` that have not exited. A zombie has: it waits for its parent to collect its status, which
+    only the parent can do. A hub woken by the portal is the portal's child, so the ``up`` loop that hibernates it
+    saw it as alive until the timeout (20 s, then SIGKILL and 5 s more) at every hibernation."""
+    running = []
+    for p in procs:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                running.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return running
 
 
 def _descendants(proc: psutil.Process) -> list[psutil.Process]:
