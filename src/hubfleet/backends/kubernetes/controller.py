@@ -3,7 +3,9 @@
 Same loop as a local ``up`` (backends/reconcile.py: catalog edits, phases by date, enrolment sync, lifecycle
 actions, backoff, the mass-stop guard); what differs comes in as hooks: every step first applies the fleet-level
 objects (``apply_fleet_objects``, a no-op write-wise when nothing changed); ``backend.plan`` adds an update for hubs
-whose course material changed (the planner cannot see material). It never starts a local process: the hubs are releases.
+whose course material changed (the planner cannot see material); after each step ``backend.hibernate_idle``
+hibernates hubs idle for their ``hibernate_after`` by the local backend's rule (plan.hibernation), and wakes one a
+timetable window wants warm. A hibernated hub is observed as such, never as down: nothing restarts it. It never starts a local process: the hubs are releases.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def controller_hooks(backend: KubernetesBackend) -> LoopHooks:
         written = backend.apply_fleet_objects(spec)
         return [f"fleet objects: {written} written"] if written else []
 
-    return LoopHooks(before=before)  # material updates come from backend.plan, as in `apply`
+    # material updates come from backend.plan, as in `apply`; after each step, idle hubs hibernate (hubstate.py)
+    return LoopHooks(before=before, rest=backend.hibernate_idle)
 
 
 def controller(
