@@ -183,7 +183,7 @@ def test_rbac_grants_nothing_in_namespaces_hubfleet_does_not_manage(catalog):
     spec = spec_of(catalog)
     for hub in spec.hubs:
         manifests = render_manifests(hub, spec, DEFAULT_OPTIONS, read_material(catalog, spec))
-        (binding,) = [o for o in manifests if o["kind"] == "RoleBinding"]
+        (binding,) = [o for o in manifests if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "hubfleet-controller"]
         assert binding["roleRef"]["name"] == "hubfleet-hub" and binding["metadata"]["namespace"] == hub.name
         assert manifests[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "hubfleet"
 

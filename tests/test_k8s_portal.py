@@ -56,18 +56,79 @@ def test_an_institutional_idp_renders_no_portal():
     assert not [o for o in render_fleet(spec) if "portal" in o["metadata"]["name"]]
 
 
-def test_the_portal_has_no_api_rights_and_no_token():
+def test_the_portal_may_only_scale_hubs_hub_and_proxy_deployments_in_hub_namespaces():
+    """The waker's rights, as the API server's RBAC authorizer would read the rendered objects: get/update/patch
+    of the two Deployments named hub and proxy in each hub namespace, and nothing else anywhere."""
+    from hubfleet.backends.kubernetes.manifests import render_manifests
+    from hubfleet.backends.kubernetes.material import read_material
+    from hubfleet.testing.rbac import Request, allowed
+
     _, spec = _spec()
-    portal = _portal(spec)
-    everything = render_fleet(spec) + controller_objects(options_for(spec, DEFAULT_OPTIONS))
-    bound = [o for o in everything if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
-             and any(s.get("name") == k8s_portal.NAME for s in o.get("subjects") or [])]
-    assert bound == []
-    pod = portal[("Deployment", k8s_portal.NAME)]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == k8s_portal.NAME and pod["automountServiceAccountToken"] is False
-    assert portal[("ServiceAccount", k8s_portal.NAME)]["automountServiceAccountToken"] is False
+    options = options_for(spec, DEFAULT_OPTIONS)
+    everything = render_fleet(spec) + controller_objects(options)
+    for hub in spec.hubs:
+        everything += render_manifests(hub, spec, options, read_material(EXAMPLE, spec))
+    may = lambda req: allowed(everything, options.system_namespace, k8s_portal.NAME, req)  # noqa: E731
+    hubs = [h.name for h in spec.hubs]
+    assert len(hubs) >= 2
+    for ns in hubs:
+        for name in ("hub", "proxy"):
+            for verb in ("get", "update", "patch"):
+                assert may(Request(verb, "apps", "deployments", ns, name)), (verb, ns, name)
+            for verb in ("delete",):
+                assert not may(Request(verb, "apps", "deployments", ns, name))
+        for verb in ("list", "watch", "create"):  # no name to restrict to: never granted
+            assert not may(Request(verb, "apps", "deployments", ns))
+        assert not may(Request("get", "apps", "deployments", ns, "user-scheduler"))
+        assert not may(Request("update", "apps", "statefulsets", ns, "hub"))
+        for group, resource in (("", "secrets"), ("", "pods"), ("", "configmaps"), ("", "services"),
+                                ("rbac.authorization.k8s.io", "rolebindings"), ("discovery.k8s.io", "endpointslices")):
+            for verb in ("get", "list", "create", "update", "delete"):
+                assert not may(Request(verb, group, resource, ns, "hub")), (verb, resource, ns)
+    # Nothing in the fleet's own namespace (its Secrets, the controller's Lease), another namespace, or cluster-wide.
+    for ns in (options.system_namespace, "kube-system", "default", None):
+        for name in ("hub", "proxy", "hubfleet-controller"):
+            assert not may(Request("get", "apps", "deployments", ns, name))
+            assert not may(Request("update", "apps", "deployments", ns, name))
+        assert not may(Request("get", "", "secrets", ns, k8s_portal.NAME))
+    assert not may(Request("list", "", "namespaces", None))
+    # The controller binds the role in a new hub namespace: it holds every right the role grants there.
+    for ns in hubs:
+        assert allowed(everything, options.system_namespace, "hubfleet-controller",
+                       Request("update", "apps", "deployments", ns, "hub"))
+    pod = _portal(spec)[("Deployment", k8s_portal.NAME)]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == k8s_portal.NAME and pod["automountServiceAccountToken"] is True
     (container,) = [c for c in pod["containers"] if c["name"] == "portal"]
+    assert "--wake" in container["command"]
     assert container["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+
+
+def test_every_hub_ingress_falls_back_to_its_namespaces_waker_service():
+    from hubfleet.backends.kubernetes.manifests import render_manifests
+    from hubfleet.backends.kubernetes.material import read_material
+
+    _, spec = _spec()
+    material = read_material(EXAMPLE, spec)
+    for hub in spec.hubs:
+        values = render_values(hub, spec, material=material)
+        assert values["ingress"]["annotations"]["nginx.ingress.kubernetes.io/default-backend"] == "hubfleet-waker"
+        (svc,) = [o for o in render_manifests(hub, spec, material=material) if o["kind"] == "Service"]
+        assert svc["metadata"]["name"] == "hubfleet-waker" and "selector" not in svc["spec"]
+        assert svc["spec"]["ports"][0]["targetPort"] == k8s_portal.PORT
+
+
+def test_a_servicemonitor_selecting_hubfleet_finds_one_metrics_port():
+    _, spec = _spec()
+    labelled = [o for o in render_fleet(spec) if o["kind"] == "Service"
+                and (o["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == "hubfleet"]
+    (svc,) = labelled
+    assert svc["metadata"]["labels"]["app.kubernetes.io/component"] == "portal"
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
+    deploy = _portal(spec)[("Deployment", k8s_portal.NAME)]
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    (container,) = [c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == "portal"]
+    assert svc["spec"]["ports"][0]["targetPort"] in [p["containerPort"] for p in container["ports"]]
 
 
 def test_the_deployment_runs_a_portal_command_the_cli_accepts_with_the_controllers_catalog():

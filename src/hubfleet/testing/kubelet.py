@@ -122,21 +122,26 @@ class ProcessKubelet:
 
     def reconcile_deployments(self) -> list[str]:
         """One pass of what the Deployment, ReplicaSet and namespace controllers do: a Deployment without a pod
-        gets one; a pod whose Deployment (or namespace) is gone is stopped. Not a loop and no rollouts: a changed
-        pod template does not replace a running pod. Returns the pods started."""
+        gets one; a pod whose Deployment (or namespace) is gone, or scaled to 0 replicas, is stopped. Not a loop
+        and no rollouts: a changed pod template does not replace a running pod. Returns the pods started."""
         started = []
         namespaces = {ns["metadata"]["name"] for ns in self.cluster.list("v1", "Namespace")}
+
+        def scaled_up(ns: str) -> set[str]:
+            return {d["metadata"]["name"] for d in self.cluster.list("apps/v1", "Deployment", ns)
+                    if d["spec"].get("replicas", 1) != 0}
+
         for ns in namespaces:
-            deployments = {d["metadata"]["name"] for d in self.cluster.list("apps/v1", "Deployment", ns)}
+            deployments = scaled_up(ns)
             have = {owner for (pod_ns, _), owner in self._owners.items() if pod_ns == ns}
             if deployments - have:
                 started += self.start_deployments(ns, only=deployments - have)
         for (ns, name), owner in list(self._owners.items()):
-            if ns in namespaces and owner in {d["metadata"]["name"] for d in self.cluster.list("apps/v1", "Deployment", ns)}:
+            if ns in namespaces and owner in scaled_up(ns):
                 continue
             del self._owners[(ns, name)]
             run = self.pods.get((ns, name))
-            if run is not None:  # a namespace's deletion took the pod object with it: stop its processes all the same
+            if run is not None:  # stopped gracefully (SIGTERM, grace period) and removed, as its ReplicaSet would
                 self.api.run(self._terminate(run), timeout=60)
         return started
 

@@ -50,7 +50,7 @@ from .fleet import DEFAULT_OPTIONS, MANAGED_BY, MANAGED_SELECTOR, RenderOptions,
 from .helm import Helm, HelmError, HelmMissing
 from .hubstate import HubStates, WakeFailed
 from .manifests import namespace_name, render_manifests
-from .portal import mirror_client_secret
+from .portal import mirror_client_secret, portal_addresses, uses_portal, waker_endpoints
 from .retirement import ArchiveJobFailed, LifecycleNotAvailable, RefusedDelete, Retirement
 from .secrets import MissingProvidedKeys, ensure_hub_secret, read_key
 from .values import render_values
@@ -311,6 +311,8 @@ class KubernetesBackend(HubStates, Retirement):
                 shipped.add(obj["metadata"]["name"])
             else:
                 written += bool(self.cluster.apply(obj))
+        if uses_portal(spec):  # the waker Service's endpoints: the portal's pods (the controller keeps them current)
+            written += bool(self.cluster.apply(waker_endpoints(ns, portal_addresses(self.cluster, self.options))))
         values = self.values_for(hub, spec, material)
         status = self.helm.status(hub.name, ns)
         current = self.helm.get_values(hub.name, ns) if status is not None else None

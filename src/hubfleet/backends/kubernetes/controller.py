@@ -19,8 +19,9 @@ from hubfleet.plan.timetable import active_windows, warmup_schedule
 
 from .backend import KubernetesBackend
 from .controller_status import read_status, write_status
-from .fleet import MANAGED_BY
+from .fleet import MANAGED_BY, options_for
 from .lease import Lease
+from .portal import sync_waker_endpoints
 
 __all__ = ["controller", "controller_hooks", "read_status", "write_status"]
 
@@ -28,6 +29,8 @@ __all__ = ["controller", "controller_hooks", "read_status", "write_status"]
 def controller_hooks(backend: KubernetesBackend) -> LoopHooks:
     def before(spec) -> list[str]:
         written = backend.apply_fleet_objects(spec)
+        # The ingress's fallback for sleeping hubs follows the portal's pods (portal.waker_endpoints).
+        written += sync_waker_endpoints(backend.cluster, spec, options_for(spec, backend.options))
         return [f"fleet objects: {written} written"] if written else []
 
     # material updates come from backend.plan, as in `apply`; after each step, idle hubs hibernate (hubstate.py)

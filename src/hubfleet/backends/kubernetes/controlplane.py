@@ -24,6 +24,7 @@ read Secrets, or anything else, outside hubfleet's namespaces.
 from __future__ import annotations
 
 from .fleet import MANAGED_BY, RenderOptions
+from .portal import WAKER_ROLE, waker_rules
 
 SERVICE_ACCOUNT = "hubfleet-controller"
 HUB_ROLE = "hubfleet-hub"  # ClusterRole bound per managed namespace
@@ -46,6 +47,8 @@ def hub_rules() -> list[dict]:
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": RW},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies", "ingresses"], "verbs": RW},
+        # The waker's EndpointSlice in each hub namespace, copied from the portal's (portal.waker_endpoints).
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": RW},
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": RW},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": RW},
     ]
@@ -79,8 +82,11 @@ def _rbac(options: RenderOptions) -> list[dict]:
              # To bind hubfleet-hub in a new hub namespace (the admission policy below keeps it to managed ones).
              {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["get", "create"]},
              {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
-              "resourceNames": [HUB_ROLE]},
+              "resourceNames": [HUB_ROLE, WAKER_ROLE]},
          ]},
+        # The portal's waker: bound in each hub namespace by a RoleBinding rendered with the hub (portal.py).
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": WAKER_ROLE, "labels": labels}, "rules": waker_rules()},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
          "metadata": {"name": CLUSTER_ROLE, "labels": labels},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},

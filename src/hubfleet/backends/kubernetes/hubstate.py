@@ -35,7 +35,7 @@ from .cluster import Cluster, ClusterError
 from .helm import Helm, HelmError
 from .manifests import namespace_name
 
-__all__ = ["HubStates", "WakeFailed"]
+__all__ = ["HubStates", "WakeFailed", "ready_url", "wake_and_wait"]
 
 # At most this often per hub (and at least every minute): a quiet loop does not ask every hub every tick.
 MIN_CHECK, MAX_CHECK = 0.2, 60.0
@@ -43,6 +43,31 @@ MIN_CHECK, MAX_CHECK = 0.2, 60.0
 
 class WakeFailed(RuntimeError):
     pass
+
+
+def ready_url(namespace: str) -> str:
+    """Where a hub answers once awake, from inside the cluster: through its proxy's Service (z2jh's proxy-public,
+    port 80; its NetworkPolicy admits the ``http`` port from any pod), which is what a browser's next request
+    reaches through the ingress."""
+    return f"http://proxy-public.{namespace}.svc.cluster.local/hub/api/"
+
+
+def wake_and_wait(cluster: Cluster, namespace: str, url: str, timeout: float = 300.0) -> float | None:
+    """Wake a hibernated hub and wait until it answers at ``url``: the seconds it took, or None if it was not
+    asleep (woken already). Raises WakeFailed after ``timeout``; it stays scaled up, so the controller's loop sees
+    a hub that does not answer (and reports it), not a sleeping one."""
+    if not hibernation.is_hibernated(cluster, namespace):
+        return None
+    t0 = time.monotonic()
+    hibernation.wake(cluster, namespace)
+    while time.monotonic() - t0 < timeout:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise WakeFailed(f"{namespace} scaled up but did not answer at {url} within {timeout:g}s")
 
 
 class HubStates:
@@ -68,7 +93,11 @@ class HubStates:
     def hub_activity(self, hub: str) -> HubActivity | None:
         """What the running hub's API says about its users and servers; None if it does not answer (or has no
         running hub pod), so it is not known to be idle."""
-        started = [p["status"].get("startTime") for p in self.cluster.list("v1", "Pod", hub, "component=hub")
+        try:
+            pods = self.cluster.list("v1", "Pod", hub, "component=hub")
+        except ClusterError:  # no pods to read (an API without them): nothing known to be idle
+            return None
+        started = [p["status"].get("startTime") for p in pods
                    if (p.get("status") or {}).get("phase") == "Running" and p["status"].get("startTime")]
         if not started:
             return None
@@ -110,28 +139,10 @@ class HubStates:
         return notes
 
     def ready_url(self, hub: str) -> str:
-        """Where the hub answers once awake: through its proxy (what a browser's next request reaches)."""
-        if self.hub_url is not None:
-            return self.hub_url(hub).rstrip("/") + "/hub/api/"
-        return f"http://proxy-public.{hub}.svc.cluster.local/hub/api/"
+        return self.hub_url(hub).rstrip("/") + "/hub/api/" if self.hub_url is not None else ready_url(hub)
 
     def wake_and_wait(self, hub: str, timeout: float = 300.0) -> float | None:
-        """Wake a hibernated hub and wait until it answers through its proxy: the seconds it took, or None if it
-        was not asleep (woken already). Raises WakeFailed after ``timeout`` (it stays scaled up: the controller's
-        loop sees a hub not answering, not a sleeping one)."""
-        if not hibernation.is_hibernated(self.cluster, hub):
-            return None
-        t0 = time.monotonic()
-        hibernation.wake(self.cluster, hub)
-        url = self.ready_url(hub)
-        while time.monotonic() - t0 < timeout:
-            try:
-                if httpx.get(url, timeout=5).status_code == 200:
-                    return time.monotonic() - t0
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise WakeFailed(f"{hub} scaled up but did not answer at {url} within {timeout:g}s")
+        return wake_and_wait(self.cluster, hub, self.ready_url(hub), timeout)
 
     # -- status ---------------------------------------------------------------------------------------------------
 

@@ -449,10 +449,15 @@ def render_values(
     hosts = [host, f"*.{host}"]
     policy = spawn_policy.policy_data([{"slug": p.name, "groups": spawn_groups(hub, p)} for p in hub.profiles],
                                       TOKEN_ENV, fleet.account_prefix or account_prefix(fleet.fleet))
+    # While the hub hibernates (hub and proxy at 0 replicas) proxy-public has no endpoints, and ingress-nginx sends
+    # the hub's hosts to this Service instead: the portal's waker (portal.waker_objects). Other ingress controllers
+    # ignore the annotation and answer 503 for a sleeping hub; the portal's own links still wake it.
+    # ref: https://kubernetes.github.io/ingress-nginx/user-guide/nginx-configuration/annotations/#default-backend
     ingress = {
         "enabled": True,
         "hosts": hosts,
-        "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer},
+        "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer,
+                        "nginx.ingress.kubernetes.io/default-backend": "hubfleet-waker"},
         "tls": [{"hosts": hosts, "secretName": f"{hub.name}-tls"}],
     }
     if options.ingress_class:
