@@ -360,7 +360,7 @@ def kubernetes_waking(fleet: Callable[[], dict], cluster: Any = None,
     only rights are get/update on those two Deployments in hub namespaces, portal.py); ``ready_url(hub)``: where
     the hub answers (default: its proxy-public Service). A hub's namespace is its name."""
     from hubfleet.backends.kubernetes import hibernation
-    from hubfleet.backends.kubernetes.hubstate import ready_url as proxy_url, wake_and_wait
+    from hubfleet.backends.kubernetes.hubstate import is_ready, ready_url as proxy_url, wake_and_wait
 
     if cluster is None:
         from hubfleet.backends.kubernetes.cluster import KubernetesCluster
@@ -381,6 +381,7 @@ def kubernetes_waking(fleet: Callable[[], dict], cluster: Any = None,
         "asleep": lambda name: hibernation.is_hibernated(cluster, name),
         "alive": scaled_up,
         "wake": lambda name: wake_and_wait(cluster, name, where(name)),
+        "ready": lambda name: is_ready(cluster, name),
     }
 
 

@@ -13,7 +13,9 @@ in front of the portal's own pages and takes every request whose host is a hub's
 * A websocket is never proxied through here: it is refused (no server of a sleeping hub can be running anyway, and
   JupyterLab reconnects on its own once the page is back).
 
-The page is a 200 for GETs: a browser mid-wake never sees an error. A hub whose host reaches the portal without
+The page is a 200 for GETs: a browser mid-wake never sees an error. In the cluster the waker also receives the
+hub's own 503s that ingress-nginx intercepts while the hub wakes (``X-Code``, ``X-Namespace`` and
+``X-Original-URI`` say which hub and URL); once the hub is ``ready`` such a 503 is the hub's own, and passes as one. A hub whose host reaches the portal without
 being asleep (mid-switch, or down) gets the same reloading page if its process runs, else the portal's usual
 redirect to its own host.
 """
@@ -44,8 +46,10 @@ class Waker:
 
     def __init__(self, app: Any, *, fleet: Callable[[], dict], asleep: Callable[[str], bool],
                  alive: Callable[[str], bool], wake: Callable[[str], Any],
-                 observe: Callable[..., None] = lambda event, **kw: None) -> None:  # fmt: skip
+                 observe: Callable[..., None] = lambda event, **kw: None,
+                 ready: Callable[[str], bool] = lambda name: True) -> None:  # fmt: skip
         self.app = app
+        self.ready = ready
         self.fleet = fleet
         self.asleep = asleep
         self.alive = alive
@@ -97,10 +101,27 @@ class Waker:
         host = headers.get(b"host", b"").decode("latin-1")
         fleet = self.fleet()
         hub = self.hub_of(host, fleet.get("hubs", []))
+        # A hub's answer ingress-nginx intercepted (custom-http-errors): it names the hub's namespace (= its name).
+        intercepted = b"x-code" in headers
+        if hub is None and intercepted:
+            space = headers.get(b"x-namespace", b"").decode("latin-1")
+            hub = next((h for h in fleet.get("hubs", []) if h.get("name") == space), None)
         if hub is None:
             return await self.app(scope, receive, send)
         name = hub["name"]
+        if intercepted:
+            original = headers.get(b"x-original-uri", b"").decode("latin-1")
+            if original.startswith("/") and not original.startswith("//"):
+                path, _, query = original.partition("?")
+                scope = {**scope, "path": path, "raw_path": path.encode("latin-1"),
+                         "query_string": query.encode("latin-1")}
         asleep = self.asleep(name)
+        if intercepted and not asleep and self.ready(name):
+            # The hub is up and itself answered 503 (a student's server gone, say): not a wake, say so plainly.
+            await _answer(send, int(headers.get(b"x-code", b"503") or 503), b"text/plain; charset=utf-8",
+                          b"This service is unavailable right now; please try again in a moment.\n",
+                          [(b"retry-after", b"5")])
+            return
         if not asleep and not self.alive(name):
             return await self.app(scope, receive, send)  # down, not sleeping: the portal's usual redirect
         if scope["type"] == "websocket":

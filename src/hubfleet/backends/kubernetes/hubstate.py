@@ -35,7 +35,7 @@ from .cluster import Cluster, ClusterError
 from .helm import Helm, HelmError
 from .manifests import namespace_name
 
-__all__ = ["HubStates", "WakeFailed", "ready_url", "wake_and_wait"]
+__all__ = ["HubStates", "WakeFailed", "is_ready", "ready_url", "wake_and_wait"]
 
 # At most this often per hub (and at least every minute): a quiet loop does not ask every hub every tick.
 MIN_CHECK, MAX_CHECK = 0.2, 60.0
@@ -55,7 +55,11 @@ def ready_url(namespace: str) -> str:
 def wake_and_wait(cluster: Cluster, namespace: str, url: str, timeout: float = 300.0) -> float | None:
     """Wake a hibernated hub and wait until it answers at ``url``: the seconds it took, or None if it was not
     asleep (woken already). Raises WakeFailed after ``timeout``; it stays scaled up, so the controller's loop sees
-    a hub that does not answer (and reports it), not a sleeping one."""
+    a hub that does not answer (and reports it), not a sleeping one.
+
+    Both at once: JupyterHub does not start without its proxy's API. The proxy is ready a few seconds before the
+    hub, and answers the hub's pages with 503 meanwhile; ingress-nginx hands those 503s to the waker too
+    (``custom-http-errors``, values.py), whose page keeps reloading until the hub itself answers."""
     if not hibernation.is_hibernated(cluster, namespace):
         return None
     t0 = time.monotonic()
@@ -68,6 +72,14 @@ def wake_and_wait(cluster: Cluster, namespace: str, url: str, timeout: float = 3
             pass
         time.sleep(0.5)
     raise WakeFailed(f"{namespace} scaled up but did not answer at {url} within {timeout:g}s")
+
+
+def is_ready(cluster: Cluster, namespace: str) -> bool:
+    """Hub and proxy both pass their readiness probes (the chart's ``/hub/health`` and ``/_chp_healthz``)."""
+    try:
+        return all(hibernation.ready_replicas(cluster, namespace, name) >= 1 for name in hibernation.DEPLOYMENTS)
+    except ClusterError:
+        return False
 
 
 class HubStates:
@@ -129,6 +141,9 @@ class HubStates:
                 continue
             checks[hub.name] = clock + min(max(hub.hibernate_after / 4, MIN_CHECK), MAX_CHECK)
             if hibernation.is_hibernated(self.cluster, ns):
+                continue
+            if hibernation.finish_wake(self.cluster, ns):  # a waker stopped half-way: its proxy still asleep
+                notes.append(f"{hub.name}: finished a wake (proxy scaled up)")
                 continue
             activity = self.hub_activity(ns)
             if activity is None:
