@@ -16,13 +16,16 @@ cluster's controller manager would.
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
+
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 import uvicorn
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import free_port, wait_until
 from z2jh_hubs import ChartHub, Student
@@ -31,6 +34,7 @@ from hubfleet.backends.kubernetes.controller import controller_hooks
 from hubfleet.backends.kubernetes.hibernation import ANNOTATION
 from hubfleet.backends.kubernetes.portal import NAME as PORTAL, WAKER_SERVICE
 from hubfleet.backends.local.fleetstate import write_json_atomic
+from hubfleet.backends.loopstats import LoopCollector, LoopStats
 from hubfleet.plan import diff
 from hubfleet.web.catalog_state import CatalogState
 from hubfleet.web.portal import PortalSource, create_app, kubernetes_waking
@@ -88,8 +92,9 @@ def test_a_hub_with_a_running_server_is_never_hibernated(hub: ChartHub) -> None:
         student.close()
 
 
-def test_an_idle_hub_is_hibernated_by_the_controller_loop_and_its_processes_end(hub: ChartHub) -> None:
+def test_an_idle_hub_is_hibernated_by_the_controller_loop_and_its_processes_end(hub: ChartHub, tmp_path: Path) -> None:
     backend, rest = hub.fleet.backend, controller_hooks(hub.fleet.backend).rest
+    backend.stats = LoopStats(tmp_path)  # as the controller's runner sets it: its /metrics count hibernations
     kept = _kept(hub)
     pids = _hub_and_proxy_pids(hub)
     assert len(pids) == 2 and all(psutil.pid_exists(p) for p in pids)
@@ -109,6 +114,12 @@ def test_an_idle_hub_is_hibernated_by_the_controller_loop_and_its_processes_end(
     [row] = [r for r in backend.status(spec, query_api=False) if r.name == HUB]
     assert (row.up, row.hibernated) == (False, True)
     assert rest(spec) == [] and backend.hibernate(HUB) == []  # asleep already: nothing written twice
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(LoopCollector(backend.stats))
+    samples = {s.name: s.value for f in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in f.samples}
+    assert samples["hubfleet_hibernations_total"] == 1
+    backend.stats = None
 
 
 class IngressNginx(httpx.HTTPTransport):

@@ -362,26 +362,38 @@ def kubernetes_waking(fleet: Callable[[], dict], cluster: Any = None,
     from hubfleet.backends.kubernetes import hibernation
     from hubfleet.backends.kubernetes.hubstate import is_ready, ready_url as proxy_url, wake_and_wait
 
-    if cluster is None:
-        from hubfleet.backends.kubernetes.cluster import KubernetesCluster
+    from hubfleet.backends.kubernetes.cluster import ClusterError, ClusterUnavailable
 
-        cluster = KubernetesCluster()
+    clients: list[Any] = [cluster] if cluster is not None else []
+
+    def api() -> Any:
+        # Made on first use: a portal whose service account cannot reach the API server still serves sign-in.
+        if not clients:
+            from hubfleet.backends.kubernetes.cluster import KubernetesCluster
+
+            clients.append(KubernetesCluster())
+        return clients[0]
+
     where = ready_url or proxy_url
 
-    def scaled_up(name: str) -> bool:
-        from hubfleet.backends.kubernetes.cluster import ClusterError
+    def asleep(name: str) -> bool:
+        try:
+            return hibernation.is_hibernated(api(), name)
+        except (ClusterError, ClusterUnavailable):
+            return False  # unknown: the portal's usual answer (a redirect), never a wake it cannot do
 
+    def scaled_up(name: str) -> bool:
         try:  # scaled up (maybe still starting): the page reloads until the ingress reaches the proxy again
-            return (cluster.get("apps/v1", "Deployment", name, "hub")["spec"].get("replicas", 1) or 0) > 0
-        except ClusterError:
+            return (api().get("apps/v1", "Deployment", name, "hub")["spec"].get("replicas", 1) or 0) > 0
+        except (ClusterError, ClusterUnavailable):
             return False
 
     return {
         "fleet": fleet,
-        "asleep": lambda name: hibernation.is_hibernated(cluster, name),
+        "asleep": asleep,
         "alive": scaled_up,
-        "wake": lambda name: wake_and_wait(cluster, name, where(name)),
-        "ready": lambda name: is_ready(cluster, name),
+        "wake": lambda name: wake_and_wait(api(), name, where(name)),
+        "ready": lambda name: is_ready(api(), name),
     }
 
 

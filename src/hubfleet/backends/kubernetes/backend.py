@@ -125,6 +125,7 @@ class KubernetesBackend(HubStates, Retirement):
         # Hub -> the timetable's warm-up window in force now (plan.timetable); the controller sets it each step.
         self.warm: Callable[[], dict] = dict
         self._next_idle_check: dict[str, float] = {}
+        self.stats = None  # the controller's LoopStats (runner): hibernations and timetable wakes are counted there
 
     # ---------------------------------------------------------------------------------------- the contract
 
@@ -224,12 +225,22 @@ class KubernetesBackend(HubStates, Retirement):
         """`up` on a kubernetes catalog: the controller (controller.py), the shared loop gated by the fleet's Lease,
         which is also its writer lock. A second replica stands by on the Lease; Ctrl-C/SIGTERM hand it over and
         leave the hubs running (they are the cluster's). Starts no local process."""
+        import os
+        import tempfile
+
+        from hubfleet.backends.loopstats import LoopStats, serve_metrics
         from hubfleet.backends.reconcile import FleetRunner
 
         from .controller import controller, write_status
 
         lock = self.writer_lock()
-        loop, lease = controller(catalog, self, loaded, at, lease=lock.lease, allow_mass_stop=allow_mass_stop)
+        # The loop's figures (loopstats.py), kept in the pod's scratch space and served from memory on
+        # HUBFLEET_METRICS_PORT (controlplane.py sets it; the Service hubfleet-controller-metrics selects it).
+        self.stats = LoopStats(Path(os.environ.get("HUBFLEET_STATE") or tempfile.gettempdir()) / "hubfleet-controller")
+        loop, lease = controller(catalog, self, loaded, at, lease=lock.lease, allow_mass_stop=allow_mass_stop,
+                                 stats=self.stats)
+        if port := os.environ.get("HUBFLEET_METRICS_PORT"):
+            self.metrics_server = serve_metrics(int(port), self.stats)
 
         def after_step(report) -> list[str]:  # noqa: ANN001 - a StepReport
             try:

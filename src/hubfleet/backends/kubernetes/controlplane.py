@@ -31,6 +31,7 @@ HUB_ROLE = "hubfleet-hub"  # ClusterRole bound per managed namespace
 CLUSTER_ROLE = "hubfleet-controller"
 LEASE_NAME = "hubfleet-controller"  # lease.NAME
 RW = ["get", "list", "watch", "create", "update", "patch", "delete"]
+METRICS_PORT = 9090
 
 
 def hub_rules() -> list[dict]:
@@ -155,7 +156,9 @@ def _deployment(options: RenderOptions) -> dict:
     controller = {
         "name": "controller", "image": options.controller_image,
         "command": ["hubfleet", "up", catalog],
-        "env": [{"name": "HOME", "value": "/tmp"}],
+        # The loop's figures on /metrics (loopstats.serve_metrics), for the Service below; cluster-internal only.
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "HUBFLEET_METRICS_PORT", "value": str(METRICS_PORT)}],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
         "volumeMounts": [mount, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": restricted,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
@@ -179,5 +182,16 @@ def _deployment(options: RenderOptions) -> dict:
     }
 
 
+def metrics_service(options: RenderOptions) -> dict:
+    """The controller's /metrics for a Prometheus Operator ServiceMonitor (docs/kubernetes-metrics.md): labels
+    ``app.kubernetes.io/name: hubfleet`` and ``app.kubernetes.io/component: controller``, port ``metrics``.
+    Only the Lease holder steps; a standing-by replica serves zeros, so the figures are summed or maxed."""
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "hubfleet-controller-metrics", "namespace": options.system_namespace,
+        "labels": {**MANAGED_BY, "app.kubernetes.io/name": "hubfleet", "app.kubernetes.io/component": "controller"}},
+        "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": "hubfleet-controller"},
+                 "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"}]}}
+
+
 def controller_objects(options: RenderOptions) -> list[dict]:
-    return [*_rbac(options), _deployment(options)]
+    return [*_rbac(options), _deployment(options), metrics_service(options)]

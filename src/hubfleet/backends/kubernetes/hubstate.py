@@ -27,6 +27,7 @@ from collections.abc import Callable
 import httpx
 
 from hubfleet.backends.base import HubEndpoint, HubStatus
+from hubfleet.backends.loopstats import LoopStats
 from hubfleet.plan.hibernation import HubActivity, activity_of, awake_reason
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
@@ -92,6 +93,7 @@ class HubStates:
     warm: Callable[[], dict]
     endpoint: Callable[[str], HubEndpoint]
     _next_idle_check: dict[str, float]  # hub -> monotonic time of its next hibernation check
+    stats: LoopStats | None
 
     # -- hibernation (hibernation.py): the hub's Deployments scaled to 0 and back ------------------------------
 
@@ -135,6 +137,7 @@ class HubStates:
             if hub.name in warm:
                 # A session is coming: woken ahead of it and kept awake until its arrival window is over.
                 if hibernation.is_hibernated(self.cluster, ns) and hibernation.wake(self.cluster, ns):
+                    self._count("wake:timetable")
                     notes.append(f"{hub.name} woken for {warm[hub.name].session} (timetable)")
                 continue
             if hub.hibernate_after is None or clock < checks.get(hub.name, 0.0):
@@ -150,8 +153,13 @@ class HubStates:
                 continue
             if awake_reason(hub, activity, now or dt.datetime.now(dt.timezone.utc)) is None:
                 if hibernation.hibernate(self.cluster, ns):
+                    self._count("hibernate")
                     notes.append(f"{hub.name} hibernated (idle for {hub.hibernate_after}s, no servers)")
         return notes
+
+    def _count(self, event: str) -> None:
+        if self.stats is not None:  # the controller's figures (/metrics); saved with its next step
+            self.stats.event(event)
 
     def ready_url(self, hub: str) -> str:
         return self.hub_url(hub).rstrip("/") + "/hub/api/" if self.hub_url is not None else ready_url(hub)
