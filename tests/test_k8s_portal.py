@@ -5,6 +5,7 @@ the real portal pod and two chart hubs, is tests/z2jh/test_z2jh_portal.py."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -261,3 +262,34 @@ def test_the_fleet_objects_apply_once_and_leaving_embedded_auth_removes_the_port
     assert left == {("Secret", k8s_portal.NAME), ("Secret", k8s_portal.CLIENTS_SECRET),
                     ("PersistentVolumeClaim", k8s_portal.NAME)}
     assert cluster.get("v1", "Secret", "hubfleet-system", k8s_portal.NAME)["data"] == keys
+
+
+def test_your_courses_links_a_sleeping_hub_through_the_waker_on_the_portals_own_host(tmp_path):
+    """A hibernated hub's "Open" link goes to ``/portal/wake/<hub>/hub/`` on the portal's host (woken whatever the
+    ingress controller); an awake hub's link stays its own host. The waker hooks here stand for the cluster's
+    (which the chart tier runs for real, test_z2jh_hibernation.py): hub one sleeps, hub two does not."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from conftest import portal_sign_in
+    from hubfleet.web.portal import PortalSource, create_app
+
+    (tmp_path / "fleet.yaml").write_text(SMALL)
+    loaded = load_catalog(tmp_path / "fleet.yaml")
+    spec = plan(loaded.catalog, DATE)
+    public = k8s_portal.public_url(spec.domain)
+    state = tmp_path / "state"
+    CatalogState(tmp_path / "fleet.yaml", state, public, None, lambda: DATE).write(loaded, spec)
+    asleep, awake = (h.name for h in spec.hubs)
+    source = PortalSource(state)
+    app = create_app(source, waking={"fleet": source.fleet, "asleep": lambda name: name == asleep,
+                                     "alive": lambda name: name == awake, "wake": lambda name: None})
+    passwords = dict(line.split(" ", 1) for line in (state / "passwords.txt").read_text().splitlines() if " " in line)
+    user = next(u for u in passwords if all(
+        u in json.loads((state / "hubs" / h / "members.json").read_text()) for h in (asleep, awake)))
+    with TestClient(app, base_url=public, follow_redirects=False) as browser:
+        assert portal_sign_in(browser, user, passwords[user].strip()).status_code == 303
+        page = browser.get("/portal/")
+    links = dict((hub, href) for href, hub in re.findall(r'class="open" href="([^"]+)" data-hub="([^"]+)"', page.text))
+    assert links == {asleep: f"/portal/wake/{asleep}/hub/", awake: f"https://{awake}.{spec.domain}/hub/"}

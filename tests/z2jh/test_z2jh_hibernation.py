@@ -256,3 +256,35 @@ def test_the_waker_service_follows_the_portal_pods(hub: ChartHub) -> None:
     assert slice_of()["metadata"]["labels"]["kubernetes.io/service-name"] == WAKER_SERVICE
     assert before(hub.fleet.spec) == []  # nothing moved: nothing written
 
+
+
+def test_the_portals_own_link_wakes_a_sleeping_hub_on_any_ingress(hub: ChartHub, waker: str) -> None:
+    """``/portal/wake/<hub>/<path>`` on the portal's host (what "your courses" links a sleeping hub to) needs no
+    ingress feature: the same wake, then a redirect to the hub once its Deployments are ready."""
+    backend = hub.fleet.backend
+    assert backend.hibernate(HUB) == ["hub", "proxy"]
+    hub.fleet.kubelet.reconcile_deployments({HUB})
+    stop = threading.Event()
+
+    def deployment_controller() -> None:
+        while not stop.wait(0.3):
+            hub.fleet.kubelet.reconcile_deployments({HUB})
+
+    controller = threading.Thread(target=deployment_controller, daemon=True)
+    link = f"{waker}/portal/wake/{HUB}/hub/home"
+    portal_host = {"Host": f"portal.{hub.domain}"}
+    with httpx.Client(timeout=30, headers=portal_host) as browser:
+        first = browser.get(link)
+        controller.start()
+        try:
+            assert first.status_code == 200 and _waker_page(first), first.text[:300]
+            answers: list[httpx.Response] = []
+            wait_until(lambda: answers.append(browser.get(link)) or answers[-1].status_code != 200, timeout=180,
+                       what="the hub to wake from the portal's link", every=0.5)
+        finally:
+            stop.set()
+            controller.join(10)
+    assert answers[-1].status_code == 303 and answers[-1].headers["location"] == f"https://{hub.host}/hub/home"
+    assert all(_waker_page(a) for a in answers[:-1])
+    assert backend.observe().hubs[HUB].running
+    assert httpx.get(backend.ready_url(HUB), timeout=10).status_code == 200  # what the redirect reaches

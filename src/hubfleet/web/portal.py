@@ -50,7 +50,7 @@ from hubfleet.web.csrf import CSRF_FIELD, CsrfGuard
 from hubfleet.web.devices import DeviceCookies
 from hubfleet.web.directory import UserDirectory
 from hubfleet.web.throttle import SignInThrottle
-from hubfleet.web.waker import Waker
+from hubfleet.web.waker import WAKE_PREFIX, Waker
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -167,7 +167,8 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
     app.state.page_context = page_context
     app.add_middleware(OwnHostOnly, source=source)
     # Outermost: a sleeping hub's host (its route points here while it hibernates) is the waker's, not the portal's.
-    app.add_middleware(Waker, **(waking or local_waking(source.state, source.fleet)))
+    app.state.waking = waking = waking or local_waking(source.state, source.fleet)
+    app.add_middleware(Waker, **waking)
 
     def render(request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
                **extra: Any) -> HTMLResponse:  # fmt: skip
@@ -246,6 +247,9 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         up = {h["name"]: h.get("up", False) for h in hubs}
         urls = {h["name"]: h.get("url", "") for h in hubs}  # each hub's own host
         courses = directory.enrolments(user)
+        for hub in {c.hub for c in courses} & set(urls):
+            if waking["asleep"](hub):  # through the waker on the portal's own host: it wakes on any ingress
+                urls[hub] = f"{WAKE_PREFIX}{hub}/"
         # Local backend: what each course's profiles run on (fleet.json; absent on Kubernetes, where it is the image).
         environments = {p["key"]: p.get("environments") or [] for h in hubs for p in h.get("presentations", [])}
         return render(request, "courses.html", user=user, courses=courses, up=up, urls=urls,

@@ -13,6 +13,9 @@ in front of the portal's own pages and takes every request whose host is a hub's
 * A websocket is never proxied through here: it is refused (no server of a sleeping hub can be running anyway, and
   JupyterLab reconnects on its own once the page is back).
 
+The portal's own "Open" link to a sleeping hub is ``/portal/wake/<hub>/<path>`` on the portal's host: the same
+wake and page, then a redirect to the hub once it is up and ready, so it works behind any ingress controller.
+
 The page is a 200 for GETs: a browser mid-wake never sees an error. In the cluster the waker also receives the
 hub's own 503s that ingress-nginx intercepts while the hub wakes (``X-Code``, ``X-Namespace`` and
 ``X-Original-URI`` say which hub and URL); once the hub is ``ready`` such a 503 is the hub's own, and passes as one. A hub whose host reaches the portal without
@@ -37,6 +40,7 @@ __all__ = ["Waker"]
 
 _PAGES = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")), autoescape=select_autoescape())
 _SAFE = frozenset({"GET", "HEAD"})
+WAKE_PREFIX = "/portal/wake/"  # the portal's links to a sleeping hub (``_wake_link``)
 
 
 class Waker:
@@ -100,6 +104,8 @@ class Waker:
         headers = dict(scope.get("headers") or [])
         host = headers.get(b"host", b"").decode("latin-1")
         fleet = self.fleet()
+        if scope["type"] == "http" and scope["path"].startswith(WAKE_PREFIX) and scope["method"] in _SAFE:
+            return await self._wake_link(scope, receive, send, fleet)
         hub = self.hub_of(host, fleet.get("hubs", []))
         # A hub's answer ingress-nginx intercepted (custom-http-errors): it names the hub's namespace (= its name).
         intercepted = b"x-code" in headers
@@ -135,6 +141,24 @@ class Waker:
             return
         if asleep:
             await asyncio.to_thread(self.start, name)
+        await self._page(scope, receive, send, hub, fleet)
+
+    async def _wake_link(self, scope: dict, receive: Any, send: Any, fleet: dict) -> None:
+        """``/portal/wake/<hub>/<path>``, the portal's own link to a sleeping hub: it wakes the hub on any ingress
+        (the request reaches the portal's host, not the hub's), shows the same page, and once the hub is up and
+        ready sends the browser on to ``<hub url><path>``."""
+        name, _, rest = scope["path"][len(WAKE_PREFIX):].partition("/")
+        hub = next((h for h in fleet.get("hubs", []) if h.get("name") == name), None)
+        if hub is None or not hub.get("url"):
+            return await self.app(scope, receive, send)
+        if self.asleep(name):
+            await asyncio.to_thread(self.start, name)
+        elif not (self.alive(name) and not self.ready(name)):
+            target = hub["url"].rstrip("/") + "/" + rest.lstrip("/")
+            await send({"type": "http.response.start", "status": 303, "headers": [
+                (b"location", target.encode("latin-1")), (b"content-length", b"0"), (b"cache-control", b"no-store")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
         await self._page(scope, receive, send, hub, fleet)
 
     async def _page(self, scope: dict, receive: Any, send: Any, hub: dict, fleet: dict) -> None:
