@@ -18,9 +18,9 @@ wake and page, then a redirect to the hub once it is up and ready, so it works b
 
 The page is a 200 for GETs: a browser mid-wake never sees an error. In the cluster the waker also receives the
 hub's own 503s that ingress-nginx intercepts while the hub wakes (``X-Code``, ``X-Namespace`` and
-``X-Original-URI`` say which hub and URL); once the hub is ``ready`` such a 503 is the hub's own, and passes as one. A hub whose host reaches the portal without
-being asleep (mid-switch, or down) gets the same reloading page if its process runs, else the portal's usual
-redirect to its own host.
+``X-Original-URI`` say which hub and URL); once the hub is ``ready`` such a 503 is the hub's own, and passes as
+one. A hub whose host reaches the portal without being asleep (mid-switch, or down) gets the same reloading page
+if its process runs, else the portal's usual redirect to its own host.
 """
 
 from __future__ import annotations
