@@ -10,8 +10,9 @@
   ``update`` (``patch`` too) on the two Deployments named ``hub`` and ``proxy`` in hub namespaces, to scale a
   hibernated hub back up (backends/kubernetes/hibernation.py). The ClusterRole ``hubfleet-waker`` (with the
   controller's RBAC, controlplane.py: the platform team applies cluster roles, the controller cannot) is bound
-  in each hub namespace by a RoleBinding rendered with the hub (``waker_objects``), never cluster-wide, so the portal can touch nothing in the fleet namespace or any other; ``resourceNames`` keeps it
-  off every other Deployment (a ``list``/``watch``/``create``/``delete`` has no name to check, and is not granted);
+  in each hub namespace by a RoleBinding rendered with the hub (``waker_objects``), never cluster-wide, so
+  the portal can touch nothing in the fleet namespace or any other; ``resourceNames`` keeps it off every other
+  Deployment (a ``list``/``watch``/``create``/``delete`` has no name to check, and is not granted);
 - a Service (ClusterIP) the hubs' server-to-server calls (token, userinfo) go to, and an Ingress at
   ``portal.{domain}`` for browsers, TLS as the hubs' (cert-manager cluster issuer);
 - a PersistentVolumeClaim for its state: students' password hashes and the operator's ``passwords.txt``
