@@ -293,3 +293,18 @@ def test_your_courses_links_a_sleeping_hub_through_the_waker_on_the_portals_own_
         page = browser.get("/portal/")
     links = dict((hub, href) for href, hub in re.findall(r'class="open" href="([^"]+)" data-hub="([^"]+)"', page.text))
     assert links == {asleep: f"/portal/wake/{asleep}/hub/", awake: f"https://{awake}.{spec.domain}/hub/"}
+
+
+def test_without_the_portal_there_is_no_waker_to_route_to():
+    """A fleet signing in elsewhere (OIDC) renders no portal, so no waker: no fallback annotations, no waker
+    Service or binding (and the controller keeps its hubs awake, hubstate.hibernate_idle)."""
+    from hubfleet.backends.kubernetes.manifests import render_manifests
+    from hubfleet.backends.kubernetes.material import read_material
+
+    _, spec = _spec({"type": "oidc", "issuer": "https://login.example.ac.uk/realms/uni", "client_id": "hubfleet"})
+    material = read_material(EXAMPLE, spec)
+    for hub in spec.hubs:
+        annotations = render_values(hub, spec, material=material)["ingress"]["annotations"]
+        assert not [k for k in annotations if k.startswith("nginx.ingress.kubernetes.io/")]
+        names = {(o["kind"], o["metadata"]["name"]) for o in render_manifests(hub, spec, material=material)}
+        assert ("Service", "hubfleet-waker") not in names and ("RoleBinding", "hubfleet-waker") not in names

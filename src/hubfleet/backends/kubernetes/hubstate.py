@@ -132,6 +132,11 @@ class HubStates:
         clock = time.monotonic()
         checks = self._next_idle_check
         warm = self.warm()
+        from .portal import uses_portal
+
+        # The waker is the portal, rendered only for auth: embedded: without it a sleeping hub could be woken by
+        # its timetable only, never by a request, so it stays awake.
+        wakeable = uses_portal(spec)
         for hub in spec.hubs:
             ns = namespace_name(hub)
             if hub.name in warm:
@@ -140,7 +145,7 @@ class HubStates:
                     self._count("wake:timetable")
                     notes.append(f"{hub.name} woken for {warm[hub.name].session} (timetable)")
                 continue
-            if hub.hibernate_after is None or clock < checks.get(hub.name, 0.0):
+            if not wakeable or hub.hibernate_after is None or clock < checks.get(hub.name, 0.0):
                 continue
             checks[hub.name] = clock + min(max(hub.hibernate_after / 4, MIN_CHECK), MAX_CHECK)
             if hibernation.is_hibernated(self.cluster, ns):

@@ -458,12 +458,14 @@ def render_values(
     # ref: https://kubernetes.github.io/ingress-nginx/user-guide/nginx-configuration/annotations/#default-backend
     # ref: https://kubernetes.github.io/ingress-nginx/user-guide/custom-errors/
     # ref: https://github.com/traefik/traefik/pull/12637 (Traefik: default-backend and custom-http-errors)
+    from .portal import uses_portal
+
+    waker = {"nginx.ingress.kubernetes.io/default-backend": "hubfleet-waker",
+             "nginx.ingress.kubernetes.io/custom-http-errors": "503"} if uses_portal(fleet) else {}
     ingress = {
         "enabled": True,
         "hosts": hosts,
-        "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer,
-                        "nginx.ingress.kubernetes.io/default-backend": "hubfleet-waker",
-                        "nginx.ingress.kubernetes.io/custom-http-errors": "503"},
+        "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer, **waker},
         "tls": [{"hosts": hosts, "secretName": f"{hub.name}-tls"}],
     }
     if options.ingress_class:
