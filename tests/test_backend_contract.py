@@ -245,8 +245,18 @@ class KubernetesHarness(Harness):
                 raise AssertionError(f"{exc}\n{self.chart.logs(hub, 'hub')[-3000:]}") from None
 
     def footprint(self, hub: str) -> Any:
-        # Pods and Events are the kubelet's to write; which pods run (their names) is part of the footprint.
-        objects = sorted((o["kind"], o["metadata"]["name"], o["metadata"].get("resourceVersion"))
+        # Pods and Events are the kubelet's to write; which pods run (their names) is part of the footprint. A
+        # Deployment's status is the Deployment controller's (ready replicas, as the pods' probes pass): its
+        # spec and metadata are what a write by the backend or helm would change.
+        import json
+
+        def version(o: dict) -> str | None:
+            if o["kind"] == "Deployment":
+                return json.dumps([o["spec"], o["metadata"].get("annotations"), o["metadata"].get("labels")],
+                                  sort_keys=True)
+            return o["metadata"].get("resourceVersion")
+
+        objects = sorted((o["kind"], o["metadata"]["name"], version(o))
                          for o in self.store.objects()
                          if o["metadata"].get("namespace") == hub and o["kind"] not in ("Pod", "Event"))
         pods = sorted(p["metadata"]["name"] for p in self.store.list("v1", "Pod", hub))

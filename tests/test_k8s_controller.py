@@ -183,7 +183,7 @@ def test_rbac_grants_nothing_in_namespaces_hubfleet_does_not_manage(catalog):
     spec = spec_of(catalog)
     for hub in spec.hubs:
         manifests = render_manifests(hub, spec, DEFAULT_OPTIONS, read_material(catalog, spec))
-        (binding,) = [o for o in manifests if o["kind"] == "RoleBinding"]
+        (binding,) = [o for o in manifests if o["kind"] == "RoleBinding" and o["metadata"]["name"] == "hubfleet-controller"]
         assert binding["roleRef"]["name"] == "hubfleet-hub" and binding["metadata"]["namespace"] == hub.name
         assert manifests[0]["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "hubfleet"
 
@@ -414,3 +414,60 @@ def _has_lease(store) -> bool:
         return True
     except Exception:  # noqa: BLE001
         return False
+
+
+# ------------------------------------------------------------------ the controller's /metrics
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple], float]:
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url, timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_the_controller_serves_the_loop_metrics_and_they_move_with_each_step(catalog, cluster, tmp_path, monkeypatch):
+    from conftest import free_port
+
+    port = free_port()
+    monkeypatch.setenv("HUBFLEET_METRICS_PORT", str(port))
+    monkeypatch.setenv("HUBFLEET_STATE", str(tmp_path / "state"))
+    backend = make_backend(cluster, catalog)
+    runner = backend.runner(catalog, load_catalog(catalog), OPEN)
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        before = _scrape(url)
+        assert before[("hubfleet_reconcile_duration_seconds_count", ())] == 0
+        assert before[("hubfleet_hibernations_total", ())] == 0
+        assert before[("hubfleet_wakes_total", (("outcome", "ok"), ("reason", "timetable")))] == 0
+        first = runner.loop.step()
+        assert len(first.results) == len(HUBS)
+        after = _scrape(url)
+        assert after[("hubfleet_reconcile_duration_seconds_count", ())] == 1
+        assert after[("hubfleet_reconcile_duration_seconds_sum", ())] > 0
+        assert after[("hubfleet_reconcile_drift", ())] == len(HUBS)  # the first plan created every hub
+        runner.loop.step()
+        again = _scrape(url)
+        assert again[("hubfleet_reconcile_duration_seconds_count", ())] == 2
+        assert again[("hubfleet_reconcile_drift", ())] == 0  # converged
+        assert (tmp_path / "state" / "hubfleet-controller" / "loop_stats.json").is_file()  # survives a restart
+    finally:
+        backend.metrics_server.shutdown()
+        backend.metrics_server.server_close()
+
+
+def test_the_controllers_metrics_port_is_what_its_service_selects():
+    from hubfleet.backends.kubernetes.controlplane import METRICS_PORT
+
+    objects = controller_objects(DEFAULT_OPTIONS)
+    (svc,) = [o for o in objects if o["kind"] == "Service"]
+    assert svc["metadata"]["labels"]["app.kubernetes.io/name"] == "hubfleet"
+    assert svc["metadata"]["labels"]["app.kubernetes.io/component"] == "controller"
+    (deploy,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert svc["spec"]["selector"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+    (ctl,) = [c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == "controller"]
+    assert {"name": "HUBFLEET_METRICS_PORT", "value": str(METRICS_PORT)} in ctl["env"]
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": METRICS_PORT, "targetPort": METRICS_PORT,
+                                     "protocol": "TCP"}]

@@ -5,6 +5,7 @@ the real portal pod and two chart hubs, is tests/z2jh/test_z2jh_portal.py."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -56,18 +57,79 @@ def test_an_institutional_idp_renders_no_portal():
     assert not [o for o in render_fleet(spec) if "portal" in o["metadata"]["name"]]
 
 
-def test_the_portal_has_no_api_rights_and_no_token():
+def test_the_portal_may_only_scale_hubs_hub_and_proxy_deployments_in_hub_namespaces():
+    """The waker's rights, as the API server's RBAC authorizer would read the rendered objects: get/update/patch
+    of the two Deployments named hub and proxy in each hub namespace, and nothing else anywhere."""
+    from hubfleet.backends.kubernetes.manifests import render_manifests
+    from hubfleet.backends.kubernetes.material import read_material
+    from hubfleet.testing.rbac import Request, allowed
+
     _, spec = _spec()
-    portal = _portal(spec)
-    everything = render_fleet(spec) + controller_objects(options_for(spec, DEFAULT_OPTIONS))
-    bound = [o for o in everything if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
-             and any(s.get("name") == k8s_portal.NAME for s in o.get("subjects") or [])]
-    assert bound == []
-    pod = portal[("Deployment", k8s_portal.NAME)]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == k8s_portal.NAME and pod["automountServiceAccountToken"] is False
-    assert portal[("ServiceAccount", k8s_portal.NAME)]["automountServiceAccountToken"] is False
+    options = options_for(spec, DEFAULT_OPTIONS)
+    everything = render_fleet(spec) + controller_objects(options)
+    for hub in spec.hubs:
+        everything += render_manifests(hub, spec, options, read_material(EXAMPLE, spec))
+    may = lambda req: allowed(everything, options.system_namespace, k8s_portal.NAME, req)  # noqa: E731
+    hubs = [h.name for h in spec.hubs]
+    assert len(hubs) >= 2
+    for ns in hubs:
+        for name in ("hub", "proxy"):
+            for verb in ("get", "update", "patch"):
+                assert may(Request(verb, "apps", "deployments", ns, name)), (verb, ns, name)
+            for verb in ("delete",):
+                assert not may(Request(verb, "apps", "deployments", ns, name))
+        for verb in ("list", "watch", "create"):  # no name to restrict to: never granted
+            assert not may(Request(verb, "apps", "deployments", ns))
+        assert not may(Request("get", "apps", "deployments", ns, "user-scheduler"))
+        assert not may(Request("update", "apps", "statefulsets", ns, "hub"))
+        for group, resource in (("", "secrets"), ("", "pods"), ("", "configmaps"), ("", "services"),
+                                ("rbac.authorization.k8s.io", "rolebindings"), ("discovery.k8s.io", "endpointslices")):
+            for verb in ("get", "list", "create", "update", "delete"):
+                assert not may(Request(verb, group, resource, ns, "hub")), (verb, resource, ns)
+    # Nothing in the fleet's own namespace (its Secrets, the controller's Lease), another namespace, or cluster-wide.
+    for ns in (options.system_namespace, "kube-system", "default", None):
+        for name in ("hub", "proxy", "hubfleet-controller"):
+            assert not may(Request("get", "apps", "deployments", ns, name))
+            assert not may(Request("update", "apps", "deployments", ns, name))
+        assert not may(Request("get", "", "secrets", ns, k8s_portal.NAME))
+    assert not may(Request("list", "", "namespaces", None))
+    # The controller binds the role in a new hub namespace: it holds every right the role grants there.
+    for ns in hubs:
+        assert allowed(everything, options.system_namespace, "hubfleet-controller",
+                       Request("update", "apps", "deployments", ns, "hub"))
+    pod = _portal(spec)[("Deployment", k8s_portal.NAME)]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == k8s_portal.NAME and pod["automountServiceAccountToken"] is True
     (container,) = [c for c in pod["containers"] if c["name"] == "portal"]
+    assert "--wake" in container["command"]
     assert container["securityContext"]["runAsNonRoot"] and container["securityContext"]["readOnlyRootFilesystem"]
+
+
+def test_every_hub_ingress_falls_back_to_its_namespaces_waker_service():
+    from hubfleet.backends.kubernetes.manifests import render_manifests
+    from hubfleet.backends.kubernetes.material import read_material
+
+    _, spec = _spec()
+    material = read_material(EXAMPLE, spec)
+    for hub in spec.hubs:
+        values = render_values(hub, spec, material=material)
+        assert values["ingress"]["annotations"]["nginx.ingress.kubernetes.io/default-backend"] == "hubfleet-waker"
+        (svc,) = [o for o in render_manifests(hub, spec, material=material) if o["kind"] == "Service"]
+        assert svc["metadata"]["name"] == "hubfleet-waker" and "selector" not in svc["spec"]
+        assert svc["spec"]["ports"][0]["targetPort"] == k8s_portal.PORT
+
+
+def test_a_servicemonitor_selecting_hubfleet_finds_one_metrics_port():
+    _, spec = _spec()
+    labelled = [o for o in render_fleet(spec) if o["kind"] == "Service"
+                and (o["metadata"].get("labels") or {}).get("app.kubernetes.io/name") == "hubfleet"]
+    (svc,) = labelled
+    assert svc["metadata"]["labels"]["app.kubernetes.io/component"] == "portal"
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
+    deploy = _portal(spec)[("Deployment", k8s_portal.NAME)]
+    pod_labels = deploy["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    (container,) = [c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == "portal"]
+    assert svc["spec"]["ports"][0]["targetPort"] in [p["containerPort"] for p in container["ports"]]
 
 
 def test_the_deployment_runs_a_portal_command_the_cli_accepts_with_the_controllers_catalog():
@@ -200,3 +262,49 @@ def test_the_fleet_objects_apply_once_and_leaving_embedded_auth_removes_the_port
     assert left == {("Secret", k8s_portal.NAME), ("Secret", k8s_portal.CLIENTS_SECRET),
                     ("PersistentVolumeClaim", k8s_portal.NAME)}
     assert cluster.get("v1", "Secret", "hubfleet-system", k8s_portal.NAME)["data"] == keys
+
+
+def test_your_courses_links_a_sleeping_hub_through_the_waker_on_the_portals_own_host(tmp_path):
+    """A hibernated hub's "Open" link goes to ``/portal/wake/<hub>/hub/`` on the portal's host (woken whatever the
+    ingress controller); an awake hub's link stays its own host. The waker hooks here stand for the cluster's
+    (which the chart tier runs for real, test_z2jh_hibernation.py): hub one sleeps, hub two does not."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from conftest import portal_sign_in
+    from hubfleet.web.portal import PortalSource, create_app
+
+    (tmp_path / "fleet.yaml").write_text(SMALL)
+    loaded = load_catalog(tmp_path / "fleet.yaml")
+    spec = plan(loaded.catalog, DATE)
+    public = k8s_portal.public_url(spec.domain)
+    state = tmp_path / "state"
+    CatalogState(tmp_path / "fleet.yaml", state, public, None, lambda: DATE).write(loaded, spec)
+    asleep, awake = (h.name for h in spec.hubs)
+    source = PortalSource(state)
+    app = create_app(source, waking={"fleet": source.fleet, "asleep": lambda name: name == asleep,
+                                     "alive": lambda name: name == awake, "wake": lambda name: None})
+    passwords = dict(line.split(" ", 1) for line in (state / "passwords.txt").read_text().splitlines() if " " in line)
+    user = next(u for u in passwords if all(
+        u in json.loads((state / "hubs" / h / "members.json").read_text()) for h in (asleep, awake)))
+    with TestClient(app, base_url=public, follow_redirects=False) as browser:
+        assert portal_sign_in(browser, user, passwords[user].strip()).status_code == 303
+        page = browser.get("/portal/")
+    links = dict((hub, href) for href, hub in re.findall(r'class="open" href="([^"]+)" data-hub="([^"]+)"', page.text))
+    assert links == {asleep: f"/portal/wake/{asleep}/hub/", awake: f"https://{awake}.{spec.domain}/hub/"}
+
+
+def test_without_the_portal_there_is_no_waker_to_route_to():
+    """A fleet signing in elsewhere (OIDC) renders no portal, so no waker: no fallback annotations, no waker
+    Service or binding (and the controller keeps its hubs awake, hubstate.hibernate_idle)."""
+    from hubfleet.backends.kubernetes.manifests import render_manifests
+    from hubfleet.backends.kubernetes.material import read_material
+
+    _, spec = _spec({"type": "oidc", "issuer": "https://login.example.ac.uk/realms/uni", "client_id": "hubfleet"})
+    material = read_material(EXAMPLE, spec)
+    for hub in spec.hubs:
+        annotations = render_values(hub, spec, material=material)["ingress"]["annotations"]
+        assert not [k for k in annotations if k.startswith("nginx.ingress.kubernetes.io/")]
+        names = {(o["kind"], o["metadata"]["name"]) for o in render_manifests(hub, spec, material=material)}
+        assert ("Service", "hubfleet-waker") not in names and ("RoleBinding", "hubfleet-waker") not in names

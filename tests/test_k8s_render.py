@@ -436,8 +436,9 @@ def _cluster_footprint(n: int) -> tuple[int, int]:
 
 
 def test_fleet_level_objects_do_not_grow_with_the_number_of_hubs():
-    # One shared pre-puller and the controller's two ClusterRoles and one ClusterRoleBinding; nothing per hub.
-    assert _cluster_footprint(2) == _cluster_footprint(50) == (4, 0)
+    # One shared pre-puller, the controller's two ClusterRoles and one ClusterRoleBinding, and the waker's
+    # ClusterRole (bound per hub namespace, never cluster-wide); nothing per hub.
+    assert _cluster_footprint(2) == _cluster_footprint(50) == (5, 0)
     fleet = render_fleet(fleet_spec("per-presentation", _synthetic(50), dt.date(2026, 11, 1)))
     (puller,) = [o for o in fleet if o["kind"] == "DaemonSet"]
     images = [c["image"] for c in puller["spec"]["template"]["spec"]["initContainers"]]

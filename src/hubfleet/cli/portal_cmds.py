@@ -30,6 +30,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8080, "--port"),
     at: str = AtOption,
+    wake: bool = typer.Option(False, "--wake", help="Wake hibernated hubs on their first request (Kubernetes: "
+                              "the pod's service account scales their hub and proxy Deployments back up)."),
 ) -> None:
     """Serve the portal over HTTP on HOST:PORT for CATALOG's hubs (planned for today, re-read every minute)."""
     load_or_exit(catalog)
@@ -38,5 +40,7 @@ def serve(
     for flag, value in (("--secrets", secrets), ("--clients", clients), ("--at", at and today(at).isoformat())):
         if value:
             argv += [flag, str(value)]
+    if wake:
+        argv.append("--wake")
     sys.stdout.flush()
     os.execv(sys.executable, argv)

@@ -139,6 +139,16 @@ class ServedCluster(FakeCluster):
                 return None
             return self._update(pod, lambda o: o.__setitem__("status", status))
 
+    def set_deployment_status(self, namespace: str, name: str, status: dict) -> None:
+        """Write a Deployment's status (the Deployment controller's job), only if it changed."""
+        with self.lock:
+            try:
+                deploy = self.get("apps/v1", "Deployment", namespace, name)
+            except NotFound:
+                return
+            if deploy.get("status") != status:
+                self._update(deploy, lambda o: o.__setitem__("status", status))
+
     def _update(self, obj: dict, change: Callable[[dict], None]) -> dict:
         key = self._key(self._kind(obj["apiVersion"], obj["kind"]), obj["metadata"].get("namespace"),
                         obj["metadata"]["name"])

@@ -120,24 +120,46 @@ class ProcessKubelet:
             names.append(name)
         return names
 
-    def reconcile_deployments(self) -> list[str]:
+    def reconcile_deployments(self, only: set[str] | None = None) -> list[str]:
         """One pass of what the Deployment, ReplicaSet and namespace controllers do: a Deployment without a pod
-        gets one; a pod whose Deployment (or namespace) is gone is stopped. Not a loop and no rollouts: a changed
-        pod template does not replace a running pod. Returns the pods started."""
+        gets one; a pod whose Deployment (or namespace) is gone, or scaled to 0 replicas, is stopped; each
+        Deployment's status counts its ready pods. Not a loop and no rollouts: a changed pod template does not
+        replace a running pod. ``only``: these namespaces. Returns the pods started."""
         started = []
         namespaces = {ns["metadata"]["name"] for ns in self.cluster.list("v1", "Namespace")}
+        if only is not None:  # these namespaces only (a test runs one hub of a fleet, not all its Deployments)
+            namespaces &= only
+
+        def scaled_up(ns: str) -> set[str]:
+            return {d["metadata"]["name"] for d in self.cluster.list("apps/v1", "Deployment", ns)
+                    if d["spec"].get("replicas", 1) != 0}
+
         for ns in namespaces:
-            deployments = {d["metadata"]["name"] for d in self.cluster.list("apps/v1", "Deployment", ns)}
+            deployments = scaled_up(ns)
             have = {owner for (pod_ns, _), owner in self._owners.items() if pod_ns == ns}
             if deployments - have:
                 started += self.start_deployments(ns, only=deployments - have)
         for (ns, name), owner in list(self._owners.items()):
-            if ns in namespaces and owner in {d["metadata"]["name"] for d in self.cluster.list("apps/v1", "Deployment", ns)}:
+            if only is not None and ns not in only:
+                continue
+            if ns in namespaces and owner in scaled_up(ns):
                 continue
             del self._owners[(ns, name)]
             run = self.pods.get((ns, name))
-            if run is not None:  # a namespace's deletion took the pod object with it: stop its processes all the same
+            if run is not None:  # stopped gracefully (SIGTERM, grace period) and removed, as its ReplicaSet would
                 self.api.run(self._terminate(run), timeout=60)
+        for ns in namespaces:  # what `kubectl get deployment` shows: replicas, and how many pods are ready
+            for deploy in self.cluster.list("apps/v1", "Deployment", ns):
+                owned = [self.pods[k].pod for k, owner in self._owners.items()
+                         if k[0] == ns and owner == deploy["metadata"]["name"] and k in self.pods]
+                ready = 0
+                for pod in owned:
+                    with contextlib.suppress(NotFound):
+                        live = self.cluster.get("v1", "Pod", ns, pod["metadata"]["name"])
+                        ready += any(c.get("type") == "Ready" and c.get("status") == "True"
+                                     for c in (live.get("status") or {}).get("conditions") or [])
+                self.cluster.set_deployment_status(ns, deploy["metadata"]["name"], {
+                    "replicas": len(owned), "readyReplicas": ready, "availableReplicas": ready})
         return started
 
     def logs(self, namespace: str, pod: str) -> str:
@@ -214,12 +236,20 @@ class ProcessKubelet:
                     raise PodFailed("BackOff", f"init container {container['name']} exited with {code}: {tail}")
             main = pod["spec"]["containers"][0]
             run.process = await self._start(run, main, volumes, init=False)
-            self.cluster.set_status(ns, name, {
-                "phase": "Running", "podIP": run.ip, "podIPs": [{"ip": run.ip}], "hostIP": "127.0.0.1",
-                "startTime": now(), "conditions": [{"type": "Ready", "status": "True"}],
-                "containerStatuses": [{"name": main["name"], "ready": True, "started": True, "restartCount": 0,
-                                       "image": main.get("image", ""), "state": {"running": {"startedAt": now()}}}],
-            })
+            started = now()
+
+            def running(ready: bool) -> dict:
+                return {
+                    "phase": "Running", "podIP": run.ip, "podIPs": [{"ip": run.ip}], "hostIP": "127.0.0.1",
+                    "startTime": started, "conditions": [{"type": "Ready", "status": str(ready)}],
+                    "containerStatuses": [{"name": main["name"], "ready": ready, "started": True, "restartCount": 0,
+                                           "image": main.get("image", ""), "state": {"running": {"startedAt": started}}}],
+                }
+
+            probe = (main.get("readinessProbe") or {}).get("httpGet")
+            self.cluster.set_status(ns, name, running(probe is None))
+            if probe is not None and await self._probe(run, main, probe):
+                self.cluster.set_status(ns, name, running(True))
             code = await run.process.wait()
             if not run.stopping:
                 self.cluster.set_status(ns, name, {
@@ -236,6 +266,23 @@ class ProcessKubelet:
             self.cluster.record_event(pod, exc.reason, str(exc), "Warning")
             phase = "Failed" if pod["spec"].get("restartPolicy") == "Never" else "Pending"
             self.cluster.set_status(ns, name, {"phase": phase, "message": str(exc), "reason": exc.reason})
+
+    async def _probe(self, run: PodRun, container: dict, probe: dict) -> bool:
+        """An httpGet readiness probe, until it first succeeds (True) or the container exits (False)."""
+        import httpx
+
+        port = probe.get("port")
+        if isinstance(port, str):  # a named container port
+            port = next(p["containerPort"] for p in container.get("ports") or [] if p.get("name") == port)
+        url = f"http://{run.ip}:{port}{probe.get('path', '/')}"
+        period = float(probe.get("periodSeconds", (container.get("readinessProbe") or {}).get("periodSeconds", 1)))
+        async with httpx.AsyncClient(timeout=2) as client:
+            while run.process is not None and run.process.returncode is None:
+                with contextlib.suppress(httpx.HTTPError):
+                    if 200 <= (await client.get(url)).status_code < 400:
+                        return True
+                await asyncio.sleep(min(period, 0.5))
+        return False
 
     async def _wait_volumes(self, run: PodRun, attempts: int = 30) -> dict[str, Path]:
         for _ in range(attempts):

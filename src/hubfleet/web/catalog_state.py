@@ -2,8 +2,8 @@
 
 On the local backend the fleet side writes what the portal reads (``fleet.json``, ``hubs/<hub>/hub.json`` and
 ``members.json``, the password files, each hub's ``oauth_client_secret``; see ``directory.py``). In the cluster
-the portal runs alone (``backends/kubernetes/portal.py``): no API rights, the catalog from the same git-sync or
-ConfigMap as the controller, its secrets from two mounted Secrets. ``CatalogState.refresh`` plans the catalog for
+the portal runs alone (``backends/kubernetes/portal.py``): no API rights but the waker's, the catalog from the
+same git-sync or ConfigMap as the controller, its secrets from two mounted Secrets. ``CatalogState.refresh`` plans the catalog for
 today and writes those same files, so ``UserDirectory`` and the provider work unchanged, with the same rules:
 
 - each hub is a client with ``client_id`` = its name and redirect URI ``https://{hub}.{domain}/hub/oauth_callback``
@@ -136,7 +136,7 @@ class CatalogState:
             "portal_url": self.public_url, "demo_mode": False, "branding": branding,
             "hubs": [{
                 "name": h.name, "url": self.hub_url(spec, h.name),
-                # The controller runs every hub the plan wants; the portal has no API rights to ask.
+                # The controller runs every hub the plan wants (a hibernated one wakes on its first request).
                 "up": True,
                 "presentations": [{"key": p.key, "course": p.course, "presentation": p.presentation,
                                    "title": p.title, "phase": p.phase.value, "start": p.start.isoformat(),

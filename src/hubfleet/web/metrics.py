@@ -38,7 +38,7 @@ from hubfleet.backends.local import process
 from hubfleet.backends.local.fleetstate import FleetPaths, read_json
 from hubfleet.backends.local.hibernation import is_hibernated, journal
 from hubfleet.backends.local.secrets import ensure_secret, read_secret
-from hubfleet.backends.loopstats import DURATION_BUCKETS, read_stats
+from hubfleet.backends.loopstats import loop_families, read_stats
 from hubfleet.hubapi.tls import tls_context
 
 __all__ = ["FleetCollector", "WAKE_BUCKETS", "metrics_text", "metrics_token"]
@@ -87,27 +87,7 @@ class FleetCollector:
         yield from self._loop()
 
     def _loop(self) -> Iterator:
-        stats = read_stats(self.paths.state)
-        yield _histogram("hubfleet_reconcile_duration_seconds", "Duration of each step of the up loop (plan, "
-                         "observe, apply, hibernation check, enrolment sync).", stats["reconcile"])  # fmt: skip
-        drift = GaugeMetricFamily("hubfleet_reconcile_drift", "Actions the last plan of the up loop wanted "
-                                  "(0: the fleet matches its catalog).")  # fmt: skip
-        drift.add_metric([], stats["drift"])
-        yield drift
-        yield _histogram("hubfleet_enrolment_sync_duration_seconds", "Duration of each enrolment sync into the "
-                         "running hubs.", stats["enrolment"])  # fmt: skip
-        writes = CounterMetricFamily("hubfleet_enrolment_writes", "Changes enrolment syncs made, by hub and kind.",
-                                     labels=["hub", "kind"])  # fmt: skip
-        for hub, kinds in sorted(stats["writes"].items()):
-            for kind, n in sorted(kinds.items()):
-                writes.add_metric([hub, kind], n)
-        yield writes
-        held = GaugeMetricFamily("hubfleet_placeholders", "Placeholders the timetable wants now per presentation "
-                                 "(Kubernetes: user-placeholder pods; locally the hub is only kept awake).",
-                                 labels=["hub", "presentation"])  # fmt: skip
-        for w in stats["warm"]:  # as of the loop's last step (locally the fleet stops with the loop)
-            held.add_metric([w["hub"], w["presentation"]], w["placeholders"])
-        yield held
+        yield from loop_families(read_stats(self.paths.state))
 
     def _wakes(self) -> Iterator:
         entries = journal(self.paths)
@@ -159,15 +139,6 @@ class FleetCollector:
             counts.add_metric([status], n)
         yield size
         yield counts
-
-
-def _histogram(name: str, doc: str, h: dict) -> HistogramMetricFamily:
-    counts, total = [], 0
-    for n in h["buckets"]:
-        total += n
-        counts.append(total)
-    buckets = [(str(b), c) for b, c in zip(DURATION_BUCKETS, counts)] + [("+Inf", h["count"])]
-    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=h["sum"])
 
 
 def _scrape_hub(hp) -> tuple[float, float]:  # noqa: ANN001

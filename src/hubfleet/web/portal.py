@@ -50,7 +50,7 @@ from hubfleet.web.csrf import CSRF_FIELD, CsrfGuard
 from hubfleet.web.devices import DeviceCookies
 from hubfleet.web.directory import UserDirectory
 from hubfleet.web.throttle import SignInThrottle
-from hubfleet.web.waker import Waker
+from hubfleet.web.waker import WAKE_PREFIX, Waker
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -140,9 +140,10 @@ def client_address(request: Request, behind_front_door: bool) -> str:
 
 
 def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic, *,
-               behind_front_door: bool = False) -> FastAPI:  # fmt: skip
+               behind_front_door: bool = False, waking: dict[str, Any] | None = None) -> FastAPI:  # fmt: skip
     """The portal app; ``clock`` (monotonic seconds) drives the sign-in throttle, so tests can move time.
-    ``behind_front_door``: requests come only through the front door (see ``client_address``)."""
+    ``behind_front_door``: requests come only through the front door (see ``client_address``). ``waking``: the
+    waker's hooks (``local_waking`` by default; ``kubernetes_waking`` in the cluster)."""
     app = FastAPI(title="hubfleet portal", docs_url=None, redoc_url=None, openapi_url=None)
     TEMPLATES.env.filters["date"] = _date
     secrets_dir = source.state / "portal"
@@ -166,7 +167,8 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
     app.state.page_context = page_context
     app.add_middleware(OwnHostOnly, source=source)
     # Outermost: a sleeping hub's host (its route points here while it hibernates) is the waker's, not the portal's.
-    app.add_middleware(Waker, **local_waking(source.state, source.fleet))
+    app.state.waking = waking = waking or local_waking(source.state, source.fleet)
+    app.add_middleware(Waker, **waking)
 
     def render(request: Request, template: str, status: int = 200, headers: dict[str, str] | None = None,
                **extra: Any) -> HTMLResponse:  # fmt: skip
@@ -245,6 +247,9 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
         up = {h["name"]: h.get("up", False) for h in hubs}
         urls = {h["name"]: h.get("url", "") for h in hubs}  # each hub's own host
         courses = directory.enrolments(user)
+        for hub in {c.hub for c in courses} & set(urls):
+            if waking["asleep"](hub):  # through the waker on the portal's own host: it wakes on any ingress
+                urls[hub] = f"{WAKE_PREFIX}{hub}/"
         # Local backend: what each course's profiles run on (fleet.json; absent on Kubernetes, where it is the image).
         environments = {p["key"]: p.get("environments") or [] for h in hubs for p in h.get("presentations", [])}
         return render(request, "courses.html", user=user, courses=courses, up=up, urls=urls,
@@ -351,6 +356,51 @@ def local_waking(state: Path, fleet: Callable[[], dict]) -> dict[str, Any]:
     }
 
 
+def kubernetes_waking(fleet: Callable[[], dict], cluster: Any = None,
+                      ready_url: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """The waker's hooks in the cluster: a hub sleeps when its ``hub`` Deployment is scaled to 0 with hubfleet's
+    annotation (backends/kubernetes/hibernation.py); waking scales ``hub`` and ``proxy`` back and waits until the
+    hub answers through its proxy. ``cluster``: the API server (default: the pod's own service account, whose
+    only rights are get/update on those two Deployments in hub namespaces, portal.py); ``ready_url(hub)``: where
+    the hub answers (default: its proxy-public Service). A hub's namespace is its name."""
+    from hubfleet.backends.kubernetes import hibernation
+    from hubfleet.backends.kubernetes.hubstate import is_ready, ready_url as proxy_url, wake_and_wait
+
+    from hubfleet.backends.kubernetes.cluster import ClusterError, ClusterUnavailable
+
+    clients: list[Any] = [cluster] if cluster is not None else []
+
+    def api() -> Any:
+        # Made on first use: a portal whose service account cannot reach the API server still serves sign-in.
+        if not clients:
+            from hubfleet.backends.kubernetes.cluster import KubernetesCluster
+
+            clients.append(KubernetesCluster())
+        return clients[0]
+
+    where = ready_url or proxy_url
+
+    def asleep(name: str) -> bool:
+        try:
+            return hibernation.is_hibernated(api(), name)
+        except (ClusterError, ClusterUnavailable):
+            return False  # unknown: the portal's usual answer (a redirect), never a wake it cannot do
+
+    def scaled_up(name: str) -> bool:
+        try:  # scaled up (maybe still starting): the page reloads until the ingress reaches the proxy again
+            return (api().get("apps/v1", "Deployment", name, "hub")["spec"].get("replicas", 1) or 0) > 0
+        except (ClusterError, ClusterUnavailable):
+            return False
+
+    return {
+        "fleet": fleet,
+        "asleep": asleep,
+        "alive": scaled_up,
+        "wake": lambda name: wake_and_wait(api(), name, where(name)),
+        "ready": lambda name: is_ready(api(), name),
+    }
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         n = max(1, math.ceil(seconds))
@@ -361,10 +411,11 @@ def _duration(seconds: float) -> str:
 
 def serve_catalog(catalog: Path, state: Path, public_url: str, *, secrets: Path | None = None,
                   clients: Path | None = None, host: str = "127.0.0.1", port: int = 8080,
-                  at: dt.date | None = None, every: float = 60.0) -> None:
+                  at: dt.date | None = None, every: float = 60.0, wake: bool = False) -> None:
     """Serve the portal over HTTP for a fleet it does not run (Kubernetes): its state is written from the catalog
     (``catalog_state.py``) now and every ``every`` seconds (catalog edits via git-sync, phases by date, a new hub's
-    client secret), its own secrets copied from ``secrets`` (a mounted Secret) before the app reads them."""
+    client secret), its own secrets copied from ``secrets`` (a mounted Secret) before the app reads them.
+    ``wake``: be the waker of hibernated hubs (``kubernetes_waking``, with the pod's service account)."""
     import threading
 
     import uvicorn
@@ -393,8 +444,10 @@ def serve_catalog(catalog: Path, state: Path, public_url: str, *, secrets: Path 
     try:
         # As main(): one worker (codes in memory), no proxy headers (the peer is the ingress), keep-alive longer
         # than the ingress's (nginx: 60 s upstream keep-alive) so the ingress is the side that closes.
-        uvicorn.run(create_app(PortalSource(state)), host=host, port=port, log_level="warning", access_log=False,
-                    proxy_headers=False, timeout_keep_alive=75)
+        source = PortalSource(state)
+        waking = kubernetes_waking(source.fleet) if wake else None
+        uvicorn.run(create_app(source, waking=waking), host=host, port=port, log_level="warning",
+                    access_log=False, proxy_headers=False, timeout_keep_alive=75)
     finally:
         stop.set()
 
@@ -414,12 +467,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--secrets", type=Path, help="With --catalog: the portal's mounted Secret.")
     parser.add_argument("--clients", type=Path, help="With --catalog: the hubs' client secrets, one file each.")
     parser.add_argument("--at", type=dt.date.fromisoformat, help="With --catalog: plan for this date, not today.")
+    parser.add_argument("--wake", action="store_true", help="With --catalog: wake hibernated Kubernetes hubs (the "
+                        "pod's service account scales their hub and proxy Deployments).")
     args = parser.parse_args(argv)
     if args.catalog is not None:
         if not args.public_url:
             parser.error("--catalog needs --public-url")
         serve_catalog(args.catalog, args.state, args.public_url, secrets=args.secrets, clients=args.clients,
-                      host=args.host, port=args.port, at=args.at)
+                      host=args.host, port=args.port, at=args.at, wake=args.wake)
         return
     app = create_app(PortalSource(args.state.resolve()), behind_front_door=args.uds is not None)
     # proxy_headers off: uvicorn would take X-Forwarded-For from any local peer; client_address decides instead.

@@ -16,9 +16,14 @@ in front of the portal's own pages and takes every request whose host is a hub's
 * A websocket is never proxied through here: it is refused (no server of a sleeping hub can be running anyway, and
   JupyterLab reconnects on its own once the page is back).
 
-The page is a 200 for GETs: a browser mid-wake never sees an error. A hub whose host reaches the portal without
-being asleep (mid-switch, or down) gets the same reloading page if its process runs, else the portal's usual
-redirect to its own host.
+The portal's own "Open" link to a sleeping hub is ``/portal/wake/<hub>/<path>`` on the portal's host: the same
+wake and page, then a redirect to the hub once it is up and ready, so it works behind any ingress controller.
+
+The page is a 200 for GETs: a browser mid-wake never sees an error. In the cluster the waker also receives the
+hub's own 503s that ingress-nginx intercepts while the hub wakes (``X-Code``, ``X-Namespace`` and
+``X-Original-URI`` say which hub and URL); once the hub is ``ready`` such a 503 is the hub's own, and passes as
+one. A hub whose host reaches the portal without being asleep (mid-switch, or down) gets the same reloading page
+if its process runs, else the portal's usual redirect to its own host.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ _PAGES = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templa
 _SAFE = frozenset({"GET", "HEAD"})
 POLL_MS = 250  # the page's readiness poll (a HEAD to the waker costs it a file stat, not a hub start)
 WAKING_HEADER = (b"x-hubfleet-waking", b"1")
+WAKE_PREFIX = "/portal/wake/"  # the portal's links to a sleeping hub (``_wake_link``)
 
 
 class Waker:
@@ -49,8 +55,10 @@ class Waker:
 
     def __init__(self, app: Any, *, fleet: Callable[[], dict], asleep: Callable[[str], bool],
                  alive: Callable[[str], bool], wake: Callable[[str], Any],
-                 observe: Callable[..., None] = lambda event, **kw: None) -> None:  # fmt: skip
+                 observe: Callable[..., None] = lambda event, **kw: None,
+                 ready: Callable[[str], bool] = lambda name: True) -> None:  # fmt: skip
         self.app = app
+        self.ready = ready
         self.fleet = fleet
         self.asleep = asleep
         self.alive = alive
@@ -101,11 +109,30 @@ class Waker:
         headers = dict(scope.get("headers") or [])
         host = headers.get(b"host", b"").decode("latin-1")
         fleet = self.fleet()
+        if scope["type"] == "http" and scope["path"].startswith(WAKE_PREFIX) and scope["method"] in _SAFE:
+            return await self._wake_link(scope, receive, send, fleet)
         hub = self.hub_of(host, fleet.get("hubs", []))
+        # A hub's answer ingress-nginx intercepted (custom-http-errors): it names the hub's namespace (= its name).
+        intercepted = b"x-code" in headers
+        if hub is None and intercepted:
+            space = headers.get(b"x-namespace", b"").decode("latin-1")
+            hub = next((h for h in fleet.get("hubs", []) if h.get("name") == space), None)
         if hub is None:
             return await self.app(scope, receive, send)
         name = hub["name"]
+        if intercepted:
+            original = headers.get(b"x-original-uri", b"").decode("latin-1")
+            if original.startswith("/") and not original.startswith("//"):
+                path, _, query = original.partition("?")
+                scope = {**scope, "path": path, "raw_path": path.encode("latin-1"),
+                         "query_string": query.encode("latin-1")}
         asleep = self.asleep(name)
+        if intercepted and not asleep and self.ready(name):
+            # The hub is up and itself answered 503 (a student's server gone, say): not a wake, say so plainly.
+            await _answer(send, int(headers.get(b"x-code", b"503") or 503), b"text/plain; charset=utf-8",
+                          b"This service is unavailable right now; please try again in a moment.\n",
+                          [(b"retry-after", b"5")])
+            return
         if not asleep and not self.alive(name):
             return await self.app(scope, receive, send)  # down, not sleeping: the portal's usual redirect
         if scope["type"] == "websocket":
@@ -119,6 +146,24 @@ class Waker:
             return
         if asleep:
             await asyncio.to_thread(self.start, name)
+        await self._page(scope, receive, send, hub, fleet)
+
+    async def _wake_link(self, scope: dict, receive: Any, send: Any, fleet: dict) -> None:
+        """``/portal/wake/<hub>/<path>``, the portal's own link to a sleeping hub: it wakes the hub on any ingress
+        (the request reaches the portal's host, not the hub's), shows the same page, and once the hub is up and
+        ready sends the browser on to ``<hub url><path>``."""
+        name, _, rest = scope["path"][len(WAKE_PREFIX):].partition("/")
+        hub = next((h for h in fleet.get("hubs", []) if h.get("name") == name), None)
+        if hub is None or not hub.get("url"):
+            return await self.app(scope, receive, send)
+        if self.asleep(name):
+            await asyncio.to_thread(self.start, name)
+        elif not (self.alive(name) and not self.ready(name)):
+            target = hub["url"].rstrip("/") + "/" + rest.lstrip("/")
+            await send({"type": "http.response.start", "status": 303, "headers": [
+                (b"location", target.encode("latin-1")), (b"content-length", b"0"), (b"cache-control", b"no-store")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
         await self._page(scope, receive, send, hub, fleet)
 
     async def _page(self, scope: dict, receive: Any, send: Any, hub: dict, fleet: dict) -> None:

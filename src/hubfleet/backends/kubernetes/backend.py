@@ -21,16 +21,8 @@ Hubs are independent: their action lists run in parallel (`concurrency` releases
 failure is reported without stopping the others. Within a hub the plan's order holds (executor.run_plan, shared
 with the local backend).
 
-`stop` uninstalls the release and keeps the namespace, the Secret and every claim: `start` brings the same hub
-back with the same tokens. `delete` removes the namespace, and is refused while a claim holds student files
-without a verified archive (records.unarchived_claims); before it goes, the hub's verified markers are copied to
-the fleet namespace so the archived/purged facts outlive it.
-
-`archive` creates the presentation's archive Job (archive_job.py: the same archive.py as the local backend, in a
-ConfigMap), which writes archives to the archive store, verifies them and writes the verified marker. The action
-returns once the Job exists; `delete` keeps refusing until the marker is verified, so the next reconcile after the
-Job finished is the one that deletes. A failed Job is reported and re-created. `purge` runs a purge Job in the
-fleet namespace that deletes the archives and marks the marker purged.
+Stopping, deleting, archiving and purging a hub are retirement.py's; status, hibernation and waking are
+hubstate.py's (both mixins of `KubernetesBackend`).
 """
 
 from __future__ import annotations
@@ -53,17 +45,18 @@ from . import hibernation
 from . import material as mat
 from .prewarm import placeholders_in, prewarm_values
 from . import records
-from .cluster import Cluster, ClusterError, ClusterUnavailable, Conflict, NotFound, UnsupportedKind
-from .fleet import DEFAULT_OPTIONS, MANAGED_BY, RenderOptions, options_for
-from .helm import Helm, HelmError, HelmMissing, ReleaseNotFound
+from .cluster import Cluster, ClusterError, ClusterUnavailable, Conflict, NotFound
+from .fleet import DEFAULT_OPTIONS, MANAGED_BY, MANAGED_SELECTOR, RenderOptions, options_for
+from .helm import Helm, HelmError, HelmMissing
+from .hubstate import HubStates, WakeFailed
 from .manifests import namespace_name, render_manifests
-from .portal import mirror_client_secret
+from .portal import mirror_client_secret, portal_addresses, uses_portal, waker_endpoints
+from .retirement import ArchiveJobFailed, LifecycleNotAvailable, RefusedDelete, Retirement
 from .secrets import MissingProvidedKeys, ensure_hub_secret, read_key
 from .values import render_values
 
 CHART = "jupyterhub"
 SERVICE_TOKEN_KEY = "hubfleet-api-token"  # the key values.py points hub.extraEnv.HUBFLEET_API_TOKEN at
-MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 HUB_SELECTOR = MANAGED_SELECTOR + ",hubfleet.io/hub"  # hub namespaces, not the fleet's own hubfleet-system
 
 # What `_prune` may delete: kinds render_manifests writes that hold no state. Labels of objects other rules own.
@@ -77,14 +70,6 @@ ExtraValues = Mapping[str, Any] | Callable[[HubSpec], Mapping[str, Any]] | None
 
 class KubernetesUnavailable(RuntimeError):
     """No cluster to talk to, or no helm: a message a person can act on, for the CLI to print."""
-
-
-class LifecycleNotAvailable(NotImplementedError):
-    pass
-
-
-class ArchiveJobFailed(RuntimeError):
-    """The archive or purge Job failed; it was re-created, and nothing was deleted."""
 
 
 def connect(kubeconfig: str | None = None, context: str | None = None, **kwargs: Any) -> "KubernetesBackend":
@@ -103,7 +88,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None, **kwargs:
     return KubernetesBackend(cluster, helm, **kwargs)
 
 
-class KubernetesBackend:
+class KubernetesBackend(HubStates, Retirement):
     name = "kubernetes"
 
     def __init__(
@@ -139,6 +124,8 @@ class KubernetesBackend:
         self.catalog_root = catalog_root
         # Hub -> the timetable's warm-up window in force now (plan.timetable); the controller sets it each step.
         self.warm: Callable[[], dict] = dict
+        self._next_idle_check: dict[str, float] = {}
+        self.stats = None  # the controller's LoopStats (runner): hibernations and timetable wakes are counted there
 
     # ---------------------------------------------------------------------------------------- the contract
 
@@ -238,12 +225,22 @@ class KubernetesBackend:
         """`up` on a kubernetes catalog: the controller (controller.py), the shared loop gated by the fleet's Lease,
         which is also its writer lock. A second replica stands by on the Lease; Ctrl-C/SIGTERM hand it over and
         leave the hubs running (they are the cluster's). Starts no local process."""
+        import os
+        import tempfile
+
+        from hubfleet.backends.loopstats import LoopStats, serve_metrics
         from hubfleet.backends.reconcile import FleetRunner
 
         from .controller import controller, write_status
 
         lock = self.writer_lock()
-        loop, lease = controller(catalog, self, loaded, at, lease=lock.lease, allow_mass_stop=allow_mass_stop)
+        # The loop's figures (loopstats.py), kept in the pod's scratch space and served from memory on
+        # HUBFLEET_METRICS_PORT (controlplane.py sets it; the Service hubfleet-controller-metrics selects it).
+        self.stats = LoopStats(Path(os.environ.get("HUBFLEET_STATE") or tempfile.gettempdir()) / "hubfleet-controller")
+        loop, lease = controller(catalog, self, loaded, at, lease=lock.lease, allow_mass_stop=allow_mass_stop,
+                                 stats=self.stats)
+        if port := os.environ.get("HUBFLEET_METRICS_PORT"):
+            self.metrics_server = serve_metrics(int(port), self.stats)
 
         def after_step(report) -> list[str]:  # noqa: ANN001 - a StepReport
             try:
@@ -309,75 +306,6 @@ class KubernetesBackend:
             return self._delete(action.hub, say)
         return self._lifecycle_job(action, spec, say)
 
-    # ------------------------------------------------------------------------------------- archive and purge
-
-    def _lifecycle_job(self, action: Action, spec: FleetSpec, say: Callable[[str], None]) -> str:
-        from .archive_job import DEFAULT_IMAGE, claim_users, render_archive_job, render_purge_job, support_objects
-
-        pres = next((p for p in spec.retired if p.key == action.presentation), None)
-        if pres is None:
-            raise LifecycleNotAvailable(f"{action.presentation} is not a retired presentation of this spec")
-        marker = records.read_markers(self.cluster).get(pres.key)
-        if action.kind == Kind.archive:
-            if marker and marker.verified:
-                return f"already archived (verified marker {records.marker_name(pres.key)})"
-            ns = action.hub
-            applied = records.read_record(self.cluster, ns) or {}
-            label = records.PRESENTATION_LABEL
-            claims = claim_users([c for c in records.student_claims(self.cluster, ns)
-                                  if (c["metadata"].get("labels") or {}).get(label) == records.dns_label(pres.key)
-                                  and c["metadata"]["name"] != records.PERSONAL_STORE_CLAIM])
-            # Team members' own folders are never archived away as student work (datahub#7829).
-            team = sorted(set(pres.instructors) | set(pres.tutors) | set(applied.get("admins") or []))
-            image = next((p["image"] for p in applied.get("profiles") or [] if p.get("presentation") == pres.key),
-                         DEFAULT_IMAGE)
-            job = render_archive_job(pres, ns, image, claims, team, self.options,
-                                     portal_url=f"https://portal.{spec.domain}/portal/archives/")
-        else:
-            if marker and marker.purged:
-                return "already purged"
-            ns = self.options.system_namespace
-            self.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns,
-                                "labels": {**MANAGED_BY, "hubfleet.io/fleet": spec.fleet}}})
-            job = render_purge_job(pres, ns, DEFAULT_IMAGE, self.options)
-        say(f"{action.kind.value} Job {job['metadata']['name']}")
-        for obj in support_objects(ns, spec.fleet, options_for(spec, self.options)):
-            self.cluster.apply(obj)
-        return self._run_job(job, action.kind.value)
-
-    def _run_job(self, job: dict, what: str) -> str:
-        from .archive_job import job_state
-
-        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        try:
-            live = self.cluster.get("batch/v1", "Job", ns, name)
-        except NotFound:
-            live = None
-        if live is not None:
-            state = job_state(live)
-            if state != "failed":
-                return f"{what} Job {name} {state}; the hub is deleted once its verified marker is there"
-            # A Job's template is immutable and a failed Job does not run again: replace it, and say so loudly.
-            self.cluster.delete("batch/v1", "Job", ns, name)
-            self.cluster.create(job)
-            raise ArchiveJobFailed(f"{what} Job {ns}/{name} failed; re-created it. Nothing was deleted. "
-                                   f"See: kubectl -n {ns} logs job/{name}")
-        self.cluster.create(job)
-        return f"{what} Job {name} created in {ns}; delete waits for its verified marker"
-
-    def _keep_markers(self, ns: str, fleet: str | None) -> int:
-        """Copy the hub namespace's archive markers to the fleet namespace, which outlives it."""
-        found = self.cluster.list("v1", "ConfigMap", ns, f"{records.MARKER_LABEL}=true")
-        if found:
-            system = self.options.system_namespace
-            self.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": system,
-                                "labels": {**MANAGED_BY, **({"hubfleet.io/fleet": fleet} if fleet else {})}}})
-            for cm in found:
-                self.cluster.apply({"apiVersion": "v1", "kind": "ConfigMap", "data": cm.get("data") or {},
-                                    "metadata": {"name": cm["metadata"]["name"], "namespace": system,
-                                                 "labels": cm["metadata"].get("labels") or {}}})
-        return len(found)
-
     def _converge(self, hub: HubSpec, spec: FleetSpec, say: Callable[[str], None]) -> str:
         ns = namespace_name(hub)
         material = self.material_for(hub)  # first: a missing or oversized source changes nothing
@@ -394,6 +322,8 @@ class KubernetesBackend:
                 shipped.add(obj["metadata"]["name"])
             else:
                 written += bool(self.cluster.apply(obj))
+        if uses_portal(spec):  # the waker Service's endpoints: the portal's pods (the controller keeps them current)
+            written += bool(self.cluster.apply(waker_endpoints(ns, portal_addresses(self.cluster, self.options))))
         values = self.values_for(hub, spec, material)
         status = self.helm.status(hub.name, ns)
         current = self.helm.get_values(hub.name, ns) if status is not None else None
@@ -516,98 +446,6 @@ class KubernetesBackend:
                                     reason=f"course material changed: {', '.join(missing)}"))
         return Plan(actions=plan.actions + tuple(extra)) if extra else plan
 
-    def _stop(self, hub: str, say: Callable[[str], None]) -> str:
-        say("helm uninstall")
-        try:
-            self.helm.uninstall(hub, hub)
-        except ReleaseNotFound:
-            return "already stopped (no release)"
-        return "release uninstalled; namespace, Secret and volumes kept"
-
-    def _delete(self, hub: str, say: Callable[[str], None]) -> str:
-        ns = hub
-        applied = records.read_record(self.cluster, ns)
-        blockers = self._unarchived(ns, applied)
-        if blockers:
-            raise RefusedDelete(f"refused: {ns} holds student files without a verified archive: "
-                                f"{'; '.join(blockers)}. Archive them first; nothing was changed.")
-        if self.helm.status(hub, ns) is not None:
-            say("helm uninstall")
-            try:
-                self.helm.uninstall(hub, ns)
-            except ReleaseNotFound:
-                pass
-        # Again after the uninstall: a student may have started a server (and so a claim) in between.
-        blockers = self._unarchived(ns, applied)
-        if blockers:
-            raise RefusedDelete(f"release uninstalled, namespace {ns} kept: {'; '.join(blockers)} "
-                                "appeared without a verified archive")
-        self._keep_markers(ns, (applied or {}).get("labels", {}).get("hubfleet.io/fleet"))
-        say("deleting namespace")
-        try:
-            self.cluster.delete("v1", "Namespace", None, ns)
-        except NotFound:
-            pass
-        # The personal store's PV is cluster-scoped and would stay Released with a stale claimRef. Its reclaim
-        # policy is Retain, and it only points at the shared export: deleting it never touches a file.
-        gone = 0
-        try:
-            volumes = self.cluster.list("v1", "PersistentVolume", None, MANAGED_SELECTOR)
-        except UnsupportedKind:
-            volumes = []
-        for pv in volumes:
-            if ((pv.get("spec") or {}).get("claimRef") or {}).get("namespace") == ns:
-                self.cluster.delete("v1", "PersistentVolume", None, pv["metadata"]["name"])
-                gone += 1
-        return f"namespace {ns} deleted" + (f" ({gone} personal-store PV reference removed)" if gone else "")
-
-    def _unarchived(self, ns: str, applied: dict | None) -> list[str]:
-        return records.unarchived_claims(records.student_claims(self.cluster, ns), applied,
-                                         records.read_markers(self.cluster))
-
-    # -- hibernation (hibernation.py): the hub's Deployments scaled to 0 and back ------------------------------
-
-    def hibernate(self, hub: str) -> list[str]:
-        """Scale ``hub``'s JupyterHub and proxy to 0 (release, database claim, secrets, student storage stay)."""
-        return hibernation.hibernate(self.cluster, hub)
-
-    def wake(self, hub: str) -> list[str]:
-        return hibernation.wake(self.cluster, hub)
-
-    def _release_status(self, ns: str):
-        return self.helm.status(ns, ns)
-
-    def _hub_status(self, hub: HubSpec, query_api: bool) -> HubStatus:
-        url = self.hub_url(hub.name) if self.hub_url else hub.url
-        try:
-            release = self.helm.status(hub.name, namespace_name(hub))
-        except (HelmError, ClusterError) as exc:
-            return HubStatus(hub.name, url, up=False, detail=f"cannot ask helm: {_explain(exc)}")
-        if release is None:
-            return HubStatus(hub.name, url, up=False, detail="no release")
-        if release.deployed and hibernation.is_hibernated(self.cluster, namespace_name(hub)):
-            return HubStatus(hub.name, url, up=False, hibernated=True, detail="hibernated: hub and proxy at 0 replicas")
-        if not release.deployed:
-            return HubStatus(hub.name, url, up=False, detail=f"release {release.status}: {release.description}")
-        where = f"release deployed (revision {release.revision}, chart {release.chart_version})"
-        if not query_api:
-            return HubStatus(hub.name, url, up=True, detail=where)
-        from hubfleet.hubapi import HubClient
-
-        try:
-            ep = self.endpoint(hub.name)
-            with HubClient(ep.api_url, ep.token, timeout=self.api_timeout) as client:
-                users = client.users()
-        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
-            return HubStatus(hub.name, url, up=False, detail=f"{where}; hub API not answering from here: {exc}")
-        servers = sum(1 for u in users for s in (u.get("servers") or {}).values() if s.get("ready"))
-        return HubStatus(hub.name, url, up=True, users=len(users), running_servers=servers, detail=where)
-
-
-class RefusedDelete(RuntimeError):
-    pass
-
-
 def _upgrade_reason(status, current: dict | None, values: dict, chart_version: str) -> str:
     """Why the release needs helm (empty: it does not). Values compare as helm stores them (JSON)."""
     if status is None:
@@ -653,6 +491,6 @@ def _explain(exc: Exception) -> str:
     if isinstance(exc, ClusterUnavailable):
         return f"cluster not reachable: {exc}"
     if isinstance(exc, (MissingProvidedKeys, RefusedDelete, LifecycleNotAvailable, ArchiveJobFailed, HelmError,
-                        mat.MaterialError)):
+                        mat.MaterialError, WakeFailed)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -80,6 +80,7 @@ BUILTIN_KINDS: tuple[KindInfo, ...] = (
     KindInfo("rbac.authorization.k8s.io/v1", "Role", "roles", True),
     KindInfo("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", True),
     KindInfo("coordination.k8s.io/v1", "Lease", "leases", True),  # the controller's leader election (lease.py)
+    KindInfo("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", True),  # the waker's (portal.waker_endpoints)
 )
 
 

@@ -3,7 +3,9 @@
 Same loop as a local ``up`` (backends/reconcile.py: catalog edits, phases by date, enrolment sync, lifecycle
 actions, backoff, the mass-stop guard); what differs comes in as hooks: every step first applies the fleet-level
 objects (``apply_fleet_objects``, a no-op write-wise when nothing changed); ``backend.plan`` adds an update for hubs
-whose course material changed (the planner cannot see material). It never starts a local process: the hubs are releases.
+whose course material changed (the planner cannot see material); after each step ``backend.hibernate_idle``
+hibernates hubs idle for their ``hibernate_after`` by the local backend's rule (plan.hibernation), and wakes one a
+timetable window wants warm. A hibernated hub is observed as such, never as down: nothing restarts it. It never starts a local process: the hubs are releases.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from hubfleet.plan.timetable import active_windows, warmup_schedule
 
 from .backend import KubernetesBackend
 from .controller_status import read_status, write_status
-from .fleet import MANAGED_BY
+from .fleet import MANAGED_BY, options_for
 from .lease import Lease
+from .portal import sync_waker_endpoints
 
 __all__ = ["controller", "controller_hooks", "read_status", "write_status"]
 
@@ -26,9 +29,12 @@ __all__ = ["controller", "controller_hooks", "read_status", "write_status"]
 def controller_hooks(backend: KubernetesBackend) -> LoopHooks:
     def before(spec) -> list[str]:
         written = backend.apply_fleet_objects(spec)
+        # The ingress's fallback for sleeping hubs follows the portal's pods (portal.waker_endpoints).
+        written += sync_waker_endpoints(backend.cluster, spec, options_for(spec, backend.options))
         return [f"fleet objects: {written} written"] if written else []
 
-    return LoopHooks(before=before)  # material updates come from backend.plan, as in `apply`
+    # material updates come from backend.plan, as in `apply`; after each step, idle hubs hibernate (hubstate.py)
+    return LoopHooks(before=before, rest=backend.hibernate_idle)
 
 
 def controller(

@@ -24,12 +24,14 @@ read Secrets, or anything else, outside hubfleet's namespaces.
 from __future__ import annotations
 
 from .fleet import MANAGED_BY, RenderOptions
+from .portal import WAKER_ROLE, waker_rules
 
 SERVICE_ACCOUNT = "hubfleet-controller"
 HUB_ROLE = "hubfleet-hub"  # ClusterRole bound per managed namespace
 CLUSTER_ROLE = "hubfleet-controller"
 LEASE_NAME = "hubfleet-controller"  # lease.NAME
 RW = ["get", "list", "watch", "create", "update", "patch", "delete"]
+METRICS_PORT = 9090
 
 
 def hub_rules() -> list[dict]:
@@ -46,6 +48,8 @@ def hub_rules() -> list[dict]:
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": RW},
         {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies", "ingresses"], "verbs": RW},
+        # The waker's EndpointSlice in each hub namespace, copied from the portal's (portal.waker_endpoints).
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": RW},
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": RW},
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": RW},
     ]
@@ -79,8 +83,11 @@ def _rbac(options: RenderOptions) -> list[dict]:
              # To bind hubfleet-hub in a new hub namespace (the admission policy below keeps it to managed ones).
              {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["get", "create"]},
              {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
-              "resourceNames": [HUB_ROLE]},
+              "resourceNames": [HUB_ROLE, WAKER_ROLE]},
          ]},
+        # The portal's waker: bound in each hub namespace by a RoleBinding rendered with the hub (portal.py).
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": WAKER_ROLE, "labels": labels}, "rules": waker_rules()},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
          "metadata": {"name": CLUSTER_ROLE, "labels": labels},
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE},
@@ -149,7 +156,9 @@ def _deployment(options: RenderOptions) -> dict:
     controller = {
         "name": "controller", "image": options.controller_image,
         "command": ["hubfleet", "up", catalog],
-        "env": [{"name": "HOME", "value": "/tmp"}],
+        # The loop's figures on /metrics (loopstats.serve_metrics), for the Service below; cluster-internal only.
+        "env": [{"name": "HOME", "value": "/tmp"}, {"name": "HUBFLEET_METRICS_PORT", "value": str(METRICS_PORT)}],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
         "volumeMounts": [mount, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": restricted,
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
@@ -173,5 +182,16 @@ def _deployment(options: RenderOptions) -> dict:
     }
 
 
+def metrics_service(options: RenderOptions) -> dict:
+    """The controller's /metrics for a Prometheus Operator ServiceMonitor (docs/kubernetes-metrics.md): labels
+    ``app.kubernetes.io/name: hubfleet`` and ``app.kubernetes.io/component: controller``, port ``metrics``.
+    Only the Lease holder steps; a standing-by replica serves zeros, so the figures are summed or maxed."""
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": "hubfleet-controller-metrics", "namespace": options.system_namespace,
+        "labels": {**MANAGED_BY, "app.kubernetes.io/name": "hubfleet", "app.kubernetes.io/component": "controller"}},
+        "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": "hubfleet-controller"},
+                 "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"}]}}
+
+
 def controller_objects(options: RenderOptions) -> list[dict]:
-    return [*_rbac(options), _deployment(options)]
+    return [*_rbac(options), _deployment(options), metrics_service(options)]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from hubfleet.plan.spec import FleetSpec, HubSpec
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "hubfleet"}
+MANAGED_SELECTOR = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
 KEEP = {"helm.sh/resource-policy": "keep"}
 
 

@@ -16,14 +16,15 @@ from __future__ import annotations
 import copy
 import datetime as dt
 
-from hubfleet.backends.kubernetes.cluster import Cluster, NotFound
+from hubfleet.backends.kubernetes.cluster import Cluster, Conflict, NotFound
 
-__all__ = ["ANNOTATION", "DEPLOYMENTS", "hibernate", "is_hibernated", "scaled", "wake"]
+__all__ = ["ANNOTATION", "DEPLOYMENTS", "finish_wake", "hibernate", "is_hibernated", "ready_replicas", "scaled", "wake"]
 
 ANNOTATION = "hubfleet.io/hibernated"
 # z2jh 4.4.0's Deployments that make a hub: JupyterHub and its configurable-http-proxy. The user scheduler and
 # image pullers are fleet-level here (values.py), students' pods are KubeSpawner's and are never touched.
 DEPLOYMENTS = ("hub", "proxy")
+ATTEMPTS = 5  # optimistic-concurrency retries of one scale
 
 
 def scaled(deployment: dict, replicas: int, since: dt.datetime | None) -> dict:
@@ -38,16 +39,26 @@ def scaled(deployment: dict, replicas: int, since: dt.datetime | None) -> dict:
     return out
 
 
-def _scale(cluster: Cluster, namespace: str, replicas: int, since: dt.datetime | None) -> list[str]:
+def _scale(cluster: Cluster, namespace: str, replicas: int, since: dt.datetime | None,
+           names: tuple[str, ...] = DEPLOYMENTS, only_marked: bool = False) -> list[str]:
     changed = []
-    for name in DEPLOYMENTS:
-        live = cluster.get("apps/v1", "Deployment", namespace, name)
-        if since is not None and live["spec"].get("replicas") == 0 and ANNOTATION in (live["metadata"].get("annotations") or {}):
-            continue  # asleep already, since then: nothing to write
-        wanted = scaled(live, replicas, since)
-        if wanted != live:
-            cluster.replace(wanted)
+    for name in names:
+        for attempt in range(ATTEMPTS):
+            live = cluster.get("apps/v1", "Deployment", namespace, name)
+            marked = ANNOTATION in (live["metadata"].get("annotations") or {})
+            if (since is not None and live["spec"].get("replicas") == 0 and marked) or (only_marked and not marked):
+                break  # asleep already, since then (or not ours to wake): nothing to write
+            wanted = scaled(live, replicas, since)
+            if wanted == live:
+                break
+            try:
+                cluster.replace(wanted)
+            except Conflict:  # the Deployment controller wrote its status meanwhile: read again
+                if attempt == ATTEMPTS - 1:
+                    raise
+                continue
             changed.append(name)
+            break
     return changed
 
 
@@ -56,9 +67,25 @@ def hibernate(cluster: Cluster, namespace: str, now: dt.datetime | None = None) 
     return _scale(cluster, namespace, 0, now or dt.datetime.now(dt.timezone.utc))
 
 
-def wake(cluster: Cluster, namespace: str) -> list[str]:
-    """Scale them back to 1 (z2jh runs one hub and one proxy); returns the ones changed."""
-    return _scale(cluster, namespace, 1, None)
+def wake(cluster: Cluster, namespace: str, names: tuple[str, ...] = DEPLOYMENTS) -> list[str]:
+    """Scale them (or ``names`` of them) back to 1 (z2jh runs one hub and one proxy); returns the ones changed."""
+    return _scale(cluster, namespace, 1, None, names)
+
+
+def finish_wake(cluster: Cluster, namespace: str) -> list[str]:
+    """Scale up what a wake left asleep (the waker stopped between scaling ``hub`` and ``proxy``): only
+    Deployments still carrying the annotation, and only once ``hub`` is awake. Returns the ones changed."""
+    if is_hibernated(cluster, namespace):
+        return []
+    try:
+        return _scale(cluster, namespace, 1, None, only_marked=True)
+    except NotFound:
+        return []
+
+
+def ready_replicas(cluster: Cluster, namespace: str, name: str) -> int:
+    """Pods of the Deployment that pass their readiness probe (z2jh's hub: ``/hub/health``), as its status says."""
+    return int((cluster.get("apps/v1", "Deployment", namespace, name).get("status") or {}).get("readyReplicas") or 0)
 
 
 def is_hibernated(cluster: Cluster, namespace: str) -> bool:

@@ -160,6 +160,10 @@ def render_manifests(hub: HubSpec, fleet: FleetSpec, options: RenderOptions = DE
          }]}},
         hub_secret(hub, ns, labels, options),
     ]
+    from hubfleet.backends.kubernetes.portal import uses_portal, waker_objects
+
+    if uses_portal(fleet):  # the waker is the portal (portal.py): its rights here, and the ingress's fallback
+        objects += waker_objects(ns, options)
     if any(p.storage.layout == "personal-subfolder" for p in hub.presentations):
         objects += personal_store_pair(ns, f"{fleet.fleet}-{hub.name}-personal-store", options)
         objects[-1]["spec"]["resources"]["requests"]["storage"] = "1Gi"  # nominal: keeps the quota honest

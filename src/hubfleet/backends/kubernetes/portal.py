@@ -6,7 +6,13 @@
   planned from the same catalog the controller reads, through the same git-sync sidecar or ConfigMap), one replica
   with ``Recreate``: the provider keeps its one-time authorization codes in memory (``web/oidc.py``), so two
   replicas would refuse each other's codes;
-- its ServiceAccount, with no API rights and no token mounted: the portal never talks to the API server;
+- its ServiceAccount, whose only API rights are those of the waker (``--wake``, web/waker.py): ``get`` and
+  ``update`` (``patch`` too) on the two Deployments named ``hub`` and ``proxy`` in hub namespaces, to scale a
+  hibernated hub back up (backends/kubernetes/hibernation.py). The ClusterRole ``hubfleet-waker`` (with the
+  controller's RBAC, controlplane.py: the platform team applies cluster roles, the controller cannot) is bound
+  in each hub namespace by a RoleBinding rendered with the hub (``waker_objects``), never cluster-wide, so
+  the portal can touch nothing in the fleet namespace or any other; ``resourceNames`` keeps it off every other
+  Deployment (a ``list``/``watch``/``create``/``delete`` has no name to check, and is not granted);
 - a Service (ClusterIP) the hubs' server-to-server calls (token, userinfo) go to, and an Ingress at
   ``portal.{domain}`` for browsers, TLS as the hubs' (cert-manager cluster issuer);
 - a PersistentVolumeClaim for its state: students' password hashes and the operator's ``passwords.txt``
@@ -45,6 +51,80 @@ STATE_DIR, SECRETS_DIR, CLIENTS_DIR, CATALOG_DIR = (f"{BASE}/state", f"{BASE}/se
 PREFIX = "/portal"  # web.auth.PORTAL_PREFIX: everything signed-in, the provider included, lives under it
 MIRROR_ATTEMPTS = 20
 HUB_SECRET_KEY = "oauth-client-secret"  # the key in each hub's own Secret (manifests.hub_secret)
+
+
+WAKER_ROLE = "hubfleet-waker"  # ClusterRole, bound per hub namespace to the portal's ServiceAccount
+WAKER_SERVICE = "hubfleet-waker"  # per hub namespace: the ingress's fallback while the hub's proxy has no endpoints
+METRICS_SERVICE = "hubfleet-metrics"
+
+
+def waker_rules() -> list[dict]:
+    """What the waker needs in a hub namespace, and nothing more: read and scale the hub's two Deployments."""
+    return [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "patch", "update"],
+             "resourceNames": ["hub", "proxy"]}]
+
+
+def waker_objects(namespace: str, options: RenderOptions) -> list[dict]:
+    """A hub namespace's waker objects, rendered with the hub (manifests.render_manifests):
+
+    - the RoleBinding of ``hubfleet-waker`` to the portal's ServiceAccount in this namespace only;
+    - the Service ``hubfleet-waker`` the hub's Ingress falls back to while ``proxy-public`` has no endpoints (the
+      hub hibernated): ``nginx.ingress.kubernetes.io/default-backend`` (values.py). It has no selector: its
+      EndpointSlice (``waker_endpoints``) names the portal's pod addresses, copied by the controller every step.
+      Not an ExternalName Service pointing at the portal's: ingress-nginx takes a default backend's endpoints as
+      IP addresses and cannot use a DNS name there.
+      # ref: https://github.com/kubernetes/ingress-nginx/issues/12158 (ExternalName default backend: "invalid IPv6
+      #      address", 504) and https://github.com/kubernetes/ingress-nginx/issues/5854
+    """
+    labels = dict(MANAGED_BY)
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": WAKER_ROLE, "namespace": namespace, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WAKER_ROLE},
+         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": options.system_namespace}]},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": WAKER_SERVICE, "namespace": namespace, "labels": labels},
+         "spec": {"type": "ClusterIP", "ports": [{"name": "http", "port": 80, "targetPort": PORT, "protocol": "TCP"}]}},
+    ]
+
+
+def waker_endpoints(namespace: str, addresses: list[str]) -> dict:
+    """The EndpointSlice of a hub namespace's ``hubfleet-waker`` Service: the portal pods' ``addresses``."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": WAKER_SERVICE, "namespace": namespace,
+                     "labels": {**MANAGED_BY, "kubernetes.io/service-name": WAKER_SERVICE,
+                                "endpointslice.kubernetes.io/managed-by": "hubfleet.io"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": PORT, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [a], "conditions": {"ready": True}} for a in sorted(addresses)],
+    }
+
+
+def portal_addresses(cluster: Cluster, options: RenderOptions) -> list[str]:
+    """The ready addresses behind the portal's Service, from its EndpointSlices (the cluster's own)."""
+    out = set()
+    for es in cluster.list("discovery.k8s.io/v1", "EndpointSlice", options.system_namespace,
+                           f"kubernetes.io/service-name={NAME}"):
+        for ep in es.get("endpoints") or []:
+            if (ep.get("conditions") or {}).get("ready", True):
+                out.update(ep.get("addresses") or [])
+    return sorted(out)
+
+
+def sync_waker_endpoints(cluster: Cluster, spec: FleetSpec, options: RenderOptions) -> int:
+    """Point every hub namespace's ``hubfleet-waker`` Service at the portal pods (the controller, every step);
+    returns the EndpointSlices written (0 when nothing moved). A namespace not created yet is skipped."""
+    if not uses_portal(spec):
+        return 0
+    addresses = portal_addresses(cluster, options)
+    written = 0
+    for hub in spec.hubs:
+        try:
+            written += bool(cluster.apply(waker_endpoints(hub.name, addresses)))
+        except NotFound:
+            continue
+    return written
 
 
 def uses_portal(spec: FleetSpec) -> bool:
@@ -104,7 +184,7 @@ def _deployment(spec: FleetSpec, options: RenderOptions) -> dict:
         "image": options.controller_image,  # hubfleet's own image: the controller's
         "command": ["hubfleet", "portal", "serve", catalog_path(options), "--host", "0.0.0.0", "--port", str(PORT),
                     "--state", STATE_DIR, "--secrets", SECRETS_DIR, "--clients", CLIENTS_DIR,
-                    "--public-url", public_url(spec.domain)],
+                    "--public-url", public_url(spec.domain), "--wake"],
         "ports": [{"name": "http", "containerPort": PORT}],
         "env": [{"name": "HOME", "value": "/tmp"}],
         "volumeMounts": [
@@ -127,7 +207,8 @@ def _deployment(spec: FleetSpec, options: RenderOptions) -> dict:
             "selector": {"matchLabels": {"app.kubernetes.io/name": NAME}},
             "template": {"metadata": {"labels": labels}, "spec": {
                 "serviceAccountName": NAME,
-                "automountServiceAccountToken": False,
+                # The waker's token (its only rights: scaling hubs' hub and proxy Deployments, see above).
+                "automountServiceAccountToken": True,
                 # The state claim is written as this group (fsGroup), never as root.
                 "securityContext": {"runAsNonRoot": True, "fsGroup": 65532,
                                     "seccompProfile": {"type": "RuntimeDefault"}},
@@ -156,7 +237,7 @@ def portal_objects(spec: FleetSpec, options: RenderOptions) -> list[dict]:
                  "hubfleet.io/rsa-keys": SIGNING_KEY}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(NAME, options),
-         "automountServiceAccountToken": False},
+         "automountServiceAccountToken": False},  # the pod asks for its token itself (the only pod using it)
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(NAME, options, generated)},
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": _meta(
             CLIENTS_SECRET, options, {"hubfleet.io/mirrored-from": f"<hub namespace>/{options.secret_name}:"
@@ -168,10 +249,23 @@ def portal_objects(spec: FleetSpec, options: RenderOptions) -> list[dict]:
         {"apiVersion": "v1", "kind": "Service", "metadata": _meta(NAME, options), "spec": {
             "type": "ClusterIP", "selector": selector,
             "ports": [{"name": "http", "port": PORT, "targetPort": PORT, "protocol": "TCP"}]}},
+        metrics_service(options),
         {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
          "metadata": _meta(NAME, options, {"cert-manager.io/cluster-issuer": options.cluster_issuer}),
          "spec": ingress_spec},
     ]
+
+
+def metrics_service(options: RenderOptions) -> dict:
+    """A Service in front of the portal's ``/metrics`` (web/metrics.py) for the Prometheus Operator: a
+    ServiceMonitor selecting ``app.kubernetes.io/name: hubfleet`` scrapes its port named ``metrics``, with the
+    fleet's bearer token (docs/kubernetes-metrics.md). Its own Service, so selecting it never picks the
+    portal's OAuth endpoints' Service by accident."""
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {
+        "name": METRICS_SERVICE, "namespace": options.system_namespace,
+        "labels": {**MANAGED_BY, "app.kubernetes.io/name": "hubfleet", "app.kubernetes.io/component": "portal"}},
+        "spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": NAME},
+                 "ports": [{"name": "metrics", "port": PORT, "targetPort": PORT, "protocol": "TCP"}]}}
 
 
 def mirror_client_secret(cluster: Cluster, hub: str, hub_namespace: str, options: RenderOptions) -> bool:

@@ -355,10 +355,23 @@ def render_values(
     hosts = [host, f"*.{host}"]
     policy = spawn_policy.policy_data([{"slug": p.name, "groups": spawn_groups(hub, p)} for p in hub.profiles],
                                       TOKEN_ENV, fleet.account_prefix or account_prefix(fleet.fleet))
+    # While the hub hibernates (hub and proxy at 0 replicas) proxy-public has no endpoints, and ingress-nginx sends
+    # the hub's hosts to the default-backend Service instead: the portal's waker (portal.waker_objects). While it
+    # wakes, the proxy is ready a few seconds before JupyterHub and answers 503: custom-http-errors hands those to
+    # the same backend (with X-Code, X-Namespace, X-Original-URI), whose page keeps reloading. Needs ingress-nginx
+    # (archived upstream in March 2026; its annotations are also read by Traefik's ingress-nginx provider). Other
+    # ingress controllers ignore both annotations and answer 503 for a sleeping hub; the portal's links still wake it.
+    # ref: https://kubernetes.github.io/ingress-nginx/user-guide/nginx-configuration/annotations/#default-backend
+    # ref: https://kubernetes.github.io/ingress-nginx/user-guide/custom-errors/
+    # ref: https://github.com/traefik/traefik/pull/12637 (Traefik: default-backend and custom-http-errors)
+    from .portal import uses_portal
+
+    waker = {"nginx.ingress.kubernetes.io/default-backend": "hubfleet-waker",
+             "nginx.ingress.kubernetes.io/custom-http-errors": "503"} if uses_portal(fleet) else {}
     ingress = {
         "enabled": True,
         "hosts": hosts,
-        "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer},
+        "annotations": {"cert-manager.io/cluster-issuer": options.cluster_issuer, **waker},
         "tls": [{"hosts": hosts, "secretName": f"{hub.name}-tls"}],
     }
     if options.ingress_class:
