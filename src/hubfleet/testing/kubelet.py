@@ -52,7 +52,7 @@ from pathlib import Path
 from hubfleet.backends.kubernetes.cluster import NotFound
 from hubfleet.backends.kubernetes.fake import parse_label_selector
 
-from .kubeapi import KubeApiServer, ServedCluster, now
+from .kubeapi import KubeApiServer, now
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -32,7 +32,7 @@ import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubfleet.backends.base import (
     ApplyReport, FleetUnavailable, HubEndpoint, HubStatus, Progress, Say,
@@ -54,6 +54,9 @@ from .portal import mirror_client_secret, portal_addresses, uses_portal, waker_e
 from .retirement import ArchiveJobFailed, LifecycleNotAvailable, RefusedDelete, Retirement
 from .secrets import MissingProvidedKeys, ensure_hub_secret, read_key
 from .values import render_values
+
+if TYPE_CHECKING:  # the Lease is imported when a writer lock is asked for
+    from .lease import LeaseLock
 
 CHART = "jupyterhub"
 SERVICE_TOKEN_KEY = "hubfleet-api-token"  # the key values.py points hub.extraEnv.HUBFLEET_API_TOKEN at
@@ -190,7 +193,7 @@ class KubernetesBackend(HubStates, Retirement):
         lines = [f"  {hub.name}: {self.hub_url(hub.name) if self.hub_url else hub.url}" for hub in spec.hubs]
         return [*lines, "Enrol students with `hubfleet enrol sync` if a hub did not answer from here yet."]
 
-    def writer_lock(self) -> "LeaseLock":
+    def writer_lock(self) -> LeaseLock:
         """The controller's Lease (lease.LeaseLock): a CLI writer takes it like a controller replica does, so a CLI
         `apply` never runs while the controller (or another CLI) acts: it exits 2 naming the holder.
         ``holder()`` says who holds the Lease and what the controller's latest step could not do."""
