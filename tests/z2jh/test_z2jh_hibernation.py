@@ -37,6 +37,7 @@ from hubfleet.backends.local.fleetstate import write_json_atomic
 from hubfleet.backends.loopstats import LoopCollector, LoopStats
 from hubfleet.plan import diff
 from hubfleet.web.catalog_state import CatalogState
+from hubfleet.web.metrics import metrics_token
 from hubfleet.web.portal import PortalSource, create_app, kubernetes_waking
 
 HUB = "m269-2026j"
@@ -166,16 +167,21 @@ class IngressNginx(httpx.HTTPTransport):
 
 
 @pytest.fixture(scope="module")
-def waker(hub: ChartHub, tmp_path_factory: pytest.TempPathFactory):
+def portal_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("portal-state")
+
+
+@pytest.fixture(scope="module")
+def waker(hub: ChartHub, portal_state: Path):
     """The portal app with the Kubernetes waker hooks (as ``hubfleet portal serve --wake`` builds it), its fleet
     document written from the catalog, its API calls through the fake API server's store."""
-    state = tmp_path_factory.mktemp("portal-state")
+    state = portal_state
     public = f"https://portal.{hub.domain}"
     write_json_atomic(state / "fleet.json",
                       CatalogState(hub.fleet.catalog_root, state, public).fleet_document(hub.fleet.loaded, hub.fleet.spec))
     source = PortalSource(state)
     backend = hub.fleet.backend
-    app = create_app(source, waking=kubernetes_waking(source.fleet, hub.fleet.cluster, backend.ready_url))
+    app = create_app(source, waking=kubernetes_waking(source.fleet, hub.fleet.cluster, backend.ready_url, state=state))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -200,8 +206,26 @@ def _waker_page(resp: httpx.Response) -> bool:
     return 'id="waker-heading"' in resp.text
 
 
-def test_a_request_wakes_it_through_the_waker_and_lands_on_the_page_asked(hub: ChartHub, waker: str) -> None:
+def portal_metrics(waker: str, state: Path) -> dict:
+    """The portal's /metrics (with the fleet's bearer token), parsed: {(name, labels): value}."""
+    resp = httpx.get(f"{waker}/metrics", headers={"Authorization": f"Bearer {metrics_token(state)}"})
+    assert resp.status_code == 200, resp.text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(resp.text) for s in family.samples}
+
+
+def _hubs_in(metrics: dict, state: str) -> float:
+    return sum(v for (name, labels), v in metrics.items() if name == "hubfleet_hubs" and ("state", state) in labels)
+
+
+def test_a_request_wakes_it_through_the_waker_and_lands_on_the_page_asked(hub: ChartHub, waker: str,
+                                                                          portal_state: Path) -> None:
     assert hub.fleet.backend.observe().hubs[HUB].hibernated  # (the previous test put it to sleep)
+    # The portal's /metrics sees the cluster as the waker does: this hub asleep, no wake yet.
+    before = portal_metrics(waker, portal_state)
+    assert _hubs_in(before, "hibernated") == 1 and _hubs_in(before, "running") == 0
+    woken = ("hubfleet_wakes_total", (("outcome", "ok"), ("reason", "request")))
+    assert before[woken] == 0
     stop = threading.Event()
 
     def deployment_controller() -> None:
@@ -238,6 +262,17 @@ def test_a_request_wakes_it_through_the_waker_and_lands_on_the_page_asked(hub: C
     deploy = hub.fleet.cluster.get("apps/v1", "Deployment", HUB, "hub")
     assert ANNOTATION not in (deploy["metadata"].get("annotations") or {})
     assert hub.fleet.backend.observe().hubs[HUB].running
+    # Running once the Deployments say both are ready (their status, which the Deployment controller writes), and
+    # the wake counted once the waker's own wait for the hub is over (it may end just after the browser lands).
+    hub.fleet.kubelet.reconcile_deployments({HUB})
+
+    def counted() -> bool:
+        now = portal_metrics(waker, portal_state)
+        return _hubs_in(now, "running") == 1 and now[woken] == 1
+
+    wait_until(counted, what="the hub counted running and its wake counted")
+    after = portal_metrics(waker, portal_state)
+    assert _hubs_in(after, "hibernated") == 0 and after[("hubfleet_wake_duration_seconds_count", ())] == 1
 
 
 def test_the_waker_service_follows_the_portal_pods(hub: ChartHub) -> None:

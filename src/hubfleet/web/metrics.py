@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -59,9 +59,12 @@ def authorised(state: Path, header: str | None) -> bool:
 
 
 class FleetCollector:
-    def __init__(self, state: Path, fleet: dict) -> None:
+    def __init__(self, state: Path, fleet: dict, state_of: Callable[[str], str] | None = None) -> None:
+        """``state_of(hub)``: running, hibernated or down (the portal passes the waker's view, which also works in a
+        cluster); by default from the local hub's files."""
         self.paths = FleetPaths(Path(state))
         self.fleet = fleet
+        self.state_of = state_of or self._state
 
     def _state(self, name: str) -> str:
         hp = self.paths.hub(name)
@@ -71,7 +74,7 @@ class FleetCollector:
 
     def collect(self) -> Iterator:
         hubs = self.fleet.get("hubs", [])
-        states = {h["name"]: self._state(h["name"]) for h in hubs}
+        states = {h["name"]: self.state_of(h["name"]) for h in hubs}
         by = Counter()
         for h in hubs:
             phases = [p.get("phase", "scheduled") for p in h.get("presentations", [])] or ["scheduled"]
@@ -116,8 +119,11 @@ class FleetCollector:
             pres = h.get("presentations", [])
             names = [h["name"], ",".join(sorted({p["course"] for p in pres})), ",".join(p["key"] for p in pres)]
             running, users = 0.0, 0.0
+            hp = self.paths.hub(h["name"])
             if states[h["name"]] == "running":
-                running, users = _scrape_hub(self.paths.hub(h["name"]))
+                if not hp.hub_json.exists():
+                    continue  # a cluster's hub: no sample rather than a false 0 (its own /hub/metrics has them)
+                running, users = _scrape_hub(hp)
             servers.add_metric(names, running)
             active.add_metric(names, users)
         yield servers
@@ -171,7 +177,7 @@ def _scrape_hub(hp) -> tuple[float, float]:  # noqa: ANN001
     return running, users
 
 
-def metrics_text(state: Path, fleet: dict) -> bytes:
+def metrics_text(state: Path, fleet: dict, state_of: Callable[[str], str] | None = None) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(FleetCollector(state, fleet))
+    registry.register(FleetCollector(state, fleet, state_of))
     return generate_latest(registry)

@@ -210,7 +210,8 @@ def create_app(source: PortalSource, clock: Callable[[], float] = time.monotonic
                             media_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return Response(metrics_text(source.state, source.fleet()), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(source.state, source.fleet(), lambda hub: hub_state(waking, hub)),
+                        media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
@@ -357,7 +358,7 @@ def local_waking(state: Path, fleet: Callable[[], dict]) -> dict[str, Any]:
 
 
 def kubernetes_waking(fleet: Callable[[], dict], cluster: Any = None,
-                      ready_url: Callable[[str], str] | None = None) -> dict[str, Any]:
+                      ready_url: Callable[[str], str] | None = None, state: Path | None = None) -> dict[str, Any]:
     """The waker's hooks in the cluster: a hub sleeps when its ``hub`` Deployment is scaled to 0 with hubfleet's
     annotation (backends/kubernetes/hibernation.py); waking scales ``hub`` and ``proxy`` back and waits until the
     hub answers through its proxy. ``cluster``: the API server (default: the pod's own service account, whose
@@ -392,13 +393,35 @@ def kubernetes_waking(fleet: Callable[[], dict], cluster: Any = None,
         except (ClusterError, ClusterUnavailable):
             return False
 
+    def observe(event: str, hub: str, reason: str, seconds: float | None = None, **_: Any) -> None:
+        if state is not None and event in ("wake_done", "wake_failed"):
+            from hubfleet.backends.local.fleetstate import FleetPaths
+            from hubfleet.backends.local.hibernation import record
+
+            entry = {"event": "wake", "hub": hub, "reason": reason, "ok": event == "wake_done"}
+            record(FleetPaths(state), entry | ({"seconds": round(seconds, 3)} if seconds is not None else {}))
+
+    def ready(name: str) -> bool:
+        try:
+            return is_ready(api(), name)
+        except (ClusterError, ClusterUnavailable):
+            return False
+
     return {
         "fleet": fleet,
         "asleep": asleep,
         "alive": scaled_up,
         "wake": lambda name: wake_and_wait(api(), name, where(name)),
-        "ready": lambda name: is_ready(api(), name),
+        "ready": ready,
+        "observe": observe,
     }
+
+
+def hub_state(waking: dict[str, Any], name: str) -> str:
+    """running, hibernated or down, as the waker sees the hub (its hooks work for either backend)."""
+    if waking["asleep"](name):
+        return "hibernated"
+    return "running" if waking["alive"](name) and waking.get("ready", lambda _: True)(name) else "down"
 
 
 def _duration(seconds: float) -> str:
@@ -445,7 +468,7 @@ def serve_catalog(catalog: Path, state: Path, public_url: str, *, secrets: Path 
         # As main(): one worker (codes in memory), no proxy headers (the peer is the ingress), keep-alive longer
         # than the ingress's (nginx: 60 s upstream keep-alive) so the ingress is the side that closes.
         source = PortalSource(state)
-        waking = kubernetes_waking(source.fleet) if wake else None
+        waking = kubernetes_waking(source.fleet, state=state) if wake else None
         uvicorn.run(create_app(source, waking=waking), host=host, port=port, log_level="warning",
                     access_log=False, proxy_headers=False, timeout_keep_alive=75)
     finally:

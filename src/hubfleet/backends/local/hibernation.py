@@ -164,7 +164,7 @@ def hibernate(paths: FleetPaths, hub: HubSpec, route: Any, now: dt.datetime | No
             hp.hibernated.unlink(missing_ok=True)
             return reason
         _stop_processes(hp)
-    _note(paths, {"event": "hibernate", "hub": hub.name})
+    record(paths, {"event": "hibernate", "hub": hub.name})
     return None
 
 
@@ -207,11 +207,11 @@ def wake(paths: FleetPaths, name: str, route: Any, timeout: float = 120.0, reaso
             route(name, (read_json(hp.hub_json) or {})["proxy_port"])
         except Exception as exc:
             hp.hibernated.unlink(missing_ok=True)
-            _note(paths, {"event": "wake", "hub": name, "reason": reason, "ok": False})
+            record(paths, {"event": "wake", "hub": name, "reason": reason, "ok": False})
             raise WakeFailed(f"{name} did not wake: {exc}") from exc
         hp.hibernated.unlink(missing_ok=True)
         took = time.monotonic() - t0
-        _note(paths, {"event": "wake", "hub": name, "reason": reason, "ok": True, "seconds": round(took, 3)})
+        record(paths, {"event": "wake", "hub": name, "reason": reason, "ok": True, "seconds": round(took, 3)})
         return took
 
 
@@ -219,9 +219,10 @@ def journal_path(paths: FleetPaths) -> Path:
     return paths.state / "hibernation.jsonl"
 
 
-def _note(paths: FleetPaths, entry: dict) -> None:
+def record(paths: FleetPaths, entry: dict) -> None:
     """One line per hibernation and wake, appended (O_APPEND: whole lines from several processes); the portal's
-    /metrics counts from it, so the figures survive a portal restart and include the ``up`` loop's wakes."""
+    /metrics counts from it, so the figures survive a portal restart and include the ``up`` loop's wakes. The
+    portal in a cluster records its own wakes here too (``web/portal.kubernetes_waking``)."""
     entry = {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **entry}
     fd = os.open(journal_path(paths), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

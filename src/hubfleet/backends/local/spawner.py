@@ -261,7 +261,20 @@ class HubfleetSpawner(LocalProcessSpawner):
 
     async def _signal(self, sig: int) -> bool:
         """Stop the server gracefully: the polite signals go to the server inside the sandbox (bwrap would just
-        die and take everything with it); KILL and the liveness probe go to bwrap, the process the hub knows."""
+        die and take everything with it); KILL and the liveness probe go to bwrap, the process the hub knows.
+
+        The liveness probe (signal 0) also says "gone" for a zombie: a server started by a previous run of this hub
+        (kept across a hub restart) is no child of ours, and once it exits only init can reap it, which some inits
+        do late; ``kill(pid, 0)`` succeeds on a zombie, so a stop would wait out every timeout for a server that
+        has already exited."""
+        if sig == 0:
+            try:
+                if psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE:
+                    return False
+            except psutil.NoSuchProcess:
+                return False
+            except psutil.Error:
+                pass  # not ours to inspect: the plain probe decides
         if sig in (signal.SIGINT, signal.SIGTERM) and self._owner_sandboxed():
             try:
                 # The server is the one process whose parent is bwrap's init (its kernels are the server's children).
