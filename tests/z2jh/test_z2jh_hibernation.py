@@ -264,9 +264,8 @@ def test_a_request_wakes_it_through_the_waker_and_lands_on_the_page_asked(hub: C
     assert hub.fleet.backend.observe().hubs[HUB].running
     # Running once the Deployments say both are ready (their status, which the Deployment controller writes), and
     # the wake counted once the waker's own wait for the hub is over (it may end just after the browser lands).
-    hub.fleet.kubelet.reconcile_deployments({HUB})
-
     def counted() -> bool:
+        hub.fleet.kubelet.reconcile_deployments({HUB})  # as the Deployment controller keeps doing
         now = portal_metrics(waker, portal_state)
         return _hubs_in(now, "running") == 1 and now[woken] == 1
 
