@@ -16,8 +16,9 @@ cluster's controller manager would.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -206,6 +207,26 @@ def _waker_page(resp: httpx.Response) -> bool:
     return 'id="waker-heading"' in resp.text
 
 
+@contextlib.contextmanager
+def deployment_controller(hub: ChartHub) -> Iterator[None]:
+    """What a cluster's Deployment controller keeps doing while the block runs: pods for the Deployments scaled
+    up, stopped for those at 0, and the Deployments' status (started only now: the first request must find the
+    hub asleep)."""
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(0.3):
+            hub.fleet.kubelet.reconcile_deployments({HUB})
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
 def portal_metrics(waker: str, state: Path) -> dict:
     """The portal's /metrics (with the fleet's bearer token), parsed: {(name, labels): value}."""
     resp = httpx.get(f"{waker}/metrics", headers={"Authorization": f"Bearer {metrics_token(state)}"})
@@ -226,19 +247,11 @@ def test_a_request_wakes_it_through_the_waker_and_lands_on_the_page_asked(hub: C
     assert _hubs_in(before, "hibernated") == 1 and _hubs_in(before, "running") == 0
     woken = ("hubfleet_wakes_total", (("outcome", "ok"), ("reason", "request")))
     assert before[woken] == 0
-    stop = threading.Event()
-
-    def deployment_controller() -> None:
-        while not stop.wait(0.3):
-            hub.fleet.kubelet.reconcile_deployments({HUB})
-
-    controller = threading.Thread(target=deployment_controller, daemon=True)
     asked = f"https://{hub.host}/hub/login?next=%2Fhub%2Fhome"
     seen: list[int] = []
     with httpx.Client(transport=IngressNginx(hub, waker), timeout=30) as browser:
         first = browser.get(asked)
-        controller.start()
-        try:
+        with deployment_controller(hub):
             assert first.status_code == 200 and _waker_page(first), first.text[:500]
             assert "Starting Algorithms, data structures and computability" in first.text
             assert '<meta http-equiv="refresh" content="1">' in first.text
@@ -253,9 +266,6 @@ def test_a_request_wakes_it_through_the_waker_and_lands_on_the_page_asked(hub: C
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{_state(hub)}") from None
             landed = browser.get(asked)
-        finally:
-            stop.set()
-            controller.join(10)
     assert all(code == 200 for code in seen), seen  # no error while waking, not even the proxy's own 503s
     assert landed.headers.get("x-jupyterhub-version") and str(landed.url) == asked and landed.status_code == 200
     assert _replicas(hub)["hub"] == 1 and _replicas(hub)["proxy"] == 1
@@ -265,11 +275,11 @@ def test_a_request_wakes_it_through_the_waker_and_lands_on_the_page_asked(hub: C
     # Running once the Deployments say both are ready (their status, which the Deployment controller writes), and
     # the wake counted once the waker's own wait for the hub is over (it may end just after the browser lands).
     def counted() -> bool:
-        hub.fleet.kubelet.reconcile_deployments({HUB})  # as the Deployment controller keeps doing
         now = portal_metrics(waker, portal_state)
         return _hubs_in(now, "running") == 1 and now[woken] == 1
 
-    wait_until(counted, what="the hub counted running and its wake counted")
+    with deployment_controller(hub):
+        wait_until(counted, what="the hub counted running and its wake counted")
     after = portal_metrics(waker, portal_state)
     assert _hubs_in(after, "hibernated") == 0 and after[("hubfleet_wake_duration_seconds_count", ())] == 1
 
@@ -298,26 +308,15 @@ def test_the_portals_own_link_wakes_a_sleeping_hub_on_any_ingress(hub: ChartHub,
     backend = hub.fleet.backend
     assert backend.hibernate(HUB) == ["hub", "proxy"]
     hub.fleet.kubelet.reconcile_deployments({HUB})
-    stop = threading.Event()
-
-    def deployment_controller() -> None:
-        while not stop.wait(0.3):
-            hub.fleet.kubelet.reconcile_deployments({HUB})
-
-    controller = threading.Thread(target=deployment_controller, daemon=True)
     link = f"{waker}/portal/wake/{HUB}/hub/home"
     portal_host = {"Host": f"portal.{hub.domain}"}
     with httpx.Client(timeout=30, headers=portal_host) as browser:
         first = browser.get(link)
-        controller.start()
-        try:
+        with deployment_controller(hub):
             assert first.status_code == 200 and _waker_page(first), first.text[:300]
             answers: list[httpx.Response] = []
             wait_until(lambda: answers.append(browser.get(link)) or answers[-1].status_code != 200, timeout=180,
                        what="the hub to wake from the portal's link", every=0.5)
-        finally:
-            stop.set()
-            controller.join(10)
     assert answers[-1].status_code == 303 and answers[-1].headers["location"] == f"https://{hub.host}/hub/home"
     assert all(_waker_page(a) for a in answers[:-1])
     assert backend.observe().hubs[HUB].running
