@@ -39,7 +39,8 @@ from hubfleet.backends.loopstats import LoopCollector, LoopStats
 from hubfleet.plan import diff
 from hubfleet.web.catalog_state import CatalogState
 from hubfleet.web.metrics import metrics_token
-from hubfleet.web.portal import PortalSource, create_app, kubernetes_waking
+from hubfleet.web.portal import PortalSource, create_app
+from hubfleet.web.waking import kubernetes_waking
 
 HUB = "m269-2026j"
 pytestmark = pytest.mark.slow

@@ -222,7 +222,7 @@ def journal_path(paths: FleetPaths) -> Path:
 def record(paths: FleetPaths, entry: dict) -> None:
     """One line per hibernation and wake, appended (O_APPEND: whole lines from several processes); the portal's
     /metrics counts from it, so the figures survive a portal restart and include the ``up`` loop's wakes. The
-    portal in a cluster records its own wakes here too (``web/portal.kubernetes_waking``)."""
+    portal in a cluster records its own wakes here too (``web/waking.kubernetes_waking``)."""
     entry = {"at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **entry}
     fd = os.open(journal_path(paths), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
