@@ -26,7 +26,9 @@ from test_local_hub_fixture import (
 )
 
 from hubfleet.backends.local import process
+from hubfleet.backends.local.fleetstate import HubPaths
 from hubfleet.backends.local.members import hash_password, verify_password
+from hubfleet.backends.local.shutdown import reap_leftovers
 
 pytestmark = pytest.mark.slow
 ROOT = os.geteuid() == 0
@@ -368,8 +370,11 @@ def test_hub_restart_keeps_students_servers(hub_c: LocalHub) -> None:
     wait_ready(hub_c, "alice")
     token = user_token(b, hub_c, "alice")
     pid_before = run_in_kernel(hub_c, "alice", token, "import os; print(os.getppid())").strip()
-    # descendants=False: the servers JupyterHub started in their own sessions are left alone, as for a restart.
+    # A restart as the backend does one (convergence.py): descendants=False leaves the servers JupyterHub started
+    # in their own sessions alone; a hub that had to be killed (slow to stop on a loaded machine) leaves its
+    # services (the idle culler) behind, which reap_leftovers ends before the new hub starts its own.
     process.stop(hub_c.pidfile, timeout=30, descendants=False)
+    reap_leftovers(HubPaths(hub_c.hub_dir))
     hub_c.start()
     wait_ready(hub_c, "alice")
     pid_after = run_in_kernel(hub_c, "alice", token, "import os; print(os.getppid())").strip()
