@@ -155,28 +155,6 @@ def wait_until(check, timeout: float = 120.0, what: str = "condition", every: fl
 
 # -- running files in parallel (pytest-xdist, `make test` uses --dist loadfile) ----------------------------------
 # Each file stays on one worker, so its module-scoped fixtures (real hubs, fleets) are built once. Files that make
-# and delete real system accounts (as root, outside demo mode) are one unit and so run one after another: two
-# of them at once could share an account name (same fleet, same student) and one's teardown `userdel` would pull
-# it from under the other.
-_SYSTEM_ACCOUNTS = {
-    "tests/test_local_hub.py", "tests/test_local_hub_profiles.py", "tests/test_local_hub_workspace.py",
-    "tests/test_local_runtime.py", "tests/test_lifecycle.py", "tests/test_seeding.py", "tests/test_archive.py",
-    "tests/security/test_origins.py", "tests/security/test_confinement.py", "tests/security/test_state_permissions.py",
-    "tests/security/test_accounts.py", "tests/faults/test_teardown_faults.py", "tests/test_local_environments.py",
-}  # fmt: skip
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadfile``, with the system-account files as one unit. (Not xdist_group marks: with pytest 9 they
-    no longer keep a group on one worker, and a file's module fixtures were then built on two workers at once.)"""
-    if config.getvalue("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class FileScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return "system-accounts" if path in _SYSTEM_ACCOUNTS else path
-
-    return FileScheduling(config, log)
+# and delete real system accounts (root mode) run in parallel too: each names a fleet (or account prefix) of its
+# own, so one file's teardown `userdel` never pulls an account from under another, and useradd itself is
+# serialised machine-wide by the backend's lock (`workspace.ACCOUNT_LOCK_FILE`).

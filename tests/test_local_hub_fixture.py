@@ -130,8 +130,12 @@ class LocalHub:
 
 
 def make_hub_dir(root: Path, catalog: Path, hub: str, *, today: dt.date, members: dict, demo: bool,
-                 passwords: dict[str, str] | None = None, singleuser_python: str | None = None) -> LocalHub:  # fmt: skip
-    """Lay out <root>/state/hubs/<hub>/ exactly as the fleet side does, from a real plan of ``catalog``."""
+                 passwords: dict[str, str] | None = None, singleuser_python: str | None = None,
+                 account_prefix: str | None = None) -> LocalHub:  # fmt: skip
+    """Lay out <root>/state/hubs/<hub>/ exactly as the fleet side does, from a real plan of ``catalog``.
+
+    ``account_prefix`` stands in for the catalog's ``fleet.account_prefix``: a test whose teardown removes its
+    students' accounts names its own, so no other test file running at the same time uses those accounts."""
     loaded = load_catalog(catalog)
     spec = plan(loaded.catalog, today).hub(hub)
     state = root / "state"
@@ -171,7 +175,8 @@ def make_hub_dir(root: Path, catalog: Path, hub: str, *, today: dt.date, members
         "proxy_token_file": str(secrets["proxy_token"]),
         "members": str(hub_dir / "members.json"),
         "fleet": loaded.catalog.fleet.name,
-        "account_prefix": naming.account_prefix(loaded.catalog.fleet.name, loaded.catalog.fleet.account_prefix),
+        "account_prefix": account_prefix or naming.account_prefix(loaded.catalog.fleet.name,
+                                                                  loaded.catalog.fleet.account_prefix),
     }
     if singleuser_python:
         raw["singleuser_python"] = singleuser_python

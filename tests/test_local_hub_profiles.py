@@ -42,7 +42,8 @@ def test_start_button_of_the_spawn_form_starts_the_chosen_profile(hub_name: str)
     student = next(u for u, roles in members.items() if "student" in roles.values())
     root = world_traversable_dir(f"hf-profiles-{hub_name}-")
     hub = make_hub_dir(root, EXAMPLE, hub_name, today=DAY, members=members, demo=os.geteuid() != 0,
-                       passwords={student: "pw-student"}, singleuser_python=student_python(root))  # fmt: skip
+                       passwords={student: "pw-student"}, singleuser_python=student_python(root),
+                       account_prefix="hfprof-")  # fmt: skip  (the example's own prefix is other tests' too)
     hub.start()
     try:
         b, resp = login(hub, student, "demo-pass" if hub.raw["demo_mode"] else "pw-student")
