@@ -58,6 +58,10 @@ state = Path({state!r})
 c.JupyterHub.bind_url = {bind_url!r}
 c.JupyterHub.hub_bind_url = {hub_bind_url!r}
 c.JupyterHub.db_url = "sqlite:///" + str(state / "jupyterhub.sqlite")
+# As the local backend tunes its hubs: without it every created user costs three fsyncs, and a few hundred
+# users in one POST can outlast a client's 30 s timeout while the rest of the suite loads the disk.
+from hubfleet.backends.local.dbtuning import tune_hub
+tune_hub()
 c.JupyterHub.cookie_secret_file = str(state / "cookie_secret")
 c.JupyterHub.log_level = "INFO"
 

@@ -49,6 +49,14 @@ def lab_css(branding: BrandingSpec, logo: str | None) -> str:
 
 
 def server_config(custom_dir: str) -> dict:
-    """The Jupyter server setting that serves ``custom_dir`` as ``/custom/`` and has JupyterLab load its CSS."""
+    """The Jupyter server settings of every student's server: serve ``custom_dir`` as ``/custom/`` and have
+    JupyterLab load its CSS; and a read-only Extension Manager.
+
+    Read-only because a course's JupyterLab extensions come from the catalog (``extensions``), while the
+    default (``pypi``) manager offers students an Install button that pip-installs into the server's environment:
+    refused there on the local backend (the environment is read-only in the sandbox), and on Kubernetes a change to
+    the image's environment that conflicts with the course's pins and is gone at the next start. The read-only
+    manager still lists what is installed, and it spares every server start the pypi manager's set-up."""
     # static_custom_path is no config trait; tornado_settings overrides the web app setting it feeds.
-    return {"LabApp": {"custom_css": True}, "ServerApp": {"tornado_settings": {"static_custom_path": [custom_dir]}}}
+    return {"LabApp": {"custom_css": True, "extension_manager": "readonly"},
+            "ServerApp": {"tornado_settings": {"static_custom_path": [custom_dir]}}}
