@@ -12,6 +12,7 @@ import socket
 import sys
 import textwrap
 from pathlib import Path
+from collections import Counter
 from typing import Any
 
 import httpx
@@ -158,3 +159,19 @@ def wait_until(check, timeout: float = 120.0, what: str = "condition", every: fl
 # and delete real system accounts (root mode) run in parallel too: each names a fleet (or account prefix) of its
 # own, so one file's teardown `userdel` never pulls an account from under another, and useradd itself is
 # serialised machine-wide by the backend's lock (`workspace.ACCOUNT_LOCK_FILE`).
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Hand out the longest files first. ``--dist loadfile`` gives workers whole files in collection order, and
+    alphabetically the chart tier (``tests/z2jh``, minutes per file) came last: the suite then ended with one or two
+    workers still on it while the rest sat idle. First the chart tier, then files that start real hubs (``slow``),
+    then the rest, and within each the files with more tests first; a file's own tests keep their order (module
+    fixtures and calendar walks rely on it)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    count = Counter(item.path for item in items)
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        tier = 0 if item.path.parent.name == "z2jh" else 1 if item.path in slow_files else 2
+        return tier, -count[item.path]
+
+    items.sort(key=rank)  # stable: a file's tests stay together and in their order
