@@ -14,6 +14,8 @@ PYTHONPATH), side by side.
 from __future__ import annotations
 
 import argparse
+import compileall
+import importlib.util
 import os
 import resource
 import statistics
@@ -71,10 +73,32 @@ def slowest_imports(env: dict[str, str], n: int = 12) -> list[tuple[int, str]]:
     return sorted(rows, reverse=True)[:n]
 
 
+def bytecode_status(src: Path = ROOT / "src" / "hubfleet") -> str:
+    """How many of hubfleet's modules have a current .pyc. With PYTHONDONTWRITEBYTECODE=1 (this machine, CI) and an
+    editable install, Python compiles every module without one from source on every command (`make install` runs
+    compileall). Current = the header Python checks (magic, source mtime and size) matches the source."""
+    sources = sorted(src.rglob("*.py"))
+    current = 0
+    for py in sources:
+        try:
+            header = Path(importlib.util.cache_from_source(str(py))).read_bytes()[:16]
+        except OSError:
+            continue
+        st = py.stat()
+        if (header[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(header[4:8], "little") == 0
+                and int.from_bytes(header[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+                and int.from_bytes(header[12:16], "little") == st.st_size & 0xFFFFFFFF):  # fmt: skip
+            current += 1
+    note = "" if current == len(sources) else " (run `make bytecode`: the others are compiled on every run)"
+    dont = " PYTHONDONTWRITEBYTECODE=1;" if os.environ.get("PYTHONDONTWRITEBYTECODE") else ""
+    return f"src byte-compiled:{dont} {current}/{len(sources)} hubfleet modules have a current .pyc{note}"
+
+
 def export(rev: str, into: Path) -> Path:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into)  # our own repository's tree
+    compileall.compile_dir(into / "src", quiet=1)  # as `make install` does for src/, so both trees compare alike
     return into / "src"
 
 
@@ -91,6 +115,7 @@ def main() -> None:
         results = {label: measure(e, args.runs) for label, e in trees.items()}
     base = {label: r["python -c pass"] for label, r in results.items()}
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.runs} runs each; seconds")
+    print(bytecode_status())
     header = "".join(f"{label + ': best/median wall, cpu':>34}" for label in results)
     print(f"{'command':20}{header}")
     for name in COMMANDS:
