@@ -10,7 +10,9 @@ import typer
 
 from hubfleet.cli import cost_cmds
 from hubfleet.cli.backend_factory import StateDirOption, observing_backend
-from hubfleet.cli.common import AtOption, CatalogArg, console, load_or_exit, orphan_exit, print_plan, show, table, today
+from hubfleet.cli.common import (
+    AtOption, CatalogArg, console, load_or_exit, no_pydantic_plugins, orphan_exit, print_plan, show, table, today,
+)
 
 topology_app = typer.Typer(help="Compare ways of grouping presentations into hubs.", no_args_is_help=True)
 
@@ -98,7 +100,9 @@ def schema() -> None:
     """
     from hubfleet.catalog.model import Catalog
 
-    print(json.dumps(Catalog.model_json_schema(), indent=2))
+    with no_pydantic_plugins():
+        doc = Catalog.model_json_schema()
+    print(json.dumps(doc, indent=2))
 
 
 def docs(out: Path = typer.Option(None, "--out", help="Write here instead of stdout.")) -> None:
