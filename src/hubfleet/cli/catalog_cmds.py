@@ -1,6 +1,6 @@
 """Commands over the catalog alone: validate, plan, schema, docs, topology compare."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
 import datetime as dt
 import json

@@ -6,7 +6,7 @@ Anything wrong (an archive that did not verify, a corrupt or missing one, a hub 
 code non-zero, so a cron job or CI pipeline notices.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
 import json
 from pathlib import Path
