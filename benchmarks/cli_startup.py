@@ -50,15 +50,18 @@ def once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def measure(env: dict[str, str], runs: int) -> dict[str, tuple[float, float, float]]:
-    """name -> (best wall, median wall, median cpu); commands interleaved so load spikes hit them alike."""
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in COMMANDS}
+def measure(trees: dict[str, dict[str, str]], runs: int) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """tree -> name -> (best wall, median wall, median cpu); commands and trees interleaved so load spikes (this
+    machine is shared) hit them alike."""
+    samples = {label: {name: [] for name in COMMANDS} for label in trees}
     for _ in range(runs):
         for name, argv in COMMANDS.items():
-            samples[name].append(once(argv, env))
+            for label, env in trees.items():
+                samples[label][name].append(once(argv, env))
     return {
-        name: (min(w for w, _ in s), statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
-        for name, s in samples.items()
+        label: {name: (min(w for w, _ in s), statistics.median(w for w, _ in s), statistics.median(c for _, c in s))
+                for name, s in by_name.items()}
+        for label, by_name in samples.items()
     }
 
 
@@ -112,7 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if args.before:
             trees = {args.before: {**env, "PYTHONPATH": str(export(args.before, Path(tmp)))}, "now": env}
-        results = {label: measure(e, args.runs) for label, e in trees.items()}
+        results = measure(trees, args.runs)
     base = {label: r["python -c pass"] for label, r in results.items()}
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.runs} runs each; seconds")
     print(bytecode_status())
