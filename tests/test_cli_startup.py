@@ -83,3 +83,14 @@ def test_loading_a_catalog_leaves_the_environment_as_it_was(monkeypatch):
     monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "")
     load_or_exit(EXAMPLE)
     assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["schema"],
+    ["plan", str(EXAMPLE), "--at", "2026-10-03", "--state-dir", "/nonexistent/hubfleet-state", "--json"],
+])
+def test_commands_that_print_no_rich_output_do_not_import_rich(args):
+    """JSON for editors and scripts: rich (its console is made on first use) is not loaded for it."""
+    code, modules = imported(args)
+    assert code == 0
+    assert "rich" not in modules

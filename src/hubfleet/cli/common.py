@@ -1,8 +1,9 @@
 """Helpers every command shares: load a catalog or exit 2 with its errors, parse --at, print plans.
 
-The command modules import only typer, rich's console and the standard library at import time; the catalog, the
-planner and the backends are imported inside the commands that use them, so `hubfleet --help` and editor
-integrations do not pay for pydantic models, httpx or JupyterHub (tests/test_cli_startup.py keeps it so).
+The command modules import only typer and the standard library at import time; rich's console is made on first
+use, and the catalog, the planner and the backends are imported inside the commands that use them, so `hubfleet
+--help` and editor integrations (`schema`) do not pay for what they do not use: pydantic models, httpx, JupyterHub,
+rich (tests/test_cli_startup.py keeps it so).
 
 The command modules (``*_cmds.py``) do without ``from __future__ import annotations``: typer reads the signature of
 every command on every run (``--help`` too), and each string annotation costs an ``eval`` (~8 ms for the whole CLI);
@@ -20,14 +21,53 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from hubfleet.catalog import LoadedCatalog
     from hubfleet.plan import FleetSpec, OrphanError, Plan
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: importing rich.console costs ~30 ms, which commands that print nothing
+    through rich (`schema`, `plan --json`, `docs`) need not pay. Every attribute (and ``with``) goes to the console."""
+
+    def __init__(self, **options: object) -> None:
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
+
+    def _made(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            object.__setattr__(self, "_console", Console(**self._options))
+        return self._console
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - whatever the Console attribute is
+        return getattr(self._made(), name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self._made(), name, value)
+
+    # A data descriptor like Console's own, so `monkeypatch.setattr(console, "width", ...)` saves and restores it.
+    @property
+    def width(self) -> int:
+        return self._made().width
+
+    @width.setter
+    def width(self, value: int) -> None:
+        self._made().width = value
+
+    def __enter__(self) -> Console:
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._made().__exit__(*exc)
+
+
+console: Console = _LazyConsole()  # type: ignore[assignment] - a Console in all but its construction
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 
 CatalogArg = typer.Argument(..., help="A catalog: fleet.yaml, or a folder with fleet.yaml and courses/*.yaml.")
 AtOption = typer.Option(None, "--at", help="Plan as of this date (YYYY-MM-DD); default today.")
