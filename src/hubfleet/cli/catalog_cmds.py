@@ -3,7 +3,6 @@
 # No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import typer
@@ -63,6 +62,8 @@ def plan(
         raise orphan_exit(exc) from None
     windows = warmup_schedule(loaded.catalog, dt.datetime.combine(spec.date, dt.time()), calendars=loaded.calendars)
     if as_json:
+        import json
+
         doc = json.loads(plan_json(spec, actions))
         doc["warmup"] = [{k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in vars(w).items()}
                          for w in windows]  # fmt: skip
@@ -100,6 +101,8 @@ def schema() -> None:
 
     Example: hubfleet schema > catalog.schema.json
     """
+    import json
+
     from hubfleet.catalog.model import Catalog
 
     with no_pydantic_plugins():

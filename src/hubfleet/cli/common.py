@@ -13,7 +13,6 @@ names imported only for type checking are quoted there instead.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -152,6 +151,8 @@ def action_words(kind: str, backend: str) -> tuple[str, str]:
 
 def print_plan(spec: FleetSpec, plan: Plan) -> None:
     """A human diff: one line per action, field-level changes under updates."""
+    import json
+
     from hubfleet.plan.diff import Kind
 
     console.print(f"[bold]Plan for {spec.fleet}[/] on {spec.date} ({spec.topology}, {len(spec.hubs)} hubs wanted)")

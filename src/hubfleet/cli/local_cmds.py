@@ -9,7 +9,6 @@ everything local and deletes nothing.
 
 # No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
-import json
 import signal
 import sys
 import threading
@@ -289,6 +288,8 @@ def status(
     for problem in backend.archive_problems():
         err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
     if as_json:
+        import json
+
         print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
         return
     hubs = table("hub", "url", "phase", "up", "users", "servers", "detail", title=f"{spec.fleet} on {spec.date}",
