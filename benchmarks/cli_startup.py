@@ -5,10 +5,12 @@ slowest imports of `validate` from `python -X importtime`. Target (issue 14): `-
 within 0.25 s of `python -c pass`. The machine is shared, so the CPU column (user+sys of the child) is the steadier
 figure; the wall column is what a person sees.
 
-    .venv/bin/python benchmarks/cli_startup.py [--runs 7] [--before f8852b4]
+    .venv/bin/python benchmarks/cli_startup.py [--runs 7] [--before f8852b4] [--instructions]
 
 ``--before REV`` also times the source tree of a git revision (exported to a temporary folder and put first on
-PYTHONPATH), side by side.
+PYTHONPATH), side by side. ``--instructions`` also counts the instructions each command executes, under valgrind
+(cachegrind, when installed): slow (~10 s a command), but the same figure however busy the machine is, so a change's
+effect shows even when other work makes the clock useless. On this machine ~2.2 G instructions took a second.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import argparse
 import compileall
 import importlib.util
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,6 +101,16 @@ def bytecode_status(src: Path = ROOT / "src" / "hubfleet") -> str:
     return f"src byte-compiled:{dont} {current}/{len(sources)} hubfleet modules have a current .pyc{note}"
 
 
+def instructions(argv: list[str], env: dict[str, str]) -> int | None:
+    """Instructions one run of ``argv`` executes (valgrind's "I refs"), or None without valgrind."""
+    if not shutil.which("valgrind"):
+        return None
+    out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", *argv],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True)  # fmt: skip
+    found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
+    return int(found.group(1).replace(",", "")) if found else None
+
+
 def export(rev: str, into: Path) -> Path:
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
@@ -109,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--before", help="a git revision to time side by side (e.g. the commit before lazy imports)")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions under valgrind")
     args = parser.parse_args()
     env = dict(os.environ)
     trees = {"now": env}
@@ -116,6 +131,8 @@ def main() -> None:
         if args.before:
             trees = {args.before: {**env, "PYTHONPATH": str(export(args.before, Path(tmp)))}, "now": env}
         results = measure(trees, args.runs)
+        counts = {label: {name: instructions(argv, e) for name, argv in COMMANDS.items()} for label, e in trees.items()
+                  } if args.instructions else {}  # fmt: skip
     base = {label: r["python -c pass"] for label, r in results.items()}
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.runs} runs each; seconds")
     print(bytecode_status())
@@ -124,6 +141,11 @@ def main() -> None:
     for name in COMMANDS:
         cells = "".join(f"{r[name][0]:>14.3f}{r[name][1]:>10.3f}{r[name][2]:>10.3f}" for r in results.values())
         print(f"{name:20}{cells}")
+    if counts:
+        print(f"\ninstructions (millions; valgrind, independent of load):\n{'command':20}"
+              + "".join(f"{label:>14}" for label in counts))
+        for name in COMMANDS:
+            print(f"{name:20}" + "".join(f"{(c[name] or 0) / 1e6:>14.0f}" for c in counts.values()))
     now = results["now"]
     for name in ("hubfleet --help", "hubfleet validate"):
         over = now[name][0] - base["now"][0]
