@@ -67,3 +67,30 @@ def test_schema_does_not_read_yaml():
     """`hubfleet schema` (what editors call) needs the models only, not the YAML reader."""
     _, modules = imported(["schema"])
     assert "ruamel" not in modules
+
+
+def test_loading_a_catalog_leaves_the_environment_as_it_was(monkeypatch):
+    """Commands switch pydantic's plugin search off only while they build the catalog's models (a start-up cost);
+    what they run afterwards (hubs, the portal) gets the user's environment, and a user's own setting stands."""
+    import os
+
+    from hubfleet.cli.common import load_or_exit
+
+    monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS", raising=False)
+    before = dict(os.environ)
+    assert load_or_exit(EXAMPLE).catalog.courses
+    assert dict(os.environ) == before
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "")
+    load_or_exit(EXAMPLE)
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["schema"],
+    ["plan", str(EXAMPLE), "--at", "2026-10-03", "--state-dir", "/nonexistent/hubfleet-state", "--json"],
+])
+def test_commands_that_print_no_rich_output_do_not_import_rich(args):
+    """JSON for editors and scripts: rich (its console is made on first use) is not loaded for it."""
+    code, modules = imported(args)
+    assert code == 0
+    assert "rich" not in modules

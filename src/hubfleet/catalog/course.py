@@ -9,7 +9,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, Discriminator, Field, Tag
 
-from hubfleet.catalog.grammar import Duration, Strict, Username
+from hubfleet.catalog.grammar import Duration, Strict, Username, new_list
 from hubfleet.catalog.overrides import Overrides
 
 Role = Literal["student", "tutor", "instructor"]
@@ -18,8 +18,8 @@ Role = Literal["student", "tutor", "instructor"]
 class Team(Strict):
     """Course staff. Instructors may start, stop and open their students' servers; tutors may open them."""
 
-    instructors: list[Username] = Field(default_factory=list, description="Usernames of instructors.")
-    tutors: list[Username] = Field(default_factory=list, description="Usernames of tutors.")
+    instructors: list[Username] = Field(default_factory=new_list, description="Usernames of instructors.")
+    tutors: list[Username] = Field(default_factory=new_list, description="Usernames of tutors.")
 
 
 class CsvColumns(Strict):
@@ -129,8 +129,8 @@ class OneOffEvent(Strict):
 class Timetable(Strict):
     """When a presentation's students arrive, so the hub is awake and capacity is warm before they do."""
 
-    weekly: list[WeeklySlot] = Field(default_factory=list, description="Recurring weekly sessions.")
-    events: list[OneOffEvent] = Field(default_factory=list, description="Dated one-off sessions.")
+    weekly: list[WeeklySlot] = Field(default_factory=new_list, description="Recurring weekly sessions.")
+    events: list[OneOffEvent] = Field(default_factory=new_list, description="Dated one-off sessions.")
     ical: str | None = Field(
         None,
         description="An iCalendar (`.ics`) file, relative to the file that names it, with more sessions (e.g. "
@@ -147,7 +147,7 @@ class Presentation(Overrides):
     start: dt.date = Field(description="First teaching day (YYYY-MM-DD).")
     end: dt.date = Field(description="Last teaching day (YYYY-MM-DD); after it the hub becomes read-only.")
     expected_students: int = Field(0, ge=0, description="Sizing hint for quotas and cost.")
-    enrolment: list[EnrolmentSource] = Field(default_factory=list, description="Where the students come from.")
+    enrolment: list[EnrolmentSource] = Field(default_factory=new_list, description="Where the students come from.")
     team: Team | None = Field(None, description="Staff added for this presentation only.")
     title: str | None = Field(None, description="Overrides the course title, e.g. for a summer school.")
     timetable: Timetable | None = Field(None, description="Sessions, for waking and pre-warming ahead of them.")
@@ -160,4 +160,4 @@ class Course(Overrides):
     title: str = Field(description="Human title.")
     unit: str | None = Field(None, description="The unit (faculty/school) id; required for the per-unit topology.")
     team: Team = Field(default_factory=Team, description="Instructors and tutors of every presentation.")
-    presentations: list[Presentation] = Field(default_factory=list, description="The runs of the course.")
+    presentations: list[Presentation] = Field(default_factory=new_list, description="The runs of the course.")

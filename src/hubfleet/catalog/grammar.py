@@ -144,6 +144,21 @@ Requirement = Annotated[str, BeforeValidator(check_requirement)]
 DebianPackage = Annotated[str, BeforeValidator(check_debian_package)]
 
 
+# -- empty defaults --------------------------------------------------------------------------------------------
+# Used as ``Field(default_factory=new_list)`` rather than ``default_factory=list``: pydantic inspects the signature of
+# every default factory when it builds a validator, and for a builtin such as ``list`` that goes through inspect's
+# text-signature parser, whose first use compiles tokenize's large regular expressions: ~9 ms of every command
+# that validates a catalog (benchmarks/cli_startup.py). A plain function is inspected directly. Same schema.
+
+
+def new_list() -> list:
+    return []
+
+
+def new_dict() -> dict:
+    return {}
+
+
 # -- mappings: every catalog model forbids unknown keys ------------------------------------------------------
 # A typo in a catalog (``expected_student:``) must be an error and not a silently ignored setting.
 

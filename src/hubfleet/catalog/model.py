@@ -16,7 +16,9 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from hubfleet.catalog import naming
 from hubfleet.catalog.course import Course
-from hubfleet.catalog.grammar import HIBERNATE_DOC, Domain, Duration, HibernateAfter, ImageRef, Strict, Username
+from hubfleet.catalog.grammar import (
+    HIBERNATE_DOC, Domain, Duration, HibernateAfter, ImageRef, Strict, Username, new_list,
+)
 from hubfleet.catalog.overrides import Culling, Extensions, Resources, Storage
 from hubfleet.catalog.quantities import Memory
 
@@ -129,7 +131,7 @@ class Unit(Strict):
     id: str = Field(description="DNS-1123 id of the faculty/school; names the hub in the per-unit topology.")
     name: str = Field(description="Human name.")
     admins: list[UnitAdmin] = Field(
-        default_factory=list, description="Unit admins: approve and see this unit's hub requests and hubs."
+        default_factory=new_list, description="Unit admins: approve and see this unit's hub requests and hubs."
     )
 
 
@@ -238,7 +240,7 @@ class Fleet(Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     auth: Auth = Field(default_factory=lambda: EmbeddedAuth(type="embedded"), description="How users log in.")
     branding: Branding = Field(default_factory=Branding)
-    units: list[Unit] = Field(default_factory=list, description="Faculties or schools.")
+    units: list[Unit] = Field(default_factory=new_list, description="Faculties or schools.")
     prewarm: Prewarm = Field(default_factory=Prewarm, description="Lead times for timetable pre-warming.")
     directory: Directory | None = Field(None, description="LDAP directory for `ldap:` enrolment sources.")
     kubernetes: KubernetesSettings = Field(
@@ -246,7 +248,7 @@ class Fleet(Strict):
         description="`backend: kubernetes` only: where the personal store is, storage classes.",
     )
     platform_team: list[Username] = Field(
-        default_factory=list, description="Usernames with admin on every hub; nobody else is a global admin."
+        default_factory=new_list, description="Usernames with admin on every hub; nobody else is a global admin."
     )
     requests: Requests = Field(default_factory=Requests, description="Hub requests made in the portal.")
     account_prefix: str | None = Field(
@@ -266,4 +268,4 @@ class Catalog(Strict):
     """A whole catalog: `fleet.yaml` with its `courses` (inline, or one file each under `courses/`)."""
 
     fleet: Fleet
-    courses: list[Course] = Field(default_factory=list)
+    courses: list[Course] = Field(default_factory=new_list)

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, Field, field_validator
 
 from hubfleet.catalog.grammar import (
     HIBERNATE_DOC, DebianPackage, ExtensionId, HibernateAfter, ImageRef, Requirement, Strict, check_json,
-    check_mount_path, check_seed_target, check_template,
+    check_mount_path, check_seed_target, check_template, new_dict, new_list,
 )
 from hubfleet.catalog.quantities import Cpu, Memory
 
@@ -74,7 +74,7 @@ class Storage(Strict):
         ),
     )
     size: Memory | None = Field(None, description="Size of each student's volume, e.g. `5Gi`.")
-    extra_mounts: list[ExtraMount] = Field(default_factory=list, description="Extra directories to mount.")
+    extra_mounts: list[ExtraMount] = Field(default_factory=new_list, description="Extra directories to mount.")
 
 
 class SeedStep(Strict):
@@ -111,7 +111,7 @@ class LocalEnvironment(Strict):
     environment per distinct spec (on top of its own JupyterLab) and runs the profile's servers and kernels in it."""
 
     requirements: list[Requirement] = Field(
-        default_factory=list, description="Python packages, one requirement each, ideally pinned: `six==1.17.0`."
+        default_factory=new_list, description="Python packages, one requirement each, ideally pinned: `six==1.17.0`."
     )
     requirements_file: str | None = Field(
         None,
@@ -119,7 +119,7 @@ class LocalEnvironment(Strict):
         "per line (`#` comments allowed, pip options such as `-r` or `--index-url` are not).",
     )
     debian: list[DebianPackage] = Field(
-        default_factory=list,
+        default_factory=new_list,
         description="Debian packages installed machine-wide with apt-get (the fleet must run as root), e.g. "
         "`postgresql`. They are not confined to this profile.",
     )
@@ -147,12 +147,12 @@ class Extensions(Strict):
     """Per-course JupyterLab configuration, applied through the server's config dirs, never the student's home."""
 
     disabled: list[ExtensionId] = Field(
-        default_factory=list,
+        default_factory=new_list,
         description="Extension or plugin ids to disable (`page_config.json`): an npm package name, optionally "
         "with `:plugin`, e.g. `@jupyterlab/extensionmanager-extension`.",
     )
     settings: dict[ExtensionId, Annotated[dict, AfterValidator(check_json)]] = Field(
-        default_factory=dict,
+        default_factory=new_dict,
         description="Settings overrides per plugin id (`overrides.json`), e.g. `@jupyterlab/notebook-extension:tracker`.",
     )
 

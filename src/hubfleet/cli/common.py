@@ -1,26 +1,72 @@
 """Helpers every command shares: load a catalog or exit 2 with its errors, parse --at, print plans.
 
-The command modules import only typer, rich's console and the standard library at import time; the catalog, the
-planner and the backends are imported inside the commands that use them, so `hubfleet --help` and editor
-integrations do not pay for pydantic models, httpx or JupyterHub (tests/test_cli_startup.py keeps it so).
+The command modules import only typer and the standard library at import time; rich's console is made on first
+use, and the catalog, the planner and the backends are imported inside the commands that use them, so `hubfleet
+--help` and editor integrations (`schema`) do not pay for what they do not use: pydantic models, httpx, JupyterHub,
+rich (tests/test_cli_startup.py keeps it so).
+
+The command modules (``*_cmds.py``) do without ``from __future__ import annotations``: typer reads the signature of
+every command on every run (``--help`` too), and each string annotation costs an ``eval`` (~8 ms for the whole CLI);
+names imported only for type checking are quoted there instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from hubfleet.catalog import LoadedCatalog
     from hubfleet.plan import FleetSpec, OrphanError, Plan
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _LazyConsole:
+    """A rich ``Console`` made on first use: importing rich.console costs ~30 ms, which commands that print nothing
+    through rich (`schema`, `plan --json`, `docs`) need not pay. Every attribute (and ``with``) goes to the console."""
+
+    def __init__(self, **options: object) -> None:
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
+
+    def _made(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            object.__setattr__(self, "_console", Console(**self._options))
+        return self._console
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - whatever the Console attribute is
+        return getattr(self._made(), name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        setattr(self._made(), name, value)
+
+    # A data descriptor like Console's own, so `monkeypatch.setattr(console, "width", ...)` saves and restores it.
+    @property
+    def width(self) -> int:
+        return self._made().width
+
+    @width.setter
+    def width(self, value: int) -> None:
+        self._made().width = value
+
+    def __enter__(self) -> Console:
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._made().__exit__(*exc)
+
+
+console: Console = _LazyConsole()  # type: ignore[assignment] - a Console in all but its construction
+err_console: Console = _LazyConsole(stderr=True)  # type: ignore[assignment]
 
 CatalogArg = typer.Argument(..., help="A catalog: fleet.yaml, or a folder with fleet.yaml and courses/*.yaml.")
 AtOption = typer.Option(None, "--at", help="Plan as of this date (YYYY-MM-DD); default today.")
@@ -36,12 +82,33 @@ def today(at: str | None) -> dt.date:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def no_pydantic_plugins() -> Iterator[None]:
+    """Build the catalog's validators without looking for pydantic plugins, unless PYDANTIC_DISABLE_PLUGINS is set.
+
+    The first validator pydantic builds looks for plugins in the entry points of every installed distribution
+    (~170 in hubfleet's venv: ~18 ms of `validate` and `schema`, benchmarks/cli_startup.py). hubfleet uses none
+    on its catalog, so its commands switch the search off while they build the catalog's models, the way typer does
+    for its own parameters. Only for that time: the servers a command starts keep the user's environment.
+    ref: https://docs.pydantic.dev/latest/concepts/plugins/ (PYDANTIC_DISABLE_PLUGINS)
+    """
+    if "PYDANTIC_DISABLE_PLUGINS" in os.environ:  # the user's own setting stands
+        yield
+        return
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
+    try:
+        yield
+    finally:
+        os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
+
+
 def load_or_exit(catalog: Path) -> LoadedCatalog:
     """Load the catalog; on errors print every one of them and exit 2, having changed nothing."""
     from hubfleet.catalog import CatalogError, load_catalog
 
     try:
-        return load_catalog(catalog)
+        with no_pydantic_plugins():
+            return load_catalog(catalog)
     except CatalogError as exc:
         for problem in exc.problems:
             err_console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
@@ -84,6 +151,8 @@ def action_words(kind: str, backend: str) -> tuple[str, str]:
 
 def print_plan(spec: FleetSpec, plan: Plan) -> None:
     """A human diff: one line per action, field-level changes under updates."""
+    import json
+
     from hubfleet.plan.diff import Kind
 
     console.print(f"[bold]Plan for {spec.fleet}[/] on {spec.date} ({spec.topology}, {len(spec.hubs)} hubs wanted)")

@@ -1,6 +1,6 @@
 """simulate and cost: what a year of the catalog will cost, and what the cluster really cost (OpenCost)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
 import datetime as dt
 from collections.abc import Mapping
@@ -32,7 +32,7 @@ def _date(text: str, flag: str) -> dt.date:
         raise typer.Exit(2) from None
 
 
-def window_of(start: str | None, end: str | None, today: dt.date | None = None) -> Window:
+def window_of(start: str | None, end: str | None, today: dt.date | None = None) -> "Window":
     from hubfleet.simulate import Window
 
     today = today or dt.date.today()
@@ -45,7 +45,7 @@ def window_of(start: str | None, end: str | None, today: dt.date | None = None) 
     return Window(first, last)
 
 
-def inputs(model: Path | None, prices: Path | None) -> tuple[UsageModel, Prices]:
+def inputs(model: Path | None, prices: Path | None) -> tuple["UsageModel", "Prices"]:
     from hubfleet.catalog import CatalogError
     from hubfleet.costs.files import load_model, load_prices
 
@@ -58,8 +58,8 @@ def inputs(model: Path | None, prices: Path | None) -> tuple[UsageModel, Prices]
         raise typer.Exit(2) from None
 
 
-def run_simulation(catalog: Catalog, window: Window, model: UsageModel, prices: Prices, seed: int,
-                   calendars: Mapping[str, str] | None = None) -> Results:
+def run_simulation(catalog: "Catalog", window: "Window", model: "UsageModel", prices: "Prices", seed: int,
+                   calendars: Mapping[str, str] | None = None) -> "Results":
     """The simulation with a progress bar (on stderr, so piped output stays clean)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -76,7 +76,7 @@ def run_simulation(catalog: Catalog, window: Window, model: UsageModel, prices: 
             raise typer.Exit(2) from None
 
 
-def write_outputs(results: Results, out: Path) -> list[Path]:
+def write_outputs(results: "Results", out: Path) -> list[Path]:
     from hubfleet.simulate import report  # matplotlib: only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ def write_outputs(results: Results, out: Path) -> list[Path]:
     return written
 
 
-def print_scenarios(results: Results) -> None:
+def print_scenarios(results: "Results") -> None:
     rows = table("topology", "hib.", "pre.", "hubs", "user node-h", "peak", "hub peak", "wait p50/p95 s", "total",
                   "per student-h", "idle+ovh", title=f"{results.fleet}: {results.start} to {results.end} "
                   f"({results.currency})")
@@ -108,7 +108,7 @@ def print_scenarios(results: Results) -> None:
                   f"Cheapest: [green]{best.name}[/], {best.total:,.0f} {results.currency}.")
 
 
-def print_topologies(results: Results) -> None:
+def print_topologies(results: "Results") -> None:
     """The topology comparison: one row per topology, read off the simulation's scenarios."""
     by_topology: dict[str, dict] = {}
     for s in results.scenarios:
@@ -155,7 +155,7 @@ def simulate(
         console.print(f"wrote {path}", highlight=False)
 
 
-def _predicted(catalog: Catalog, start: dt.date, end: dt.date, model: UsageModel, prices: Prices, seed: int):
+def _predicted(catalog: "Catalog", start: dt.date, end: dt.date, model: "UsageModel", prices: "Prices", seed: int):
     """The simulator's cost per presentation for the same window, as the catalog is written."""
     from hubfleet.simulate import Window
 

@@ -1,6 +1,6 @@
 """`hubfleet enrol sync`: put every enrolled student in the right hub groups before the first tutorial."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
 from pathlib import Path
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 enrol_app = typer.Typer(help="Enrolment: students, tutors and instructors into each hub's groups.", no_args_is_help=True)
 
 
-def print_changes(results: list[HubChanges], dry_run: bool, started: frozenset[str] = frozenset()) -> None:
+def print_changes(results: list["HubChanges"], dry_run: bool, started: frozenset[str] = frozenset()) -> None:
     """One row per hub: how many are enrolled and what this sync wrote. ``started``: hubs (re)started just before,
     which loaded their enrolment (members.json) themselves at start, so the sync found it in place and says so
     instead of a bare "0 created / no change" beside a hub full of users."""
@@ -40,7 +40,7 @@ def print_changes(results: list[HubChanges], dry_run: bool, started: frozenset[s
     show(changes)
 
 
-def sync_catalog(loaded, backend, at, hub: str | None = None, dry_run: bool = False, show=True) -> list[HubChanges]:
+def sync_catalog(loaded, backend, at, hub: str | None = None, dry_run: bool = False, show=True) -> list["HubChanges"]:
     """Resolve every source first (so an unreadable one changes nothing), then sync hubs concurrently."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

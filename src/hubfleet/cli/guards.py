@@ -10,7 +10,6 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import click
 import typer
 
 from hubfleet.cli.common import err_console
@@ -87,7 +86,11 @@ def hold_writer(lock: WriterLock, standby: float | None = None) -> WriterLock:
 def _current_context():  # noqa: ANN202 - a click Context
     """The running command's context. typer >= 0.2x runs commands on its own vendored copy of click
     (``typer._click``), where ``click.get_current_context`` finds nothing; without this, the lock was only let
-    go when the process ended, which for the Kubernetes Lease means a controller waits out its whole duration."""
+    go when the process ended, which for the Kubernetes Lease means a controller waits out its whole duration.
+    click itself is imported here, not at module level: it is the fallback only, and importing it cost every command
+    (`--help` too) ~25 ms (benchmarks/cli_startup.py)."""
+    import click
+
     try:
         from typer._click.globals import get_current_context
     except ImportError:  # an older typer on click itself

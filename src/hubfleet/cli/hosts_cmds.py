@@ -4,7 +4,7 @@ Browsers resolve ``*.localhost`` themselves and need none of this (see ``backend
 and some systems' resolvers do not.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
 from pathlib import Path
 

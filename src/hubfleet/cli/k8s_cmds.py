@@ -4,7 +4,7 @@ Thin: load, plan, read the seed material, ``render_tree``, write. Writes nothing
 left alone (removing a hub is the plan/apply step's decision, not a renderer's).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
 from pathlib import Path
 

@@ -6,9 +6,8 @@ Anything wrong (an archive that did not verify, a corrupt or missing one, a hub 
 code non-zero, so a cron job or CI pipeline notices.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
-import json
 from pathlib import Path
 
 import typer
@@ -102,6 +101,8 @@ def list_archives(
     _, backend = _local(catalog, state_dir, None)
     rows = backend.archiving.records(presentation, user)
     if as_json:
+        import json
+
         print(json.dumps([{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.__dict__.items()}
                           for r in rows], indent=2))
         return

@@ -7,9 +7,8 @@ command is the in-cluster controller's. ``apply`` is one reconcile that leaves h
 everything local and deletes nothing.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
-import json
 import signal
 import sys
 import threading
@@ -59,7 +58,7 @@ def _progress_display(total: int = 0) -> Iterator:
         tasks: dict[str, int] = {}
         overall = bar.add_task("[bold]applying the plan[/]", total=total or None)
 
-        def report(action: Action, message: str) -> None:
+        def report(action: "Action", message: str) -> None:
             with lock:
                 label = f"[bold]{action.hub}[/] {action.kind.value}: {message}"
                 if action.hub not in tasks:
@@ -73,7 +72,7 @@ def _progress_display(total: int = 0) -> Iterator:
             bar.update(task, total=1, completed=1)
 
 
-def _apply(backend: Backend, plan: Plan, spec: FleetSpec) -> ApplyReport:
+def _apply(backend: "Backend", plan: "Plan", spec: "FleetSpec") -> "ApplyReport":
     """Apply with the progress display; a fleet-wide fault (local: no proxy binary, the front door failing) exits
     with its code: 2 when the operator's input must change (the front door's port taken: --port), else 1."""
     from hubfleet.backends.base import FleetUnavailable
@@ -86,16 +85,16 @@ def _apply(backend: Backend, plan: Plan, spec: FleetSpec) -> ApplyReport:
         raise typer.Exit(exc.exit_code) from None
 
 
-def _print_access(backend: Backend, spec: FleetSpec) -> None:
+def _print_access(backend: "Backend", spec: "FleetSpec") -> None:
     for line in backend.access(spec):
         console.print(line, highlight=False)
 
 
-def _say(action: Action, message: str) -> None:
+def _say(action: "Action", message: str) -> None:
     console.print(f"[bold]{action.hub}[/] {action.kind.value}: {message}", highlight=False)
 
 
-def _print_step(report: StepReport) -> None:
+def _print_step(report: "StepReport") -> None:
     from hubfleet.backends.base import ApplyReport
 
     for note in report.notes:
@@ -138,7 +137,7 @@ def up(
             raise typer.Exit(0 if report.ok and synced else 1)
         console.print(f"\nWatching {catalog} (every {interval:g}s). Ctrl-C stops.")
 
-        def on_step(step: StepReport) -> None:
+        def on_step(step: "StepReport") -> None:
             if runner.loop.standing_by is None:
                 for problem in runner.after_step(step):
                     err_console.print(problem, markup=False, highlight=False)
@@ -154,8 +153,8 @@ def up(
         console.print(runner.stop(), highlight=False)
 
 
-def _apply_once(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, allow_mass_stop: bool,
-                hold_back: bool = False) -> tuple[ApplyReport, bool]:
+def _apply_once(backend: "Backend", loaded: "LoadedCatalog", spec: "FleetSpec", allow_mass_stop: bool,
+                hold_back: bool = False) -> tuple["ApplyReport", bool]:
     """`up`'s first reconcile in the foreground: the plan shown, the mass-stop guard (``hold_back``: keep those hubs
     running and say so, instead of exiting 2), apply, enrolment, access."""
     from hubfleet.plan import OrphanError
@@ -184,7 +183,7 @@ def _apply_once(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, allow_
     return report, synced
 
 
-def _sync(backend: Backend, loaded: LoadedCatalog, spec: FleetSpec, report: ApplyReport | None = None) -> bool:
+def _sync(backend: "Backend", loaded: "LoadedCatalog", spec: "FleetSpec", report: "ApplyReport | None" = None) -> bool:
     """Put enrolled students into their hubs' groups right after an apply, so they can log in at once. Only hubs
     that answer from here (a cluster's hubs may not yet, or not from this machine: `hubfleet enrol sync` later)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -289,6 +288,8 @@ def status(
     for problem in backend.archive_problems():
         err_console.print(f"ARCHIVE PROBLEM {problem}", style="bold red", markup=False, highlight=False)
     if as_json:
+        import json
+
         print(json.dumps([{**r.__dict__, "phase": phases[r.name]} for r in rows], indent=2))
         return
     hubs = table("hub", "url", "phase", "up", "users", "servers", "detail", title=f"{spec.fleet} on {spec.date}",
@@ -345,7 +346,7 @@ def _cmdline(proc) -> list[str]:  # noqa: ANN001
         return []
 
 
-def _prepare(backend: Backend, spec: FleetSpec) -> None:
+def _prepare(backend: "Backend", spec: "FleetSpec") -> None:
     """What the fleet needs before any hub is touched (exit 2 if the operator must change something, e.g. --port)."""
     from hubfleet.backends.base import FleetUnavailable
 

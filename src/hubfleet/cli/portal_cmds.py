@@ -5,7 +5,7 @@ It checks the catalog (errors with file:line, exit 2, nothing served), then beco
 ``python -m hubfleet.web.portal`` (the entry the local front door starts too): the CLI and the web layer are
 separate layers (pyproject's import contract), so it hands over by ``exec`` rather than importing the app."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: typer evaluates every command's annotations on every run (cli/common.py).
 
 import os
 import sys
