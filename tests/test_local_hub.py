@@ -232,7 +232,7 @@ def test_page_config_disables_the_course_extension(hub_a: LocalHub, alice) -> No
     assert DISABLED in config["disabledExtensions"]
     # The Extension Manager lists what is installed but offers no installs: a course's extensions come from the
     # catalog, and a pip install from a student's server would go into the shared environment (or be refused).
-    assert config["extensionManager"]["name"] == "readonly" and config["extensionManager"]["can_install"] is False
+    assert config["extensionManager"]["name"] == "read-only" and config["extensionManager"]["can_install"] is False
     assert config["preferredPath"].strip("/") == "TM351-2026J"
     themes = httpx.get(server + "lab/api/settings/@jupyterlab/apputils-extension:themes",
                        headers={"Authorization": f"token {token}"}, timeout=60)  # fmt: skip

@@ -87,7 +87,7 @@ def test_student_lands_in_the_seeded_course_folder_and_an_edit_survives_a_restar
         assert css.status_code == 200 and branding.primary_color in css.text and branding.name in css.text
         # No "install" buttons in the Extension Manager: a course's extensions come from the catalog.
         page = json.loads(re.search(r'id="jupyter-config-data"[^>]*>(.*?)</script>', lab.text, re.S).group(1))
-        assert page["extensionManager"]["name"] == "readonly" and page["extensionManager"]["can_install"] is False
+        assert page["extensionManager"]["name"] == "read-only" and page["extensionManager"]["can_install"] is False
         # The server's root is the course folder: the seeded corpus is there (seed target "corpus").
         corpus = student.contents("GET", "corpus")
         assert corpus.status_code == 200, corpus.text
