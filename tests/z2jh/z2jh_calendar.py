@@ -62,6 +62,18 @@ def dates(first: dt.date, last: dt.date) -> dict:
     return {"argnames": "date,expected", "argvalues": cells, "ids": [d.isoformat() for d, _ in cells]}
 
 
+def stretch(first: dt.date, last: dt.date):
+    """The test of a file that walks the calendar from ``first`` to ``last`` on its own hub (the `calendar`
+    fixture, which that file imports): `walk` on each date, in order."""
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize(**dates(first, last))
+    def test_every_presentation_in_each_phase(calendar, date, expected):
+        walk(calendar, date, expected)
+
+    return test_every_presentation_in_each_phase
+
+
 def students(hub: CalendarHub, key: str) -> list[str]:
     """The presentation's students (its group less its team), in roster order."""
     p = hub.presentation(key)
