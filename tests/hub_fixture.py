@@ -206,6 +206,25 @@ class RealHub:
     def stop(self) -> None:
         process.stop(self.hub_pidfile, timeout=20)
         process.stop(self.proxy_pidfile, timeout=10)
+        # The hub's services (its idle culler) run in a session of their own, so a hub that was killed (a fault
+        # test's SIGKILL) leaves them polling an API that is gone; the local backend's reap_leftovers ends them
+        # for its own hubs. Without this, every run of such a test left a culler behind for good.
+        left = self.services()
+        for proc in left:
+            proc.terminate()
+        psutil.wait_procs(left, timeout=10)
+
+    def services(self) -> list[psutil.Process]:
+        """Live JupyterHub services this hub started (they work in its state dir and carry a service name)."""
+        found = []
+        for proc in psutil.process_iter(["cwd", "status"]):
+            try:
+                if proc.info["cwd"] == str(self.state_dir) and proc.info["status"] != psutil.STATUS_ZOMBIE \
+                        and proc.environ().get("JUPYTERHUB_SERVICE_NAME"):
+                    found.append(proc)
+            except psutil.Error:
+                pass
+        return found
 
     def client(self, **kw: Any) -> HubClient:
         return HubClient(self.public_url, self.api_token, **kw)

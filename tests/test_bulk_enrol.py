@@ -162,7 +162,9 @@ def test_a_hub_killed_half_way_through_a_request_keeps_none_of_it(hubs):
     with bulk.client() as client, pytest.raises((httpx.HTTPError, HubAPIError)):
         client.bulk_enrol(names, {"crash-group": names, "kept-group": names[:5]})
     assert bulk.records()["hub"] is None  # it really was killed mid-request
-    bulk.stop()  # reaps what is left (its proxy)
+    assert bulk.services(), "the killed hub's idle culler should have outlived it (services have their own session)"
+    bulk.stop()  # reaps what is left (its proxy, its services)
+    assert bulk.services() == []
     bulk.start()
     with bulk.client() as client:
         assert not any(u["name"].startswith("crash") for u in client.users())
