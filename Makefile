@@ -43,8 +43,8 @@ demo: install
 system-packages:
 	bash tools/system-packages.sh
 
-# Files run in parallel (pytest-xdist, --dist loadfile; tests/conftest.py also keeps the files that make
-# system accounts on one worker); the slowest tests are listed at the end.
+# Files run in parallel (pytest-xdist, --dist loadfile; tests/conftest.py hands out the longest files first); the
+# slowest tests are listed at the end.
 test: system-packages test-tools
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q -rs -n $(TEST_WORKERS) --dist loadfile --durations=15
