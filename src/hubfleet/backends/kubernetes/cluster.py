@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -253,15 +254,21 @@ class KubernetesCluster:
             ) from exc
         self._api_client = client.ApiClient(configuration)
         self._dynamic = None
+        # The client's discovery (kubernetes.dynamic's LazyDiscoverer) is not thread-safe, and `apply` creates hubs
+        # in parallel over this one object: a lookup of a kind the server does not serve empties the discovery
+        # cache and rediscovers, and a thread loading a group meanwhile failed with KeyError: 'resources'
+        # (tests/test_k8s_client_threads.py). Lookups are in-memory once discovered; the requests are not locked.
+        self._discovery = threading.Lock()
 
     def _resource(self, api_version: str, kind: str):
         from kubernetes import dynamic
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         try:
-            if self._dynamic is None:
-                self._dynamic = dynamic.DynamicClient(self._api_client)  # discovery talks to the server
-            return self._dynamic.resources.get(api_version=api_version, kind=kind)
+            with self._discovery:
+                if self._dynamic is None:
+                    self._dynamic = dynamic.DynamicClient(self._api_client)  # discovery talks to the server
+                return self._dynamic.resources.get(api_version=api_version, kind=kind)
         except ResourceNotFoundError as exc:
             raise UnsupportedKind(f"the cluster does not serve {api_version} {kind}") from exc
         except Exception as exc:
