@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from hubfleet.cli import catalog_cmds, cost_cmds, enrol_cmds, hosts_cmds, k8s_cmds, local_cmds
+from hubfleet.cli import plugin_search
+
+plugin_search.install()  # before typer builds its parameters' validators (plugin_search.py says why)
+
+from hubfleet.cli import catalog_cmds, cost_cmds, enrol_cmds, hosts_cmds, k8s_cmds, local_cmds  # noqa: E402
 
 app = typer.Typer(
     name="hubfleet",
