@@ -165,7 +165,7 @@ def test_a_hub_killed_half_way_through_a_request_keeps_none_of_it(hubs):
         client.bulk_enrol(names, {"crash-group": names, "kept-group": names[:5]})
     # It really was killed mid-request. The kernel closes a dying process's sockets (so the proxy answers) a moment
     # before the process is gone, hence a bounded wait rather than a look at this very instant.
-    wait_until(lambda: bulk.records()["hub"] is None, 30, f"hub killed by the injected fault (client saw {failed.value!r}")
+    wait_until(lambda: bulk.records()["hub"] is None, 30, f"hub killed by the injected fault (the client saw {failed.value!r})")
     assert bulk.services(), "the killed hub's idle culler should have outlived it (services have their own session)"
     bulk.stop()  # reaps what is left (its proxy, its services)
     assert bulk.services() == []
