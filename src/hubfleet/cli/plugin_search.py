@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 import types
 from collections.abc import Iterable
 from typing import Any
@@ -26,12 +27,17 @@ LOADER = "pydantic.plugin._loader"
 _SWITCHED_OFF = ("__all__", "1", "true")  # the values for which pydantic's get_plugins returns () unread
 
 
+_SWAP = threading.Lock()  # two threads building validators at once must not both swap (nor import it twice)
+
+
 def _get_plugins() -> Iterable[Any]:
     if os.getenv("PYDANTIC_DISABLE_PLUGINS") in _SWITCHED_OFF:
         return ()
-    if getattr(sys.modules.get(LOADER), "get_plugins", None) is _get_plugins:
-        del sys.modules[LOADER]  # the stand-in steps aside for good
-    return importlib.import_module(LOADER).get_plugins()
+    with _SWAP:
+        if getattr(sys.modules.get(LOADER), "get_plugins", None) is _get_plugins:
+            del sys.modules[LOADER]  # the stand-in steps aside for good
+        loader = importlib.import_module(LOADER)
+    return loader.get_plugins()
 
 
 def install() -> None:
